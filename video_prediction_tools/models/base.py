@@ -1,0 +1,142 @@
+"""The interface every AMBS video-prediction model implements (training and postprocessing use only this).
+
+Data conventions (all models):
+
+* ``images``: float32 ``[batch, time, lat, lon, channel]`` = ``[B, T, H, W, C]``, normalised (min-max to [0, 1]
+  or z-scores). ``T = sequence_length``; the first ``context_frames`` frames are the context.
+* A forecast is ``[B, F, H, W, C]`` with ``F = T - context_frames`` frames: frame ``j`` (0-based) is the forecast
+  for lead time ``j + 1`` hours, i.e. for ``images[:, context_frames + j]``.
+* Forecasts are autoregressive: :meth:`forecast` only ever sees ``images[:, :context_frames]``.
+* Losses are computed on the target channels ``opt_var`` ("0", "0,2" or "all").
+
+Training is a sequence of *optimisation phases* per step (one for plain models; discriminator then generator for
+GAN models), each with its own loss, variables, optimiser settings and learning-rate schedule. The trainer in
+``training/`` owns the optimisers, the distribution strategy and the checkpoints; models know nothing of files.
+
+Example::
+
+    from video_prediction_tools.models.registry import build_model
+    model = build_model("convLSTM", {"context_frames": 12, "sequence_length": 24}, frame_shape=(56, 92, 3))
+    forecast = model.forecast(images)                       # [B, 12, 56, 92, 3]
+    for phase in model.optimization_phases():
+        loss, parts = phase.loss(images, step=0)            # scalar, {"total_loss": ...}
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import keras
+import tensorflow as tf
+
+#: hyper-parameters every model accepts (names of the original), with their defaults
+COMMON_HPARAMS: dict[str, Any] = {
+    "batch_size": 4,
+    "lr": 0.001,
+    "max_epochs": 20,
+    "context_frames": 12,
+    "sequence_length": 24,
+    "shuffle_on_val": False,
+    "opt_var": "0",
+    "normalization": "minmax",
+}
+
+
+@dataclass
+class OptimizationPhase:
+    """One optimiser update inside a training step.
+
+    ``loss(images, step)`` returns the scalar loss to minimise (mean over the local batch) and a dict of named
+    scalar components for logging. ``variables()`` lists the variables this phase updates. ``learning_rate(step)``
+    is the schedule (a float tensor). ``optimizer`` holds keyword arguments for ``keras.optimizers.Adam`` besides
+    the learning rate (``beta_1``, ``beta_2``, ``epsilon``).
+    """
+
+    name: str
+    loss: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor]]]
+    variables: Callable[[], list]
+    learning_rate: Callable[[tf.Tensor], tf.Tensor]
+    optimizer: dict[str, float] = field(default_factory=dict)
+
+
+def parse_opt_var(opt_var: str, channels: int) -> list[int]:
+    """Channel indices of the loss: "all" → every channel; "0" or "0,2" → those indices (checked)."""
+    text = str(opt_var).strip().lower()
+    if text == "all":
+        return list(range(channels))
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"opt_var {opt_var!r}: expected 'all' or comma-separated channel indices") from None
+    bad = [i for i in indices if not 0 <= i < channels]
+    if bad or not indices:
+        raise ValueError(f"opt_var {opt_var!r}: channel indices must lie in 0..{channels - 1}")
+    return indices
+
+
+def constant_learning_rate(lr: float) -> Callable[[tf.Tensor], tf.Tensor]:
+    return lambda step: tf.constant(lr, tf.float32)
+
+
+class VideoPredictionModel(keras.Model):
+    """Base class: subclasses set :attr:`model_name`, extend :meth:`default_hparams` and implement
+    :meth:`predict_frames` and :meth:`optimization_phases`."""
+
+    #: True for models whose forecasts depend on a random draw (several samples per forecast)
+    stochastic: ClassVar[bool] = False
+    #: name of the loss component reported as "the" training loss (as in the original's tracked loss)
+    tracked_loss: ClassVar[str] = "total_loss"
+
+    def __init__(self, hparams: dict[str, Any], frame_shape: tuple[int, int, int], **kwargs):
+        super().__init__(**kwargs)
+        self.hparams = dict(hparams)
+        self.frame_shape = tuple(int(n) for n in frame_shape)
+        self.context_frames = int(hparams["context_frames"])
+        self.sequence_length = int(hparams["sequence_length"])
+        if self.sequence_length <= self.context_frames:
+            raise ValueError(f"sequence_length ({self.sequence_length}) must exceed context_frames "
+                             f"({self.context_frames})")
+        self.forecast_frames = self.sequence_length - self.context_frames
+        self.target_channels = parse_opt_var(hparams["opt_var"], self.frame_shape[-1])
+
+    @classmethod
+    def default_hparams(cls) -> dict[str, Any]:
+        """All accepted hyper-parameters with their defaults (subclasses extend this dict)."""
+        return dict(COMMON_HPARAMS)
+
+    # --- inference -------------------------------------------------------------------------------------------
+    def predict_frames(self, context: tf.Tensor, training: bool = False, seed: int | None = None) -> tf.Tensor:
+        """Forecast ``[B, F, H, W, C]`` from ``context`` ``[B, context_frames, H, W, C]`` (subclasses)."""
+        raise NotImplementedError
+
+    def forecast(self, images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
+        """Forecast ``[B, F, H, W, C]`` from a batch ``[B, T, H, W, C]`` (or its context only), in inference mode.
+
+        Frames after the context are cut off before the model sees them. Stochastic models draw one sample;
+        the same ``seed`` gives the same sample.
+        """
+        context = images[:, : self.context_frames]
+        return self.predict_frames(context, training=False, seed=seed)
+
+    def call(self, images, training=False):
+        return self.predict_frames(images[:, : self.context_frames], training=training)
+
+    # --- training --------------------------------------------------------------------------------------------
+    def optimization_phases(self) -> list[OptimizationPhase]:
+        """The optimiser updates of one training step, in order (subclasses)."""
+        raise NotImplementedError
+
+    def target(self, images: tf.Tensor) -> tf.Tensor:
+        """The true forecast frames on the target channels, ``[B, F, H, W, len(target_channels)]``."""
+        return tf.gather(images[:, self.context_frames:], self.target_channels, axis=-1)
+
+    def select_targets(self, frames: tf.Tensor) -> tf.Tensor:
+        """``frames[..., target_channels]``."""
+        return tf.gather(frames, self.target_channels, axis=-1)
+
+    def build_variables(self, batch_size: int = 1) -> None:
+        """Create every variable (generator and discriminators) by running each phase's loss once on zeros."""
+        images = tf.zeros((batch_size, self.sequence_length, *self.frame_shape), tf.float32)
+        self.forecast(images)
+        for phase in self.optimization_phases():
+            phase.loss(images, tf.constant(0, tf.int64))

@@ -1,0 +1,55 @@
+"""User errors: one clear line and a non-zero exit code, never a traceback.
+
+Library code raises :class:`UserError` for anything the user can fix (a missing file, a bad value, a wrong JSON);
+entry points wrap their ``main`` with :func:`run_cli`, which prints ``ERROR: <message>`` on stderr and exits with
+status 2. Programming errors keep their traceback (they are bugs to report, not input to fix).
+
+Example::
+
+    from video_prediction_tools.utils.errors import UserError, run_cli
+
+    def main(argv=None):
+        raise UserError("--source_dir /nope: directory does not exist")
+
+    if __name__ == "__main__":
+        run_cli(main)
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class UserError(Exception):
+    """An error caused by the user's input; its message is shown as a single line."""
+
+    def __init__(self, message: str, quiet: bool = False):
+        super().__init__(" ".join(str(message).split("\n")))
+        #: set on MPI ranks other than 0 so that a failure is reported once, not once per rank
+        self.quiet = quiet
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`UserError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise UserError(message)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)`` and turn its outcome into an exit status.
+
+    :class:`UserError` → ``ERROR: <message>`` on stderr and exit status 2; ``KeyboardInterrupt`` → exit 130
+    with a short note. Any other exception propagates (a traceback means a bug).
+    """
+    try:
+        status = main(argv)
+    except UserError as err:
+        if not err.quiet:
+            print(f"ERROR: {err}", file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr, flush=True)
+        sys.exit(130)
+    sys.exit(int(status or 0))
