@@ -1,0 +1,292 @@
+"""Preprocessing step 2: monthly netCDF fields → one TFRecord file per month, each hour stored once.
+
+Input (written by step 1) in ``PreprocessedData/<EXPNAME>/``: ``metadata.json`` and, per month,
+``<YYYY>/X_<MM>.nc`` (DataArray ``X``, dims ``(time, lat, lon, channel)``, float32, physical units) and
+``<YYYY>/stat_<MM>.json``.
+
+Output in ``dest_dir`` (default ``PreprocessedData/<EXPNAME>/tfrecords``):
+
+* ``sequence_Y_<YYYY>_M_<MM>.tfrecords``: one ``tf.train.Example`` per *contiguous block* of hours (a month
+  without gaps is one block). Features (see :data:`RECORD_FEATURES`):
+  ``images`` = bytes of the float32 array ``[hours, lat, lon, channel]`` in C order (``arr.tobytes()``, read back
+  with ``tf.io.decode_raw``), ``valid_time`` = int64 ``[hours]`` as ``YYYYMMDDHH``, ``shape`` = int64
+  ``[hours, lat, lon, channel]``. Values are physical (not normalised): normalisation belongs to the reader,
+  which takes it from the training months only. Windows are cut at read time, so every hour is on disk once.
+  One record per block rather than per hour: one ``decode_raw`` per month instead of 744 protobuf parses
+  (``benchmarks/bench_pipeline.py`` measures both).
+* ``dataset_info.json``: ``{"format", "sequence_length" (default for readers), "variables" (channel order),
+  "frame_shape": [H, W, C], "lat", "lon", "months": {"YYYY-MM": {"file", "blocks": [[first YYYYMMDDHH,
+  hours], ...], "stats": <stat_<MM>.json>}}}``: the reader needs nothing else.
+* ``<source_dir>/statistics.json``: merge of all monthly statistics (schema of the stat files) plus
+  ``"common_stat": {"nhours": N, "months": ["2017-01", ...]}``.
+
+Once a month's TFRecord file is complete, its ``X_<MM>.nc`` is deleted (unless ``keep_netcdf``) so that
+``PreprocessedData`` holds each hour once (about the raw float32 volume). ``stat_<MM>.json`` files stay: they
+list the months that exist. A rerun skips months whose TFRecord exists; with ``overwrite`` it rewrites the months
+whose netCDF is still there (months already converted without ``keep_netcdf`` keep their TFRecord).
+
+Example::
+
+    from video_prediction_tools.data_preprocess.step2 import run_step2
+    run_step2("PreprocessedData/era5-Y2017-2017M01to03-12x8-4500N0600E-2t_tcc_t_850", sequence_length=24)
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..utils.errors import UserError
+from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_json
+from ..utils.log import progress, setup_logging
+from ..utils.parallel import on_root, run_units
+
+log = logging.getLogger("ambs")
+
+RECORD_FORMAT = "ambs-hourly-blocks-1"
+DATASET_INFO = "dataset_info.json"
+DEFAULT_SEQUENCE_LENGTH = 24
+_STAT_FILE = re.compile(r"^stat_(\d{2})\.json$")
+
+
+def _features():
+    """The TFRecord feature spec of one block record (TensorFlow imported lazily: it is slow to import)."""
+    import tensorflow as tf
+
+    return {"images": tf.io.FixedLenFeature([], tf.string),
+            "valid_time": tf.io.VarLenFeature(tf.int64),
+            "shape": tf.io.FixedLenFeature([4], tf.int64)}
+
+
+RECORD_FEATURES = _features
+
+
+def tfrecord_name(year: int, month: int) -> str:
+    return f"sequence_Y_{year:04d}_M_{month:02d}.tfrecords"
+
+
+def month_key(year: int, month: int) -> str:
+    return f"{year:04d}-{month:02d}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# time conversions: numpy datetime64 <-> integer YYYYMMDDHH
+
+def datetime_to_yyyymmddhh(times) -> np.ndarray:
+    """``datetime64`` array → int64 array ``YYYYMMDDHH`` (valid times on whole hours)."""
+    times = np.asarray(times, dtype="datetime64[h]")
+    years = times.astype("datetime64[Y]").astype(np.int64) + 1970
+    months = times.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    days = (times - times.astype("datetime64[M]")).astype("timedelta64[D]").astype(np.int64) + 1
+    hours = (times - times.astype("datetime64[D]")).astype(np.int64)
+    return (years * 1_000_000 + months * 10_000 + days * 100 + hours).astype(np.int64)
+
+
+def yyyymmddhh_to_datetime(values) -> np.ndarray:
+    """int ``YYYYMMDDHH`` array → ``datetime64[h]`` array."""
+    values = np.asarray(values, dtype=np.int64)
+    text = [f"{v // 1_000_000:04d}-{v // 10_000 % 100:02d}-{v // 100 % 100:02d}T{v % 100:02d}" for v in values.ravel()]
+    return np.array(text, dtype="datetime64[h]").reshape(values.shape)
+
+
+def contiguous_blocks(times: np.ndarray) -> list[tuple[int, int]]:
+    """Split hourly ``datetime64`` times into runs without gaps: list of ``(first index, number of hours)``."""
+    hours = np.asarray(times, dtype="datetime64[h]").astype(np.int64)
+    breaks = np.flatnonzero(np.diff(hours) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(hours)]])
+    return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading step 1 output
+
+@dataclass(frozen=True)
+class Month:
+    year: int
+    month: int
+
+    @property
+    def key(self) -> str:
+        return month_key(self.year, self.month)
+
+
+def discover_months(source_dir: Path) -> list[Month]:
+    """Months that step 1 finished (``<YYYY>/stat_<MM>.json``), in chronological order."""
+    months = []
+    for year_dir in sorted(p for p in source_dir.iterdir() if p.is_dir() and re.fullmatch(r"\d{4}", p.name)):
+        for stat in year_dir.iterdir():
+            match = _STAT_FILE.match(stat.name)
+            if match:
+                months.append(Month(int(year_dir.name), int(match.group(1))))
+    return sorted(months, key=lambda m: (m.year, m.month))
+
+
+def metadata_variables(metadata: dict, path: Path) -> list[str]:
+    """Channel variable names, in order, from the ``variables`` list ``[{"var1": "2t"}, ...]`` of metadata.json."""
+    try:
+        return [next(iter(entry.values())) for entry in metadata["variables"]]
+    except (KeyError, TypeError, StopIteration, AttributeError):
+        raise UserError(f"{path}: 'variables' must be a list like [{{\"var1\": \"2t\"}}, ...]") from None
+
+
+def read_month_netcdf(path: Path, variables: list[str], frame_size: tuple[int, int]):
+    """Read ``X_<MM>.nc`` → (float32 array ``[time, lat, lon, channel]``, ``datetime64[h]`` times), checked."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as dataset:
+            if "X" not in dataset:
+                raise UserError(f"{path}: no variable 'X' (expected the step-1 DataArray X(time, lat, lon, channel))")
+            array = dataset["X"]
+            if array.dims != ("time", "lat", "lon", "channel"):
+                raise UserError(f"{path}: X has dims {array.dims}, expected ('time', 'lat', 'lon', 'channel')")
+            data = np.ascontiguousarray(array.values, dtype=np.float32)
+            times = array["time"].values
+            channels = [str(c) for c in array["channel"].values]
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read netCDF file ({err})") from None
+    if channels != variables:
+        raise UserError(f"{path}: channels {channels} differ from the metadata.json variables {variables}")
+    if data.shape[1:3] != frame_size:
+        raise UserError(f"{path}: frame {data.shape[1:3]} (lat, lon) differs from metadata.json frame_size "
+                        f"{frame_size}")
+    if data.shape[0] == 0:
+        raise UserError(f"{path}: no time steps")
+    if not np.isfinite(data).all():
+        raise UserError(f"{path}: contains NaN or infinite values")
+    times = np.asarray(times, dtype="datetime64[ns]")
+    if (times != times.astype("datetime64[h]")).any():
+        raise UserError(f"{path}: valid times must be whole hours")
+    times = times.astype("datetime64[h]")
+    if (np.diff(times.astype(np.int64)) <= 0).any():
+        raise UserError(f"{path}: times are not strictly increasing")
+    return data, times
+
+
+def read_month_records(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All blocks of a month's TFRecord file as ``(float32 [hours, H, W, C], int64 YYYYMMDDHH [hours])``."""
+    import tensorflow as tf
+
+    blocks = []
+    try:
+        for record in tf.data.TFRecordDataset(str(path)):
+            parsed = tf.io.parse_single_example(record, RECORD_FEATURES())
+            shape = parsed["shape"].numpy()
+            images = tf.io.decode_raw(parsed["images"], tf.float32).numpy().reshape(shape)
+            blocks.append((images, tf.sparse.to_dense(parsed["valid_time"]).numpy()))
+    except tf.errors.OpError as err:
+        raise UserError(f"{path}: cannot read TFRecord file ({err.message})") from None
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+def block_example(images: np.ndarray, valid_time: np.ndarray):
+    """One ``tf.train.Example`` holding a contiguous block of hours ``[hours, H, W, C]`` and their valid times."""
+    import tensorflow as tf
+
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    return tf.train.Example(features=tf.train.Features(feature={
+        "images": tf.train.Feature(bytes_list=tf.train.BytesList(value=[images.tobytes()])),
+        "valid_time": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(t) for t in valid_time])),
+        "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(images.shape))),
+    }))
+
+
+def write_month_tfrecord(path: Path, data: np.ndarray, times: np.ndarray) -> list[list[int]]:
+    """Write one month atomically; return its blocks ``[[first YYYYMMDDHH, hours], ...]``."""
+    import tensorflow as tf
+
+    valid_time = datetime_to_yyyymmddhh(times)
+    blocks = []
+    with atomic_path(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
+            for first, hours in contiguous_blocks(times):
+                writer.write(block_example(data[first:first + hours], valid_time[first:first + hours])
+                             .SerializeToString())
+                blocks.append([int(valid_time[first]), hours])
+    return blocks
+
+
+@dataclass
+class Step2Job:
+    source_dir: Path
+    dest_dir: Path
+    variables: list[str]
+    frame_size: tuple[int, int]
+    overwrite: bool
+    keep_netcdf: bool
+
+    def process(self, month: Month) -> dict:
+        """Convert one month (or reuse its TFRecord); return its entry of dataset_info.json ``months``."""
+        year_dir = self.source_dir / f"{month.year:04d}"
+        netcdf = year_dir / f"X_{month.month:02d}.nc"
+        stats = read_json(year_dir / f"stat_{month.month:02d}.json", what="monthly statistics")
+        target = self.dest_dir / tfrecord_name(month.year, month.month)
+        if target.exists() and not (self.overwrite and netcdf.exists()):
+            log.info("%s: %s exists, kept", month.key, target.name)
+            blocks = [[int(times[0]), len(times)] for _, times in read_month_records(target)]
+        elif netcdf.exists():
+            data, times = read_month_netcdf(netcdf, self.variables, self.frame_size)
+            blocks = write_month_tfrecord(target, data, times)
+            log.info("%s: wrote %s (%d hours in %d block(s))", month.key, target.name, len(times), len(blocks))
+        else:
+            raise UserError(f"{netcdf} is missing and {target} does not exist: rerun step 1 for {month.key}")
+        if netcdf.exists() and not self.keep_netcdf:
+            netcdf.unlink()
+            log.info("%s: removed %s (its hours are in %s)", month.key, netcdf.name, target.name)
+        return {"file": target.name, "blocks": blocks, "stats": stats}
+
+
+def default_dest_dir(source_dir: Path) -> Path:
+    return source_dir / "tfrecords"
+
+
+def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE_LENGTH, overwrite: bool = False,
+              keep_netcdf: bool = False) -> Path:
+    """Run step 2 on ``PreprocessedData/<EXPNAME>`` (one process or MPI over months); return ``dest_dir``."""
+    from .statistics import merge_stats
+
+    source_dir = Path(source_dir)
+    if not source_dir.is_dir():
+        raise UserError(f"--source_dir {source_dir}: directory does not exist")
+    if sequence_length < 2:
+        raise UserError(f"--sequence_length {sequence_length}: expected an integer >= 2")
+    metadata_path = source_dir / "metadata.json"
+    metadata = read_json(metadata_path, what="step-1 metadata (run step 1 first)")
+    variables = metadata_variables(metadata, metadata_path)
+    try:
+        frame_size = (int(metadata["frame_size"]["ny"]), int(metadata["frame_size"]["nx"]))
+        lat, lon = list(metadata["coordinates"]["lat"]), list(metadata["coordinates"]["lon"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{metadata_path}: expected 'frame_size' {{nx, ny}} and 'coordinates' {{lat, lon}}") from None
+    months = discover_months(source_dir)
+    if not months:
+        raise UserError(f"--source_dir {source_dir}: no <YYYY>/stat_<MM>.json found (run step 1 first)")
+    dest_dir = Path(dest_dir) if dest_dir else default_dest_dir(source_dir)
+    on_root(lambda: (dest_dir.mkdir(parents=True, exist_ok=True), remove_stale_temporaries(dest_dir)) and None)
+    setup_logging(dest_dir / "preprocess_step2.log")
+    log.info("step 2: %d month(s) from %s to %s", len(months), source_dir, dest_dir)
+
+    job = Step2Job(source_dir, dest_dir, variables, frame_size, overwrite, keep_netcdf)
+    entries = run_units(progress(months, desc="step 2 months"), job.process, label=lambda m: m.key) \
+        if len(months) == 1 else run_units(months, job.process, label=lambda m: m.key)
+
+    def write_summaries():
+        merged = merge_stats([entry["stats"] for entry in entries])
+        merged["common_stat"] = {"nhours": int(sum(hours for e in entries for _, hours in e["blocks"])),
+                                 "months": [m.key for m in months]}
+        write_json(source_dir / "statistics.json", merged)
+        write_json(dest_dir / DATASET_INFO, {
+            "format": RECORD_FORMAT, "sequence_length": int(sequence_length), "variables": variables,
+            "frame_shape": [frame_size[0], frame_size[1], len(variables)], "lat": lat, "lon": lon,
+            "months": {m.key: entry for m, entry in zip(months, entries)}})
+
+    on_root(write_summaries)
+    log.info("step 2 done: %s", dest_dir / DATASET_INFO)
+    return dest_dir
