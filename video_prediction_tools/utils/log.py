@@ -33,6 +33,7 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     prefix = f"[rank {rank}] " if size > 1 else ""
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(f"{prefix}%(levelname)s: %(message)s"))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     logger.addHandler(console)
     if log_file is not None:
         log_file = Path(log_file)

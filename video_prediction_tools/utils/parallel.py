@@ -27,6 +27,8 @@ from .errors import UserError
 
 T = TypeVar("T")
 log = logging.getLogger("ambs")
+#: ``extra`` for log records meant for the log file only (the console shows the single summary line instead)
+FILE_ONLY = {"file_only": True}
 
 #: environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, SLURM srun)
 _MPI_LAUNCH_VARIABLES = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
@@ -105,10 +107,10 @@ def run_units(units: Sequence[T], work: Callable[[T], Any], label: Callable[[T],
         try:
             outcomes.append(_Outcome(index, True, work(unit)))
         except UserError as err:
-            log.error("%s: %s", label(unit), err)
+            log.error("%s: %s", label(unit), err, extra=FILE_ONLY)
             outcomes.append(_Outcome(index, False, message=f"{label(unit)}: {err}"))
         except Exception as err:  # a bug or an unexpected library error: keep the traceback in the log
-            log.error("%s failed:\n%s", label(unit), traceback.format_exc())
+            log.error("%s failed:\n%s", label(unit), traceback.format_exc(), extra=FILE_ONLY)
             outcomes.append(_Outcome(index, False, message=f"{label(unit)}: {type(err).__name__}: {err}"))
     gathered = comm.allgather([(o.index, o.ok, o.value, o.message) for o in outcomes])
     results: list[Any] = [None] * len(units)
