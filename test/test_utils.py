@@ -31,6 +31,19 @@ def test_atomic_path_keeps_old_version_until_success(tmp_path):
     assert target.read_text() == "new"
 
 
+def test_atomic_outputs_get_usual_permissions(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "f.txt", "x")
+        with io.atomic_directory(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
 def test_atomic_directory_replaces_whole_directory(tmp_path):
     target = tmp_path / "checkpoint_5"
     with io.atomic_directory(target) as tmp:

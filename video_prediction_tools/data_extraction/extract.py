@@ -1,0 +1,129 @@
+"""Extract one month of ERA5 GRIB into one CF netCDF file: ``<target>/<YYYY>/<MM>/era5_<YYYY>_<MM>.nc``.
+
+Input: every ``*.grb`` / ``*.grib`` file in ``<source>/<YYYY>/<MM>/`` (any split of fields over files, GRIB 1 or 2;
+fields are picked by shortName and level type, see :mod:`.grib`). Output: float32 variables named as in the
+variable mapping with dims ``(time, lat, lon)``, ``lat`` north→south, ``lon`` ascending in [0, 360), ``time`` = GRIB
+valid times (any step; gaps are logged as a warning), ``units``/``long_name`` from GRIB. The file is written
+atomically and contains no creation date, so reruns and any number of MPI ranks give identical bytes.
+
+Example::
+
+    from video_prediction_tools.data_extraction.extract import extract_month
+    from video_prediction_tools.data_extraction.varmapping import load_varmapping
+
+    mapping = load_varmapping("templates/data_extraction/era5_varmapping_template.json")
+    summary = extract_month("grib", "ExtractedData", 2017, 1, mapping)   # {"status": "written", "hours": 744, ...}
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ..utils.errors import UserError
+from ..utils.io import atomic_path, remove_stale_temporaries
+from ..utils.log import progress
+from . import grib
+from .varmapping import VarMapping
+
+log = logging.getLogger("ambs")
+
+GRIB_SUFFIXES = (".grb", ".grib", ".grb1", ".grib1", ".grb2", ".grib2")
+TIME_UNITS = "hours since 1900-01-01 00:00:00"  # as ERA5 netCDF from the CDS
+
+
+def month_output_path(target_dir, year: int, month: int) -> Path:
+    return Path(target_dir) / f"{year:04d}" / f"{month:02d}" / f"era5_{year:04d}_{month:02d}.nc"
+
+
+def grib_files(month_dir: Path) -> list[Path]:
+    """GRIB files of a month folder, sorted by name (hidden files ignored)."""
+    if not month_dir.is_dir():
+        raise UserError(f"GRIB month directory {month_dir} does not exist")
+    files = sorted(path for path in month_dir.iterdir()
+                   if path.is_file() and path.suffix.lower() in GRIB_SUFFIXES and not path.name.startswith("."))
+    if not files:
+        raise UserError(f"no GRIB files (*.grb, *.grib) in {month_dir}")
+    return files
+
+
+def list_gaps(times: np.ndarray) -> list[str]:
+    """Human-readable gaps of a valid-time axis: intervals longer than its smallest step."""
+    if len(times) < 2:
+        return []
+    steps = np.diff(times)
+    regular = steps.min()
+    return [f"{times[i]} -> {times[i + 1]}" for i in np.flatnonzero(steps > regular)]
+
+
+def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMapping, overwrite: bool = False,
+                  member: int = 0) -> dict:
+    """Extract ``<source_dir>/<YYYY>/<MM>`` to :func:`month_output_path`; skip a finished month unless
+    ``overwrite``. Returns a small summary {"status": "written"|"skipped", "path", "hours", "gaps"}."""
+    output = month_output_path(target_dir, year, month)
+    if output.exists() and not overwrite:
+        log.info("%d-%02d already extracted (%s); skipped (use --overwrite to redo)", year, month, output)
+        return {"status": "skipped", "path": str(output), "hours": None, "gaps": []}
+    month_dir = Path(source_dir) / f"{year:04d}" / f"{month:02d}"
+    files = grib_files(month_dir)
+    wanted = set(mapping.surface) | {item.short_name for item in mapping.levels} | {"lnsp"}
+    available: set[str] = set()
+    messages = grib.index_messages(files, wanted, available)
+    plan = grib.plan_month(messages, mapping, member=member, where=str(month_dir), available=available)
+    times = np.array(plan.times, dtype="datetime64[s]")
+    outside = [str(t) for t in times if t.astype(object).year != year or t.astype(object).month != month]
+    if outside:
+        raise UserError(f"{month_dir} holds fields valid outside {year}-{month:02d}, e.g. at {outside[0]}")
+
+    shape = (len(times), len(plan.grid.latitudes), len(plan.grid.longitudes))
+    data = {name: np.empty(shape, dtype=np.float32) for name in mapping.output_names}
+    streams = grib._Streams()
+    try:
+        for index, time in enumerate(progress(plan.times, desc=f"extract {year}-{month:02d}", unit="h")):
+            for name, values in grib.decode_hour(plan, time, streams).items():
+                data[name][index] = values
+    finally:
+        streams.close()
+
+    gaps = list_gaps(times)
+    if gaps:
+        log.warning("%d-%02d: %d gap(s) in the valid times: %s", year, month, len(gaps), "; ".join(gaps))
+    dataset = _to_dataset(data, times, plan, year, month, len(files))
+    remove_stale_temporaries(output.parent)
+    with atomic_path(output) as tmp:
+        dataset.to_netcdf(tmp, format="NETCDF4", encoding=_encoding(dataset, times))
+    log.info("%d-%02d: %d valid times, %d variables from %d GRIB files -> %s", year, month, len(times),
+             len(data), len(files), output)
+    return {"status": "written", "path": str(output), "hours": int(len(times)), "gaps": gaps}
+
+
+def _to_dataset(data: dict, times: np.ndarray, plan: grib.MonthPlan, year: int, month: int,
+                file_count: int) -> xr.Dataset:
+    coords = {
+        "time": ("time", times.astype("datetime64[ns]"), {"standard_name": "time", "long_name": "valid time",
+                                                          "axis": "T"}),
+        "lat": ("lat", plan.grid.latitudes.astype(np.float64), {"units": "degrees_north", "standard_name": "latitude",
+                                                                "long_name": "latitude", "axis": "Y"}),
+        "lon": ("lon", plan.grid.longitudes.astype(np.float64), {"units": "degrees_east", "standard_name": "longitude",
+                                                                 "long_name": "longitude", "axis": "X"}),
+    }
+    variables = {name: (("time", "lat", "lon"), values, dict(plan.attributes[name])) for name, values in data.items()}
+    # no creation date or host name: the bytes must not depend on when or where (which rank) the file was made
+    attributes = {"Conventions": "CF-1.8", "title": f"ERA5 fields {year:04d}-{month:02d}",
+                  "source": f"ECMWF GRIB, {file_count} file(s) of {year:04d}/{month:02d}, decoded with ecCodes",
+                  "institution": "AMBS data extraction"}
+    return xr.Dataset(variables, coords=coords, attrs=attributes)
+
+
+def _encoding(dataset: xr.Dataset, times: np.ndarray) -> dict:
+    hours = (times - np.datetime64("1900-01-01T00", "s")) / np.timedelta64(1, "h")
+    whole_hours = bool(np.all(hours == np.round(hours)))
+    encoding = {"time": {"units": TIME_UNITS if whole_hours else TIME_UNITS.replace("hours", "minutes"),
+                         "calendar": "proleptic_gregorian", "dtype": "int64"}}
+    for name in dataset.data_vars:
+        encoding[name] = {"dtype": "float32", "_FillValue": None}
+    for name in ("lat", "lon"):
+        encoding[name] = {"_FillValue": None}
+    return encoding
