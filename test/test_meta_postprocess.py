@@ -1,0 +1,133 @@
+"""Meta-postprocessing of three synthetic Results directories."""
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from fixtures.common import assert_user_error, mpiexec, run_module
+from video_prediction_tools.main_scripts.main_meta_postprocess import parse_args
+from video_prediction_tools.postprocess.bootstrap import summarize_metrics
+from video_prediction_tools.utils.settings import templates_dir
+
+MODULE = "video_prediction_tools.main_scripts.main_meta_postprocess"
+
+
+def write_results(results_dir, model, scale, seed, with_persistence=True):
+    """A Results dir whose evaluation_metrics.nc holds mse and acc of ``model`` (MSE = scale x lead) and
+    persistence (MSE = 2 x scale x lead)."""
+    rng = np.random.default_rng(seed)
+    init = pd.date_range("2018-01-01", periods=60, freq="h").values
+    coords = {"init_time": init, "fcst_hour": np.arange(1, 13)}
+    mse = scale * np.arange(1, 13) * rng.uniform(0.8, 1.2, (60, 12))
+    data = {f"2t_{model}_mse": mse, f"2t_{model}_acc": 1 - 0.01 * mse}
+    if with_persistence:
+        data.update({"2t_persistence_mse": 2 * mse, "2t_persistence_acc": 1 - 0.02 * mse})
+    raw = xr.Dataset({name: (("init_time", "fcst_hour"), values, {"units": "K^2" if "mse" in name else "1"})
+                      for name, values in data.items()}, coords=coords,
+                     attrs={"model": model, "variable": "2t", "products": f"{model} persistence"})
+    results_dir.mkdir(parents=True)
+    summarize_metrics(raw, block_length=6, nboots=200).to_netcdf(results_dir / "evaluation_metrics.nc")
+    return mse
+
+
+@pytest.fixture
+def three_runs(tmp_path):
+    root = tmp_path / "base"
+    runs = {"convLSTM cv1": ("convLSTM", 1.0), "savp cv1": ("savp", 0.5), "vae cv1": ("vae", 1.5)}
+    raw = {}
+    for seed, (label, (model, scale)) in enumerate(runs.items()):
+        raw[label] = write_results(root / "Results" / "exp" / model / "run1", model, scale, seed)
+    config = {"results": {label: f"Results/exp/{model}/run1" for label, (model, _) in runs.items()},
+              "markers": ["X", "P", "o"], "colors": ["r", "b", "g"]}
+    config_path = tmp_path / "meta_config.json"
+    config_path.write_text(json.dumps(config))
+    return root, config_path, raw
+
+
+def test_three_runs_with_skill_scores(three_runs):
+    root, config_path, raw = three_runs
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config_path, "--metric", "mse",
+                        "--exp_id", "cmp", "--enable_skill_scores", "--enable_persit_plot")
+    assert result.returncode == 0, result.stderr
+    out = root / "meta_postprocess" / "cmp"
+    for name in ("meta_config.json", "mse_abs_values.png", "mse_skill_scores.png", "mse_summary.csv",
+                 "mse_summary.md"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "meta_config.json").read_text()) == json.loads(config_path.read_text())
+    with open(out / "mse_summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 12
+    assert {row["run"] for row in rows} == {"convLSTM cv1", "savp cv1", "vae cv1"}
+    for row in rows:
+        # persistence MSE is twice the model's in every sample → skill 0.5 in every replicate
+        assert float(row["skill_median"]) == pytest.approx(0.5, rel=1e-9)
+    savp_lead3 = next(r for r in rows if r["run"] == "savp cv1" and r["fcst_hour"] == "3")
+    assert float(savp_lead3["mse_mean"]) == pytest.approx(raw["savp cv1"][:, 2].mean(), rel=1e-5)
+    assert float(savp_lead3["mse_q05"]) <= float(savp_lead3["mse_median"]) <= float(savp_lead3["mse_q95"])
+    assert "| run | model | fcst_hour |" in (out / "mse_summary.md").read_text()
+
+
+def test_flags_accept_values_and_false_means_false(three_runs):
+    root, config_path, _ = three_runs
+    args = parse_args(["--root_dir", "r", "--analysis_config", "c", "--enable_skill_scores", "False"])
+    assert args.enable_skill_scores is False and args.enable_persit_plot is False
+    args = parse_args(["--root_dir", "r", "--analysis_config", "c", "--enable_skill_scores", "True",
+                       "--enable_persit_plot"])
+    assert args.enable_skill_scores is True and args.enable_persit_plot is True
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config_path, "--metric", "acc",
+                        "--exp_id", "noskill", "--enable_skill_scores", "False")
+    assert result.returncode == 0, result.stderr
+    out = root / "meta_postprocess" / "noskill"
+    assert (out / "acc_abs_values.png").is_file()
+    assert not (out / "acc_skill_scores.png").exists()
+    with open(out / "acc_summary.csv") as handle:
+        assert all(row["skill_median"] == "nan" for row in csv.DictReader(handle))
+
+
+def test_bad_inputs_are_user_errors(three_runs, tmp_path):
+    root, config_path, _ = three_runs
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config_path, "--metric", "ssim")
+    assert_user_error(result, "no bootstrapped metric 'ssim'", "mse")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"results": {"a": "x", "b": "y"}, "markers": ["X"], "colors": ["r", "b"]}))
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", bad)
+    assert_user_error(result, "markers", "one entry per result")
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"results": {"a": "Results/none"}}))
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", missing)
+    assert_user_error(result, "evaluation_metrics.nc not found")
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config_path, "--enable_skill_scores",
+                        "maybe")
+    assert result.returncode == 2 and "expected True or False" in result.stderr
+
+
+def test_skill_scores_need_persistence(tmp_path):
+    root = tmp_path / "base"
+    write_results(root / "quick", "convLSTM", 1.0, 0, with_persistence=False)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"results": {"quick run": "quick"}}))
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--enable_skill_scores")
+    assert_user_error(result, "persistence", "quick run")
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--enable_persit_plot")
+    assert result.returncode == 0, result.stderr
+
+
+def test_template_is_a_valid_config():
+    from video_prediction_tools.postprocess.meta import load_meta_config
+
+    config = load_meta_config(templates_dir() / "meta_postprocess" / "meta_config_template.json")
+    assert len(config["markers"]) == len(config["colors"]) == len(config["results"])
+
+
+@pytest.mark.mpi
+def test_under_mpi_the_outputs_are_written_once(three_runs):
+    root, config_path, _ = three_runs
+    result = mpiexec(2, MODULE, "--root_dir", root, "--analysis_config", config_path, "--exp_id", "mpi",
+                     "--enable_skill_scores", "True")
+    assert result.returncode == 0, result.stderr
+    out = root / "meta_postprocess" / "mpi"
+    assert sorted(p.name for p in out.iterdir()) == ["meta_config.json", "meta_postprocess.log", "mse_abs_values.png",
+                                                     "mse_skill_scores.png", "mse_summary.csv", "mse_summary.md"]

@@ -1,0 +1,252 @@
+"""Metrics against hand computations and independent libraries (xskillscore, scikit-image) on random fields."""
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import xskillscore as xs
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from video_prediction_tools.postprocess import metrics as M
+from video_prediction_tools.utils.errors import UserError
+
+NY, NX = 16, 24
+LAT = np.linspace(55.0, 40.0, NY)            # north → south as ERA5
+LON = np.linspace(3.0, 12.2, NX)
+INITS = pd.date_range("2017-01-31T18", periods=6, freq="h").values   # leads cross into February
+
+
+def fields(seed=0, n_init=6, n_lead=4, noise=1.0):
+    rng = np.random.default_rng(seed)
+    coords = {"init_time": INITS[:n_init], "fcst_hour": np.arange(1, n_lead + 1), "lat": LAT, "lon": LON}
+    truth = xr.DataArray(280 + 6 * rng.standard_normal((n_init, n_lead, NY, NX)), dims=list(coords),
+                         coords=coords, attrs={"units": "K"})
+    forecast = truth + noise * rng.standard_normal(truth.shape)
+    forecast.attrs = truth.attrs
+    return forecast, truth
+
+
+def climatology(seed=1):
+    rng = np.random.default_rng(seed)
+    return xr.DataArray(278 + 3 * rng.standard_normal((12, 24, NY, NX)), dims=("month", "hour", "lat", "lon"),
+                        coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": LAT, "lon": LON})
+
+
+def test_mse_rmse_equal_hand_computation_and_xskillscore():
+    forecast, truth = fields()
+    mse = M.MSE().compute(forecast, truth)
+    assert mse.dims == ("init_time", "fcst_hour") and mse.attrs["units"] == "K^2"
+    hand = ((forecast.values - truth.values) ** 2).mean(axis=(2, 3))
+    np.testing.assert_allclose(mse.values, hand, rtol=1e-12)
+    np.testing.assert_allclose(mse.values, xs.mse(forecast, truth, dim=["lat", "lon"]).values, rtol=1e-12)
+    rmse = M.RMSE().compute(forecast, truth)
+    np.testing.assert_allclose(rmse.values, xs.rmse(forecast, truth, dim=["lat", "lon"]).values, rtol=1e-12)
+    assert rmse.attrs["units"] == "K"
+
+
+def test_weighted_rmse_matches_xskillscore_with_cos_lat_weights():
+    forecast, truth = fields(seed=3)
+    weights = np.cos(np.deg2rad(truth["lat"])) * xr.ones_like(truth["lon"])
+    expected = xs.rmse(forecast, truth, dim=["lat", "lon"], weights=weights)
+    np.testing.assert_allclose(M.WeightedRMSE().compute(forecast, truth).values, expected.values, rtol=1e-12)
+    # weighting matters: errors only at the northernmost row count less than unweighted
+    error_north = truth.copy()
+    error_north[..., 0, :] += 1.0
+    assert (M.WeightedRMSE().compute(error_north, truth) < M.RMSE().compute(error_north, truth)).all()
+
+
+@pytest.mark.parametrize("data_range", [None, 40.0])
+def test_psnr_equals_skimage_with_stated_data_range(data_range):
+    forecast, truth = fields(seed=4)
+    psnr = M.PSNR(data_range=data_range).compute(forecast, truth)
+    for i, j in [(0, 0), (5, 3), (2, 1)]:
+        o, f = truth.values[i, j], forecast.values[i, j]
+        stated = o.max() - o.min() if data_range is None else data_range
+        assert psnr.values[i, j] == pytest.approx(peak_signal_noise_ratio(o, f, data_range=stated), rel=1e-12)
+        assert psnr.values[i, j] == pytest.approx(10 * np.log10(stated ** 2 / np.mean((f - o) ** 2)), rel=1e-12)
+    assert psnr.attrs["units"] == "dB"
+
+
+@pytest.mark.parametrize("data_range", [None, 30.0])
+def test_ssim_equals_skimage_uniform_window_7(data_range):
+    forecast, truth = fields(seed=5, noise=3.0)
+    ssim = M.SSIM(data_range=data_range).compute(forecast, truth)
+    for i in range(truth.sizes["init_time"]):
+        for j in range(truth.sizes["fcst_hour"]):
+            o, f = truth.values[i, j], forecast.values[i, j]
+            stated = o.max() - o.min() if data_range is None else data_range
+            expected = structural_similarity(o, f, data_range=stated, gaussian_weights=False, win_size=7,
+                                             use_sample_covariance=True)
+            assert ssim.values[i, j] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert 0 < ssim.values.min() < 1
+
+
+def test_ssim_is_not_symmetric_in_range_but_is_in_fields():
+    forecast, truth = fields(seed=6)
+    a = M.SSIM(data_range=20.0).compute(forecast, truth)
+    b = M.SSIM(data_range=20.0).compute(truth, forecast)
+    np.testing.assert_allclose(a.values, b.values, rtol=1e-12)
+
+
+def _hand_acc(f, o, clim_field, weights=None, centred=False):
+    weights = np.ones_like(f) if weights is None else weights
+    fa, oa = f - clim_field, o - clim_field
+    if centred:
+        fa = fa - (weights * fa).sum() / weights.sum()
+        oa = oa - (weights * oa).sum() / weights.sum()
+    return (weights * fa * oa).sum() / np.sqrt((weights * fa ** 2).sum() * (weights * oa ** 2).sum())
+
+
+def test_acc_uses_climatology_at_valid_time_across_month_end():
+    forecast, truth = fields(seed=7)
+    clim = climatology()
+    acc = M.ACC(clim).compute(forecast, truth)
+    for i in range(len(INITS)):
+        for j, lead in enumerate(truth["fcst_hour"].values):
+            valid = pd.Timestamp(INITS[i]) + pd.Timedelta(hours=int(lead))
+            right = clim.sel(month=valid.month, hour=valid.hour).values
+            expected = _hand_acc(forecast.values[i, j], truth.values[i, j], right)
+            assert acc.values[i, j] == pytest.approx(expected, rel=1e-10)
+            early = valid - pd.Timedelta(hours=1)  # the original's one-hour offset must NOT be reproduced
+            wrong = _hand_acc(forecast.values[i, j], truth.values[i, j],
+                              clim.sel(month=early.month, hour=early.hour).values)
+            assert abs(acc.values[i, j] - wrong) > 1e-6
+    # init 2017-01-31T23 + 1 h is valid in February: month 2 of the climatology is used
+    assert pd.Timestamp(INITS[5]).day == 31 and pd.Timestamp(INITS[5]).hour == 23
+
+
+def test_centred_acc_equals_xskillscore_pearson_of_anomalies():
+    forecast, truth = fields(seed=8)
+    clim = climatology(seed=2)
+    valid = truth["init_time"] + truth["fcst_hour"].astype("timedelta64[h]")
+    clim_at_valid = clim.sel(month=valid.dt.month, hour=valid.dt.hour)
+    anomaly_f, anomaly_o = forecast - clim_at_valid, truth - clim_at_valid
+    expected = xs.pearson_r(anomaly_f, anomaly_o, dim=["lat", "lon"])
+    np.testing.assert_allclose(M.ACC(clim, centred=True).compute(forecast, truth).values, expected.values,
+                               rtol=1e-10)
+    weights = np.cos(np.deg2rad(truth["lat"])) * xr.ones_like(truth["lon"])
+    expected_weighted = xs.pearson_r(anomaly_f, anomaly_o, dim=["lat", "lon"], weights=weights)
+    np.testing.assert_allclose(M.WeightedACC(clim, centred=True).compute(forecast, truth).values,
+                               expected_weighted.values, rtol=1e-10)
+
+
+def test_weighted_uncentred_acc_equals_hand_computation():
+    forecast, truth = fields(seed=9)
+    clim = climatology(seed=3)
+    acc = M.WeightedACC(clim).compute(forecast, truth)
+    weights = np.cos(np.deg2rad(LAT))[:, None] * np.ones(NX)
+    valid = pd.Timestamp(INITS[2]) + pd.Timedelta(hours=3)
+    expected = _hand_acc(forecast.values[2, 2], truth.values[2, 2],
+                         clim.sel(month=valid.month, hour=valid.hour).values, weights)
+    assert acc.values[2, 2] == pytest.approx(expected, rel=1e-10)
+
+
+def test_perfect_forecast_scores():
+    _, truth = fields(seed=10)
+    clim = climatology()
+    assert float(abs(M.MSE().compute(truth, truth)).max()) == 0.0
+    assert float(M.RMSE().compute(truth, truth).max()) == 0.0
+    np.testing.assert_allclose(M.ACC(clim).compute(truth, truth).values, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(M.WeightedACC(clim).compute(truth, truth).values, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(M.SSIM().compute(truth, truth).values, 1.0, rtol=1e-12)
+    np.testing.assert_allclose(M.GradientRatio().compute(truth, truth).values, 1.0, rtol=1e-12)
+    np.testing.assert_array_equal(M.PSNR().compute(truth, truth).values, M.PSNR_CAP_DB)
+
+
+def _grid_field(values, lat=LAT, lon=LON):
+    return xr.DataArray(values[None, None], dims=("init_time", "fcst_hour", "lat", "lon"),
+                        coords={"init_time": INITS[:1], "fcst_hour": [1], "lat": lat, "lon": lon})
+
+
+def test_spherical_gradient_of_analytic_fields():
+    phi = np.deg2rad(LAT)[:, None] * np.ones(NX)
+    lam = np.ones(NY)[:, None] * np.deg2rad(LON)[None, :]
+    # T = a·phi: |grad T| = a / R everywhere (centred and one-sided differences are exact for linear fields)
+    magnitude = M.spherical_gradient_magnitude((3.0 * phi)[None], LAT, LON)[0]
+    np.testing.assert_allclose(magnitude, 3.0 / M.EARTH_RADIUS_M, rtol=1e-10)
+    # T = b·lambda: |grad T| = b / (R cos phi)
+    magnitude = M.spherical_gradient_magnitude((2.0 * lam)[None], LAT, LON)[0]
+    np.testing.assert_allclose(magnitude, 2.0 / (M.EARTH_RADIUS_M * np.cos(phi)), rtol=1e-10)
+    # ratio of a doubled field is 2; of a field with only the lambda gradient vs one with the phi gradient, the
+    # ratio of the unweighted domain means
+    ratio = M.GradientRatio().compute(_grid_field(2 * (phi + lam)), _grid_field(phi + lam))
+    assert float(ratio.squeeze()) == pytest.approx(2.0, rel=1e-12)
+    ratio = M.GradientRatio().compute(_grid_field(lam), _grid_field(phi))
+    expected = np.mean(1 / (M.EARTH_RADIUS_M * np.cos(phi))) / (1 / M.EARTH_RADIUS_M)
+    assert float(ratio.squeeze()) == pytest.approx(expected, rel=1e-10)
+
+
+def test_gradient_handles_longitudes_wrapping_through_zero():
+    lon_wrapped = np.concatenate([np.arange(354.0, 360.0, 1.5), np.arange(0.0, 6.0, 1.5)])
+    lon_continuous = np.arange(-6.0, 6.0, 1.5)
+    rng = np.random.default_rng(11)
+    values = rng.standard_normal((NY, len(lon_wrapped)))
+    a = M.spherical_gradient_magnitude(values[None], LAT, lon_wrapped)
+    b = M.spherical_gradient_magnitude(values[None], LAT, lon_continuous)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_metrics_vectorise_over_samples_and_broadcast_truth():
+    forecast, truth = fields(seed=12)
+    members = xr.concat([forecast, forecast + 1.0], dim="sample")
+    scores = M.MSE().compute(members, truth)
+    assert scores.dims == ("sample", "init_time", "fcst_hour")
+    np.testing.assert_allclose(scores.isel(sample=0).values, M.MSE().compute(forecast, truth).values)
+    np.testing.assert_allclose(scores.isel(sample=1).values,
+                               ((forecast.values + 1 - truth.values) ** 2).mean(axis=(2, 3)), rtol=1e-12)
+    # chunking does not change results (more fields than one chunk)
+    big_f, big_t = members.isel(init_time=[0] * 10), truth.isel(init_time=[0] * 10)
+    assert big_f.size // (NY * NX) > M.FIELDS_PER_CHUNK
+    np.testing.assert_allclose(M.SSIM().compute(big_f, big_t).values,
+                               M.SSIM().compute(members, truth).values[:, [0]].repeat(10, axis=1), rtol=1e-12)
+
+
+def test_mismatched_grids_and_unknown_metrics_are_errors():
+    forecast, truth = fields()
+    with pytest.raises(ValueError, match="lat/lon"):
+        M.MSE().compute(forecast, truth.assign_coords(lat=truth["lat"] + 0.01))
+    with pytest.raises(UserError, match="unknown evaluation metric.*bogus"):
+        M.make_metrics(["mse", "bogus"])
+    with pytest.raises(ValueError, match="needs a climatology"):
+        M.make_metrics(["acc"])
+    names = [m.name for m in M.make_metrics(list(M.DEFAULT_METRICS), climatology())]
+    assert names == list(M.DEFAULT_METRICS)
+
+
+def test_acc_without_the_valid_month_in_climatology_is_an_error():
+    forecast, truth = fields()
+    with pytest.raises(ValueError, match="no month"):
+        M.ACC(climatology().sel(month=[1])).compute(forecast, truth)
+
+
+def _write_climatology(path, lat, lon, variable="2t"):
+    rng = np.random.default_rng(0)
+    data = 270 + rng.standard_normal((12, 24, len(lat), len(lon))).astype(np.float32)
+    xr.Dataset({variable: (("month", "hour", "lat", "lon"), data)},
+               coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": lat, "lon": lon}).to_netcdf(path)
+    return data
+
+
+def test_load_climatology_matches_domain_by_nearest_coordinates(tmp_path):
+    clim_lat = np.arange(60.0, 29.9, -0.25)
+    clim_lon = np.arange(-20.0, 20.0, 0.25)                  # [-180, 180) convention
+    data = _write_climatology(tmp_path / "clim.nc", clim_lat, clim_lon)
+    domain_lat = np.array([45.0, 44.7, 44.4])                # 0.3° grid: nearest 0.25° point within 0.125°
+    domain_lon = np.array([359.4, 359.7, 0.0, 0.3])          # wraps through 0°E
+    clim = M.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon)
+    assert clim.dims == ("month", "hour", "lat", "lon")
+    np.testing.assert_array_equal(clim["lon"].values, domain_lon)
+    lat_index = [np.abs(clim_lat - v).argmin() for v in domain_lat]
+    lon_index = [np.abs(clim_lon - (v if v < 180 else v - 360)).argmin() for v in domain_lon]
+    np.testing.assert_array_equal(clim.values, data[:, :, lat_index][:, :, :, lon_index])
+
+
+def test_load_climatology_errors(tmp_path):
+    _write_climatology(tmp_path / "clim.nc", np.arange(50.0, 39.9, -1.0), np.arange(0.0, 10.0, 1.0))
+    with pytest.raises(UserError, match="does not cover the domain.*longitude"):
+        M.load_climatology(tmp_path / "clim.nc", "2t", [45.0], [20.0])
+    with pytest.raises(UserError, match="does not cover the domain.*latitude"):
+        M.load_climatology(tmp_path / "clim.nc", "2t", [55.0], [5.0])
+    with pytest.raises(UserError, match="no variable 't_850'"):
+        M.load_climatology(tmp_path / "clim.nc", "t_850", [45.0], [5.0])
+    with pytest.raises(UserError, match="not found"):
+        M.load_climatology(tmp_path / "missing.nc", "2t", [45.0], [5.0])

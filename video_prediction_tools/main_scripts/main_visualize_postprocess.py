@@ -1,0 +1,59 @@
+"""Postprocess a trained model: forecasts of the test split, persistence, metrics, netCDF files and plots.
+
+Example (after training)::
+
+    python -m video_prediction_tools.main_scripts.main_visualize_postprocess \\
+        --checkpoint Models/<EXPNAME>/convLSTM/<exp_id> --results_dir Results/<EXPNAME>/convLSTM/<exp_id> \\
+        --mode test --batch_size 8 --evaluation_metrics mse rmse psnr ssim acc texture \\
+        --climatology_file climatology_2t.nc
+
+``--checkpoint`` is a training run directory (best checkpoint, else the newest) or one ``checkpoint_<step>``
+directory. Without ``--climatology_file`` the ACC metrics are skipped with a warning. ``--lquick_evaluation``
+computes the model's metrics only. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from ..postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
+from ..postprocess.forecast import PostprocessOptions, run_postprocess
+from ..postprocess.metrics import DEFAULT_METRICS, METRICS
+from ..utils.errors import run_cli
+from ..utils.parallel import on_root
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="training run directory or checkpoint_<step> directory")
+    parser.add_argument("--results_dir", required=True, help="directory for the results")
+    parser.add_argument("--mode", default="test", choices=["test", "val", "train"], help="data split to evaluate")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--num_stochastic_samples", type=int, default=1,
+                        help="forecast members per window (stochastic models only)")
+    parser.add_argument("--evaluation_metrics", "-eval_metrics", nargs="+", default=list(DEFAULT_METRICS),
+                        metavar="METRIC", help=f"metrics to compute, among: {', '.join(METRICS)}")
+    parser.add_argument("--climatology_file", "-clim_fl", default=None,
+                        help="month x hour climatology netCDF (needed by acc and weighted_acc)")
+    parser.add_argument("--lquick_evaluation", "-lquick", action="store_true",
+                        help="model metrics only: no persistence, no per-sample files, no plots")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the stochastic forecast members")
+    parser.add_argument("--channel", "-channel", type=int, default=0, help="channel (variable index) evaluated")
+    parser.add_argument("--block_length", type=int, default=BLOCK_LENGTH,
+                        help="bootstrap block length in samples (>= 10 blocks needed)")
+    parser.add_argument("--nboots", type=int, default=NBOOTS, help="number of bootstrap replicates")
+    parser.add_argument("--data_range", type=float, default=None,
+                        help="data range of PSNR and SSIM in the variable's units (default: range of each truth field)")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # one unit of work: under MPI rank 0 does it (the others wait), so the output is the same for any N
+    on_root(lambda: run_postprocess(PostprocessOptions(**vars(args))))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

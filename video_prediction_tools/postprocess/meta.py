@@ -1,0 +1,208 @@
+"""Meta-postprocessing: compare the bootstrapped scores of any number of postprocessed runs.
+
+The analysis configuration (template ``templates/meta_postprocess/meta_config_template.json``)::
+
+    {"results": {"convLSTM cv1": "Results/<EXPNAME>/convLSTM/<exp_id>", "SAVP cv1": "/abs/path/..."},
+     "markers": ["X", "P"], "colors": ["r", "b"]}
+
+names each run's results directory (absolute, or relative to ``--root_dir``) with its label; ``markers`` and
+``colors`` give one matplotlib marker/colour per run (optional: default cycles otherwise). Each results
+directory holds the ``evaluation_metrics.nc`` written by postprocessing.
+
+Outputs in ``<root_dir>/meta_postprocess/<exp_id>/``: ``meta_config.json`` (the configuration used),
+``<metric>_abs_values.png`` (median over bootstrap replicates and 5-95 % band per lead hour, optionally the
+persistence curves), ``<metric>_skill_scores.png`` (box plots of the skill against persistence per lead hour),
+``<metric>_summary.csv`` / ``.md`` (every run, every lead hour).
+
+Example::
+
+    from video_prediction_tools.postprocess.meta import run_meta_postprocess
+    run_meta_postprocess("/scratch/ambs", "meta_config.json", metric="mse", exp_id="cv_comparison",
+                         enable_skill_scores=True)
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ..utils.errors import UserError
+from ..utils.io import read_json, write_json
+from ..utils.log import setup_logging
+from .bootstrap import skill_score, write_table
+from .metrics import METRICS
+from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
+
+log = logging.getLogger("ambs")
+DEFAULT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+DEFAULT_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
+                   "tab:olive")
+EVALUATION_FILE = "evaluation_metrics.nc"
+
+
+@dataclass
+class RunScores:
+    """Bootstrapped scores of one run: ``model`` and ``persistence`` (or None) ``[iboot, fcst_hour]``."""
+
+    label: str
+    results_dir: Path
+    model_name: str
+    variable: str
+    model: xr.DataArray
+    model_avg: xr.DataArray
+    persistence: xr.DataArray | None
+    marker: str
+    colour: str
+
+
+def load_meta_config(path: str | Path) -> dict:
+    """Read and validate the analysis configuration (UserError naming the file and the problem)."""
+    config = read_json(path, what="meta-postprocessing analysis config")
+    results = config.get("results") if isinstance(config, dict) else None
+    if not isinstance(results, dict) or not results:
+        raise UserError(f"{path}: expected a non-empty object \"results\": {{\"<label>\": \"<results dir>\"}}")
+    for key in ("markers", "colors"):
+        values = config.get(key, [])
+        if not isinstance(values, list) or (values and len(values) < len(results)):
+            raise UserError(f"{path}: \"{key}\" must be a list with one entry per result ({len(results)}), "
+                            f"got {values!r}")
+    return config
+
+
+def _run_identity(dataset: xr.Dataset, results_dir: Path, metric: str) -> tuple[str, str]:
+    """(model name, evaluated variable) from the file's attributes (written by postprocessing)."""
+    model = dataset.attrs.get("model")
+    variable = dataset.attrs.get("variable")
+    if model and variable:
+        return model, variable
+    suffix = f"_{metric}_bootstrapped"
+    candidates = [name for name in dataset.data_vars if name.endswith(suffix) and "_persistence_" not in name]
+    raise UserError(f"{results_dir / EVALUATION_FILE}: attributes 'model' and 'variable' are missing (was it written "
+                    f"by this version of postprocessing?); candidate variables: {', '.join(candidates) or 'none'}")
+
+
+def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: str) -> RunScores:
+    path = results_dir / EVALUATION_FILE
+    if not path.is_file():
+        raise UserError(f"results of {label!r}: {path} not found (run postprocessing first)")
+    with xr.open_dataset(path) as dataset:
+        model, variable = _run_identity(dataset, results_dir, metric)
+        name = f"{variable}_{model}_{metric}"
+        if f"{name}_bootstrapped" not in dataset:
+            available = sorted({n.split("_")[-2] for n in dataset.data_vars if n.endswith("_bootstrapped")})
+            raise UserError(f"{path} has no bootstrapped metric {metric!r} for model {model} (variable "
+                            f"{name}_bootstrapped missing); metrics present: {', '.join(available) or 'none'}")
+        persistence_name = f"{variable}_persistence_{metric}_bootstrapped"
+        persistence = dataset[persistence_name].load() if persistence_name in dataset else None
+        return RunScores(label, results_dir, model, variable, dataset[f"{name}_bootstrapped"].load(),
+                         dataset[f"{name}_avg"].load(), persistence, marker, colour)
+
+
+def _band(replicates: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    values = replicates.transpose("iboot", "fcst_hour").values
+    low, median, high = np.nanquantile(values, (BAND_QUANTILES[0], 0.5, BAND_QUANTILES[1]), axis=0)
+    return low, median, high
+
+
+def plot_absolute_scores(runs: Sequence[RunScores], metric: str, path: Path, with_persistence: bool) -> Path:
+    figure, axis = plt.subplots(figsize=(8, 6))
+    units = runs[0].model.attrs.get("units", "")
+    for run in runs:
+        lead = run.model["fcst_hour"].values
+        low, median, high = _band(run.model)
+        axis.plot(lead, median, marker=run.marker, color=run.colour, label=run.label)
+        axis.fill_between(lead, low, high, color=run.colour, alpha=0.2)
+        if with_persistence and run.persistence is not None:
+            low, median, high = _band(run.persistence)
+            axis.plot(lead, median, marker="D", linestyle="--", color=run.colour, label=f"{run.label} persistence")
+    axis.set_xlabel("Lead time [h]")
+    axis.set_ylabel(metric_axis_label(metric, units))
+    axis.set_title(f"{metric}: median and 5-95 % range over bootstrap replicates")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return save_figure(figure, path)
+
+
+def plot_skill_scores(runs: Sequence[RunScores], skills: Sequence[xr.DataArray], metric: str, path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(8, 6))
+    width = 0.8 / len(runs)
+    for index, (run, skill) in enumerate(zip(runs, skills)):
+        lead = skill["fcst_hour"].values
+        positions = lead - 0.4 + width * (index + 0.5)
+        values = skill.transpose("iboot", "fcst_hour").values
+        columns = [column[np.isfinite(column)] for column in values.T]
+        boxes = axis.boxplot(columns, positions=positions, widths=width * 0.9, showfliers=False,
+                             patch_artist=True, manage_ticks=False)
+        for box in boxes["boxes"]:
+            box.set(facecolor=run.colour, alpha=0.4)
+        axis.plot(positions, np.nanmedian(values, axis=0), color=run.colour, marker=run.marker, label=run.label)
+    axis.axhline(0.0, color="black", linewidth=0.8)
+    axis.set_xlabel("Lead time [h]")
+    axis.set_ylabel(f"Skill score of {metric} against persistence [1]")
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+def summary_rows(runs: Sequence[RunScores], skills: Sequence[xr.DataArray | None], metric: str) -> list[dict]:
+    """One row per run and lead hour: mean, median and 5/95 % of the bootstrap, persistence median, skill."""
+    rows = []
+    for run, skill in zip(runs, skills):
+        low, median, high = _band(run.model)
+        persistence = _band(run.persistence)[1] if run.persistence is not None else None
+        skill_median = np.nanmedian(skill.transpose("iboot", "fcst_hour").values, axis=0) if skill is not None \
+            else None
+        for i, lead in enumerate(run.model["fcst_hour"].values):
+            row = {"run": run.label, "model": run.model_name, "fcst_hour": int(lead),
+                   f"{metric}_mean": float(run.model_avg.sel(fcst_hour=lead)), f"{metric}_median": median[i],
+                   f"{metric}_q05": low[i], f"{metric}_q95": high[i]}
+            row["persistence_median"] = persistence[i] if persistence is not None else np.nan
+            row["skill_median"] = skill_median[i] if skill_median is not None else np.nan
+            rows.append(row)
+    return rows
+
+
+def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metric: str = "mse",
+                         exp_id: str = "exp1", enable_skill_scores: bool = False,
+                         enable_persit_plot: bool = False) -> Path:
+    """Compare the runs of ``analysis_config``; return the output directory."""
+    root_dir = Path(root_dir)
+    if not root_dir.is_dir():
+        raise UserError(f"--root_dir {root_dir}: directory does not exist")
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric!r}: unknown; known metrics: {', '.join(METRICS)}")
+    perfect = METRICS[metric].perfect_score
+    if enable_skill_scores and perfect is None:
+        raise UserError(f"--metric {metric} has no perfect score, so no skill score; drop --enable_skill_scores")
+    config = load_meta_config(analysis_config)
+    markers = config.get("markers") or DEFAULT_MARKERS
+    colours = config.get("colors") or DEFAULT_COLOURS
+    runs = []
+    for index, (label, directory) in enumerate(config["results"].items()):
+        directory = Path(directory)
+        if not directory.is_absolute():
+            directory = root_dir / directory
+        runs.append(load_run(label, directory, metric, markers[index % len(markers)],
+                             colours[index % len(colours)]))
+    out_dir = root_dir / "meta_postprocess" / exp_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(out_dir / "meta_postprocess.log")
+    write_json(out_dir / "meta_config.json", config)
+    plot_absolute_scores(runs, metric, out_dir / f"{metric}_abs_values.png", enable_persit_plot)
+    if enable_persit_plot and any(run.persistence is None for run in runs):
+        log.warning("persistence curves missing for runs without persistence scores (quick evaluation?)")
+    skills: list[xr.DataArray | None] = [None] * len(runs)
+    if enable_skill_scores:
+        missing = [run.label for run in runs if run.persistence is None]
+        if missing:
+            raise UserError(f"skill scores need the persistence scores, missing for {', '.join(missing)} (their "
+                            f"{EVALUATION_FILE} lacks <var>_persistence_{metric}_bootstrapped)")
+        skills = [skill_score(run.model, run.persistence, perfect) for run in runs]
+        plot_skill_scores(runs, skills, metric, out_dir / f"{metric}_skill_scores.png")
+    write_table(summary_rows(runs, skills, metric), out_dir / f"{metric}_summary")
+    log.info("meta-postprocessing of %d run(s) written to %s", len(runs), out_dir)
+    return out_dir

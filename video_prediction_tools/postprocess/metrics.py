@@ -1,0 +1,463 @@
+"""Verification metrics for gridded forecasts: one small class per metric, all sharing :class:`Metric`.
+
+Every metric scores a forecast field against the truth over the whole lat-lon domain (WeatherBench 2 ``Metric``
+style)::
+
+    from video_prediction_tools.postprocess.metrics import make_metrics
+    for metric in make_metrics(["mse", "ssim", "texture"]):
+        score = metric.compute(forecast, truth)       # DataArrays (..., lat, lon) -> (...)
+
+``forecast`` and ``truth`` are :class:`xarray.DataArray` with dims ``(..., lat, lon)`` in physical units (e.g. K);
+any leading dims (``init_time``, ``fcst_hour``, ``sample``) are kept, so one call scores every initialisation and
+lead time at once. ``truth`` is broadcast against ``forecast`` (a forecast may carry an extra ``sample`` dim);
+``lat``/``lon`` coordinates must be identical (no silent alignment). Work is done in float64, in chunks of fields
+so that memory stays bounded.
+
+Definitions (n = number of grid points, F forecast, O truth, sums over the domain):
+
+* ``mse`` = mean (F - O)^2 [unit^2]; ``rmse`` = sqrt(mse) [unit]. No area weights (as the original AMBS).
+* ``psnr`` = 10 log10(R^2 / mse) [dB] with the *stated data range* R: by default the range (max - min) of the
+  truth field being scored, or a fixed value given as ``data_range`` (e.g. 60 K). The original used R = 1 K
+  (``pixel_max = 1``), which is meaningless for Kelvin data. A perfect forecast gives +inf, capped at
+  :data:`PSNR_CAP_DB` = 100 dB (as the original) so that averages stay finite.
+* ``ssim`` = mean structural similarity, identical to ``skimage.metrics.structural_similarity(O, F,
+  gaussian_weights=False, win_size=7, data_range=R, use_sample_covariance=True)``: 7x7 uniform windows,
+  K1 = 0.01, K2 = 0.03, sample (co)variances, averaged over the windows that fit inside the domain. R as for
+  PSNR (truth range by default). The original let scikit-image pick R = 2 from the float dtype, which makes the
+  stabilising constants negligible and SSIM depend on the unit; an explicit range is the documented fix.
+* ``acc`` = anomaly correlation coefficient against a month x hour-of-day climatology C taken at the *valid* time
+  of each forecast (init time + lead; the original used one hour too early): with A_F = F - C, A_O = O - C,
+  ``acc = sum(A_F A_O) / sqrt(sum(A_F^2) sum(A_O^2))``. Uncentred by default, as the original (the domain-mean
+  anomaly is not removed); ``ACC(climatology, centred=True)`` removes it first (Pearson correlation of anomalies).
+* ``texture`` = gradient ratio r_G = mean|grad F| / mean|grad O|, with the spherical gradient
+  |grad T| = sqrt((dT/dlambda / (R_E cos(phi)))^2 + (dT/dphi / R_E)^2), R_E = 6371 km, lambda/phi in radians,
+  centred differences inside the domain and one-sided at its edges; domain means unweighted (as the original).
+  > 1: forecast rougher than the truth, < 1: smoother. (The original's grid-spacing error is fixed.)
+* ``weighted_rmse``, ``weighted_acc``: latitude-weighted versions (WeatherBench): every grid point weighted by
+  w = cos(lat) / mean(cos(lat)); ``weighted_rmse = sqrt(mean(w (F - O)^2))`` and ``weighted_acc`` as ``acc`` with
+  w inside every sum.
+
+Perfect forecasts score mse 0, rmse 0, psnr 100 dB, ssim 1, acc 1, texture 1.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+import xarray as xr
+from scipy.ndimage import uniform_filter1d
+
+from ..utils.errors import UserError
+
+#: mean Earth radius [m] used by the spherical gradient
+EARTH_RADIUS_M = 6371.0e3
+#: PSNR of a perfect forecast (the original's value); also an upper bound for any forecast
+PSNR_CAP_DB = 100.0
+#: number of 2-D fields processed at once: float64 temporaries of a few MB stay in cache and bound the memory
+FIELDS_PER_CHUNK = 16
+SPATIAL_DIMS = ("lat", "lon")
+
+
+def _valid_times(field: xr.DataArray) -> xr.DataArray:
+    """Valid time of every field: the ``valid_time`` coordinate, or ``init_time`` + ``fcst_hour`` hours."""
+    if "valid_time" in field.coords:
+        return field.coords["valid_time"]
+    if "init_time" in field.coords and "fcst_hour" in field.coords:
+        return field.coords["init_time"] + field.coords["fcst_hour"].astype("timedelta64[h]")
+    raise ValueError("ACC needs the valid time of each field: a 'valid_time' coordinate or both 'init_time' and "
+                     "'fcst_hour' coordinates")
+
+
+def _check_same_grid(a: xr.DataArray, b: xr.DataArray, message: str) -> None:
+    """Identical lat/lon coordinates (exact: arithmetic must never silently drop or misplace points)."""
+    for dim in SPATIAL_DIMS:
+        if not np.array_equal(a[dim].values, b[dim].values):
+            raise ValueError(message)
+
+
+def latitude_weights(lat: np.ndarray) -> np.ndarray:
+    """cos(lat) normalised to a mean of 1 (WeatherBench), shape (lat,)."""
+    weights = np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)))
+    return weights / weights.mean()
+
+
+class Metric:
+    """Base class: a domain-wide score of a forecast field against the truth.
+
+    Subclasses set :attr:`name` (the ``<metric>`` part of ``<var>_<product>_<metric>``), :attr:`long_name`,
+    :attr:`perfect_score` (``None`` if there is none usable for skill scores) and implement :meth:`_score`.
+    """
+
+    name: ClassVar[str] = ""
+    long_name: ClassVar[str] = ""
+    perfect_score: ClassVar[float | None] = None
+    #: True when larger values are better (for plots and tables)
+    higher_is_better: ClassVar[bool] = False
+
+    def units(self, data_units: str) -> str:
+        """Units of the score for data in ``data_units`` (dimensionless by default)."""
+        return "1"
+
+    def compute(self, forecast: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
+        """Score every field: ``(..., lat, lon)`` → ``(...)`` with the leading dims and coords of ``forecast``."""
+        for name, array in (("forecast", forecast), ("truth", truth)):
+            missing = [dim for dim in SPATIAL_DIMS if dim not in array.dims]
+            if missing:
+                raise ValueError(f"{name} lacks the dims {missing}; dims are {array.dims}")
+        _check_same_grid(forecast, truth, "forecast and truth have different lat/lon coordinates")
+        forecast = forecast.transpose(..., *SPATIAL_DIMS)
+        truth = truth.broadcast_like(forecast).transpose(*forecast.dims)
+        leading_dims = forecast.dims[:-2]
+        leading_shape = forecast.shape[:-2]
+        n_fields = int(np.prod(leading_shape, dtype=np.int64))
+        ny, nx = forecast.shape[-2:]
+        forecast_values = forecast.values.reshape(n_fields, ny, nx)
+        truth_values = truth.values.reshape(n_fields, ny, nx)
+        context = self._context(forecast)
+        scores = np.empty(n_fields, dtype=np.float64)
+        for start in range(0, n_fields, FIELDS_PER_CHUNK):
+            chunk = slice(start, min(start + FIELDS_PER_CHUNK, n_fields))
+            scores[chunk] = self._score(forecast_values[chunk], truth_values[chunk], context, chunk)
+        coords = {name: coord for name, coord in forecast.coords.items()
+                  if not set(coord.dims) & set(SPATIAL_DIMS)}
+        return xr.DataArray(scores.reshape(leading_shape), dims=leading_dims, coords=coords, name=self.name,
+                            attrs={"long_name": self.long_name, "units": self.units(truth.attrs.get("units", ""))})
+
+    def _context(self, forecast: xr.DataArray) -> dict:
+        """Per-call data the score needs besides the fields (coordinates, climatology); fields are flattened
+        in the order of ``forecast.dims[:-2]``."""
+        return {}
+
+    def _score(self, forecast: np.ndarray, truth: np.ndarray, context: dict, chunk: slice) -> np.ndarray:
+        """Scores of the fields ``forecast``/``truth`` ``[n, lat, lon]`` (input dtype) → float64 ``[n]``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b in float64. The subtraction is done in the input precision: for float32 fields of similar magnitude
+    (Kelvin, anomalies against a climatology) it is exact (Sterbenz), and it halves the memory traffic."""
+    return np.subtract(a, b).astype(np.float64, copy=False)
+
+
+def _sum_of_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sum over (lat, lon) of a * b for ``[n, lat, lon]`` arrays → ``[n]``."""
+    return np.einsum("nij,nij->n", a, b)
+
+
+def _squared_unit(data_units: str) -> str:
+    """``K`` → ``K^2``; ``m s-1`` → ``(m s-1)^2``."""
+    if not data_units:
+        return ""
+    return f"({data_units})^2" if set(data_units) & set(" /*") else f"{data_units}^2"
+
+
+class MSE(Metric):
+    name = "mse"
+    long_name = "mean squared error"
+    perfect_score = 0.0
+
+    def units(self, data_units):
+        return _squared_unit(data_units)
+
+    def _score(self, forecast, truth, context, chunk):
+        difference = _difference(forecast, truth)
+        return _sum_of_products(difference, difference) / (truth.shape[1] * truth.shape[2])
+
+
+class RMSE(MSE):
+    name = "rmse"
+    long_name = "root mean squared error"
+
+    def units(self, data_units):
+        return data_units
+
+    def _score(self, forecast, truth, context, chunk):
+        return np.sqrt(super()._score(forecast, truth, context, chunk))
+
+
+def _data_range(truth: np.ndarray, data_range: float | None) -> np.ndarray:
+    """The stated data range per field: ``data_range`` if given, else max - min of the truth field."""
+    if data_range is not None:
+        return np.full(truth.shape[0], float(data_range))
+    return truth.max(axis=(1, 2)) - truth.min(axis=(1, 2))
+
+
+class PSNR(Metric):
+    """Peak signal-to-noise ratio 10 log10(R^2 / MSE) [dB], R = ``data_range`` or the truth's range per field."""
+
+    name = "psnr"
+    long_name = "peak signal-to-noise ratio"
+    higher_is_better = True
+
+    def __init__(self, data_range: float | None = None):
+        self.data_range = data_range
+
+    def units(self, data_units):
+        return "dB"
+
+    def _score(self, forecast, truth, context, chunk):
+        difference = _difference(forecast, truth)
+        mse = _sum_of_products(difference, difference) / (truth.shape[1] * truth.shape[2])
+        peak = _data_range(truth.astype(np.float64), self.data_range)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            psnr = 10.0 * np.log10(peak ** 2 / mse)
+        return np.minimum(psnr, PSNR_CAP_DB)
+
+    def __repr__(self):
+        return f"PSNR(data_range={self.data_range})"
+
+
+def _window_means(fields: np.ndarray, window: int) -> np.ndarray:
+    """Means over every ``window`` x ``window`` box lying inside the domain: ``[n, ny, nx]`` →
+    ``[n, ny - window + 1, nx - window + 1]`` (separable running means, as scikit-image's uniform filter)."""
+    half = window // 2
+    means = uniform_filter1d(fields, window, axis=1, mode="constant")[:, half:fields.shape[1] - half]
+    return uniform_filter1d(means, window, axis=2, mode="constant")[:, :, half:fields.shape[2] - half]
+
+
+class SSIM(Metric):
+    """Mean structural similarity, equal to scikit-image's with ``gaussian_weights=False, win_size=7`` and an
+    explicit ``data_range`` (default: the truth's max - min per field)."""
+
+    name = "ssim"
+    long_name = "structural similarity index"
+    perfect_score = 1.0
+    higher_is_better = True
+    K1, K2 = 0.01, 0.03
+
+    def __init__(self, data_range: float | None = None, window: int = 7):
+        if window % 2 != 1 or window < 3:
+            raise ValueError(f"SSIM window must be an odd number >= 3, got {window}")
+        self.data_range = data_range
+        self.window = window
+
+    def _score(self, forecast, truth, context, chunk):
+        if min(truth.shape[1:]) < self.window:
+            raise ValueError(f"SSIM needs fields of at least {self.window}x{self.window} points, got "
+                             f"{truth.shape[1]}x{truth.shape[2]}")
+        forecast, truth = forecast.astype(np.float64), truth.astype(np.float64)
+        # Shift both fields by the truth's mean: (co)variances are shift-invariant and become well conditioned.
+        offset = truth.mean(axis=(1, 2), keepdims=True)
+        x, y = truth - offset, forecast - offset
+        mean_x, mean_y = _window_means(x, self.window), _window_means(y, self.window)
+        sample_factor = self.window ** 2 / (self.window ** 2 - 1)
+        var_x = sample_factor * (_window_means(x * x, self.window) - mean_x ** 2)
+        var_y = sample_factor * (_window_means(y * y, self.window) - mean_y ** 2)
+        cov_xy = sample_factor * (_window_means(x * y, self.window) - mean_x * mean_y)
+        mean_x, mean_y = mean_x + offset, mean_y + offset
+        data_range = _data_range(truth, self.data_range)[:, None, None]
+        c1, c2 = (self.K1 * data_range) ** 2, (self.K2 * data_range) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
+                        / ((mean_x ** 2 + mean_y ** 2 + c1) * (var_x + var_y + c2)))
+        return ssim_map.mean(axis=(1, 2))
+
+    def __repr__(self):
+        return f"SSIM(data_range={self.data_range}, window={self.window})"
+
+
+class WeightedRMSE(Metric):
+    """RMSE with cos(lat) area weights (WeatherBench)."""
+
+    name = "weighted_rmse"
+    long_name = "latitude-weighted root mean squared error"
+    perfect_score = 0.0
+
+    def units(self, data_units):
+        return data_units
+
+    def _context(self, forecast):
+        return {"weights": latitude_weights(forecast["lat"].values)[:, None]}
+
+    def _score(self, forecast, truth, context, chunk):
+        difference = _difference(forecast, truth)
+        return np.sqrt(_sum_of_products(difference * context["weights"], difference) / difference[0].size)
+
+
+class ACC(Metric):
+    """Anomaly correlation coefficient against a month x hour climatology at the valid time.
+
+    ``climatology``: DataArray ``(month, hour, lat, lon)`` on the forecast grid (see :func:`load_climatology`).
+    ``centred``: remove the (weighted) domain-mean anomaly first; default False = the original's uncentred ACC.
+    ``weighted``: cos(lat) weights (WeatherBench).
+    """
+
+    name = "acc"
+    long_name = "anomaly correlation coefficient"
+    perfect_score = 1.0
+    higher_is_better = True
+
+    def __init__(self, climatology: xr.DataArray, centred: bool = False, weighted: bool = False):
+        if tuple(climatology.dims) != ("month", "hour", "lat", "lon"):
+            raise ValueError(f"climatology must have dims (month, hour, lat, lon), got {climatology.dims}")
+        self.climatology = climatology
+        self.centred = centred
+        self.weighted = weighted
+
+    def _context(self, forecast):
+        _check_same_grid(forecast, self.climatology,
+                         "the climatology is not on the forecast's lat/lon grid (use load_climatology)")
+        valid = _valid_times(forecast).broadcast_like(forecast.isel(lat=0, lon=0, drop=True))
+        valid = valid.transpose(*forecast.dims[:-2]).values.ravel()
+        months = valid.astype("datetime64[M]").astype(int) % 12 + 1
+        hours = (valid.astype("datetime64[h]") - valid.astype("datetime64[D]")).astype(int)
+        month_index = _positions(self.climatology["month"].values, months, "month")
+        hour_index = _positions(self.climatology["hour"].values, hours, "hour")
+        weights = latitude_weights(forecast["lat"].values)[:, None] * np.ones(forecast.shape[-1]) \
+            if self.weighted else None
+        return {"month_index": month_index, "hour_index": hour_index, "weights": weights,
+                "values": self.climatology.values}
+
+    def _score(self, forecast, truth, context, chunk):
+        climate = context["values"][context["month_index"][chunk], context["hour_index"][chunk]]
+        weights = context["weights"]
+        anomaly_forecast, anomaly_truth = _difference(forecast, climate), _difference(truth, climate)
+        weighted_forecast = anomaly_forecast if weights is None else anomaly_forecast * weights
+        if self.centred:
+            total = anomaly_truth[0].size if weights is None else weights.sum()
+            anomaly_forecast -= weighted_forecast.sum(axis=(1, 2), keepdims=True) / total
+            weighted_truth = anomaly_truth if weights is None else anomaly_truth * weights
+            anomaly_truth -= weighted_truth.sum(axis=(1, 2), keepdims=True) / total
+            weighted_forecast = anomaly_forecast if weights is None else anomaly_forecast * weights
+        weighted_truth = anomaly_truth if weights is None else anomaly_truth * weights
+        numerator = _sum_of_products(weighted_forecast, anomaly_truth)
+        denominator = np.sqrt(_sum_of_products(weighted_forecast, anomaly_forecast)
+                              * _sum_of_products(weighted_truth, anomaly_truth))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return numerator / denominator
+
+    def __repr__(self):
+        return f"{type(self).__name__}(centred={self.centred}, weighted={self.weighted})"
+
+
+class WeightedACC(ACC):
+    name = "weighted_acc"
+    long_name = "latitude-weighted anomaly correlation coefficient"
+
+    def __init__(self, climatology: xr.DataArray, centred: bool = False):
+        super().__init__(climatology, centred=centred, weighted=True)
+
+
+def _positions(available: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
+    """Index of every ``wanted`` value in ``available`` (a climatology coordinate); missing → ValueError."""
+    available = np.asarray(available).astype(int)
+    order = np.argsort(available)
+    found = np.searchsorted(available[order], wanted)
+    found = np.minimum(found, len(available) - 1)
+    positions = order[found]
+    bad = available[positions] != wanted
+    if bad.any():
+        raise ValueError(f"the climatology has no {what} {sorted(set(wanted[bad].tolist()))}")
+    return positions
+
+
+def spherical_gradient_magnitude(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """|grad T| [unit/m] of fields ``[n, lat, lon]`` on a regular lat-lon grid (degrees; lon may wrap 360→0).
+
+    Centred differences inside, one-sided at the edges (numpy.gradient on the coordinates in radians).
+    """
+    phi = np.deg2rad(np.asarray(lat, dtype=np.float64))
+    lam = np.deg2rad(np.unwrap(np.asarray(lon, dtype=np.float64), period=360.0))
+    d_dphi = np.gradient(fields, phi, axis=1)
+    d_dlambda = np.gradient(fields, lam, axis=2)
+    return np.sqrt((d_dlambda / (EARTH_RADIUS_M * np.cos(phi)[:, None])) ** 2 + (d_dphi / EARTH_RADIUS_M) ** 2)
+
+
+class GradientRatio(Metric):
+    """Ratio of the domain-mean spherical gradient magnitudes, forecast over truth ("texture", r_G)."""
+
+    name = "texture"
+    long_name = "ratio of the mean spherical gradient magnitudes (forecast / truth)"
+    perfect_score = 1.0
+
+    def _context(self, forecast):
+        return {"lat": forecast["lat"].values, "lon": forecast["lon"].values}
+
+    def _score(self, forecast, truth, context, chunk):
+        forecast, truth = forecast.astype(np.float64), truth.astype(np.float64)
+        mean_forecast = spherical_gradient_magnitude(forecast, context["lat"], context["lon"]).mean(axis=(1, 2))
+        mean_truth = spherical_gradient_magnitude(truth, context["lat"], context["lon"]).mean(axis=(1, 2))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return mean_forecast / mean_truth
+
+
+#: metric name → class; ACC-type metrics need a climatology
+METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in
+                                    (MSE, RMSE, PSNR, SSIM, ACC, GradientRatio, WeightedRMSE, WeightedACC)}
+CLIMATOLOGY_METRICS = ("acc", "weighted_acc")
+DEFAULT_METRICS = ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
+
+
+def check_metric_names(names: Sequence[str]) -> list[str]:
+    """The names, validated (unknown → UserError listing the known ones), duplicates dropped, order kept."""
+    unknown = [name for name in names if name not in METRICS]
+    if unknown:
+        raise UserError(f"unknown evaluation metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None,
+                 data_range: float | None = None) -> list[Metric]:
+    """Metric objects for ``names``; ``data_range`` is the stated range of PSNR and SSIM (None: truth range)."""
+    metrics = []
+    for name in check_metric_names(names):
+        cls = METRICS[name]
+        if name in CLIMATOLOGY_METRICS:
+            if climatology is None:
+                raise ValueError(f"metric {name} needs a climatology")
+            metrics.append(cls(climatology))
+        elif cls in (PSNR, SSIM):
+            metrics.append(cls(data_range=data_range))
+        else:
+            metrics.append(cls())
+    return metrics
+
+
+def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | None, what: str,
+                     path: Path) -> np.ndarray:
+    """Index of the nearest ``source`` coordinate for every ``target`` value, each within half a grid step."""
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    distance = target[:, None] - source[None, :]
+    if period is not None:
+        distance = (distance + period / 2) % period - period / 2
+    nearest = np.abs(distance).argmin(axis=1)
+    step = np.median(np.abs(np.diff(source))) if len(source) > 1 else 0.0
+    off = np.abs(distance[np.arange(len(target)), nearest]) > step / 2 + 1e-6
+    if off.any():
+        raise UserError(f"climatology {path} does not cover the domain: no {what} within half a grid step "
+                        f"({step / 2:g} deg) of {target[off][:3].tolist()} (its {what} range is "
+                        f"{source.min():g}..{source.max():g})")
+    return nearest
+
+
+def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float]) -> xr.DataArray:
+    """Read a month x hour climatology (file format of the climatology step) for the domain ``lat``/``lon``.
+
+    The file holds ``variable`` with dims ``(month, hour, lat, lon)``; grid points are matched to the domain by
+    the nearest coordinates (longitudes modulo 360), each within half a grid step, else UserError. Returns a
+    float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's ``lat``/``lon`` coordinates.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"climatology file not found: {path}")
+    try:
+        with xr.open_dataset(path) as dataset:
+            if variable not in dataset:
+                raise UserError(f"climatology {path} has no variable {variable!r} (it has "
+                                f"{', '.join(map(str, dataset.data_vars)) or 'none'})")
+            field = dataset[variable].load()
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read climatology {path}: {err}") from None
+    if set(field.dims) != {"month", "hour", "lat", "lon"}:
+        raise UserError(f"climatology {path}: variable {variable!r} must have dims (month, hour, lat, lon), "
+                        f"got {field.dims}")
+    field = field.transpose("month", "hour", "lat", "lon")
+    lat_index = _nearest_indices(field["lat"].values, np.asarray(lat), None, "latitude", path)
+    lon_index = _nearest_indices(field["lon"].values, np.asarray(lon), 360.0, "longitude", path)
+    field = field.isel(lat=lat_index, lon=lon_index).astype(np.float32)
+    return field.assign_coords(lat=np.asarray(lat), lon=np.asarray(lon))

@@ -1,0 +1,257 @@
+"""Figures of the evaluation: scores against lead time, example forecast maps, conditional quantiles.
+
+Every function writes one PNG (atomically) and closes its figure. Maps get coastlines when cartopy and its
+Natural Earth coastline files are installed locally (nothing is downloaded); otherwise plain lat/lon axes.
+
+Example::
+
+    from video_prediction_tools.postprocess import plots
+    plots.plot_metric_vs_lead(evaluation, "2t", "mse", {"convLSTM": "convLSTM", "persistence": "persistence"},
+                              "Results/.../evaluation_mse.png")
+    plots.plot_example_forecast(xr.open_dataset("vfp_date_2017010111_sample_ind_0.nc"), "2t", "convLSTM",
+                                "forecast_2t_20170101T1100_mse_50percentile.png")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from ..utils.io import atomic_path  # noqa: E402
+
+#: colours of the forecast products in evaluation plots (model first, then persistence), as the original's order
+PRODUCT_COLOURS = ("tab:red", "tab:blue", "black", "grey", "tab:green", "tab:orange")
+BAND_QUANTILES = (0.05, 0.95)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Save ``figure`` as PNG atomically and close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+    return path
+
+
+def metric_axis_label(metric: str, units: str) -> str:
+    """Y label like ``MSE [(K)^2]``; dimensionless scores get ``[1]``."""
+    return f"{metric.upper()} [{units or '1'}]"
+
+
+def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, products: Mapping[str, str],
+                        path: str | Path) -> Path:
+    """One line per product (``label → product`` name in ``<var>_<product>_<metric>``): the average
+    ``_avg`` against lead time, with the 5-95 % band of the ``_bootstrapped`` replicates when present."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    units = ""
+    for colour, (label, product) in zip(PRODUCT_COLOURS, products.items()):
+        name = f"{variable}_{product}_{metric}"
+        average = evaluation[f"{name}_avg"]
+        units = average.attrs.get("units", units)
+        lead = average["fcst_hour"].values
+        axis.plot(lead, average.values, marker="o", color=colour, label=label)
+        if f"{name}_bootstrapped" in evaluation:
+            low, high = np.nanquantile(evaluation[f"{name}_bootstrapped"].transpose("iboot", "fcst_hour").values,
+                                       BAND_QUANTILES, axis=0)
+            axis.fill_between(lead, low, high, color=colour, alpha=0.2, label=f"{label} 5-95 %")
+    axis.set_xlabel("Lead time [h]")
+    axis.set_ylabel(metric_axis_label(metric, units))
+    axis.set_title(f"{variable}: {metric} against lead time")
+    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axis.grid(alpha=0.3)
+    return save_figure(figure, path)
+
+
+# --- maps ----------------------------------------------------------------------------------------------------
+def coastline_support():
+    """``cartopy.crs`` when cartopy and a local Natural Earth coastline file exist, else None."""
+    try:
+        import cartopy
+        import cartopy.crs as ccrs
+    except ImportError:
+        return None
+    for key in ("pre_existing_data_dir", "data_dir"):
+        folder = cartopy.config.get(key)
+        if folder and any(Path(folder).glob("shapefiles/natural_earth/physical/ne_*_coastline.shp")):
+            return ccrs
+    return None
+
+
+def _map_axes(figure, nrows: int, ncols: int, index: int, crs):
+    if crs is None:
+        return figure.add_subplot(nrows, ncols, index)
+    return figure.add_subplot(nrows, ncols, index, projection=crs.PlateCarree())
+
+
+def _draw_field(axis, lon, lat, values, crs, **style):
+    extra = {} if crs is None else {"transform": crs.PlateCarree()}
+    mesh = axis.pcolormesh(lon, lat, values, shading="nearest", **style, **extra)
+    if crs is None:
+        axis.set_xlabel("Longitude [°E]")
+        axis.set_ylabel("Latitude [°N]")
+    else:
+        axis.coastlines(linewidth=0.6)
+    return mesh
+
+
+def _finite_range(arrays) -> tuple[float, float]:
+    """(min, max) over the finite values of ``arrays`` ((0, 1) if none: e.g. persistence unavailable)."""
+    finite = [a.values[np.isfinite(a.values)] for a in arrays]
+    finite = [values for values in finite if values.size]
+    if not finite:
+        return 0.0, 1.0
+    return float(min(v.min() for v in finite)), float(max(v.max() for v in finite))
+
+
+def example_leads(fcst_hours: Sequence[int], count: int = 4) -> list[int]:
+    """Up to ``count`` lead hours spread evenly from the first to the last."""
+    fcst_hours = list(fcst_hours)
+    positions = np.unique(np.linspace(0, len(fcst_hours) - 1, min(count, len(fcst_hours))).round().astype(int))
+    return [fcst_hours[i] for i in positions]
+
+
+def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: str | Path,
+                          leads: Sequence[int] | None = None) -> Path:
+    """Maps of one forecast (a per-sample ``vfp_date_*.nc`` dataset): per selected lead hour a row with the last
+    input frame (first row only), the truth, the model forecast (first stochastic sample), persistence and
+    forecast - truth. Fields share one colour scale; the difference has a symmetric one."""
+    reference = sample[f"{variable}_ref"]
+    forecast = sample[f"{variable}_{model}_fcst"]
+    if "sample" in forecast.dims:
+        forecast = forecast.isel(sample=0)
+    persistence = sample.get(f"{variable}_persistence_fcst")
+    last_input = sample[f"{variable}_in"].isel(in_hour=-1)
+    units = reference.attrs.get("units", "")
+    leads = list(leads) if leads is not None else example_leads(reference["fcst_hour"].values)
+    lat = sample["lat"].values
+    lon = np.unwrap(sample["lon"].values, period=360.0)
+    if lon.max() >= 360.0:  # a domain crossing 0°E is drawn from negative longitudes (e.g. -0.9 .. 2.4)
+        lon = lon - 360.0
+    fields = [reference.sel(fcst_hour=leads), forecast.sel(fcst_hour=leads), last_input]
+    if persistence is not None:
+        fields.append(persistence.sel(fcst_hour=leads))
+    vmin, vmax = _finite_range(fields)
+    difference = forecast.sel(fcst_hour=leads) - reference.sel(fcst_hour=leads)
+    dmax = max(np.abs(_finite_range([difference]))) or 1.0
+    crs = coastline_support()
+    columns = ["input (init)", "truth", model, "persistence", f"{model} - truth"]
+    figure = plt.figure(figsize=(3.2 * len(columns), 2.6 * len(leads) + 0.8))
+    init = np.datetime_as_string(sample["init_time"].values, unit="h")
+    figure.suptitle(f"{variable} forecast initialised {init} UTC")
+    field_mesh = diff_mesh = None
+    for row, lead in enumerate(leads):
+        panels = [last_input if row == 0 else None, reference.sel(fcst_hour=lead), forecast.sel(fcst_hour=lead),
+                  persistence.sel(fcst_hour=lead) if persistence is not None else None,
+                  difference.sel(fcst_hour=lead)]
+        for column, (title, panel) in enumerate(zip(columns, panels)):
+            if panel is None:
+                continue
+            axis = _map_axes(figure, len(leads), len(columns), row * len(columns) + column + 1, crs)
+            if not np.isfinite(panel.values).any():
+                axis.text(0.5, 0.5, "not available", ha="center", va="center", transform=axis.transAxes)
+            if column == len(columns) - 1:
+                diff_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="RdBu_r", vmin=-dmax, vmax=dmax)
+            else:
+                field_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="viridis", vmin=vmin, vmax=vmax)
+            axis.set_title(title if column == 0 else f"{title} +{lead} h", fontsize=9)
+    figure.tight_layout(rect=(0, 0.08, 1, 0.96))
+    field_bar = figure.add_axes((0.1, 0.03, 0.45, 0.015))
+    figure.colorbar(field_mesh, cax=field_bar, orientation="horizontal", label=f"{variable} [{units}]")
+    diff_bar = figure.add_axes((0.65, 0.03, 0.25, 0.015))
+    figure.colorbar(diff_mesh, cax=diff_bar, orientation="horizontal", label=f"difference [{units}]")
+    return save_figure(figure, path)
+
+
+# --- conditional quantiles (Murphy-Winkler factorisation) ---------------------------------------------------
+class ConditionalQuantiles:
+    """Streaming quantiles of a target variable conditioned on bins of another (e.g. truth given the forecast).
+
+    Values are counted in a 2-D histogram: conditioning bins of ``bin_width`` (1 K, as the original), target
+    bins of ``resolution`` (0.05 by default), growing as new data arrive, so the memory is independent of the
+    number of samples (the original kept every value in float16, i.e. 0.25 K steps). Quantiles are then read
+    from the cumulative histogram with linear interpolation inside a target bin: accurate to ``resolution``.
+    """
+
+    def __init__(self, bin_width: float = 1.0, resolution: float = 0.05):
+        self.bin_width = float(bin_width)
+        self.resolution = float(resolution)
+        self.counts = np.zeros((0, 0), dtype=np.int64)
+        self.origin = (0, 0)  # integer (condition, target) bin index of counts[0, 0]
+
+    def add(self, condition: np.ndarray, target: np.ndarray) -> None:
+        """Count pairs (NaNs ignored)."""
+        condition = np.asarray(condition, dtype=np.float64).ravel()
+        target = np.asarray(target, dtype=np.float64).ravel()
+        keep = np.isfinite(condition) & np.isfinite(target)
+        if not keep.any():
+            return
+        rows = np.floor(condition[keep] / self.bin_width).astype(np.int64)
+        cols = np.floor(target[keep] / self.resolution).astype(np.int64)
+        self._grow(rows.min(), rows.max(), cols.min(), cols.max())
+        rows -= self.origin[0]
+        cols -= self.origin[1]
+        flat = np.bincount(rows * self.counts.shape[1] + cols, minlength=self.counts.size)
+        self.counts += flat.reshape(self.counts.shape)
+
+    def _grow(self, row_min, row_max, col_min, col_max) -> None:
+        if self.counts.size == 0:
+            self.origin = (int(row_min), int(col_min))
+            self.counts = np.zeros((row_max - row_min + 1, col_max - col_min + 1), dtype=np.int64)
+            return
+        top = max(0, self.origin[0] - row_min)
+        left = max(0, self.origin[1] - col_min)
+        bottom = max(0, row_max - (self.origin[0] + self.counts.shape[0] - 1))
+        right = max(0, col_max - (self.origin[1] + self.counts.shape[1] - 1))
+        if top or left or bottom or right:
+            self.counts = np.pad(self.counts, ((top, bottom), (left, right)))
+            self.origin = (self.origin[0] - top, self.origin[1] - left)
+
+    def result(self, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> xr.Dataset:
+        """``quantile_panel [bin_center, quantile]`` (NaN for empty bins) and ``counts [bin_center]``."""
+        centres = (np.arange(self.counts.shape[0]) + self.origin[0] + 0.5) * self.bin_width
+        target_edges = (np.arange(self.counts.shape[1] + 1) + self.origin[1]) * self.resolution
+        totals = self.counts.sum(axis=1)
+        panel = np.full((len(centres), len(quantiles)), np.nan)
+        cumulative = np.concatenate([np.zeros((len(centres), 1)), np.cumsum(self.counts, axis=1)], axis=1)
+        for row in np.flatnonzero(totals):
+            panel[row] = np.interp(np.asarray(quantiles) * totals[row], cumulative[row], target_edges)
+        return xr.Dataset({"quantile_panel": (("bin_center", "quantile"), panel), "counts": ("bin_center", totals)},
+                          coords={"bin_center": centres, "quantile": list(quantiles)})
+
+
+def plot_conditional_quantiles(quantiles: xr.Dataset, condition_label: str, target_label: str,
+                               path: str | Path, title: str = "") -> Path:
+    """Median and 5/95 % quantiles of the target against the conditioning bins, the 1:1 line, and the
+    histogram of the conditioning variable (grey, log scale, right axis)."""
+    figure, axis = plt.subplots(figsize=(8, 5))
+    centres = quantiles["bin_center"].values
+    panel = quantiles["quantile_panel"]
+    present = quantiles["counts"].values > 0
+    limits = [centres[present].min() - 0.5, centres[present].max() + 0.5] if present.any() else [0, 1]
+    axis.plot(limits, limits, color="tab:grey", linewidth=0.8, label="1:1")
+    for q in panel["quantile"].values:
+        solid = np.isclose(q, 0.5)
+        axis.plot(centres, panel.sel(quantile=q).values, color="black", linestyle="-" if solid else "--",
+                  linewidth=1.5 if solid else 1.0, label=f"{q:.0%} quantile")
+    axis.set_xlabel(condition_label)
+    axis.set_ylabel(target_label)
+    axis.set_xlim(limits)
+    axis.legend(loc="upper left")
+    counts_axis = axis.twinx()
+    counts_axis.bar(centres, quantiles["counts"].values, width=np.diff(centres[:2]) if len(centres) > 1 else 1.0,
+                    color="grey", alpha=0.3)
+    counts_axis.set_yscale("log")
+    counts_axis.set_ylabel("counts")
+    if present.any():  # keep the histogram in the lower part of the panel
+        counts_axis.set_ylim(0.5, quantiles["counts"].values.max() ** 3)
+    if title:
+        axis.set_title(title)
+    return save_figure(figure, path)
