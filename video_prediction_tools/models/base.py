@@ -140,3 +140,5 @@ class VideoPredictionModel(keras.Model):
         self.forecast(images)
         for phase in self.optimization_phases():
             phase.loss(images, tf.constant(0, tf.int64))
+        # every variable now exists; Keras needs the flag for save_weights/load_weights/count_params
+        self.built = True

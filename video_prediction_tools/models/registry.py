@@ -72,9 +72,10 @@ def default_hparams(name: str) -> dict[str, Any]:
     return hparams
 
 
-def _check_type(model: str, key: str, value: Any, default: Any, source: str) -> Any:
+def _check_type(model: str, key: str, value: Any, default: Any, source: str, accepted: str = "") -> Any:
     def fail(expected: str):
-        raise UserError(f"{source}: hyper-parameter {key!r} of model {model} must be {expected}, got {value!r}")
+        raise UserError(f"{source}: hyper-parameter {key!r} of model {model} must be {expected}, got {value!r}"
+                        + (f" (accepted keys: {accepted})" if accepted else ""))
 
     if default is None:
         return value
@@ -97,7 +98,8 @@ def _check_type(model: str, key: str, value: Any, default: Any, source: str) -> 
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(default):
             fail(f"a list of {len(default)} values")
-        return [_check_type(model, f"{key}[{i}]", v, d, source) for i, (v, d) in enumerate(zip(value, default))]
+        return [_check_type(model, f"{key}[{i}]", v, d, source, accepted)
+                for i, (v, d) in enumerate(zip(value, default))]
     return value
 
 
@@ -113,7 +115,7 @@ def resolve_hparams(name: str, user: dict[str, Any] | None, source: str = "model
         if key not in hparams:
             raise UserError(f"{source}: unknown hyper-parameter {key!r} for model {name}; accepted keys: "
                             f"{', '.join(sorted(hparams))}")
-        hparams[key] = _check_type(name, key, value, hparams[key], source)
+        hparams[key] = _check_type(name, key, value, hparams[key], source, accepted=", ".join(sorted(hparams)))
     return hparams
 
 
