@@ -1,0 +1,534 @@
+"""Runscript generator, answers-file mode: every step on a base directory holding what earlier steps produce,
+the validation rules, bash -n / shellcheck of every variant, and an injection test that runs the scripts.
+
+The helpers here (``make_base``, ``make_venv``, ``generate``) are shared with test_generator_interactive.py and
+test_slurm.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from fixtures.common import BIN_DIR, PYTHON, REPO_ROOT, assert_user_error
+from video_prediction_tools.postprocess.metrics import DEFAULT_METRICS
+from video_prediction_tools.runscript_generator import steps as steps_module
+from video_prediction_tools.runscript_generator import wizard
+from video_prediction_tools.utils.errors import UserError
+from video_prediction_tools.utils.settings import create_base_tree, write_settings
+
+GENERATOR = REPO_ROOT / "env_setup" / "generate_runscript.py"
+SHELLCHECK = BIN_DIR / "shellcheck"
+#: the tiny extracted grid: 16 rows 48.0 → 43.5 N, 24 columns 0.0 → 6.9 E, 0.3° spacing
+LAT = np.round(48.0 - 0.3 * np.arange(16), 4)
+LON = np.round(0.3 * np.arange(24), 4)
+EXPNAME = "era5-Y2017-2017M01to02-12x8-4350N0030E-2t_tcc_t_850"
+RUN = "20240101T000000_alice_ref"
+RUN2 = "20240102T000000_alice_other"
+VARMAPPING = {"surface": ["2t", "tcc"], "multi": {"t": {"pl": 85000}}}
+DATASPLIT = {"train": {"2017": [1]}, "test": {"2017": [2]}}
+
+
+# ------------------------------------------------------------------------------------------------ data builders
+def write_extracted_month(path: Path, year: int, month: int, variables=("2t", "tcc", "t_850")) -> None:
+    time = pd.date_range(f"{year}-{month:02d}-01", periods=3, freq="h")
+    rng = np.random.default_rng(month)
+    data = {name: (("time", "lat", "lon"), rng.random((3, len(LAT), len(LON)), dtype=np.float32), {"units": "K"})
+            for name in variables}
+    ds = xr.Dataset(data, coords={"time": time, "lat": ("lat", LAT, {"units": "degrees_north"}),
+                                  "lon": ("lon", LON, {"units": "degrees_east"})})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path)
+
+
+def make_base(root: Path, name: str = "base") -> dict[str, Path]:
+    """A base directory with what every earlier step would have produced, plus a GRIB archive and a climatology."""
+    base = root / name
+    create_base_tree(base)
+    grib = root / f"{name}_grib"
+    for month in (1, 2):
+        folder = grib / "2017" / f"{month:02d}"
+        folder.mkdir(parents=True)
+        (folder / f"2017{month:02d}0100_sf.grb").write_bytes(b"GRIB")
+        write_extracted_month(base / "ExtractedData" / "2017" / f"{month:02d}" / f"era5_2017_{month:02d}.nc",
+                              2017, month)
+    experiment = base / "PreprocessedData" / EXPNAME
+    (experiment / "tfrecords").mkdir(parents=True)
+    (experiment / "metadata.json").write_text(json.dumps({"expname": EXPNAME}))
+    for month in (1, 2):
+        (experiment / "tfrecords" / f"sequence_Y_2017_M_{month:02d}.tfrecords").write_bytes(b"")
+    for run in (RUN, RUN2):
+        for step in (5, 10):
+            checkpoint = base / "Models" / EXPNAME / "convLSTM" / run / f"checkpoint_{step}"
+            checkpoint.mkdir(parents=True)
+            (checkpoint / "model.weights.h5").write_bytes(b"")
+        results = base / "Results" / EXPNAME / "convLSTM" / run
+        results.mkdir(parents=True)
+        xr.Dataset({"2t_convLSTM_mse": (("fcst_hour",), np.arange(3.0))}).to_netcdf(results / "evaluation_metrics.nc")
+    climatology = root / f"{name}_climatology.nc"
+    xr.Dataset({"2t": (("month", "hour", "lat", "lon"), np.zeros((12, 24, len(LAT), len(LON)), np.float32))},
+               coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": LAT, "lon": LON}
+               ).to_netcdf(climatology)
+    return {"base": base, "grib": grib, "experiment": experiment, "climatology": climatology,
+            "run_dir": base / "Models" / EXPNAME / "convLSTM" / RUN}
+
+
+def make_venv(root: Path, base: Path, hpc: bool = False, container: Path | None = None,
+              activate: str = "") -> Path:
+    """A venv as create_env.sh leaves it, as far as the generator looks: bin/activate + the settings file."""
+    venv = root / "venv"
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    (venv / "bin" / "activate").write_text(activate)
+    write_settings(venv, base, hpc, str(container) if container else None)
+    return venv
+
+
+def answers_for(step: str, data: dict[str, Path], exp_id: str = "ref") -> dict:
+    """Valid answers of every step on the base directory of :func:`make_base`."""
+    return {
+        "extract": {"source_dir": str(data["grib"]), "years": "2017", "months": "1-2", "varmapping": VARMAPPING},
+        "preprocess1": {"years": "2017", "months": "1,2", "variables": "2t,tcc,t_850", "sw_corner": "43.5, 0.3",
+                        "nyx": "8, 12"},
+        "preprocess2": {"experiment": EXPNAME, "sequence_length": 12},
+        "train": {"experiment": EXPNAME, "model": "convLSTM", "exp_id": exp_id, "datasplit": DATASPLIT,
+                  "hparams": {}},
+        "postprocess": {"experiment": EXPNAME, "model": "convLSTM", "run": RUN, "checkpoint": "checkpoint_10",
+                        "climatology_file": str(data["climatology"]), "lquick_evaluation": True},
+        "meta_postprocess": {"runs": [f"{EXPNAME}/convLSTM/{RUN}", f"{EXPNAME}/convLSTM/{RUN2}"],
+                             "metric": "mse", "exp_id": exp_id},
+    }[step]
+
+
+@pytest.fixture(scope="session")
+def generator_templates(tmp_path_factory):
+    """The repository's templates; JSON templates other areas ship are completed by minimal valid ones while
+    they are missing (so these tests check the generator, not the presence of another area's file)."""
+    real = REPO_ROOT / "templates"
+    needed = {Path("hparams/era5/convLSTM/model_hparams_template.json"): {},
+              Path("data_extraction/era5_varmapping_template.json"): VARMAPPING,
+              Path("data_split/era5/datasplit_template.json"): DATASPLIT}
+    if all((real / rel).is_file() for rel in needed):
+        return real
+    copy = tmp_path_factory.mktemp("templates") / "templates"
+    shutil.copytree(real, copy)
+    for rel, content in needed.items():
+        if not (copy / rel).is_file():
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            (copy / rel).write_text(json.dumps(content))
+    return copy
+
+
+@pytest.fixture(autouse=True)
+def _templates(generator_templates, monkeypatch):
+    monkeypatch.setattr(steps_module, "templates_dir", lambda: generator_templates)
+
+
+def generate(tmp: Path, venv: Path, step: str, answers: dict, *options: str, runscript_dir: Path | None = None) -> Path:
+    """Run the generator in-process from an answers file; return the runscript written."""
+    runscript_dir = runscript_dir or tmp / "runscripts"
+    answers_file = tmp / f"answers_{step}.yaml"
+    answers_file.write_text(yaml.safe_dump({"step": step, **answers}))
+    before = set(runscript_dir.glob("*.sh")) if runscript_dir.is_dir() else set()
+    assert wizard.main(["--venv_path", str(venv), "--answers", str(answers_file), "--runscript_dir",
+                        str(runscript_dir), *options]) == 0
+    new = sorted(set(runscript_dir.glob("*.sh")) - before)
+    assert len(new) == 1 or "--overwrite" in options, new
+    return new[0] if new else next(iter(before))
+
+
+def assert_clean_shell(script: Path) -> None:
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([str(SHELLCHECK), "-S", "warning", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def variable_line(script: Path, name: str) -> str:
+    """The value bash gives the assignment ``NAME=...`` of a runscript; an array as ``(a b c)``."""
+    lines = [line for line in script.read_text().splitlines() if line.startswith(f"{name}=")]
+    assert len(lines) == 1, (name, lines)
+    result = subprocess.run(["bash", "-c", lines[0] + f'\nprintf "%s\\0" "${{{name}[@]}}"'],
+                            capture_output=True, text=True, check=True)
+    values = result.stdout.split("\0")[:-1]
+    return f"({' '.join(values)})" if lines[0][len(name) + 1:].startswith("(") else values[0]
+
+
+# ------------------------------------------------------------------------------------------------ answers mode
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_base(tmp_path_factory.mktemp("generator"))
+
+
+@pytest.fixture
+def venv(tmp_path, data):
+    return make_venv(tmp_path, data["base"])
+
+
+def test_extract_answers(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 3})
+    assert script.name == "data_extraction_era5.sh"
+    assert variable_line(script, "SOURCE_DIR") == str(data["grib"])
+    assert variable_line(script, "TARGET_DIR") == str(data["base"] / "ExtractedData")
+    assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(1 2)"
+    assert "mpiexec -n 3 python" in script.read_text()
+    varmap = Path(variable_line(script, "VARMAP_FILE"))
+    assert json.loads(varmap.read_text()) == VARMAPPING
+    saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
+    assert saved["step"] == "extract" and saved["years"] == "2017" and saved["varmapping"] == VARMAPPING
+    assert_clean_shell(script)
+
+
+def test_preprocess1_answers(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data))
+    assert script.name == "preprocess_data_era5_step1.sh"
+    assert variable_line(script, "VARIABLES") == "(2t tcc t_850)"
+    assert variable_line(script, "SW_CORNER") == "(43.5 0.3)" and variable_line(script, "NYX") == "(8 12)"
+    assert variable_line(script, "DESTINATION_DIR") == str(data["base"] / "PreprocessedData")
+    saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
+    assert saved["derived"]["expname"] == EXPNAME
+
+
+def test_preprocess2_answers(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "preprocess2", answers_for("preprocess2", data))
+    assert script.name == "preprocess_data_era5_step2.sh"
+    assert variable_line(script, "SOURCE_DIR") == str(data["experiment"])
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
+
+
+def test_train_answers_creates_run_dir(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "train", answers_for("train", data, exp_id="answers"))
+    exp_id = script.name[len("train_model_era5_"):-len(".sh")]
+    stamp, user, typed = exp_id.split("_", 2)
+    assert len(stamp) == 15 and stamp[8] == "T" and typed == "answers" and user
+    run_dir = data["base"] / "Models" / EXPNAME / "convLSTM" / exp_id
+    assert variable_line(script, "OUTPUT_DIR") == str(run_dir)
+    assert variable_line(script, "INPUT_DIR") == str(data["experiment"])
+    assert variable_line(script, "MODEL") == "convLSTM"
+    assert json.loads((run_dir / "data_split.json").read_text()) == DATASPLIT
+    assert json.loads((run_dir / "model_hparams.json").read_text()) == {}
+    assert_clean_shell(script)
+
+
+def test_postprocess_answers(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "postprocess", answers_for("postprocess", data))
+    assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
+    assert variable_line(script, "CHECKPOINT") == str(data["run_dir"] / "checkpoint_10")
+    assert variable_line(script, "RESULTS_DIR") == str(data["base"] / "Results" / EXPNAME / "convLSTM" / RUN)
+    assert variable_line(script, "CLIMATOLOGY_FILE") == str(data["climatology"])
+    assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
+    assert variable_line(script, "METRICS") == f"({' '.join(DEFAULT_METRICS)})"
+    assert variable_line(script, "BLOCK_LENGTH") == "168"
+
+
+def test_postprocess_auto_checkpoint_and_no_quick(tmp_path, venv, data):
+    answers = {**answers_for("postprocess", data), "checkpoint": steps_module.AUTO_CHECKPOINT,
+               "lquick_evaluation": False, "climatology_file": ""}
+    script = generate(tmp_path, venv, "postprocess", answers)
+    assert variable_line(script, "CHECKPOINT") == str(data["run_dir"])
+    assert "--lquick_evaluation" not in script.read_text() and "CLIMATOLOGY_FILE" not in script.read_text()
+
+
+def test_meta_postprocess_answers(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "meta_postprocess", answers_for("meta_postprocess", data, exp_id="cmp"))
+    assert script.name.startswith("meta_postprocess_era5_") and script.name.endswith("_cmp.sh")
+    config = json.loads(Path(variable_line(script, "ANALYSIS_CONFIG")).read_text())
+    results = data["base"] / "Results" / EXPNAME / "convLSTM"
+    assert list(config["results"].values()) == [str(results / RUN), str(results / RUN2)]
+    assert len(config["markers"]) == len(config["colors"]) == 2
+    assert variable_line(script, "ROOT_DIR") == str(data["base"])
+    assert "EXTRA_OPTIONS+=(--enable_skill_scores)" in script.read_text()
+
+
+def test_dry_run_writes_nothing(tmp_path, venv, data, capsys):
+    answers_file = tmp_path / "a.yaml"
+    answers_file.write_text(yaml.safe_dump({"step": "train", **answers_for("train", data, exp_id="dry")}))
+    runscripts = tmp_path / "rs"
+    models_before = sorted((data["base"] / "Models").rglob("*"))
+    assert wizard.main(["--venv_path", str(venv), "--answers", str(answers_file), "--runscript_dir", str(runscripts),
+                        "--dry-run"]) == 0
+    assert "main_train_models" in capsys.readouterr().out
+    assert not runscripts.exists()
+    assert sorted((data["base"] / "Models").rglob("*")) == models_before
+
+
+def test_regenerating_never_silently_overwrites(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "preprocess2", answers_for("preprocess2", data))
+    with pytest.raises(UserError, match="exists already"):
+        generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "sequence_length": 6})
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
+    generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "sequence_length": 6},
+             "--overwrite")
+    assert variable_line(script, "SEQUENCE_LENGTH") == "6"
+
+
+def test_saved_answers_regenerate_the_same_runscript(tmp_path, venv, data):
+    first = generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data), runscript_dir=tmp_path / "a")
+    saved = tmp_path / "a" / f"{first.name}.answers.yaml"
+    second_dir = tmp_path / "b"
+    assert wizard.main(["--venv_path", str(venv), "--answers", str(saved), "--runscript_dir", str(second_dir)]) == 0
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith("#")]  # noqa: E731
+    assert strip(first.read_text()) == strip((second_dir / first.name).read_text())
+
+
+# ------------------------------------------------------------------------------------------------ validation rules
+REJECTIONS = [
+    ("extract", {"source_dir": "/nonexistent/grib"}, "source_dir", "not an existing directory"),
+    ("extract", {"years": "2017,1939"}, "years", "1939"),
+    ("extract", {"years": "2018"}, "months", "2018-01"),
+    ("extract", {"months": "1-3"}, "months", "2017-03"),
+    ("extract", {"months": "13"}, "months", "13"),
+    ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", ""),
+    ("preprocess1", {"years": "2016"}, "years", "2016"),
+    ("preprocess1", {"months": "3"}, "months", "2017-03"),
+    ("preprocess1", {"variables": "2t,msl"}, "variables", "msl"),
+    ("preprocess1", {"sw_corner": "20.0, 0.3"}, "sw_corner", ""),
+    ("preprocess1", {"sw_corner": "95, 0"}, "sw_corner", "[-90, 90]"),
+    ("preprocess1", {"sw_corner": "43.5"}, "sw_corner", "two values"),
+    ("preprocess1", {"nyx": "20, 12"}, "nyx", ""),
+    ("preprocess1", {"nyx": "8, 30"}, "nyx", ""),
+    ("preprocess1", {"nyx": "1, 12"}, "nyx", "at least 2"),
+    ("preprocess2", {"experiment": "era5-nothing"}, "experiment", "not one of"),
+    ("preprocess2", {"sequence_length": 1}, "sequence_length", "2..744"),
+    ("preprocess2", {"sequence_length": "x"}, "sequence_length", "integer"),
+    ("train", {"model": "no_such_model"}, "model", "not one of"),
+    ("train", {"exp_id": "a/b"}, "exp_id", "'/'"),
+    ("train", {"exp_id": ""}, "exp_id", ""),
+    ("train", {"datasplit": {"train": {"2017": [3]}}}, "datasplit", "2017-03"),
+    ("train", {"datasplit": {"training": {"2017": [1]}}}, "datasplit", "unknown mode"),
+    ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
+    ("train", {"hparams": {"no_such_key": 1}}, "hparams", "no_such_key"),
+    ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
+    ("postprocess", {"run": "20990101T000000_x_none"}, "run", "not one of"),
+    ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
+    ("postprocess", {"climatology_file": "/nonexistent.nc"}, "climatology_file", "does not exist"),
+    ("postprocess", {"evaluation_metrics": "mse,foo"}, "evaluation_metrics", "foo"),
+    ("postprocess", {"batch_size": 0}, "batch_size", ">= 1"),
+    ("postprocess", {"block_length": "week"}, "block_length", "integer"),
+    ("postprocess", {"lquick_evaluation": "maybe"}, "lquick_evaluation", "true or false"),
+    ("meta_postprocess", {"runs": ["x/y/z"]}, "runs", "x/y/z"),
+    ("meta_postprocess", {"metric": "bias"}, "metric", "not one of"),
+]
+
+
+@pytest.mark.parametrize("step, change, key, fragment", REJECTIONS,
+                         ids=[f"{step}-{key}-{i}" for i, (step, _, key, _) in enumerate(REJECTIONS)])
+def test_invalid_answer_is_rejected_naming_the_question(tmp_path, venv, data, step, change, key, fragment):
+    (tmp_path / "broken.json").write_text('{"lr": 0.1,}')
+    models_before = sorted((data["base"] / "Models").rglob("*"))
+    with pytest.raises(UserError) as err:
+        generate(tmp_path, venv, step, {**answers_for(step, data, exp_id="rejected"), **change})
+    assert f"'{key}'" in str(err.value) and fragment in str(err.value), str(err.value)
+    assert not (tmp_path / "runscripts").exists() or not list((tmp_path / "runscripts").iterdir())
+    assert sorted((data["base"] / "Models").rglob("*")) == models_before
+
+
+def test_bad_climatology_content_rejected(tmp_path, venv, data):
+    bad = tmp_path / "not_climatology.nc"
+    xr.Dataset({"2t": (("x",), np.zeros(3))}).to_netcdf(bad)
+    with pytest.raises(UserError, match="month and hour"):
+        generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "climatology_file": str(bad)})
+
+
+def test_missing_answer_is_an_error_naming_the_question(tmp_path, venv, data):
+    train = answers_for("train", data)
+    del train["exp_id"]
+    with pytest.raises(UserError, match=r"'exp_id' \(Experiment id.*no answer given"):
+        generate(tmp_path, venv, "train", train)
+
+
+def test_cli_errors_are_one_line(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"])
+    answers = tmp_path / "a.yaml"
+    answers.write_text(yaml.safe_dump({"step": "preprocess2", "experiment": EXPNAME, "sequence_length": 0}))
+    result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv), "--answers", str(answers),
+                             "--runscript_dir", str(tmp_path / "rs")], capture_output=True, text=True, cwd="/")
+    assert_user_error(result, "sequence_length", "2..744")
+    result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(tmp_path / "novenv"), "--step", "extract"],
+                            capture_output=True, text=True, cwd="/")
+    assert_user_error(result, "novenv")
+    answers.write_text("step: [unclosed")
+    result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv), "--answers", str(answers)],
+                            capture_output=True, text=True)
+    assert_user_error(result, "not valid YAML")
+
+
+def test_help_works_from_any_directory(tmp_path):
+    result = subprocess.run([PYTHON, str(GENERATOR), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "--answers" in result.stdout and "--dry-run" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ every variant
+MODES = {"venv": (False, False), "hpc": (True, False), "container": (False, True), "hpc-container": (True, True)}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("step", list(steps_module.STEPS))
+def test_every_runscript_passes_bash_n_and_shellcheck(tmp_path, data, step, mode):
+    hpc, container = MODES[mode]
+    image = tmp_path / "tf.sif"
+    image.write_bytes(b"")
+    venv = make_venv(tmp_path, data["base"], hpc=hpc, container=image if container else None)
+    answers = answers_for(step, data, exp_id=f"lint_{mode}")
+    if hpc:
+        answers["slurm"] = {"profile": "juwels_booster", "account": "myproject", "mail_user": "me@example.org",
+                            "extra": ["--exclusive", "--constraint=largedata"]}
+    script = generate(tmp_path, venv, step, answers)
+    assert_clean_shell(script)
+    text = script.read_text()
+    assert "set -euo pipefail" in text
+    if hpc:
+        stem = script.with_suffix("")
+        assert f"#SBATCH --output={stem}-out.%j" in text and f"#SBATCH --error={stem}-err.%j" in text
+        assert "#SBATCH --account=myproject" in text and "#SBATCH --mail-user=me@example.org" in text
+        assert "#SBATCH --exclusive" in text and "#SBATCH --constraint=largedata" in text
+        gpus = {"train": 1, "postprocess": 1}.get(step, 0)
+        assert ("#SBATCH --gres=gpu:1" in text) == bool(gpus)
+        assert "RUN_PYTHON=(srun '--mpi=pmi2' '--cpu-bind=none' \"${IN_CONTAINER[@]}\" python)" in text
+    else:
+        assert "#SBATCH" not in text
+        assert ("mpiexec -n 2" in text) == steps_module.STEPS[step].mpi
+    if container:
+        assert "exec --nv \"$CONTAINER_IMAGE\" \"$WRAPPER\" \"$VENV_DIR\"" in text
+        assert variable_line(script, "CONTAINER_IMAGE") == str(image)
+    else:
+        assert 'source "$VENV_DIR/bin/activate"' in text
+
+
+def test_slurm_values_are_validated(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    for change, fragment in (({"time": "tomorrow"}, "time"), ({"account": "a b"}, "account"),
+                             ({"extra": ["--x; rm -rf /"]}, "extra"), ({"ntasks": 0}, "ntasks"),
+                             ({"profile": "nowhere"}, "profile")):
+        answers = {**answers_for("preprocess2", data), "slurm": change}
+        with pytest.raises(UserError, match=fragment):
+            generate(tmp_path, venv, "preprocess2", answers)
+
+
+def test_site_profile_defaults_and_overrides(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    script = generate(tmp_path, venv, "train", {**answers_for("train", data, exp_id="prof"),
+                                               "slurm": {"profile": "juwels_booster", "time": "02:00:00"}})
+    text = script.read_text()
+    assert "#SBATCH --partition=booster" in text and "#SBATCH --account=deepacf" in text
+    assert "#SBATCH --time=02:00:00" in text and "#SBATCH --gres=gpu:1" in text
+    saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
+    assert saved["slurm"]["profile"] == "juwels_booster" and saved["slurm"]["time"] == "02:00:00"
+
+
+# ------------------------------------------------------------------------------------------------ injection
+PAYLOAD = "x y'q\"$(touch PWNED_1)`touch PWNED_2`;touch PWNED_3 $HOME"
+
+FAKE_PYTHON = """#!/bin/bash
+# stands in for python: records its arguments, one per line, runs nothing
+{ printf '%s\\n' "$@"; echo '<end>'; } >> "$ARGV_LOG"
+"""
+FAKE_MPIEXEC = """#!/bin/bash
+# stands in for mpiexec -n N: drops the two options and runs the command once
+shift 2
+exec "$@"
+"""
+
+
+def test_injection_payloads_stay_inert(tmp_path):
+    """Paths and ids holding blanks, quotes, $(), backticks and ';' are passed verbatim and never executed."""
+    data = make_base(tmp_path, name=f"base {PAYLOAD}")
+    fake_bin = tmp_path / "fake_bin"
+    fake_bin.mkdir()
+    for name, text in (("python", FAKE_PYTHON), ("mpiexec", FAKE_MPIEXEC)):
+        (fake_bin / name).write_text(text)
+        (fake_bin / name).chmod(0o755)
+    venv = make_venv(tmp_path, data["base"], activate=f'export PATH={fake_bin}:"$PATH"\n')
+    log = tmp_path / "argv.log"
+    work = tmp_path / "work"
+    work.mkdir()
+    scripts = [generate(tmp_path, venv, step, answers_for(step, data, exp_id=f"id {PAYLOAD}"))
+               for step in steps_module.STEPS]
+    for script in scripts:
+        assert_clean_shell(script)
+        result = subprocess.run(["bash", str(script)], cwd=work, capture_output=True, text=True,
+                                env=dict(os.environ, ARGV_LOG=str(log)))
+        assert result.returncode == 0, (script.name, result.stderr)
+    assert not list(work.glob("PWNED*")) and not list(tmp_path.glob("PWNED*"))
+    calls = [call.strip("\n").split("\n") for call in log.read_text().split("<end>\n") if call.strip()]
+    by_module = {call[1].rsplit(".", 1)[-1]: call for call in calls}
+    assert set(by_module) == {"main_data_extraction", "main_preprocess_data_step1", "main_preprocess_data_step2",
+                              "main_train_models", "main_visualize_postprocess", "main_meta_postprocess"}
+
+    def option(call, name):
+        return call[call.index(name) + 1]
+
+    base = str(data["base"])
+    assert option(by_module["main_data_extraction"], "--source_dir") == str(data["grib"])
+    assert option(by_module["main_preprocess_data_step1"], "--destination_dir") == f"{base}/PreprocessedData"
+    train_out = option(by_module["main_train_models"], "--output_dir")
+    assert train_out.startswith(f"{base}/Models/{EXPNAME}/convLSTM/") and train_out.endswith(f"_id {PAYLOAD}")
+    assert Path(train_out, "data_split.json").is_file()
+    assert option(by_module["main_visualize_postprocess"], "--climatology_file") == str(data["climatology"])
+    meta_id = option(by_module["main_meta_postprocess"], "--exp_id")
+    assert meta_id.endswith(f"_id {PAYLOAD}")
+
+
+def test_runscript_refuses_missing_input(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"])
+    script = generate(tmp_path, venv, "preprocess2", answers_for("preprocess2", data))
+    moved = data["experiment"].with_name("moved_away")
+    data["experiment"].rename(moved)
+    try:
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    finally:
+        moved.rename(data["experiment"])
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"ERROR: preprocessed experiment: file '{data['experiment']}/metadata.json' "
+                                     f"does not exist (run preprocessing step 1 first)")
+
+
+def test_hpc_ids_must_suit_sbatch_log_names(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    with pytest.raises(UserError, match="'exp_id'.*sbatch"):
+        generate(tmp_path, venv, "train", answers_for("train", data, exp_id="with blank"))
+
+
+def test_chain_mode_accepts_what_earlier_runscripts_will_produce(tmp_path, data):
+    """On an empty base directory, --chain generates every step from the answers of the earlier runscripts;
+    without --chain the same answers are rejected because the data does not exist yet."""
+    base = tmp_path / "empty_base"
+    create_base_tree(base)
+    venv = make_venv(tmp_path, base)
+    with pytest.raises(UserError, match="no extracted data for year"):
+        generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data))
+    generate(tmp_path, venv, "extract", answers_for("extract", data), "--chain")
+    script = generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data), "--chain")
+    assert "# expected experiment directory: $DESTINATION_DIR/" + EXPNAME in script.read_text()
+    generate(tmp_path, venv, "preprocess2", answers_for("preprocess2", data), "--chain")
+    with pytest.raises(UserError, match="2017-03"):  # the planned months are 2017-01 and 2017-02
+        generate(tmp_path, venv, "train", {**answers_for("train", data), "datasplit": {"train": {"2017": [3]}}},
+                 "--chain")
+    train = generate(tmp_path, venv, "train", answers_for("train", data, exp_id="chain"), "--chain")
+    run = Path(variable_line(train, "OUTPUT_DIR")).name
+    post = generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "run": run,
+                                                    "checkpoint": steps_module.AUTO_CHECKPOINT}, "--chain")
+    assert variable_line(post, "CHECKPOINT") == str(base / "Models" / EXPNAME / "convLSTM" / run)
+    meta = generate(tmp_path, venv, "meta_postprocess", {**answers_for("meta_postprocess", data),
+                                                         "runs": [f"{EXPNAME}/convLSTM/{run}"]}, "--chain")
+    config = json.loads(Path(variable_line(meta, "ANALYSIS_CONFIG")).read_text())
+    assert list(config["results"].values()) == [str(base / "Results" / EXPNAME / "convLSTM" / run)]
+
+
+def test_unknown_answer_keys_are_named(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"])
+    with pytest.raises(UserError, match="no question has the key.*sequence_lenght"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_lenght": 12})
+    # the resources of the other mode are tolerated, so one answers file serves with and without SLURM
+    generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"ntasks": 2}})
+    hpc_venv = make_venv(tmp_path / "hpc", data["base"], hpc=True)
+    with pytest.raises(UserError, match="slurm.ntask\\b"):
+        generate(tmp_path, hpc_venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"ntask": 2}},
+                 runscript_dir=tmp_path / "hpc_scripts")

@@ -1,0 +1,236 @@
+"""Runscript generator, interactive mode: questionary prompts driven through a prompt_toolkit pipe for every step;
+invalid answers are re-asked, 'help' shows guidance, $EDITOR sessions are validated, Ctrl-C / EOF write nothing."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.output.vt100 import Vt100_Output
+
+from fixtures.common import PYTHON
+from test_generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, _templates, assert_clean_shell,  # noqa: F401
+                            generator_templates, make_base, make_venv, variable_line)
+from video_prediction_tools.runscript_generator import wizard
+from video_prediction_tools.utils.errors import UserError
+
+ENTER, DOWN, UP, CLEAR, CTRL_C, SPACE = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03", " "
+
+
+def typed(text: str) -> str:
+    """Replace a prefilled default by ``text`` and submit."""
+    return CLEAR + text + ENTER
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_base(tmp_path)
+
+
+@pytest.fixture
+def venv(tmp_path, data):
+    return make_venv(tmp_path, data["base"])
+
+
+@pytest.fixture
+def editor(tmp_path, monkeypatch):
+    """$EDITOR replaced by a script that writes the next planned content into the file it is given."""
+    plan = tmp_path / "editor_plan.json"
+    script = tmp_path / "fake_editor.py"
+    script.write_text(f"#!{PYTHON}\nimport json, sys\nfrom pathlib import Path\n"
+                      f"plan = Path({str(plan)!r})\ncontents = json.loads(plan.read_text())\n"
+                      "Path(sys.argv[1]).write_text(contents.pop(0))\nplan.write_text(json.dumps(contents))\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(script))
+    monkeypatch.delenv("VISUAL", raising=False)
+
+    def set_plan(*contents: str):
+        plan.write_text(json.dumps(list(contents)))
+        return plan
+
+    return set_plan
+
+
+def run_wizard(tmp_path, venv, keys: str, *options: str, output=None) -> int:
+    """Run the wizard with ``keys`` typed; the pipe is closed afterwards, so running out of keys is an EOF."""
+    with create_pipe_input() as pipe:
+        pipe.send_text(keys)
+        pipe.close()
+        return wizard.main(["--venv_path", str(venv), "--runscript_dir", str(tmp_path / "runscripts"), *options],
+                           input=pipe, output=output or DummyOutput())
+
+
+def only_runscript(tmp_path) -> Path:
+    scripts = list((tmp_path / "runscripts").glob("*.sh"))
+    assert len(scripts) == 1, scripts
+    return scripts[0]
+
+
+def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
+    editor(json.dumps(VARMAPPING))
+    keys = (ENTER                        # step: extract (first in the list)
+            + str(data["grib"]) + ENTER  # GRIB directory
+            + ENTER                      # years: default = years found (2017)
+            + ENTER                      # months: default 1-12 is rejected (only 1, 2 exist) ...
+            + typed("1-2")               # ... and asked again
+            + typed("3"))                # MPI processes
+    assert run_wizard(tmp_path, venv, keys) == 0
+    script = only_runscript(tmp_path)
+    assert script.name == "data_extraction_era5.sh"
+    assert variable_line(script, "MONTHS") == "(1 2)" and variable_line(script, "YEARS") == "(2017)"
+    assert "mpiexec -n 3 python" in script.read_text()
+    assert json.loads(Path(variable_line(script, "VARMAP_FILE")).read_text()) == VARMAPPING
+    assert_clean_shell(script)
+
+
+def test_preprocess1_reasks_until_the_domain_fits(tmp_path, venv, data):
+    keys = (ENTER                 # extracted-data directory: default ExtractedData
+            + ENTER               # years: 2017
+            + typed("1,2")        # months
+            + typed("2t,msl")     # msl is not in the data → asked again
+            + typed("t_850,2t")   # channel order as typed
+            + ENTER               # default SW corner 38.4, 0.0 lies south of the grid → asked again
+            + typed("43.5, 0.3")
+            + ENTER               # default 56, 92 does not fit → asked again
+            + typed("8, 30")      # 30 columns do not fit either
+            + typed("8, 12")
+            + ENTER)              # MPI processes: 2
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess1") == 0
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "VARIABLES") == "(t_850 2t)"
+    assert variable_line(script, "SW_CORNER") == "(43.5 0.3)" and variable_line(script, "NYX") == "(8 12)"
+
+
+def test_preprocess2_and_help_guidance(tmp_path, venv, data):
+    """Typing 'help' shows the guidance (rendered to a real VT100 output) and does not end the question."""
+    screen = io.StringIO()
+    output = Vt100_Output(screen, lambda: Size(rows=40, columns=200), term="xterm")
+    with create_pipe_input() as pipe:
+        def feed():  # keys in chunks so that the prompt redraws between them
+            for chunk in (ENTER, typed("help"), typed("1"), typed("12"), ENTER):
+                time.sleep(0.5)
+                pipe.send_text(chunk)
+            pipe.close()
+
+        thread = threading.Thread(target=feed)
+        thread.start()
+        status = wizard.main(["--venv_path", str(venv), "--runscript_dir", str(tmp_path / "runscripts"),
+                              "--step", "preprocess2"], input=pipe, output=output)
+        thread.join()
+    assert status == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "12 context + 12 forecast hours" in shown      # the guidance
+    # the rejection of "1" (the screen is redrawn by differences, so only a fragment is compared)
+    assert "2..744" in shown
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "SOURCE_DIR") == str(data["experiment"])
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
+
+
+def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, editor):
+    editor('{"train": {"2017": [1]},}',                 # invalid JSON ...
+           json.dumps({"train": {"2017": [3]}}),      # ... then a month without TFRecords ...
+           json.dumps(DATASPLIT),                     # ... then valid
+           json.dumps({}))                            # hparams
+    keys = (ENTER              # experiment (the only one with TFRecords)
+            + ENTER            # model: default convLSTM
+            + "inter" + ENTER  # experiment id
+            + "y"              # re-open the editor after the JSON error
+            + "y"              # re-open after the missing month
+            + typed("7"))      # seed
+    assert run_wizard(tmp_path, venv, keys, "--step", "train") == 0
+    script = only_runscript(tmp_path)
+    run_dir = Path(variable_line(script, "OUTPUT_DIR"))
+    assert run_dir.parent == data["base"] / "Models" / EXPNAME / "convLSTM" and run_dir.name.endswith("_inter")
+    assert json.loads((run_dir / "data_split.json").read_text()) == DATASPLIT
+    assert variable_line(script, "SEED") == "7"
+
+
+def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, editor):
+    editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
+    models_before = sorted((data["base"] / "Models").rglob("*"))
+    with pytest.raises(UserError, match="nothing was written"):
+        run_wizard(tmp_path, venv, ENTER + ENTER + "abort" + ENTER + "n", "--step", "train")
+    assert sorted((data["base"] / "Models").rglob("*")) == models_before
+    assert not (tmp_path / "runscripts").exists()
+
+
+def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
+    keys = (ENTER                         # experiment
+            + ENTER                       # model convLSTM
+            + UP + ENTER                  # run: default is the newest (RUN2); go up to RUN
+            + DOWN + DOWN + ENTER         # checkpoint: [auto, checkpoint_5, checkpoint_10] → checkpoint_10
+            + DOWN + ENTER                # mode: val
+            + typed("2")                  # batch size
+            + ENTER                       # stochastic samples 1
+            + typed("mse,acc")            # metrics
+            + str(data["climatology"]) + ENTER
+            + typed("24")                 # bootstrap block length
+            + "y")                        # quick evaluation
+    assert run_wizard(tmp_path, venv, keys, "--step", "postprocess") == 0
+    script = only_runscript(tmp_path)
+    assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
+    assert variable_line(script, "CHECKPOINT") == str(data["run_dir"] / "checkpoint_10")
+    assert variable_line(script, "MODE") == "val" and variable_line(script, "BATCH_SIZE") == "2"
+    assert variable_line(script, "METRICS") == "(mse acc)" and variable_line(script, "BLOCK_LENGTH") == "24"
+    assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
+
+
+def test_meta_postprocess_checkbox(tmp_path, venv, data):
+    keys = (SPACE + DOWN + SPACE + ENTER  # both runs
+            + DOWN + ENTER                # metric: rmse
+            + "cmp" + ENTER               # id
+            + "n" + "y")                  # skill scores no, persistence plot yes
+    assert run_wizard(tmp_path, venv, keys, "--step", "meta_postprocess") == 0
+    script = only_runscript(tmp_path)
+    config = json.loads(Path(variable_line(script, "ANALYSIS_CONFIG")).read_text())
+    assert [Path(p).name for p in config["results"].values()] == [RUN, RUN2]
+    assert variable_line(script, "METRIC") == "rmse"
+    text = script.read_text()
+    assert "--enable_skill_scores)" not in text and "EXTRA_OPTIONS+=(--enable_persit_plot)" in text
+
+
+def test_hpc_settings_customised(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    keys = (ENTER + ENTER                  # experiment, sequence length 24
+            + ENTER                        # profile: generic
+            + "y"                          # change the SLURM settings
+            + typed("proj")                # account
+            + ENTER + ENTER                # partition, nodes
+            + typed("2")                   # ntasks
+            + ENTER                        # cpus per task
+            + typed("soon") + typed("00:10:00")   # time: rejected, then accepted
+            + ENTER + typed("me@example.org") + ENTER + ENTER + typed("--exclusive"))
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess2") == 0
+    text = only_runscript(tmp_path).read_text()
+    for line in ("#SBATCH --account=proj", "#SBATCH --ntasks=2", "#SBATCH --time=00:10:00",
+                 "#SBATCH --mail-user=me@example.org", "#SBATCH --exclusive"):
+        assert line in text
+
+
+def test_overwrite_needs_confirmation(tmp_path, venv, data):
+    assert run_wizard(tmp_path, venv, ENTER + typed("12") + ENTER, "--step", "preprocess2") == 0
+    script = only_runscript(tmp_path)
+    with pytest.raises(UserError, match="kept"):
+        run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "n", "--step", "preprocess2")
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
+    assert run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "y", "--step", "preprocess2") == 0
+    assert variable_line(script, "SEQUENCE_LENGTH") == "6"
+
+
+@pytest.mark.parametrize("ending", [CTRL_C, ""], ids=["ctrl-c", "eof"])
+def test_interrupt_or_eof_writes_nothing(tmp_path, venv, data, editor, capsys, ending):
+    editor(json.dumps(DATASPLIT), json.dumps({}))
+    models_before = sorted((data["base"] / "Models").rglob("*"))
+    # train: experiment, model, id, then interrupted (or input ends) at the seed question after both edits
+    assert run_wizard(tmp_path, venv, ENTER + ENTER + "stop" + ENTER + ending, "--step", "train") == 130
+    assert "nothing was written" in capsys.readouterr().err
+    assert sorted((data["base"] / "Models").rglob("*")) == models_before
+    assert not (tmp_path / "runscripts").exists()

@@ -1,0 +1,300 @@
+"""Validators of the runscript generator: each parses one typed answer and returns its value, or raises
+:class:`UserError` with a message that says what was expected (the wizard shows it and asks again).
+
+Checks against the data of earlier steps look at the real files: GRIB files per year and month, extracted
+netCDF files, their variables and grid, TFRecord files, run directories and checkpoints.
+
+Example::
+
+    from video_prediction_tools.runscript_generator import checks
+    checks.parse_years("2017, 2018-2019")         # [2017, 2018, 2019]
+    checks.parse_months("1-3,12")                  # [1, 2, 3, 12]
+    checks.parse_pair("38.4, 0", "SW corner", float)  # (38.4, 0.0)
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..utils.errors import UserError
+
+FIRST_ERA5_YEAR = 1940
+GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2")
+TFRECORD_PATTERN = re.compile(r"^sequence_Y_(\d{4})_M_(\d{2})\.tfrecords$")
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
+#: SLURM values written into ``#SBATCH`` lines (not shell-parsed, so restricted to harmless characters)
+_SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]*$")
+_SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+
+
+def _split(text: str) -> list[str]:
+    return [item for item in re.split(r"[,\s]+", str(text).strip()) if item]
+
+
+def _expand_ranges(text: str, what: str, low: int, high: int) -> list[int]:
+    """``"1-3, 7"`` → ``[1, 2, 3, 7]``; each value in [low, high]; every bad element is named."""
+    values, bad = [], []
+    for item in _split(text):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not match:
+            bad.append(item)
+            continue
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        if not (low <= first <= last <= high):
+            bad.append(item)
+            continue
+        values.extend(v for v in range(first, last + 1) if v not in values)
+    if bad:
+        raise UserError(f"invalid {what}: {', '.join(bad)} (expected numbers or ranges like a-b within {low}..{high})")
+    if not values:
+        raise UserError(f"no {what} given")
+    return sorted(values)
+
+
+def parse_years(text: str) -> list[int]:
+    """Comma- or space-separated years or ranges, ERA5 years only (1940 or later)."""
+    return _expand_ranges(text, "years", FIRST_ERA5_YEAR, 2100)
+
+
+def parse_months(text: str) -> list[int]:
+    return _expand_ranges(text, "months", 1, 12)
+
+
+def format_numbers(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def parse_int(text: str, what: str, minimum: int, maximum: int | None = None) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UserError(f"{what} must be an integer, got {text!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise UserError(f"{what} must be {bounds}, got {value}")
+    return value
+
+
+def parse_pair(text: str, what: str, convert: Callable[[str], Any]) -> tuple[Any, Any]:
+    items = _split(text)
+    if len(items) != 2:
+        raise UserError(f"{what}: expected two values separated by a comma, got {text!r}")
+    try:
+        return convert(items[0]), convert(items[1])
+    except ValueError:
+        raise UserError(f"{what}: {text!r} are not two numbers") from None
+
+
+def parse_identifier(text: str, what: str = "experiment id") -> str:
+    """A typed id used in file and directory names: no '/', no control characters, not empty, no leading '-'."""
+    value = str(text).strip()
+    if not value:
+        raise UserError(f"{what} must not be empty")
+    if "/" in value or any(ord(ch) < 32 for ch in value) or value.startswith(("-", ".")):
+        raise UserError(f"{what} {value!r} must not contain '/' or control characters nor start with '-' or '.'")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------- files and data
+def existing_dir(text: str, what: str) -> Path:
+    path = Path(str(text).strip()).expanduser()
+    if not str(text).strip():
+        raise UserError(f"{what}: no directory given")
+    if not path.is_dir():
+        raise UserError(f"{what} {path} is not an existing directory")
+    return path.resolve()
+
+
+def grib_files(month_dir: Path) -> list[Path]:
+    if not month_dir.is_dir():
+        return []
+    return sorted(p for p in month_dir.iterdir() if p.is_file() and p.suffix.lower() in GRIB_SUFFIXES)
+
+
+def grib_root(text: str) -> Path:
+    """A directory laid out ``<root>/<YYYY>/<MM>/*.grb`` holding at least one GRIB file."""
+    root = existing_dir(text, "GRIB directory")
+    if not any(grib_files(month) for month in root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]")):
+        raise UserError(f"GRIB directory {root} holds no GRIB files (*.grb, *.grib) in <YYYY>/<MM>/ sub-directories")
+    return root
+
+
+def missing_months(root: Path, years: list[int], months: list[int], has_data: Callable[[Path], bool]) -> list[str]:
+    return [f"{year}-{month:02d}" for year in years for month in months
+            if not has_data(root / f"{year:04d}" / f"{month:02d}")]
+
+
+def require_months(root: Path, years: list[int], months: list[int], has_data: Callable[[Path], bool],
+                   what: str) -> None:
+    missing = missing_months(root, years, months, has_data)
+    if missing:
+        raise UserError(f"{root} has no {what} for {', '.join(missing)}")
+
+
+def netcdf_files(month_dir: Path) -> list[Path]:
+    return sorted(month_dir.glob("*.nc")) if month_dir.is_dir() else []
+
+
+def years_with_data(root: Path, has_data: Callable[[Path], bool]) -> list[int]:
+    """Years ``<root>/<YYYY>`` with at least one month folder that holds data."""
+    if not root.is_dir():
+        return []
+    return sorted(int(year.name) for year in root.glob("[0-9][0-9][0-9][0-9]")
+                  if any(has_data(month) for month in year.glob("[0-9][0-9]")))
+
+
+def dataset_variables(path: Path) -> list[str]:
+    """Data variables of one extracted netCDF file (only those with lat and lon dimensions)."""
+    import xarray as xr
+
+    with xr.open_dataset(path) as dataset:
+        return [name for name, var in dataset.data_vars.items() if {"lat", "lon"} <= set(var.dims)]
+
+
+def grid_of(path: Path):
+    """``(lat, lon)`` numpy arrays of an extracted netCDF file."""
+    import xarray as xr
+
+    with xr.open_dataset(path) as dataset:
+        if "lat" not in dataset.coords or "lon" not in dataset.coords:
+            raise UserError(f"{path} has no lat/lon coordinates")
+        return dataset["lat"].values.astype(float), dataset["lon"].values.astype(float)
+
+
+def parse_variables(text: str, available_per_file: dict[Path, list[str]]) -> list[str]:
+    """One or more variable names (order kept, duplicates allowed) present in EVERY given file."""
+    names = [name.lower() for name in _split(text)]
+    if not names:
+        raise UserError("give at least one variable name")
+    for path, available in available_per_file.items():
+        missing = [name for name in names if name not in available]
+        if missing:
+            raise UserError(f"variable(s) {', '.join(missing)} not in {path} (it has: {', '.join(available)})")
+    return names
+
+
+def find_domain(lat, lon, sw_corner: tuple[float, float], nyx: tuple[int, int]):
+    """The preprocessing domain for this grid (step 1's own rule: nearest grid point, wrap on cyclic grids);
+    a box that leaves the grid or ny, nx < 2 is a UserError."""
+    from ..data_preprocess.domain import find_domain as step1_find_domain
+
+    return step1_find_domain(lat, lon, sw_corner=sw_corner, nyx=nyx)
+
+
+def tfrecord_months(tfrecords_dir: Path) -> set[tuple[int, int]]:
+    """(year, month) of the files ``sequence_Y_<YYYY>_M_<MM>.tfrecords`` written by preprocessing step 2."""
+    if not tfrecords_dir.is_dir():
+        return set()
+    found = set()
+    for path in tfrecords_dir.iterdir():
+        match = TFRECORD_PATTERN.match(path.name)
+        if match:
+            found.add((int(match.group(1)), int(match.group(2))))
+    return found
+
+
+def checkpoints(run_dir: Path) -> list[str]:
+    """Complete ``checkpoint_<step>`` directories of a training run, by step."""
+    found = [p for p in run_dir.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)] \
+        if run_dir.is_dir() else []
+    return [p.name for p in sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))]
+
+
+def known_metrics() -> tuple[str, ...]:
+    """The metrics main_visualize_postprocess.py computes."""
+    from ..postprocess.metrics import DEFAULT_METRICS
+
+    return tuple(DEFAULT_METRICS)
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [name.lower() for name in _split(text)]
+    unknown = [name for name in names if name not in known_metrics()]
+    if unknown or not names:
+        raise UserError(f"unknown evaluation metric(s) {', '.join(unknown) or '(none given)'}; "
+                        f"known: {', '.join(known_metrics())}")
+    return names
+
+
+def climatology_file(text: str) -> Path | None:
+    """Empty → no climatology; otherwise a netCDF file with dimensions month and hour (data_extraction.climatology)."""
+    if not str(text).strip():
+        return None
+    path = Path(str(text).strip()).expanduser()
+    if not path.is_file():
+        raise UserError(f"climatology file {path} does not exist")
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as dataset:
+            dims = set(dataset.dims)
+    except Exception as err:  # noqa: BLE001 - any reader failure means "not a netCDF file we can use"
+        raise UserError(f"climatology file {path} cannot be read as netCDF: {err}") from None
+    if not {"month", "hour"} <= dims:
+        raise UserError(f"climatology file {path} must have dimensions month and hour, has {sorted(dims)}")
+    return path.resolve()
+
+
+# ----------------------------------------------------------------------------------------------- JSON contents
+def parse_json_text(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{what} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+
+
+def varmapping(content: Any, path: Path) -> None:
+    """Validate a variable mapping with the extraction's own validator."""
+    from ..data_extraction.varmapping import load_varmapping
+
+    load_varmapping(path)
+
+
+def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:
+    """Validate a data split with the reader's validator; ``available`` = months with TFRecords (None: not yet)."""
+    from ..datasets.datasplit import load_datasplit
+
+    load_datasplit(content, available=available)
+
+
+def hparams(content: Any, model: str) -> None:
+    from ..models.registry import resolve_hparams
+
+    resolve_hparams(model, content, source="model_hparams.json")
+
+
+# ----------------------------------------------------------------------------------------------- SLURM values
+def slurm_word(value: Any, what: str) -> str:
+    text = str(value).strip()
+    if not _SLURM_WORD.match(text):
+        raise UserError(f"SLURM {what} {text!r} may only hold letters, digits and _.,:=/@+%-")
+    return text
+
+
+def slurm_time(value: Any) -> str:
+    text = str(value).strip()
+    if not _SLURM_TIME.match(text):
+        raise UserError(f"SLURM time {text!r}: expected minutes, HH:MM:SS or D-HH:MM:SS")
+    return text
+
+
+def slurm_extra(value: Any) -> list[str]:
+    """Extra ``#SBATCH`` options: a list (or ';'-separated text) of ``--option=value`` items."""
+    items = value if isinstance(value, list) else [item for item in str(value).split(";")]
+    lines = [str(item).strip() for item in items if str(item).strip()]
+    for line in lines:
+        if not re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:=/@+%-]+)?", line):
+            raise UserError(f"extra SBATCH option {line!r}: expected --name or --name=value "
+                            f"(value of letters, digits and _.,:=/@+%-)")
+    return lines
+
+
+def sbatch_path(path: Path) -> str:
+    """A path written into ``#SBATCH --output``: sbatch reads it unquoted and expands '%' patterns."""
+    text = str(path)
+    if re.search(r"[\s\"'\\%$`]", text):
+        raise UserError(f"SLURM log path {text} contains blanks, quotes, '%', '$' or '`', which sbatch cannot take; "
+                        f"choose a runscript directory without them")
+    return text

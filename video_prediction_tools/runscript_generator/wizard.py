@@ -1,0 +1,436 @@
+"""Front ends of the runscript generator and the generation itself.
+
+Two prompters answer the questions of a step (:mod:`.steps`):
+
+* :class:`InteractivePrompter` — questionary prompts: select lists for known choices, text with validation that
+  re-asks (``help`` shows guidance), defaults; JSON templates opened in ``$EDITOR`` and validated, re-opened or
+  aborted on error;
+* :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); a missing or invalid answer is
+  a :class:`UserError` naming the question.
+
+Example (what ``env_setup/generate_runscript.py`` runs)::
+
+    python env_setup/generate_runscript.py --venv_path dev                       # interactive
+    python env_setup/generate_runscript.py --venv_path dev --step preprocess2 \\
+        --answers preprocess2.yaml --dry-run                                     # print, write nothing
+
+An answers file holds the question keys, e.g. for ``preprocess2``::
+
+    step: preprocess2
+    experiment: era5-Y2017-2017M01to03-12x8-4200N0300E-2t_tcc_t_850
+    sequence_length: 24
+    mpi_processes: 2                       # without SLURM
+    slurm: {profile: generic, ntasks: 2}   # with SLURM (any key of profiles.SLURM_KEYS)
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from ..utils.errors import UserError
+from ..utils.settings import read_settings, resolve_venv
+from . import checks
+from .profiles import SLURM_KEYS, known_profiles, slurm_defaults
+from .render import Plan, render_runscript, write_plan
+from .steps import STEPS, Context, Step
+
+Parser = Callable[[str], Any]
+
+
+def _set(answers: dict, key: str, value: Any) -> None:
+    """Record ``value`` under a dotted key (``slurm.ntasks`` → ``answers["slurm"]["ntasks"]``)."""
+    *parents, last = key.split(".")
+    for parent in parents:
+        answers = answers.setdefault(parent, {})
+    answers[last] = value
+
+
+def _get(answers: dict, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(answers, dict) or part not in answers:
+            return None
+        answers = answers[part]
+    return answers
+
+
+def _as_text(value: Any, separator: str = ",") -> str:
+    """An answer given as a list (``[2017, 2018]``) is read as the text a user would type (``2017,2018``)."""
+    if isinstance(value, (list, tuple)):
+        return separator.join(str(item) for item in value)
+    return str(value)
+
+
+def _strip_comment_lines(text: str) -> str:
+    """Lines starting with '#' are notes for the editing user (as in the original templates), not JSON."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _validated_json(text: str, what: str, validate: Callable[[Any, Path], None]) -> Any:
+    """Parse and validate JSON text; the validator gets the content and a file holding it."""
+    content = checks.parse_json_text(_strip_comment_lines(text), what)
+    with tempfile.TemporaryDirectory(prefix="ambs-json-") as tmp:
+        path = Path(tmp) / "content.json"
+        path.write_text(json.dumps(content, indent=2))
+        validate(content, path)
+    return content
+
+
+class AnswersPrompter:
+    """Answers every question from a mapping read from a YAML/JSON file."""
+
+    interactive = False
+
+    def __init__(self, given: dict[str, Any], source: str | Path):
+        self.given = given
+        self.source = Path(source)
+        self.answers: dict[str, Any] = {}
+        self.asked: set[str] = set()
+
+    def check_all_used(self, tolerated: Sequence[str] = ("slurm", "mpi_processes")) -> None:
+        """An answer no question asked for is most likely a typo: name it. ``tolerated`` keys belong to the other
+        mode (SLURM or not), so one answers file serves both."""
+        def keys(mapping: dict, prefix: str = ""):
+            for key, value in mapping.items():
+                dotted = f"{prefix}{key}"
+                if dotted in self.asked:
+                    continue
+                if isinstance(value, dict) and any(a.startswith(dotted + ".") for a in self.asked):
+                    yield from keys(value, dotted + ".")
+                elif dotted not in tolerated:
+                    yield dotted
+
+        unused = list(keys(self.given))
+        if unused:
+            raise UserError(f"answers file {self.source}: no question has the key(s) {', '.join(unused)}; "
+                            f"asked: {', '.join(sorted(self.asked))}")
+
+    def _fail(self, key: str, message: str, reason: str):
+        raise UserError(f"answers file {self.source}: '{key}' ({message.rstrip(':')}): {reason}")
+
+    def _raw(self, key: str, message: str, default: Any) -> Any:
+        self.asked.add(key)
+        value = _get(self.given, key)
+        if value is None:
+            if default is None:
+                self._fail(key, message, "no answer given")
+            return default
+        return value
+
+    def text(self, key: str, message: str, parse: Parser, default: str | None = None, guidance: str = "",
+             separator: str = ",") -> Any:
+        raw = _as_text(self._raw(key, message, default), separator)
+        try:
+            value = parse(raw)
+        except UserError as err:
+            self._fail(key, message, str(err))
+        _set(self.answers, key, raw)
+        return value
+
+    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
+        raw = _as_text(self._raw(key, message, default))
+        if raw not in choices:
+            self._fail(key, message, f"{raw!r} is not one of: {', '.join(choices) or '(none found)'}")
+        _set(self.answers, key, raw)
+        return raw
+
+    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
+        raw = self._raw(key, message, None)
+        items = raw if isinstance(raw, list) else [item.strip() for item in str(raw).split(",") if item.strip()]
+        unknown = [str(item) for item in items if item not in choices]
+        if unknown or not items:
+            self._fail(key, message, f"expected a list among: {', '.join(choices)}; not found: "
+                                     f"{', '.join(unknown) or '(empty list)'}")
+        _set(self.answers, key, list(items))
+        return list(items)
+
+    def confirm(self, key: str, message: str, default: bool) -> bool:
+        raw = self._raw(key, message, default)
+        if isinstance(raw, str) and raw.strip().lower() in ("yes", "y", "true", "1", "no", "n", "false", "0"):
+            raw = raw.strip().lower() in ("yes", "y", "true", "1")
+        if not isinstance(raw, bool):
+            self._fail(key, message, f"expected true or false, got {raw!r}")
+        _set(self.answers, key, raw)
+        return raw
+
+    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
+        """The content is the answer itself (a mapping), ``template`` (use the template unchanged) or the path of
+        a JSON file (relative to the answers file)."""
+        raw = self._raw(key, what, None)
+        if isinstance(raw, str):
+            path = template if raw == "template" else (self.source.parent / raw).expanduser()
+            if not path.is_file():
+                self._fail(key, what, f"JSON file {path} does not exist")
+            text = path.read_text()
+        else:
+            text = json.dumps(raw)
+        try:
+            content = _validated_json(text, what, validate)
+        except UserError as err:
+            self._fail(key, what, str(err))
+        _set(self.answers, key, content)
+        return content
+
+    def info(self, message: str) -> None:
+        print(message, file=sys.stderr)
+
+
+class InteractivePrompter:
+    """questionary prompts; ``input``/``output`` (prompt_toolkit objects) make it testable through a pipe."""
+
+    interactive = True
+
+    def __init__(self, input=None, output=None):  # noqa: A002 - the names questionary uses
+        self.io = {key: value for key, value in (("input", input), ("output", output)) if value is not None}
+        self.answers: dict[str, Any] = {}
+
+    def text(self, key: str, message: str, parse: Parser, default: str | None = None, guidance: str = "",
+             separator: str = ",") -> Any:
+        import questionary
+
+        def validate(text: str):
+            if text.strip().lower() in ("help", "?"):
+                return guidance or message
+            try:
+                parse(text)
+            except UserError as err:
+                return str(err)
+            return True
+
+        raw = questionary.text(message, default=default or "", validate=validate,
+                               instruction="(help: guidance)" if guidance else None, **self.io).unsafe_ask()
+        _set(self.answers, key, raw)
+        return parse(raw)
+
+    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
+        import questionary
+
+        if not choices:
+            raise UserError(f"nothing to choose for: {message}")
+        answer = questionary.select(message, choices=list(choices), default=default if default in choices else None,
+                                    **self.io).unsafe_ask()
+        _set(self.answers, key, answer)
+        return answer
+
+    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
+        import questionary
+
+        answer = questionary.checkbox(message, choices=list(choices),
+                                      validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
+                                      **self.io).unsafe_ask()
+        _set(self.answers, key, answer)
+        return answer
+
+    def confirm(self, key: str, message: str, default: bool) -> bool:
+        import questionary
+
+        answer = questionary.confirm(message, default=default, **self.io).unsafe_ask()
+        _set(self.answers, key, answer)
+        return answer
+
+    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
+        """Open a copy of ``template`` in $EDITOR until it is valid; declining to re-open aborts (nothing written)."""
+        editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+        tmp_dir = Path(tempfile.mkdtemp(prefix="ambs-edit-"))
+        try:
+            path = tmp_dir / template.name.replace("_template", "")
+            shutil.copyfile(template, path)
+            while True:
+                self.info(f"*** Please configure the {what} in {' '.join(editor)} ***")
+                if shutil.which(editor[0]) is None and not Path(editor[0]).is_file():
+                    raise UserError(f"editor {editor[0]!r} not found; set $EDITOR")
+                subprocess.run([*editor, str(path)], check=False)
+                try:
+                    content = _validated_json(path.read_text(), what, validate)
+                    break
+                except UserError as err:
+                    self.info(f"Invalid {what}: {err}")
+                    if not self.confirm(f"{key}_reopen", "Open the editor again (no: abort, nothing is written)?",
+                                        True):
+                        raise UserError(f"{what} not valid; aborted, nothing was written") from None
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        self.answers.pop(f"{key}_reopen", None)
+        _set(self.answers, key, content)
+        return content
+
+    def info(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------- resources
+_SLURM_PARSERS: dict[str, Parser] = {
+    "account": lambda t: checks.slurm_word(t, "account"),
+    "partition": lambda t: checks.slurm_word(t, "partition"),
+    "nodes": lambda t: checks.parse_int(t, "SLURM nodes", 1),
+    "ntasks": lambda t: checks.parse_int(t, "SLURM ntasks", 1),
+    "cpus_per_task": lambda t: checks.parse_int(t, "SLURM cpus-per-task", 1),
+    "time": checks.slurm_time,
+    "gpus": lambda t: checks.parse_int(t, "GPUs per node", 0),
+    "mail_user": lambda t: checks.slurm_word(t, "mail user"),
+    "mail_type": lambda t: checks.slurm_word(t, "mail type"),
+    "srun_options": lambda t: " ".join(shlex.split(t)),
+    "extra": checks.slurm_extra,
+}
+
+
+def ask_slurm(p, step: Step) -> dict[str, Any]:
+    """SLURM settings: a site profile's defaults, each overridable (answers file: ``slurm: {profile:, <key>:}``)."""
+    profile = p.select("slurm.profile", "SLURM site profile:", known_profiles(), default="generic")
+    defaults = slurm_defaults(profile, step.name)
+    summary = ", ".join(f"{key}={_as_text(defaults[key])}" for key in SLURM_KEYS if defaults.get(key) not in ("", []))
+    customise = not p.interactive or p.confirm("slurm.customise", f"SLURM settings: {summary}. Change them?", False)
+    p.answers.get("slurm", {}).pop("customise", None)
+    settings = dict(defaults)
+    if customise:
+        for key in SLURM_KEYS:
+            separator = "; " if key == "extra" else ","
+            settings[key] = p.text(f"slurm.{key}", f"SLURM {key}:", _SLURM_PARSERS[key],
+                                   default=_as_text(defaults[key], separator), separator=separator,
+                                   guidance="extra: '; '-separated #SBATCH options like --exclusive" if key == "extra"
+                                   else "")
+    settings["extra"] = checks.slurm_extra(settings["extra"])
+    return settings
+
+
+def ask_resources(p, ctx: Context, step: Step) -> dict[str, Any]:
+    if ctx.hpc:
+        return {"slurm": ask_slurm(p, step), "nprocs": 1}
+    nprocs = 1
+    if step.mpi:
+        nprocs = p.text("mpi_processes", "Number of MPI processes (mpiexec -n N; months are shared out):",
+                        lambda t: checks.parse_int(t, "number of MPI processes", 1), default="2")
+    return {"slurm": {}, "nprocs": nprocs}
+
+
+# ---------------------------------------------------------------------------------------------------- generation
+def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False) -> Plan:
+    """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers."""
+    step = STEPS[step_name]
+    result = step.ask(p, ctx)
+    resources = ask_resources(p, ctx, step)
+    if not p.interactive:
+        p.check_all_used()
+    runscript = ctx.runscript_dir / result.runscript_name
+    log_prefix = runscript.with_suffix("")
+    if ctx.hpc:
+        checks.sbatch_path(log_prefix)
+    variables = dict(step=step.name, hpc=ctx.hpc, mpi=step.mpi, generated=f"{ctx.now:%Y-%m-%d %H:%M:%S}",
+                     runscript=runscript, answers_file=runscript.with_name(runscript.name + ".answers.yaml"),
+                     venv_dir=ctx.venv_dir, container=ctx.settings.container or "",
+                     wrapper=Path(ctx.settings.repo_root) / "env_setup" / "wrapper_container.sh",
+                     job_name=f"ambs_{step.name}", log_prefix=log_prefix, **resources, **result.variables)
+    answers = {"step": step.name, **p.answers}
+    if result.derived:
+        answers["derived"] = result.derived
+    plan = Plan(runscript=runscript, text=render_runscript(step.template, variables), answers=answers,
+                json_files=result.json_files, new_directory=result.new_directory)
+    if dry_run:
+        print(plan.text, end="")
+        for path, content in plan.json_files.items():
+            print(f"# --- {path} ---\n# " + "\n# ".join(json.dumps(content, indent=2).splitlines()))
+        return plan
+    if runscript.exists() and not overwrite and p.interactive:
+        overwrite = p.confirm("overwrite", f"{runscript} exists. Replace it?", False)
+        p.answers.pop("overwrite", None)
+        if not overwrite:
+            raise UserError(f"runscript {runscript} kept; nothing was written")
+    write_plan(plan, overwrite=overwrite)
+    print(f"Runscript written: {runscript}\nAnswers saved: {plan.answers_file}\n"
+          f"Run it with: {'sbatch' if ctx.hpc else 'bash'} {shlex.quote(str(runscript))}")
+    if plan.new_directory is not None:
+        print(f"Run directory created: {plan.new_directory} (open it for other AMBS users if needed)")
+    return plan
+
+
+def load_answers(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"answers file {path} not found")
+    try:
+        given = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"answers file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                        f"{' '.join(str(err).split())}")
+    if not isinstance(given, dict):
+        raise UserError(f"answers file {path} must hold a mapping of question keys to answers")
+    given.pop("derived", None)
+    return given
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="generate_runscript.py",
+        description="Generate the runscript of one AMBS workflow step, asking step by step (or from --answers).",
+        epilog="Example: python env_setup/generate_runscript.py --venv_path dev --step train")
+    parser.add_argument("--venv_path", "-venv", required=True,
+                        help="virtual environment made by env_setup/create_env.sh: a name under virtual_envs/ "
+                             "or a path")
+    parser.add_argument("--step", choices=list(STEPS), help="workflow step (skips the first question)")
+    parser.add_argument("--answers", help="YAML or JSON file answering every question (no terminal needed); "
+                                          "each runscript's answers are saved as <runscript>.answers.yaml")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="print the runscript and JSON files, write nothing")
+    parser.add_argument("--hpc", action=argparse.BooleanOptionalAction, default=None,
+                        help="SLURM runscript in HPC_scripts/ (--no-hpc: plain bash in no_HPC_scripts/); "
+                             "default: as recorded by create_env.sh")
+    parser.add_argument("--base_dir", help="base data directory (default: as recorded by create_env.sh)")
+    parser.add_argument("--runscript_dir", help="where runscripts go (default: HPC_scripts/ or no_HPC_scripts/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing runscript of the same name")
+    parser.add_argument("--chain", action="store_true",
+                        help="allow input that earlier generated but not yet run runscripts will produce (for "
+                             "sbatch --dependency chains); their data is then checked at run time")
+    return parser
+
+
+def make_context(args) -> Context:
+    settings = read_settings(args.venv_path)
+    if args.base_dir:
+        settings = dataclasses.replace(settings, base_dir=str(Path(args.base_dir).expanduser().resolve()))
+    if args.hpc is not None:
+        settings = dataclasses.replace(settings, hpc=args.hpc)
+    if not Path(settings.base_dir).is_dir():
+        raise UserError(f"base directory {settings.base_dir} does not exist (set it with create_env.sh "
+                        f"-base_dir=<dir> or --base_dir)")
+    runscript_dir = Path(args.runscript_dir).expanduser().resolve() if args.runscript_dir else settings.runscript_dir
+    return Context(settings=settings, venv_dir=resolve_venv(args.venv_path), runscript_dir=runscript_dir,
+                   hpc=settings.hpc, chain=args.chain, now=datetime.now())
+
+
+def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # noqa: A002
+    """Entry point of ``env_setup/generate_runscript.py``; ``input``/``output`` drive the prompts in tests."""
+    args = build_parser().parse_args(argv)
+    ctx = make_context(args)
+    if args.answers:
+        given = load_answers(args.answers)
+        step = args.step or given.get("step")
+        if step is None:
+            raise UserError(f"answers file {args.answers} has no 'step' and --step was not given")
+        if step not in STEPS or (args.step and given.get("step", step) != args.step):
+            raise UserError(f"answers file {args.answers}: step {given.get('step')!r} does not match "
+                            f"--step {args.step!r} (known steps: {', '.join(STEPS)})")
+        prompter = AnswersPrompter({k: v for k, v in given.items() if k != "step"}, args.answers)
+    else:
+        prompter = InteractivePrompter(input=input, output=output)
+    try:
+        if not args.answers:
+            step = args.step or prompter.select(
+                "step", "Workflow step for which a runscript should be created:", list(STEPS), default="extract")
+            prompter.answers.pop("step", None)
+        generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite)
+    except (KeyboardInterrupt, EOFError):
+        print("\nAborted: nothing was written.", file=sys.stderr)
+        return 130
+    return 0
+
