@@ -1,0 +1,231 @@
+"""The ERA5 reader: windows equal the raw slices after normalisation, counts, gaps, order, normalisation, split."""
+import json
+
+import numpy as np
+import pytest
+
+from fixtures.preprocessed import make_step1_experiment
+from video_prediction_tools.data_preprocess.step2 import run_step2, yyyymmddhh_to_datetime
+from video_prediction_tools.datasets.datasplit import load_datasplit, load_index_split, split_months
+from video_prediction_tools.datasets.era5 import ERA5Dataset, load_hours
+from video_prediction_tools.datasets.normalization import Normalization
+from video_prediction_tools.utils.errors import UserError
+
+
+def collect(dataset, batch_size=5, epoch=0):
+    """All windows of one pass: (images [N, T, H, W, C], t_start [N], batch sizes)."""
+    images, starts, sizes = [], [], []
+    for batch in dataset.make_dataset(batch_size, epoch=epoch):
+        images.append(batch["images"].numpy())
+        starts.append(batch["t_start"].numpy())
+        sizes.append(len(starts[-1]))
+    return np.concatenate(images), np.concatenate(starts), sizes
+
+
+def raw_window(raw, t_start, length):
+    """The raw slice of ``length`` hours starting at ``t_start`` (YYYYMMDDHH), from the step-1 values."""
+    start = yyyymmddhh_to_datetime(t_start)
+    data, times = raw[(int(t_start // 1_000_000), int(t_start // 10_000 % 100))]
+    index = int(np.flatnonzero(times == start)[0])
+    window_times = times[index:index + length]
+    assert len(window_times) == length and (np.diff(window_times.astype(np.int64)) == 1).all()
+    return data[index:index + length]
+
+
+def hand_minmax(raw, months, variables):
+    """min and max per channel over the given months (numpy on the raw values)."""
+    stacked = np.concatenate([raw[m][0] for m in months]).astype(np.float64)
+    return stacked.min(axis=(0, 1, 2)), stacked.max(axis=(0, 1, 2)), stacked.mean(axis=(0, 1, 2)), \
+        stacked.std(axis=(0, 1, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# on the real pipeline output (step 1 + step 2 fixture)
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_every_window_is_the_normalised_raw_slice(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    train = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams={"sequence_length": 24})
+    low, high, _, _ = hand_minmax(tiny.raw, [(2017, 1), (2017, 2)], tiny.variables)
+    # normalisation from the training months only (2018 not included), checked by hand
+    all_months = json.loads((tiny.exp_dir / "statistics.json").read_text())
+    for channel, variable in enumerate(tiny.variables):
+        assert train.normalization.stats[variable]["min"] == pytest.approx(low[channel], abs=0)
+        assert train.normalization.stats[variable]["max"] == pytest.approx(high[channel], abs=0)
+    assert any(all_months[v]["avg"] != train.normalization.stats[v]["avg"] for v in tiny.variables)
+    for mode in ("train", "val", "test"):
+        dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, mode, hparams={"sequence_length": 24})
+        assert dataset.normalization == train.normalization
+        images, starts, sizes = collect(dataset)
+        months = split_months(tiny.datasplit, mode)
+        assert dataset.num_windows == len(starts) == len(months) * (72 - 24 + 1)   # N - L + 1 per month
+        assert len(set(starts.tolist())) == len(starts)
+        assert images.dtype == np.float32 and images.shape[1:] == (24, 8, 12, 3)
+        assert sizes[:-1] == [5] * (len(sizes) - 1)
+        for window, t_start in zip(images, starts):
+            expected = (raw_window(tiny.raw, t_start, 24).astype(np.float64) - low) / (high - low)
+            np.testing.assert_allclose(window, expected, rtol=0, atol=2e-6)
+        if mode != "train":
+            assert (np.diff(starts) > 0).all()           # chronological
+            assert starts[0] == int(f"{months[0][0]}{months[0][1]:02d}0100")
+
+
+def test_attributes_and_input_dir_forms(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    by_exp = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val")
+    by_tfrecords = ERA5Dataset(tiny.tfrecord_dir, tiny.datasplit, "val")
+    metadata = json.loads((tiny.exp_dir / "metadata.json").read_text())
+    for dataset in (by_exp, by_tfrecords):
+        assert dataset.variables == tiny.variables
+        assert dataset.frame_shape == (8, 12, 3)
+        assert dataset.sequence_length == 24                   # the default recorded by step 2
+        np.testing.assert_array_equal(dataset.lat, metadata["coordinates"]["lat"])
+        np.testing.assert_array_equal(dataset.lon, metadata["coordinates"]["lon"])
+    batch = next(iter(by_exp.make_dataset(3, drop_remainder=True)))
+    assert batch["t_start"].dtype.name == "int64" and batch["t_start"].shape == (3,)
+    assert sum(1 for _ in by_exp.make_dataset(10, drop_remainder=True)) == 49 // 10
+
+
+def test_train_order_reproducible_from_seed_and_epoch(tiny_tfrecords):
+    tiny = tiny_tfrecords
+
+    def order(seed, epoch):
+        dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams={"sequence_length": 12}, seed=seed)
+        return collect(dataset, batch_size=7, epoch=epoch)[1].tolist()
+
+    first = order(1, 0)
+    assert first == order(1, 0)
+    assert first != order(2, 0)
+    assert first != order(1, 1)
+    assert sorted(first) == sorted(order(2, 0))             # a permutation of all windows, each once
+    assert len(first) == 2 * (72 - 12 + 1)
+    assert first != sorted(first)
+
+
+def test_val_shuffled_only_with_shuffle_on_val(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    plain = collect(ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", seed=3))[1].tolist()
+    assert plain == sorted(plain)
+    shuffled = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", hparams={"shuffle_on_val": True}, seed=3)
+    once = collect(shuffled)[1].tolist()
+    assert once != plain and sorted(once) == plain and once == collect(shuffled)[1].tolist()
+
+
+def test_znorm_uses_sigma_and_given_normalisation_wins(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    _, _, mean, sigma = hand_minmax(tiny.raw, [(2017, 1), (2017, 2)], tiny.variables)
+    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "test", hparams={"normalization": "znorm"})
+    images, starts, _ = collect(dataset, batch_size=16)
+    expected = (raw_window(tiny.raw, starts[3], 24).astype(np.float64) - mean) / sigma   # sigma, not sigma**2
+    np.testing.assert_allclose(images[3], expected, rtol=0, atol=2e-5)
+    # postprocessing passes the normalisation saved with the model: it is used as given
+    saved = Normalization.from_dict(json.loads(json.dumps(dataset.normalization.to_dict())))
+    other_split = {"train": {"2018": [1]}, "test": {"2018": [2]}}
+    again = ERA5Dataset(tiny.exp_dir, other_split, "test", normalization=saved)
+    np.testing.assert_array_equal(collect(again, batch_size=16)[0], images)
+
+
+def test_load_hours_reads_raw_values_across_months(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    hours = load_hours(tiny.exp_dir, np.datetime64("2017-02-01T03"), np.datetime64("2017-02-01T10"))
+    assert hours.dims == ("time", "lat", "lon", "channel") and hours.shape == (8, 8, 12, 3)
+    np.testing.assert_array_equal(hours.values, tiny.raw[(2017, 2)][0][3:11])
+    assert list(hours["channel"].values) == tiny.variables
+    assert hours["time"].values[0] == np.datetime64("2017-02-01T03")
+    with pytest.raises(UserError, match="2017-01-04T00"):           # the tiny months hold only 3 days
+        load_hours(tiny.exp_dir, np.datetime64("2017-01-03T20"), np.datetime64("2017-02-01T02"))
+
+
+def test_load_hours_spans_a_year_boundary(tmp_path):
+    exp_dir = tmp_path / "EXP"
+    raw = make_step1_experiment(exp_dir, {(2016, 12): 744, (2017, 1): 30})
+    run_step2(exp_dir)
+    hours = load_hours(exp_dir, np.datetime64("2016-12-31T20"), np.datetime64("2017-01-01T05"))
+    np.testing.assert_array_equal(hours.values, np.concatenate([raw[(2016, 12)][0][-4:], raw[(2017, 1)][0][:6]]))
+    assert hours["time"].values[-1] == np.datetime64("2017-01-01T05")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gaps, splits of neighbouring months, errors
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gappy(tmp_path_factory):
+    """Three contiguous months (Jan complete, Feb with a gap at hours 30-32, Mar 40 h) after step 2."""
+    exp_dir = tmp_path_factory.mktemp("gappy") / "EXP"
+    raw = make_step1_experiment(exp_dir, {(2017, 1): 744, (2017, 2): 672, (2017, 3): 40},
+                                gaps={(2017, 2): [30, 31, 32]})
+    run_step2(exp_dir, sequence_length=24)
+    return exp_dir, raw
+
+
+def test_windows_never_cross_a_gap_or_another_split(gappy):
+    exp_dir, raw = gappy
+    split = {"train": {"2017": [1, 3]}, "val": {"2017": [2]}}
+    length = 24
+    expected_counts = {"train": (744 - length + 1) + (40 - length + 1),
+                       "val": (30 - length + 1) + (672 - 33 - length + 1)}
+    for mode in ("train", "val"):
+        dataset = ERA5Dataset(exp_dir, split, mode)
+        images, starts, _ = collect(dataset, batch_size=64)
+        assert dataset.num_windows == len(starts) == expected_counts[mode]
+        for window, t_start in zip(images[::37], starts[::37]):
+            raw_window(raw, t_start, length)              # asserts the window's hours are consecutive
+        first = yyyymmddhh_to_datetime(starts)
+        last = first + np.timedelta64(length - 1, "h")
+        assert (first.astype("datetime64[M]") == last.astype("datetime64[M]")).all()
+        months = {(int(s // 1_000_000), int(s // 10_000 % 100)) for s in starts}
+        assert months <= set(split_months(split, mode))
+
+
+def test_datasplit_errors(gappy):
+    exp_dir, _ = gappy
+    with pytest.raises(UserError, match="2019-01"):
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}, "test": {"2019": [1]}}, "train")
+    with pytest.raises(UserError, match="both"):
+        load_datasplit({"train": {"2017": [1]}, "val": {"2017": [1]}})
+    with pytest.raises(UserError, match="four-digit"):
+        load_datasplit({"train": {2017: [1]}})
+    with pytest.raises(UserError, match="1..12"):
+        load_datasplit({"train": {"2017": [13]}})
+    with pytest.raises(UserError, match="unknown mode"):
+        load_datasplit({"training": {"2017": [1]}})
+    with pytest.raises(UserError, match="no months for mode 'test'"):
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "test")
+    with pytest.raises(UserError, match="no 'train' months"):
+        ERA5Dataset(exp_dir, {"test": {"2017": [1]}}, "test")
+    with pytest.raises(UserError, match="mode"):
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "validation")
+    with pytest.raises(UserError, match="no window of 48"):
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}, "test": {"2017": [3]}}, "test", hparams={"sequence_length": 48})
+    with pytest.raises(UserError, match="step 2"):
+        ERA5Dataset(exp_dir / "2017", {"train": {"2017": [1]}}, "train")
+
+
+def test_datasplit_templates_are_valid(repo_root):
+    era5 = load_datasplit(repo_root / "templates/data_split/era5/datasplit_template.json")
+    assert split_months(era5, "val") == [(2016, m) for m in range(1, 13)]
+    assert split_months(era5, "test") == [(2019, m) for m in range(1, 13)]
+    assert {y for y, _ in split_months(era5, "train")} == set(range(2007, 2016)) | {2017, 2018}
+    mnist = load_index_split(repo_root / "templates/data_split/moving_mnist/datasplit_template.json", 10000)
+    assert mnist["train"] == [(0, 7999)] and mnist["test"] == [(9000, 9999)]
+
+
+def test_normalization_round_trip_numpy_and_tensorflow():
+    import tensorflow as tf
+
+    stats = {"2t": {"count": 4, "min": 250.0, "max": 300.0, "avg": 275.0, "sigma": 10.0},
+             "tcc": {"count": 4, "min": 0.0, "max": 1.0, "avg": 0.5, "sigma": 0.25}}
+    norm = Normalization("minmax", stats, ["2t", "tcc", "2t"])
+    x = np.array([[[250.0, 0.5, 300.0], [275.0, 1.0, 260.0]]], dtype=np.float32)
+    np.testing.assert_allclose(norm.normalize(x), [[[0.0, 0.5, 1.0], [0.5, 1.0, 0.2]]], atol=1e-7)
+    assert norm.normalize(x).dtype == np.float32
+    np.testing.assert_allclose(norm.denormalize(norm.normalize(x)), x, rtol=1e-6)
+    np.testing.assert_allclose(norm.normalize(tf.constant(x)).numpy(), norm.normalize(x))
+    z = Normalization("znorm", stats, ["2t", "tcc", "2t"])
+    np.testing.assert_allclose(z.normalize(x)[0, 0], [-2.5, 0.0, 2.5], atol=1e-6)
+    assert Normalization.from_dict(json.loads(json.dumps(z.to_dict()))) == z
+    with pytest.raises(UserError, match="msl"):
+        Normalization("minmax", stats, ["msl"])
+    with pytest.raises(UserError, match="minmax"):
+        Normalization("robust", stats, ["2t"])

@@ -1,0 +1,170 @@
+"""Preprocessing step 2: TFRecords with each hour once, statistics.json, dataset_info.json, storage, MPI, errors."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fixtures.common import assert_user_error, mpiexec, run_module
+from fixtures.preprocessed import make_step1_experiment, synthetic_fields, write_step1_month
+from video_prediction_tools.data_preprocess import step2
+from video_prediction_tools.utils.errors import UserError
+
+MODULE = "video_prediction_tools.main_scripts.main_preprocess_data_step2"
+MONTHS = {(2017, 1): 60, (2017, 2): 50, (2017, 3): 40}
+GAPS = {(2017, 2): [20, 21, 22]}      # February: hours 0-19 and 23-49 (two blocks)
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    exp_dir = tmp_path / "PreprocessedData" / "era5-Y2017-2017M01to03-12x8-4290N0600E-2t_tcc_t_850"
+    raw = make_step1_experiment(exp_dir, MONTHS, gaps=GAPS)
+    return exp_dir, raw
+
+
+def assert_failed_month(result, *fragments):
+    """A failure inside a month: exit 2, no traceback, the last ERROR line names the problem (run_units also logs
+    the unit's failure as an ERROR line before run_cli's summary, so assert_user_error's "one line" cannot hold)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    final = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")][-1]
+    for fragment in fragments:
+        assert fragment in final, (fragment, final)
+
+
+def hand_stats(values):
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return values.min(), values.max(), values.mean(), values.std()
+
+
+def test_step2_stores_each_hour_once_with_valid_times(experiment):
+    exp_dir, raw = experiment
+    result = run_module(MODULE, "--source_dir", exp_dir, "--sequence_length", 12)
+    assert result.returncode == 0, result.stderr
+    tfrecord_dir = exp_dir / "tfrecords"
+    for (year, month), (data, times) in raw.items():
+        path = tfrecord_dir / f"sequence_Y_{year}_M_{month:02d}.tfrecords"
+        images, valid = step2.read_month_records(path, (8, 12, 3))
+        np.testing.assert_array_equal(images, data)            # physical float32 values, bit for bit
+        expected = [int(str(t).replace("-", "").replace("T", "")) for t in times]
+        assert valid.tolist() == expected                       # YYYYMMDDHH
+        assert images.shape[0] == len(times)                    # each hour once
+        assert sum(1 for _ in tf.data.TFRecordDataset(str(path))) == len(times)   # one record per hour
+        assert not (exp_dir / f"{year}" / f"X_{month:02d}.nc").exists()
+        assert (exp_dir / f"{year}" / f"stat_{month:02d}.json").exists()
+    info = json.loads((tfrecord_dir / "dataset_info.json").read_text())
+    assert info["sequence_length"] == 12
+    assert info["variables"] == ["2t", "tcc", "t_850"]
+    assert info["frame_shape"] == [8, 12, 3]
+    assert list(info["months"]) == ["2017-01", "2017-02", "2017-03"]
+    assert info["months"]["2017-02"]["blocks"] == [[2017020100, 20], [2017020123, 27]]
+    assert info["months"]["2017-01"]["file"] == "sequence_Y_2017_M_01.tfrecords"
+
+
+def test_statistics_json_is_the_merge_of_all_months(experiment):
+    exp_dir, raw = experiment
+    step2.run_step2(exp_dir)
+    stats = json.loads((exp_dir / "statistics.json").read_text())
+    everything = np.concatenate([data for data, _ in raw.values()])
+    for channel, variable in enumerate(["2t", "tcc", "t_850"]):
+        low, high, mean, sigma = hand_stats(everything[..., channel])
+        entry = stats[variable]
+        assert entry["count"] == everything[..., channel].size
+        assert entry["min"] == pytest.approx(low, abs=0) and entry["max"] == pytest.approx(high, abs=0)
+        assert entry["avg"] == pytest.approx(mean, rel=1e-12)
+        assert entry["sigma"] == pytest.approx(sigma, rel=1e-9)
+    assert stats["common_stat"] == {"nhours": 60 + 47 + 40, "months": ["2017-01", "2017-02", "2017-03"]}
+
+
+def test_storage_within_1_1_of_raw_float32(tiny_tfrecords):
+    raw_bytes = sum(data.size * 4 for data, _ in tiny_tfrecords.raw.values())
+    on_disk = sum(p.stat().st_size for p in tiny_tfrecords.exp_dir.rglob("*") if p.is_file())
+    assert not list(tiny_tfrecords.exp_dir.rglob("X_*.nc"))
+    assert on_disk <= 1.1 * raw_bytes, (on_disk, raw_bytes)
+
+
+def test_keep_netcdf_rerun_skips_and_overwrite(experiment):
+    exp_dir, raw = experiment
+    step2.run_step2(exp_dir, keep_netcdf=True)
+    january = exp_dir / "tfrecords" / "sequence_Y_2017_M_01.tfrecords"
+    assert (exp_dir / "2017" / "X_01.nc").exists()
+    first_info = (exp_dir / "tfrecords" / "dataset_info.json").read_text()
+    # a rerun keeps finished months (same file, untouched) and deletes the netCDF now
+    stamp = january.stat().st_mtime_ns
+    step2.run_step2(exp_dir)
+    assert january.stat().st_mtime_ns == stamp
+    assert not (exp_dir / "2017" / "X_01.nc").exists()
+    assert (exp_dir / "tfrecords" / "dataset_info.json").read_text() == first_info
+    # once the netCDF is gone, a rerun recovers everything from the TFRecords; a new sequence_length is recorded
+    step2.run_step2(exp_dir, sequence_length=6, overwrite=True)
+    info = json.loads((exp_dir / "tfrecords" / "dataset_info.json").read_text())
+    assert info["sequence_length"] == 6
+    assert info["months"] == json.loads(first_info)["months"]
+    # with the netCDF back (step 1 rerun) --overwrite rewrites the month with the new values
+    data, times = raw[(2017, 1)]
+    write_step1_month(exp_dir, 2017, 1, data + 1.0, times)
+    step2.run_step2(exp_dir, overwrite=True)
+    images = step2.read_month_records(january, (8, 12, 3))[0]
+    np.testing.assert_array_equal(images, data + 1.0)
+
+
+@pytest.mark.mpi
+def test_mpi_one_and_two_ranks_identical(tmp_path):
+    outputs = []
+    for ranks in (1, 2):
+        exp_dir = tmp_path / f"run{ranks}" / "EXP"
+        make_step1_experiment(exp_dir, MONTHS, gaps=GAPS)
+        result = mpiexec(ranks, MODULE, "--source_dir", exp_dir)
+        assert result.returncode == 0, result.stderr
+        files = sorted(p for p in [exp_dir / "statistics.json", *(exp_dir / "tfrecords").iterdir()]
+                       if ".log" not in p.name)
+        outputs.append({str(p.relative_to(exp_dir)): p.read_bytes() for p in files})
+    assert list(outputs[0]) == list(outputs[1])
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 5 and "tfrecords/sequence_Y_2017_M_03.tfrecords" in outputs[0]
+
+
+@pytest.mark.mpi
+def test_mpi_failure_of_one_month_ends_every_rank_cleanly(experiment):
+    exp_dir, raw = experiment
+    data, times = raw[(2017, 2)]
+    data = data.copy()
+    data[5, 3, 4, 1] = np.nan
+    write_step1_month(exp_dir, 2017, 2, data, times)
+    result = mpiexec(2, MODULE, "--source_dir", exp_dir)
+    assert_failed_month(result, "2017-02", "X_02.nc", "NaN")
+    assert not (exp_dir / "tfrecords" / "sequence_Y_2017_M_02.tfrecords").exists()
+    assert not (exp_dir / "tfrecords" / "dataset_info.json").exists()
+    assert (exp_dir / "2017" / "X_02.nc").exists()
+    assert not list((exp_dir / "tfrecords").glob(".*tmp*"))
+
+
+def test_bad_inputs_end_cleanly(tmp_path, experiment):
+    exp_dir, raw = experiment
+    assert_user_error(run_module(MODULE, "--source_dir", tmp_path / "nope"), "nope", "does not exist")
+    assert_user_error(run_module(MODULE, "--source_dir", exp_dir, "--sequence_length", "1"), "sequence_length")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(run_module(MODULE, "--source_dir", empty), "metadata")
+    # channels in another order than metadata.json
+    data, times = raw[(2017, 3)]
+    write_step1_month(exp_dir, 2017, 3, data, times, variables=["tcc", "2t", "t_850"])
+    with pytest.raises(UserError, match="channels"):
+        step2.run_step2(exp_dir)
+    # a month whose netCDF vanished before conversion
+    (exp_dir / "2017" / "X_03.nc").unlink()
+    assert_failed_month(run_module(MODULE, "--source_dir", exp_dir), "X_03.nc", "rerun step 1")
+    # a corrupt netCDF
+    (exp_dir / "2017" / "X_03.nc").write_bytes(b"not a netcdf file")
+    assert_failed_month(run_module(MODULE, "--source_dir", exp_dir), "X_03.nc", "cannot read")
+
+
+def test_help_and_time_conversions():
+    result = run_module(MODULE, "--help")
+    assert result.returncode == 0 and "--sequence_length" in result.stdout and "--keep_netcdf" in result.stdout
+    times = np.array(["2016-02-29T23", "2019-12-31T00", "2017-01-01T05"], dtype="datetime64[h]")
+    assert step2.datetime_to_yyyymmddhh(times).tolist() == [2016022923, 2019123100, 2017010105]
+    np.testing.assert_array_equal(step2.yyyymmddhh_to_datetime([2016022923, 2019123100, 2017010105]), times)
+    hours = np.array(["2017-01-01T00", "2017-01-01T01", "2017-01-01T05", "2017-01-01T06"], dtype="datetime64[h]")
+    assert step2.contiguous_blocks(hours) == [(0, 2), (2, 2)]
+    assert synthetic_fields(hours).shape == (4, 8, 12, 3)

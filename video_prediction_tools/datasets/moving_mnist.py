@@ -1,0 +1,183 @@
+"""Moving MNIST: conversion of ``mnist_test_seq.npy`` to a TFRecord file, and its reader (ERA5Dataset's API).
+
+Raw data: the standard ``mnist_test_seq.npy``, uint8 ``[frames (20), sequences (10000), 64, 64]``.
+
+Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_data_step2 --dataset moving_mnist``) writes to
+``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence (``images`` = uint8 bytes
+``[frames, H, W, 1]``, ``index`` = sequence index, ``shape``), in index order and complete (no sequence dropped),
+and ``dataset_info.json`` ``{"format", "dataset": "moving_mnist", "num_sequences", "sequence_length",
+"frame_shape": [H, W, 1], "variables": ["intensity"], "stats": {"intensity": {count, min, max, avg, sigma}}}``.
+
+Reader :class:`MovingMnist`: the data split gives inclusive index ranges per mode, and every group of a mode is
+used (``{"train": {"index1": [0, 7999]}, "val": {"index1": [8000, 8999]}, "test": {...}}``). A window is the
+first ``sequence_length`` frames of a sequence (default: all); ``t_start`` is the sequence index. Normalisation:
+``minmax`` divides by 255 (``min`` 0, ``max`` 255, the byte range, as the original); ``znorm`` uses the mean and
+sigma of all converted sequences.
+
+Example::
+
+    from video_prediction_tools.datasets.moving_mnist import MovingMnist, convert_moving_mnist
+    convert_moving_mnist("data/mnist_test_seq.npy", "data/moving_mnist_tfrecords")
+    ds = MovingMnist("data/moving_mnist_tfrecords", "templates/data_split/moving_mnist/datasplit_template.json",
+                     "train", hparams={"sequence_length": 20}, seed=1)
+    for batch in ds.make_dataset(batch_size=8):
+        batch["images"]    # float32 [8, 20, 64, 64, 1] in [0, 1]; batch["t_start"]: int64 [8] sequence indices
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..data_preprocess.statistics import field_stats
+from ..utils.errors import UserError
+from ..utils.io import atomic_path, read_json, write_json
+from ..utils.log import progress, setup_logging
+from .datasplit import MODES, load_index_split
+from .normalization import Normalization
+
+log = logging.getLogger("ambs")
+
+RECORD_FORMAT = "ambs-moving-mnist-1"
+RAW_FILE = "mnist_test_seq.npy"
+TFRECORD_FILE = "moving_mnist.tfrecords"
+DATASET_INFO = "dataset_info.json"
+VARIABLE = "intensity"
+#: buffer of the training shuffle (sequences of 80 KB each at 20x64x64)
+SHUFFLE_BUFFER = 2048
+
+
+def raw_file(source) -> Path:
+    """``mnist_test_seq.npy`` itself or a directory holding it."""
+    source = Path(source)
+    path = source / RAW_FILE if source.is_dir() else source
+    if not path.is_file():
+        raise UserError(f"Moving MNIST source {source}: {path} not found (expected the standard {RAW_FILE})")
+    return path
+
+
+def default_dest_dir(source) -> Path:
+    source = Path(source)
+    return (source if source.is_dir() else source.parent) / "tfrecords"
+
+
+def _record_features():
+    import tensorflow as tf
+
+    return {"images": tf.io.FixedLenFeature([], tf.string), "index": tf.io.FixedLenFeature([], tf.int64),
+            "shape": tf.io.FixedLenFeature([4], tf.int64)}
+
+
+def convert_moving_mnist(source, dest_dir=None, overwrite: bool = False) -> Path:
+    """Convert ``mnist_test_seq.npy`` (``[frames, sequences, H, W]`` uint8) to ``dest_dir``; return ``dest_dir``.
+
+    Skips the work if the output exists (unless ``overwrite``). Writes atomically.
+    """
+    import tensorflow as tf
+
+    path = raw_file(source)
+    dest_dir = Path(dest_dir) if dest_dir else default_dest_dir(source)
+    if (dest_dir / DATASET_INFO).is_file() and (dest_dir / TFRECORD_FILE).is_file() and not overwrite:
+        log.info("%s exists, kept (use --overwrite to convert again)", dest_dir / TFRECORD_FILE)
+        return dest_dir
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read as a numpy .npy file ({err})") from None
+    if data.dtype != np.uint8 or data.ndim != 4 or min(data.shape) == 0:
+        raise UserError(f"{path}: expected uint8 [frames, sequences, height, width], got {data.dtype} {data.shape}")
+    frames, sequences, height, width = data.shape
+    setup_logging(dest_dir / "preprocess_moving_mnist.log")
+    with atomic_path(dest_dir / TFRECORD_FILE) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for index in progress(range(sequences), desc="moving MNIST sequences", total=sequences, unit="seq"):
+            sequence = np.ascontiguousarray(data[:, index, :, :, None])
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "images": tf.train.Feature(bytes_list=tf.train.BytesList(value=[sequence.tobytes()])),
+                "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(sequence.shape))),
+            })).SerializeToString(deterministic=True))
+    stats = field_stats(data)
+    stats.update(min=0.0, max=255.0)  # minmax = the byte range (/255), whatever the extremes of this file
+    write_json(dest_dir / DATASET_INFO, {
+        "format": RECORD_FORMAT, "dataset": "moving_mnist", "num_sequences": int(sequences),
+        "sequence_length": int(frames), "frame_shape": [int(height), int(width), 1], "variables": [VARIABLE],
+        "stats": {VARIABLE: stats}})
+    log.info("wrote %d sequences of %d frames to %s", sequences, frames, dest_dir / TFRECORD_FILE)
+    return dest_dir
+
+
+class MovingMnist:
+    """Sequences of one data-split mode of a converted Moving MNIST file; same API as ``ERA5Dataset``.
+
+    ``lat``/``lon`` are None (pixels have no coordinates); ``t_start`` is the sequence index.
+    """
+
+    def __init__(self, input_dir, datasplit, mode: str, hparams: dict | None = None, seed: int = 1234,
+                 normalization: Normalization | None = None):
+        if mode not in MODES:
+            raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        input_dir = Path(input_dir)
+        if not (input_dir / DATASET_INFO).is_file() and (input_dir / "tfrecords" / DATASET_INFO).is_file():
+            input_dir = input_dir / "tfrecords"
+        info = read_json(input_dir / DATASET_INFO, what="Moving MNIST dataset description (convert it first)")
+        if info.get("dataset") != "moving_mnist":
+            raise UserError(f"{input_dir / DATASET_INFO} does not describe a converted Moving MNIST file")
+        self.tfrecord_file = input_dir / TFRECORD_FILE
+        if not self.tfrecord_file.is_file():
+            raise UserError(f"{self.tfrecord_file} is missing (convert Moving MNIST again)")
+        self.mode = mode
+        self.seed = int(seed)
+        self.datasplit = load_index_split(datasplit, num_sequences=int(info["num_sequences"]))
+        self.ranges = self.datasplit.get(mode, [])
+        if not self.ranges:
+            raise UserError(f"the data split has no index ranges for mode '{mode}'")
+        hparams = dict(hparams or {})
+        self.stored_length = int(info["sequence_length"])
+        self.sequence_length = int(hparams.get("sequence_length", self.stored_length))
+        if not 1 <= self.sequence_length <= self.stored_length:
+            raise UserError(f"sequence_length {self.sequence_length}: the converted sequences have "
+                            f"{self.stored_length} frames")
+        self.shuffle_on_val = bool(hparams.get("shuffle_on_val", False))
+        #: default of make_dataset's batch_size
+        self.batch_size = int(hparams.get("batch_size", 4))
+        self.variables = [VARIABLE]
+        self.lat = self.lon = None
+        self.frame_shape = tuple(int(n) for n in info["frame_shape"])
+        self.num_windows = int(sum(last - first + 1 for first, last in self.ranges))
+        self.normalization = normalization or Normalization(hparams.get("normalization", "minmax"), info["stats"],
+                                                            self.variables)
+
+    @property
+    def shuffled(self) -> bool:
+        return self.mode == "train" or (self.mode == "val" and self.shuffle_on_val)
+
+    def make_dataset(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False):
+        """One pass: ``{"images": float32 [B, T, 64, 64, 1], "t_start": int64 [B] (sequence index)}``."""
+        import tensorflow as tf
+
+        batch_size = self.batch_size if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise UserError(f"batch_size {batch_size}: expected a positive integer")
+        firsts = tf.constant([first for first, _ in self.ranges], tf.int64)
+        lasts = tf.constant([last for _, last in self.ranges], tf.int64)
+        offset = tf.constant(self.normalization.offset, tf.float32)
+        scale = tf.constant(self.normalization.scale, tf.float32)
+        length = self.sequence_length
+
+        @tf.autograph.experimental.do_not_convert
+        def parse(position, record):
+            parsed = tf.io.parse_single_example(record, _record_features())
+            images = tf.reshape(tf.io.decode_raw(parsed["images"], tf.uint8), parsed["shape"])[:length]
+            return {"images": (tf.cast(images, tf.float32) - offset) / scale, "t_start": parsed["index"]}
+
+        # records are in index order, so the position in the file is the sequence index
+        dataset = tf.data.TFRecordDataset(str(self.tfrecord_file)).enumerate().filter(
+            lambda position, _: tf.reduce_any((position >= firsts) & (position <= lasts)))
+        if self.shuffled:
+            seed = int(np.random.SeedSequence([self.seed % 2**32, int(epoch), MODES.index(self.mode)])
+                       .generate_state(1)[0] >> 1)
+            dataset = dataset.shuffle(min(SHUFFLE_BUFFER, self.num_windows), seed=seed,
+                                      reshuffle_each_iteration=False)
+        dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

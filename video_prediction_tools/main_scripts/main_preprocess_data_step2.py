@@ -1,0 +1,51 @@
+"""Preprocessing step 2: write the monthly fields of step 1 as TFRecords (each hour once) and statistics.json.
+
+Usage (ERA5; one process or MPI over months)::
+
+    python -m video_prediction_tools.main_scripts.main_preprocess_data_step2 \\
+        --source_dir PreprocessedData/era5-Y2017-2017M01to03-12x8-4500N0600E-2t_tcc_t_850 --sequence_length 24
+    mpiexec -n 4 python -m video_prediction_tools.main_scripts.main_preprocess_data_step2 --source_dir ...
+
+Moving MNIST (``--source_dir`` = ``mnist_test_seq.npy`` or its directory)::
+
+    python -m video_prediction_tools.main_scripts.main_preprocess_data_step2 --dataset moving_mnist \\
+        --source_dir data/mnist_test_seq.npy --dest_dir data/moving_mnist_tfrecords
+
+Writes ``<dest_dir>/sequence_Y_<YYYY>_M_<MM>.tfrecords`` and ``dataset_info.json`` (default dest_dir:
+``<source_dir>/tfrecords``) and ``<source_dir>/statistics.json``; deletes each ``X_<MM>.nc`` once its TFRecord is
+complete unless ``--keep_netcdf``. A rerun skips finished months unless ``--overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from video_prediction_tools.utils.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source_dir", "-source_dir", required=True,
+                        help="PreprocessedData/<EXPNAME> of step 1 (moving_mnist: mnist_test_seq.npy or its dir)")
+    parser.add_argument("--dest_dir", "-dest_dir", default=None,
+                        help="output directory (default <source_dir>/tfrecords)")
+    parser.add_argument("--sequence_length", "-sequence_length", type=int, default=24,
+                        help="default window length in hours recorded for the readers (default 24)")
+    parser.add_argument("--dataset", choices=("era5", "moving_mnist"), default="era5")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite months whose output exists")
+    parser.add_argument("--keep_netcdf", action="store_true", help="keep X_<MM>.nc after conversion")
+    args = parser.parse_args(argv)
+    if args.dataset == "moving_mnist":
+        from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist
+
+        convert_moving_mnist(args.source_dir, args.dest_dir, overwrite=args.overwrite)
+    else:
+        from video_prediction_tools.data_preprocess.step2 import run_step2
+
+        run_step2(args.source_dir, args.dest_dir, sequence_length=args.sequence_length, overwrite=args.overwrite,
+                  keep_netcdf=args.keep_netcdf)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
