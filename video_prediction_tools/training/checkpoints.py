@@ -156,16 +156,9 @@ def _read_variables(group: h5py.Group, variables: list, where: str) -> None:
         variable.assign(value)
 
 
-def build_for_weights(model) -> None:
-    """Keras refuses to save or load the weights of a model it considers unbuilt; ``build_model`` creates every
-    variable by running the model's functions directly (not through ``__call__``), so mark it built."""
-    model.built = True
-
-
 def save_checkpoint(run_dir: str | os.PathLike, state: TrainerState, model, optimizers: dict[str, Any]) -> Path:
     """Write ``checkpoint_<state.step>/`` atomically; ``optimizers`` maps phase name → built Keras optimiser."""
     target = checkpoint_path(run_dir, state.step)
-    build_for_weights(model)
     with atomic_directory(target) as tmp:
         model.save_weights(tmp / WEIGHTS_FILE)
         with h5py.File(tmp / VARIABLES_FILE, "w") as store:
@@ -241,7 +234,6 @@ def load_trained_model(path: str | os.PathLike):
     datasplit = read_json(run_dir / DATASPLIT_FILE, what="data split")
     state = read_state(checkpoint_dir)
     model = build_model(options["model"], hparams, frame_shape=tuple(state.frame_shape))
-    build_for_weights(model)
     try:
         model.load_weights(checkpoint_dir / WEIGHTS_FILE)
     except (ValueError, OSError, KeyError) as err:

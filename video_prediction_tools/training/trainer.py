@@ -32,7 +32,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,14 @@ class TrainingOptions:
     val_interval: int | None = None
     #: end this run after this many steps, with a checkpoint (to fit a batch job's time limit; rerun to continue)
     stop_after_steps: int | None = None
+
+    def with_absolute_paths(self) -> "TrainingOptions":
+        """The same options with every path absolute, so the saved options.json works from any directory."""
+        def absolute(path):
+            return str(Path(path).resolve()) if isinstance(path, (str, os.PathLike)) else path
+        return replace(self, input_dir=absolute(self.input_dir), output_dir=absolute(self.output_dir),
+                       datasplit_dict=absolute(self.datasplit_dict),
+                       model_hparams_dict=absolute(self.model_hparams_dict), checkpoint=absolute(self.checkpoint))
 
 
 # --- distribution --------------------------------------------------------------------------------------------
@@ -373,6 +381,7 @@ def _user_hparams(options: TrainingOptions, resume_dir: Path | None) -> tuple[di
 def train(options: TrainingOptions) -> dict[str, Any]:
     """Train (or resume) one model; return the run summary also written to ``results.json``."""
     check_options(options)
+    options = options.with_absolute_paths()
     run_dir = Path(options.output_dir)
     _check_same_run(run_dir, options)
     strategy = make_strategy()  # before any other TensorFlow operation (multi-worker set-up)
@@ -431,7 +440,6 @@ def train(options: TrainingOptions) -> dict[str, Any]:
     keras.utils.set_random_seed(options.seed)
     with strategy.scope():
         model = build_model(options.model, hparams, frame_shape=tuple(frame_shape))
-        checkpoints.build_for_weights(model)
         phases = model.optimization_phases()
         optimizers = build_optimizers(model, phases)
     if resume_from is not None:
