@@ -10,12 +10,13 @@
 #   -tf_container=<image>  Singularity/Apptainer TensorFlow 2 image: the venv is built inside it and uses its TF
 #   -l_nocontainer         ignore -tf_container (plain venv with TensorFlow from PyPI)
 #   -l_nohpc               workstation mode: runscripts go to no_HPC_scripts/ (default: HPC if sbatch exists)
+#   -keep_settings         keep the settings an existing venv already has (used by the quick start)
 #
 # The settings (base directory, HPC or not, container) are written to virtual_envs/<venv_name>/ambs_settings.json,
 # which generate_runscript.py reads. A healthy existing venv is reused; a failed build leaves nothing behind.
 
 _ambs_usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 _ambs_error() {
@@ -23,7 +24,7 @@ _ambs_error() {
 }
 
 _ambs_create_env() {
-  local script_dir repo_root venv_name="" base_dir="" container="" use_container=1 hpc="" arg
+  local script_dir repo_root venv_name="" base_dir="" container="" use_container=1 hpc="" keep_settings=0 arg
   script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) || return 2
   repo_root=$(dirname "$script_dir")
 
@@ -36,7 +37,8 @@ _ambs_create_env() {
       -tf_container=*) container="${arg#-tf_container=}" ;;
       -l_nocontainer) use_container=0 ;;
       -l_nohpc) hpc=0 ;;
-      -*) _ambs_error "unknown option '$arg' (accepted: -base_dir=<dir> -tf_container=<image> -l_nocontainer -l_nohpc)"; return 2 ;;
+      -keep_settings) keep_settings=1 ;;
+      -*) _ambs_error "unknown option '$arg' (accepted: -base_dir=<dir> -tf_container=<image> -l_nocontainer -l_nohpc -keep_settings)"; return 2 ;;
       *)
         if [[ -n "$venv_name" ]]; then
           _ambs_error "more than one venv name given ('$venv_name' and '$arg')"; return 2
@@ -80,9 +82,10 @@ _ambs_create_env() {
   local python_cmd=("$venv_dir/bin/python")
   [[ -n "$runtime" ]] && python_cmd=("$runtime" exec --nv "$container" "$venv_dir/bin/python")
 
-  if [[ -d "$venv_dir" ]] && "${python_cmd[@]}" -c "import video_prediction_tools, tensorflow" >/dev/null 2>&1; then
+  if [[ -d "$venv_dir" ]] && _ambs_healthy "$venv_dir" "$runtime" "${python_cmd[@]}"; then
     echo "Reusing the healthy virtual environment $venv_dir"
   else
+    _ambs_ensure_venv_module "$runtime" || return $?
     local created=0
     if [[ -d "$venv_dir" ]] && ! "${python_cmd[@]}" -c "import sys" >/dev/null 2>&1; then
       echo "Removing the broken virtual environment $venv_dir"
@@ -105,14 +108,38 @@ _ambs_create_env() {
     fi
   fi
 
-  "${python_cmd[@]}" -m video_prediction_tools.utils.settings write "$venv_dir" \
-      --base_dir "$base_dir" --hpc "$hpc" --container "$container" || return $?
+  if [[ "$keep_settings" == 1 && -f "$venv_dir/ambs_settings.json" ]]; then
+    echo "Keeping the settings in $venv_dir/ambs_settings.json"
+  else
+    "${python_cmd[@]}" -m video_prediction_tools.utils.settings write "$venv_dir" \
+        --base_dir "$base_dir" --hpc "$hpc" --container "$container" || return $?
+  fi
 
   echo "AMBS environment '$venv_name' is ready."
   echo "Next: python $repo_root/env_setup/generate_runscript.py --venv_path $venv_name"
   _AMBS_VENV_DIR="$venv_dir"
   _AMBS_RUNTIME="$runtime"
   return 0
+}
+
+# A venv is healthy when AMBS and its main dependencies import and (outside a container) it has its own mpiexec.
+_ambs_healthy() {
+  local venv_dir=$1 runtime=$2
+  shift 2
+  [[ -n "$runtime" || -x "$venv_dir/bin/mpiexec" ]] &&
+    "$@" -c "import video_prediction_tools, tensorflow, mpi4py, eccodes, netCDF4, questionary" >/dev/null 2>&1
+}
+
+# A bare Debian/Ubuntu python3 cannot create venvs without the python3-venv package: install it when we can.
+_ambs_ensure_venv_module() {
+  [[ -n "$1" ]] && return 0
+  python3 -c "import ensurepip, venv" >/dev/null 2>&1 && return 0
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing python3-venv (needed to create virtual environments)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && return 0
+  fi
+  _ambs_error "python3 cannot create virtual environments; install python3-venv (sudo apt-get install python3-venv)"
+  return 2
 }
 
 # Install TensorFlow (unless a container provides it) and AMBS itself (editable) with the given python command.
@@ -141,7 +168,7 @@ if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
     source "$_AMBS_VENV_DIR/bin/activate"
     echo "Activated $_AMBS_VENV_DIR"
   fi
-  unset -f _ambs_create_env _ambs_install _ambs_usage _ambs_error
+  unset -f _ambs_create_env _ambs_install _ambs_usage _ambs_error _ambs_healthy _ambs_ensure_venv_module
   unset _AMBS_VENV_DIR _AMBS_RUNTIME
   return $_ambs_status
 else

@@ -82,6 +82,10 @@ def test_reuses_healthy_venv_records_settings_and_stays_active_when_sourced(tmp_
     assert executed.returncode == 0, executed.stderr
     hpc_expected = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True).returncode == 0
     assert json.loads(preserved_settings.read_text())["hpc"] is hpc_expected
+    # -keep_settings (the quick start) leaves recorded settings alone
+    kept = run_script(CURRENT_VENV.name, f"-base_dir={tmp_path}", "-l_nohpc", "-keep_settings")
+    assert kept.returncode == 0, kept.stderr
+    assert json.loads(preserved_settings.read_text())["base_dir"] == str(base.resolve())
     # the generator's reader sees the same settings
     from video_prediction_tools.utils.settings import read_settings
     assert read_settings(CURRENT_VENV.name).base_dir == str(base.resolve())

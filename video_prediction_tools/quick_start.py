@@ -1,0 +1,253 @@
+"""The quick-start demo: the whole AMBS workflow on a small synthetic ERA5-like archive, the way a user runs it.
+
+Every step goes through a runscript that ``env_setup/generate_runscript.py`` generates from an answers file
+(``templates/quick_start/<step>.yaml``, placeholders filled in here) and that is then run with ``bash``:
+extraction → preprocessing 1 → preprocessing 2 → training (convLSTM) → postprocessing → meta-postprocessing.
+At the end the model's MSE against persistence (same hour of the previous day) is printed per lead hour.
+
+Everything lives in the demo directory (default ``<repo>/ambs_demo``): the GRIB archive (``grib/``), the base
+directory tree (``ExtractedData/``, ``PreprocessedData/``, ``Models/``, ``Results/``, ``meta_postprocess/``), the
+runscripts with their answers (``no_HPC_scripts/``) and the filled-in answers files (``answers/``). The user's
+own settings (base directory, runscript directory) are left alone. A rerun reuses the archive and the extracted
+and preprocessed data (the steps skip finished months) and trains a new run with a new experiment id;
+``--fresh`` deletes the demo directory first.
+
+Usage example (what ``bash env_setup/quick_start.sh`` runs once the venv exists)::
+
+    python -m video_prediction_tools.quick_start --venv_path ambs
+    python -m video_prediction_tools.quick_start --venv_path dev --preset tiny --demo_dir /tmp/ambs_tiny
+
+Sizes (domain, months, data split, convLSTM hyper-parameters) are the presets of
+``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores, beats
+persistence at every lead hour) and ``tiny`` (the end-to-end test in CI). Exit status: 0 when the model beats
+persistence at every lead hour, 3 when it does not (the table is printed either way), 2 on a user error.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import resource
+import shutil
+import string
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .utils.errors import UserError, run_cli
+from .utils.io import write_text
+from .utils.settings import create_base_tree, repo_root, resolve_venv, templates_dir
+
+STEPS = ("extract", "preprocess1", "preprocess2", "train", "postprocess", "meta_postprocess")
+RUNSCRIPT_WRITTEN = re.compile(r"^Runscript written: (.+)$", re.MULTILINE)
+ARCHIVE_RECORD = "archive.json"
+NOT_BEATEN = 3
+
+
+def quick_start_dir() -> Path:
+    return templates_dir() / "quick_start"
+
+
+def load_preset(name: str) -> dict:
+    """The preset ``name`` of ``templates/quick_start/presets.yaml``."""
+    presets = yaml.safe_load((quick_start_dir() / "presets.yaml").read_text())
+    if name not in presets:
+        raise UserError(f"--preset {name!r}: expected one of {', '.join(presets)}")
+    return presets[name]
+
+
+def _number_list(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in sorted(set(values)))
+
+
+@dataclass
+class StepTiming:
+    step: str
+    wall_s: float
+    cpu_s: float
+
+
+@dataclass
+class Demo:
+    """One run of the demo chain in ``demo_dir`` with the venv ``venv_dir`` and the sizes of ``preset``."""
+
+    venv_dir: Path
+    demo_dir: Path
+    preset: dict
+    exp_id: str = "demo"
+    timings: list[StepTiming] = field(default_factory=list)
+
+    @property
+    def python(self) -> Path:
+        return self.venv_dir / "bin" / "python"
+
+    @property
+    def runscript_dir(self) -> Path:
+        return self.demo_dir / "no_HPC_scripts"
+
+    @property
+    def grib_dir(self) -> Path:
+        return self.demo_dir / "grib"
+
+    # ------------------------------------------------------------------------------------------------ running
+    def _timed(self, step: str, command: list[str]) -> str:
+        """Run ``command`` (output shown live and returned), recording its wall and CPU time under ``step``."""
+        before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter would drown the steps' output
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        lines = []
+        for line in process.stdout:
+            print(f"    {line}", end="", flush=True)
+            lines.append(line)
+        process.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        self.timings.append(StepTiming(step, time.perf_counter() - started, cpu))
+        if process.returncode != 0:
+            raise UserError(f"demo step '{step}' failed (exit {process.returncode}): {' '.join(command)}; "
+                            f"see the output above")
+        return "".join(lines)
+
+    def make_archive(self) -> None:
+        """The synthetic GRIB archive (reused when one of the same preset exists)."""
+        record = self.grib_dir / ARCHIVE_RECORD
+        wanted = {"region": self.preset["region"], "archive": self.preset["archive"]}
+        if record.is_file() and json.loads(record.read_text()) == wanted:
+            print(f"Reusing the synthetic GRIB archive {self.grib_dir}")
+            return
+        # data of another archive would be reused by the steps (they skip finished months): start afresh
+        for stale in (self.grib_dir, self.demo_dir / "ExtractedData", self.demo_dir / "PreprocessedData"):
+            shutil.rmtree(stale, ignore_errors=True)
+        create_base_tree(self.demo_dir)
+        region = self.preset["region"]
+        for part in self.preset["archive"]:
+            self._timed("synthetic archive", [
+                str(self.python), "-m", "video_prediction_tools.data_extraction.synthetic",
+                "--years", str(part["year"]), "--months", *map(str, part["months"]), "--days", str(part["days"]),
+                "--out", str(self.grib_dir), "--lat_range", *map(str, region["lat_range"]),
+                "--lon_range", *map(str, region["lon_range"]), "--resolution", "0.3", "--seed", "0"])
+        write_text(record, json.dumps(wanted, indent=2))
+
+    def generate(self, step: str, values: dict) -> Path:
+        """Fill in ``templates/quick_start/<step>.yaml``, generate the step's runscript from it and return it."""
+        text = string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute(
+            base_dir=self.demo_dir, **values)
+        answers = self.demo_dir / "answers" / f"{step}.yaml"
+        write_text(answers, text)
+        output = self._timed(f"generate {step}", [
+            str(self.python), str(repo_root() / "env_setup" / "generate_runscript.py"),
+            "--venv_path", str(self.venv_dir), "--step", step, "--answers", str(answers), "--no-hpc",
+            "--base_dir", str(self.demo_dir), "--runscript_dir", str(self.runscript_dir), "--overwrite"])
+        match = RUNSCRIPT_WRITTEN.search(output)
+        if match is None:
+            raise UserError(f"the generator did not report a runscript for step '{step}'")
+        return Path(match.group(1).strip())
+
+    def run_step(self, step: str, values: dict) -> dict:
+        """Generate and run (``bash``) the runscript of ``step``; return the ``derived`` values it saved."""
+        print(f"\n=== {step} ===", flush=True)
+        runscript = self.generate(step, values)
+        self._timed(step, ["bash", str(runscript)])
+        saved = yaml.safe_load(runscript.with_name(runscript.name + ".answers.yaml").read_text()) or {}
+        return saved.get("derived", {}) or {}
+
+    def run(self) -> Path:
+        """The whole chain; returns the results directory of the postprocessing."""
+        create_base_tree(self.demo_dir)
+        self.make_archive()
+        years = [part["year"] for part in self.preset["archive"]]
+        months = [m for part in self.preset["archive"] for m in part["months"]]
+        dates = {"years": _number_list(years), "months": _number_list(months)}
+        self.run_step("extract", dict(grib_dir=self.grib_dir, **dates))
+        (sw_lat, sw_lon), (ny, nx) = self.preset["sw_corner"], self.preset["nyx"]
+        derived = self.run_step("preprocess1", dict(sw_lat=sw_lat, sw_lon=sw_lon, ny=ny, nx=nx, **dates))
+        expname = derived["expname"]
+        self.run_step("preprocess2", {"expname": expname})
+        # JSON is valid YAML: the data split and hyper-parameters go into the answers file inline
+        derived = self.run_step("train", {"expname": expname, "exp_id": self.exp_id,
+                                          "datasplit": json.dumps(self.preset["datasplit"]),
+                                          "hparams": json.dumps(self.preset["hparams"])})
+        run = derived["exp_id"]
+        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"]))
+        results_dir = Path(derived["results_dir"])
+        self.run_step("meta_postprocess", {"run_key": f"{expname}/convLSTM/{run}", "exp_id": self.exp_id})
+        return results_dir
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def read_summary(results_dir: Path) -> list[dict]:
+    """Rows of ``summary_metrics.csv`` (one per lead hour) as dicts of floats."""
+    path = results_dir / "summary_metrics.csv"
+    if not path.is_file():
+        raise UserError(f"postprocessing wrote no summary table {path}")
+    with path.open() as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def beats_persistence(rows: list[dict], model: str = "convLSTM", metric: str = "mse") -> list[int]:
+    """Lead hours at which the model's averaged ``metric`` is NOT lower than persistence's (empty: beaten at all)."""
+    return [int(row["fcst_hour"]) for row in rows
+            if not row[f"{model}_{metric}"] < row[f"persistence_{metric}"]]
+
+
+def report(demo: Demo, results_dir: Path) -> int:
+    rows = read_summary(results_dir)
+    losing = beats_persistence(rows)
+    meta_dirs = sorted((demo.demo_dir / "meta_postprocess").glob(f"*_{demo.exp_id}"))
+    print("\n=== time per step (wall / CPU seconds) ===")
+    totals: dict[str, list[float]] = {}
+    for timing in demo.timings:
+        totals.setdefault(timing.step, [0.0, 0.0])
+        totals[timing.step][0] += timing.wall_s
+        totals[timing.step][1] += timing.cpu_s
+    for step, (wall, cpu) in totals.items():
+        print(f"  {step:28s} {wall:8.1f} s {cpu:8.1f} s")
+    print("\n=== results ===")
+    print(f"  metrics table : {results_dir / 'summary_metrics.md'} (and .csv)")
+    print(f"  metrics netCDF: {results_dir / 'evaluation_metrics.nc'}")
+    print(f"  plots         : {results_dir}/*.png")
+    if meta_dirs:
+        print(f"  meta plots    : {meta_dirs[-1]}")
+    print("\n  2t MSE [K^2] per lead hour (test split), convLSTM vs persistence (same hour of the previous day):")
+    print(f"  {'lead h':>6} {'convLSTM':>10} {'persistence':>12} {'skill':>7}")
+    for row in rows:
+        skill = 1.0 - row["convLSTM_mse"] / row["persistence_mse"]
+        print(f"  {int(row['fcst_hour']):>6} {row['convLSTM_mse']:>10.4f} {row['persistence_mse']:>12.4f} "
+              f"{skill:>7.3f}")
+    if losing:
+        print(f"\n  The convLSTM does NOT beat persistence at lead hour(s) {', '.join(map(str, losing))}.")
+        return NOT_BEATEN
+    print(f"\n  The convLSTM beats persistence at every lead hour 1..{len(rows)}.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the AMBS quick-start demo through generated runscripts.")
+    parser.add_argument("--venv_path", default="ambs",
+                        help="AMBS virtual environment (name under virtual_envs/ or path; default: ambs)")
+    parser.add_argument("--demo_dir", default=str(repo_root() / "ambs_demo"),
+                        help="directory of everything the demo writes (default: <repo>/ambs_demo)")
+    parser.add_argument("--preset", default="demo", help="size of the demo: demo (default) or tiny (CI test)")
+    parser.add_argument("--exp_id", default="demo", help="typed experiment id of the training run")
+    parser.add_argument("--fresh", action="store_true", help="delete the demo directory first")
+    args = parser.parse_args(argv)
+    preset, venv_dir = load_preset(args.preset), resolve_venv(args.venv_path)
+    demo_dir = Path(args.demo_dir).expanduser().resolve()
+    if args.fresh and demo_dir.exists():
+        shutil.rmtree(demo_dir)
+    if not demo_dir.parent.is_dir():
+        raise UserError(f"--demo_dir {demo_dir}: its parent directory does not exist")
+    demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id)
+    results_dir = demo.run()
+    return report(demo, results_dir)
+
+
+if __name__ == "__main__":
+    run_cli(main)
