@@ -1,5 +1,6 @@
 """The ERA5 reader: windows equal the raw slices after normalisation, counts, gaps, order, normalisation, split."""
 import json
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -229,3 +230,38 @@ def test_normalization_round_trip_numpy_and_tensorflow():
         Normalization("minmax", stats, ["msl"])
     with pytest.raises(UserError, match="minmax"):
         Normalization("robust", stats, ["2t"])
+
+
+def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
+    import shutil
+
+    import tensorflow as tf
+
+    from video_prediction_tools.datasets.era5 import month_file_layout, read_month_tensors
+
+    exp_dir, raw = gappy
+    source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
+    layout = month_file_layout(source, (8, 12, 3))
+    assert layout.hours == 40 and layout.time_bytes == 5 and source.stat().st_size == 40 * layout.record_bytes
+    images, times = read_month_tensors(str(source), tf.constant(astuple(layout), tf.int64), (8, 12, 3))
+    np.testing.assert_array_equal(images.numpy(), raw[(2017, 3)][0])
+    np.testing.assert_array_equal(yyyymmddhh_to_datetime(times.numpy()), raw[(2017, 3)][1])
+
+    truncated = tmp_path / "truncated.tfrecords"
+    truncated.write_bytes(source.read_bytes()[:-3])
+    with pytest.raises(UserError, match="whole number"):
+        month_file_layout(truncated, (8, 12, 3))
+    other = tmp_path / "other.tfrecords"
+    with tf.io.TFRecordWriter(str(other)) as writer:
+        writer.write(tf.train.Example(features=tf.train.Features(feature={
+            "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0]))})).SerializeToString())
+    with pytest.raises(UserError, match="not a step-2 file"):
+        month_file_layout(other, (8, 12, 3))
+    # a later record whose field headers differ from the first one's (same size): fails when read
+    mixed = tmp_path / "mixed.tfrecords"
+    shutil.copy(source, mixed)
+    data = bytearray(mixed.read_bytes())
+    data[3 * layout.record_bytes + layout.image_offset - 8] ^= 0xFF     # a field length in the fourth record
+    mixed.write_bytes(bytes(data))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="laid out unlike"):
+        read_month_tensors(str(mixed), tf.constant(astuple(layout), tf.int64), (8, 12, 3))
