@@ -18,6 +18,7 @@ if ! command -v slurmctld >/dev/null 2>&1; then
   fi
 fi
 
+mkdir -p "$repo/virtual_envs"  # holds the venv and the test settings' base directory
 bash "$repo/env_setup/create_env.sh" "$venv" -base_dir="$repo/virtual_envs/${venv}_data" -l_nohpc
 cd "$repo"
 export TF_CPP_MIN_LOG_LEVEL=2
