@@ -127,7 +127,7 @@ _ambs_healthy() {
   local venv_dir=$1 runtime=$2
   shift 2
   [[ -n "$runtime" || -x "$venv_dir/bin/mpiexec" ]] &&
-    "$@" -c "import video_prediction_tools, tensorflow, mpi4py, eccodes, netCDF4, questionary, cartopy" >/dev/null 2>&1
+    "$@" -c "import video_prediction_tools, tensorflow, mpi4py, eccodes, netCDF4, questionary" >/dev/null 2>&1
 }
 
 # A bare Debian/Ubuntu python3 cannot create venvs without the python3-venv package: install it when we can.

@@ -129,26 +129,6 @@ def test_plots_are_written_and_closed(tmp_path):
     assert plots.example_leads(range(1, 13)) == [1, 5, 8, 12]
 
 
-def test_example_maps_draw_coastlines_from_local_data(tmp_path):
-    """With cartopy and Debian's python-cartopy-data (installed by test/run_tests.sh) maps get GSHHS coastlines,
-    drawn offline; without them maps fall back to plain lat/lon axes (the test above)."""
-    pytest.importorskip("cartopy", reason="cartopy is not installed (pip install cartopy)")
-    coast = plots.coastline_support()
-    if coast is None:
-        pytest.skip("no local coastline data (apt-get install python-cartopy-data)")
-    from cartopy.mpl.feature_artist import FeatureArtist
-
-    figure = plt.figure()
-    axis = plots._map_axes(figure, 1, 1, 1, coast)
-    lon, lat = np.arange(0.0, 27.6, 0.3), np.arange(54.9, 38.3, -0.3)
-    plots._draw_field(axis, lon, lat, np.zeros((lat.size, lon.size)), coast)
-    figure.savefig(tmp_path / "map.png")  # renders the coastline geometries: fails if data had to be downloaded
-    plt.close(figure)
-    assert any(isinstance(artist, FeatureArtist) for artist in axis.get_children())
-    dataset, _ = _sample(members=1)
-    assert plots.plot_example_forecast(dataset, "2t", "convLSTM", tmp_path / "forecast.png").is_file()
-
-
 def test_conditional_quantiles_match_numpy_within_resolution():
     rng = np.random.default_rng(3)
     condition = rng.normal(280.0, 4.0, 20000)

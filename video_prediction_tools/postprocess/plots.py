@@ -14,9 +14,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-import logging
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -73,53 +71,34 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
-#: Debian's python-cartopy-data: coarse GSHHS coastlines usable offline (cartopy would download Natural Earth)
-SYSTEM_CARTOPY_DATA = Path("/usr/share/cartopy/data")
-
-
-@dataclass
-class Coastlines:
-    """The map projection module and the coastline feature to draw."""
-
-    crs: Any
-    feature: Any
-
-
-def coastline_support() -> Coastlines | None:
-    """Coastlines from local data only (nothing is downloaded): Natural Earth files in cartopy's data folders, else
-    GSHHS from Debian's python-cartopy-data; None without cartopy or data (maps get plain lat/lon axes)."""
+def coastline_support():
+    """``cartopy.crs`` when cartopy and a local Natural Earth coastline file exist, else None."""
     try:
         import cartopy
         import cartopy.crs as ccrs
-        import cartopy.feature as cfeature
     except ImportError:
         return None
-    folders = [Path(cartopy.config[key]) for key in ("pre_existing_data_dir", "data_dir") if cartopy.config.get(key)]
-    if any(any(folder.glob("shapefiles/natural_earth/physical/ne_*_coastline.shp")) for folder in folders):
-        return Coastlines(ccrs, cfeature.COASTLINE)
-    for folder in [*folders, SYSTEM_CARTOPY_DATA]:
-        if (folder / "shapefiles" / "gshhs" / "c" / "GSHHS_c_L1.shp").is_file():
-            # pyshp logs a harmless note for every GSHHS lake polygon drawn; keep users' logs clean
-            logging.getLogger("shapefile").setLevel(logging.ERROR)
-            cartopy.config["pre_existing_data_dir"] = folder
-            return Coastlines(ccrs, cfeature.GSHHSFeature(scale="c", levels=[1]))
+    for key in ("pre_existing_data_dir", "data_dir"):
+        folder = cartopy.config.get(key)
+        if folder and any(Path(folder).glob("shapefiles/natural_earth/physical/ne_*_coastline.shp")):
+            return ccrs
     return None
 
 
-def _map_axes(figure, nrows: int, ncols: int, index: int, coast: Coastlines | None):
-    if coast is None:
+def _map_axes(figure, nrows: int, ncols: int, index: int, crs):
+    if crs is None:
         return figure.add_subplot(nrows, ncols, index)
-    return figure.add_subplot(nrows, ncols, index, projection=coast.crs.PlateCarree())
+    return figure.add_subplot(nrows, ncols, index, projection=crs.PlateCarree())
 
 
-def _draw_field(axis, lon, lat, values, coast: Coastlines | None, **style):
-    extra = {} if coast is None else {"transform": coast.crs.PlateCarree()}
+def _draw_field(axis, lon, lat, values, crs, **style):
+    extra = {} if crs is None else {"transform": crs.PlateCarree()}
     mesh = axis.pcolormesh(lon, lat, values, shading="nearest", **style, **extra)
-    if coast is None:
+    if crs is None:
         axis.set_xlabel("Longitude [°E]")
         axis.set_ylabel("Latitude [°N]")
     else:
-        axis.add_feature(coast.feature, linewidth=0.6, edgecolor="black", facecolor="none")
+        axis.coastlines(linewidth=0.6)
     return mesh
 
 
@@ -162,7 +141,7 @@ def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: s
     vmin, vmax = _finite_range(fields)
     difference = forecast.sel(fcst_hour=leads) - reference.sel(fcst_hour=leads)
     dmax = max(np.abs(_finite_range([difference]))) or 1.0
-    coast = coastline_support()
+    crs = coastline_support()
     columns = ["input (init)", "truth", model, "persistence", f"{model} - truth"]
     figure = plt.figure(figsize=(3.2 * len(columns), 2.6 * len(leads) + 0.8))
     init = np.datetime_as_string(sample["init_time"].values, unit="h")
@@ -175,13 +154,13 @@ def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: s
         for column, (title, panel) in enumerate(zip(columns, panels)):
             if panel is None:
                 continue
-            axis = _map_axes(figure, len(leads), len(columns), row * len(columns) + column + 1, coast)
+            axis = _map_axes(figure, len(leads), len(columns), row * len(columns) + column + 1, crs)
             if not np.isfinite(panel.values).any():
                 axis.text(0.5, 0.5, "not available", ha="center", va="center", transform=axis.transAxes)
             if column == len(columns) - 1:
-                diff_mesh = _draw_field(axis, lon, lat, panel.values, coast, cmap="RdBu_r", vmin=-dmax, vmax=dmax)
+                diff_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="RdBu_r", vmin=-dmax, vmax=dmax)
             else:
-                field_mesh = _draw_field(axis, lon, lat, panel.values, coast, cmap="viridis", vmin=vmin, vmax=vmax)
+                field_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="viridis", vmin=vmin, vmax=vmax)
             axis.set_title(title if column == 0 else f"{title} +{lead} h", fontsize=9)
     figure.tight_layout(rect=(0, 0.08, 1, 0.96))
     field_bar = figure.add_axes((0.1, 0.03, 0.45, 0.015))
