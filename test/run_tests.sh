@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # The AMBS test command (what the README names and .ci/run calls):
 #   bash test/run_tests.sh [pytest options]
-# Installs the system packages some tests need (slurm-wlm, when run as root with apt), creates or reuses the
+# Installs the system packages some tests need (slurm-wlm, python-cartopy-data; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AMBS_TEST_VENV:-ambs_test}
 
-if ! command -v slurmctld >/dev/null 2>&1; then
+# system packages some tests use: a real SLURM (runscript chain test), GSHHS coastlines for the maps
+packages=()
+command -v slurmctld >/dev/null 2>&1 || packages+=(slurm-wlm)
+[[ -f /usr/share/cartopy/data/shapefiles/gshhs/c/GSHHS_c_L1.shp ]] || packages+=(python-cartopy-data)
+if (( ${#packages[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing slurm-wlm for the SLURM runscript test"
-    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm >/dev/null; }; then
-      echo "WARNING: slurm-wlm could not be installed; the SLURM test will be skipped with that reason"
+    echo "Installing ${packages[*]} for the SLURM runscript and coastline tests"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }; then
+      echo "WARNING: ${packages[*]} could not be installed; the SLURM test is skipped, the GSHHS coastline test fails"
     fi
   else
-    echo "NOTE: slurm-wlm is not installed (needs root and apt); the SLURM test will be skipped"
+    echo "NOTE: ${packages[*]} not installed (needs root and apt); the SLURM test is skipped, the GSHHS coastline test fails"
   fi
 fi
 

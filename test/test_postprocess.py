@@ -285,6 +285,11 @@ def test_missing_climatology_file_skips_acc_and_too_few_blocks_fail_early(traine
     result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", tmp_path / "r2", "--lquick_evaluation",
                         env=TF_ENV)
     assert_user_error(result, "at least 10 blocks of 168 samples", "49 sample(s)", "--block_length")
+    # a wrong coastline file is reported before forecasting, not when the first map is drawn
+    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", tmp_path / "r3", "--mode", "val",
+                        "--block_length", 4, env={**TF_ENV, "AMBS_COASTLINES": str(tmp_path / "coast.shp")})
+    assert_user_error(result, f"AMBS_COASTLINES={tmp_path / 'coast.shp'}: no such coastline shapefile")
+    assert not list((tmp_path / "r3").glob("vfp_date_*.nc"))
 
 
 def test_scores_of_several_members_are_the_mean_of_member_scores():

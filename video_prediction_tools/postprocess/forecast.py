@@ -42,6 +42,7 @@ from ..utils.log import progress, setup_logging
 from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
+from .coastlines import find_coastline_file
 from .metrics import CLIMATOLOGY_METRICS, DEFAULT_METRICS, METRICS, check_metric_names, load_climatology, \
     make_metrics
 
@@ -268,6 +269,8 @@ def run_postprocess(options: PostprocessOptions) -> Path:
     if not metric_names:
         raise UserError("no evaluation metric left to compute (ACC needs --climatology_file)")
     number_of_blocks(dataset.num_windows, options.block_length)  # fail now, not after hours of forecasting
+    if not options.lquick_evaluation:
+        find_coastline_file(0.0)  # likewise a bad $AMBS_COASTLINES
     members = options.num_stochastic_samples
     if members > 1 and not model.stochastic:
         log.warning("model %s is deterministic: --num_stochastic_samples %d reduced to 1", run.model_name, members)

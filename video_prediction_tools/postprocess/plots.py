@@ -1,7 +1,8 @@
 """Figures of the evaluation: scores against lead time, example forecast maps, conditional quantiles.
 
-Every function writes one PNG (atomically) and closes its figure. Maps get coastlines when cartopy and its
-Natural Earth coastline files are installed locally (nothing is downloaded); otherwise plain lat/lon axes.
+Every function writes one PNG (atomically) and closes its figure. Maps are plain longitude/latitude axes with
+coastlines drawn as thin black lines when a local coastline shapefile exists (see ``coastlines``: ``$AMBS_COASTLINES``,
+Natural Earth or Debian's GSHHS; nothing is downloaded); without one they stay plain.
 
 Example::
 
@@ -20,10 +21,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..utils.io import atomic_path  # noqa: E402
+from .coastlines import coastline_segments  # noqa: E402
 
 #: colours of the forecast products in evaluation plots (model first, then persistence), as the original's order
 PRODUCT_COLOURS = ("tab:red", "tab:blue", "black", "grey", "tab:green", "tab:orange")
@@ -71,34 +74,27 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
-def coastline_support():
-    """``cartopy.crs`` when cartopy and a local Natural Earth coastline file exist, else None."""
-    try:
-        import cartopy
-        import cartopy.crs as ccrs
-    except ImportError:
-        return None
-    for key in ("pre_existing_data_dir", "data_dir"):
-        folder = cartopy.config.get(key)
-        if folder and any(Path(folder).glob("shapefiles/natural_earth/physical/ne_*_coastline.shp")):
-            return ccrs
-    return None
+#: ``gid`` of the coastline lines on a map axis (lets tests and users find them)
+COASTLINES_GID = "coastlines"
 
 
-def _map_axes(figure, nrows: int, ncols: int, index: int, crs):
-    if crs is None:
-        return figure.add_subplot(nrows, ncols, index)
-    return figure.add_subplot(nrows, ncols, index, projection=crs.PlateCarree())
+def _cell_extent(centres: np.ndarray) -> tuple[float, float]:
+    """(low, high) edges of the grid cells around ``centres`` (degrees), as ``pcolormesh(shading="nearest")``."""
+    half_step = np.abs(np.diff(centres)).min() / 2 if len(centres) > 1 else 0.5
+    return float(centres.min() - half_step), float(centres.max() + half_step)
 
 
-def _draw_field(axis, lon, lat, values, crs, **style):
-    extra = {} if crs is None else {"transform": crs.PlateCarree()}
-    mesh = axis.pcolormesh(lon, lat, values, shading="nearest", **style, **extra)
-    if crs is None:
-        axis.set_xlabel("Longitude [°E]")
-        axis.set_ylabel("Latitude [°N]")
-    else:
-        axis.coastlines(linewidth=0.6)
+def _draw_field(axis, lon, lat, values, coastlines, **style):
+    """Field ``values [lat, lon]`` on the cells around ``lon``/``lat`` (degrees), the ``coastlines`` segments
+    ((N, 2) lon/lat arrays) on top, axis limits kept to the grid cells."""
+    mesh = axis.pcolormesh(lon, lat, values, shading="nearest", **style)
+    if coastlines:
+        axis.add_collection(LineCollection(coastlines, colors="black", linewidths=0.6, gid=COASTLINES_GID),
+                            autolim=False)
+    axis.set_xlim(_cell_extent(lon))
+    axis.set_ylim(_cell_extent(lat))
+    axis.set_xlabel("Longitude [°E]")
+    axis.set_ylabel("Latitude [°N]")
     return mesh
 
 
@@ -120,9 +116,15 @@ def example_leads(fcst_hours: Sequence[int], count: int = 4) -> list[int]:
 
 def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: str | Path,
                           leads: Sequence[int] | None = None) -> Path:
-    """Maps of one forecast (a per-sample ``vfp_date_*.nc`` dataset): per selected lead hour a row with the last
-    input frame (first row only), the truth, the model forecast (first stochastic sample), persistence and
-    forecast - truth. Fields share one colour scale; the difference has a symmetric one."""
+    """Maps of one forecast (a per-sample ``vfp_date_*.nc`` dataset) written to ``path``: see
+    ``example_forecast_figure``."""
+    return save_figure(example_forecast_figure(sample, variable, model, leads), path)
+
+
+def example_forecast_figure(sample: xr.Dataset, variable: str, model: str, leads: Sequence[int] | None = None):
+    """Figure of one forecast: per selected lead hour a row with the last input frame (first row only), the
+    truth, the model forecast (first stochastic sample), persistence and forecast - truth, with coastlines.
+    Fields share one colour scale; the difference has a symmetric one. The caller saves or closes it."""
     reference = sample[f"{variable}_ref"]
     forecast = sample[f"{variable}_{model}_fcst"]
     if "sample" in forecast.dims:
@@ -141,7 +143,7 @@ def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: s
     vmin, vmax = _finite_range(fields)
     difference = forecast.sel(fcst_hour=leads) - reference.sel(fcst_hour=leads)
     dmax = max(np.abs(_finite_range([difference]))) or 1.0
-    crs = coastline_support()
+    coastlines = coastline_segments(*_cell_extent(lon), *_cell_extent(lat))
     columns = ["input (init)", "truth", model, "persistence", f"{model} - truth"]
     figure = plt.figure(figsize=(3.2 * len(columns), 2.6 * len(leads) + 0.8))
     init = np.datetime_as_string(sample["init_time"].values, unit="h")
@@ -154,20 +156,20 @@ def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: s
         for column, (title, panel) in enumerate(zip(columns, panels)):
             if panel is None:
                 continue
-            axis = _map_axes(figure, len(leads), len(columns), row * len(columns) + column + 1, crs)
+            axis = figure.add_subplot(len(leads), len(columns), row * len(columns) + column + 1)
             if not np.isfinite(panel.values).any():
                 axis.text(0.5, 0.5, "not available", ha="center", va="center", transform=axis.transAxes)
             if column == len(columns) - 1:
-                diff_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="RdBu_r", vmin=-dmax, vmax=dmax)
+                diff_mesh = _draw_field(axis, lon, lat, panel.values, coastlines, cmap="RdBu_r", vmin=-dmax, vmax=dmax)
             else:
-                field_mesh = _draw_field(axis, lon, lat, panel.values, crs, cmap="viridis", vmin=vmin, vmax=vmax)
+                field_mesh = _draw_field(axis, lon, lat, panel.values, coastlines, cmap="viridis", vmin=vmin, vmax=vmax)
             axis.set_title(title if column == 0 else f"{title} +{lead} h", fontsize=9)
     figure.tight_layout(rect=(0, 0.08, 1, 0.96))
     field_bar = figure.add_axes((0.1, 0.03, 0.45, 0.015))
     figure.colorbar(field_mesh, cax=field_bar, orientation="horizontal", label=f"{variable} [{units}]")
     diff_bar = figure.add_axes((0.65, 0.03, 0.25, 0.015))
     figure.colorbar(diff_mesh, cax=diff_bar, orientation="horizontal", label=f"difference [{units}]")
-    return save_figure(figure, path)
+    return figure
 
 
 # --- conditional quantiles (Murphy-Winkler factorisation) ---------------------------------------------------
