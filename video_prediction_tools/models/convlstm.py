@@ -50,7 +50,7 @@ class ConvLSTM(VideoPredictionModel):
 
     def predict_frames(self, context: tf.Tensor, training: bool = False, seed: int | None = None) -> tf.Tensor:
         """``[B, F, H, W, C]`` from ``context`` ``[B, context_frames, H, W, C]`` (deterministic; ``seed`` unused)."""
-        state = self.cell.zero_state(context[:, 0])
+        state = None  # the zero state
         for i in range(self.context_frames):
             hidden, state = self.cell(context[:, i], state)
         frames = [self.head(hidden)]
