@@ -1,6 +1,5 @@
 """The ERA5 reader: windows equal the raw slices after normalisation, counts, gaps, order, normalisation, split."""
 import json
-from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -16,9 +15,9 @@ from video_prediction_tools.utils.errors import UserError
 def collect(dataset, batch_size=5, epoch=0):
     """All windows of one pass: (images [N, T, H, W, C], t_start [N], batch sizes)."""
     images, starts, sizes = [], [], []
-    for batch in dataset.make_dataset(batch_size, epoch=epoch):
-        images.append(batch["images"].numpy())
-        starts.append(batch["t_start"].numpy())
+    for batch in dataset.batches(batch_size, epoch=epoch):
+        images.append(batch["images"])
+        starts.append(batch["t_start"])
         sizes.append(len(starts[-1]))
     return np.concatenate(images), np.concatenate(starts), sizes
 
@@ -82,9 +81,10 @@ def test_attributes_and_input_dir_forms(tiny_tfrecords):
         assert dataset.sequence_length == 24                   # the default recorded by step 2
         np.testing.assert_array_equal(dataset.lat, metadata["coordinates"]["lat"])
         np.testing.assert_array_equal(dataset.lon, metadata["coordinates"]["lon"])
-    batch = next(iter(by_exp.make_dataset(3, drop_remainder=True)))
+    batch = next(iter(by_exp.batches(3, drop_remainder=True)))
     assert batch["t_start"].dtype.name == "int64" and batch["t_start"].shape == (3,)
-    assert sum(1 for _ in by_exp.make_dataset(10, drop_remainder=True)) == 49 // 10
+    assert sum(1 for _ in by_exp.batches(10, drop_remainder=True)) == 49 // 10
+    assert sum(1 for _ in by_exp.batches(10, drop_remainder=False)) == -(-49 // 10)
 
 
 def test_train_order_reproducible_from_seed_and_epoch(tiny_tfrecords):
@@ -237,15 +237,15 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
 
     import tensorflow as tf
 
-    from video_prediction_tools.datasets.era5 import month_file_layout, read_month_tensors
+    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
     layout = month_file_layout(source, (8, 12, 3))
     assert layout.hours == 40 and layout.time_bytes == 5 and source.stat().st_size == 40 * layout.record_bytes
-    images, times = read_month_tensors(str(source), tf.constant(astuple(layout), tf.int64), (8, 12, 3))
-    np.testing.assert_array_equal(images.numpy(), raw[(2017, 3)][0])
-    np.testing.assert_array_equal(yyyymmddhh_to_datetime(times.numpy()), raw[(2017, 3)][1])
+    images, times = read_month(source, layout, (8, 12, 3))
+    np.testing.assert_array_equal(images, raw[(2017, 3)][0])
+    np.testing.assert_array_equal(yyyymmddhh_to_datetime(times), raw[(2017, 3)][1])
 
     truncated = tmp_path / "truncated.tfrecords"
     truncated.write_bytes(source.read_bytes()[:-3])
@@ -263,5 +263,74 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
     data = bytearray(mixed.read_bytes())
     data[3 * layout.record_bytes + layout.image_offset - 8] ^= 0xFF     # a field length in the fourth record
     mixed.write_bytes(bytes(data))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="laid out unlike"):
-        read_month_tensors(str(mixed), tf.constant(astuple(layout), tf.int64), (8, 12, 3))
+    with pytest.raises(UserError, match="record 3 is laid out unlike"):
+        read_month(mixed, layout, (8, 12, 3))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the numpy batches: reused buffers, resuming, the tf.data wrapper, interleaved months
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_batch_buffers_are_reused_only_when_released(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "test", hparams={"sequence_length": 24})
+    expected_images, expected_starts, _ = collect(dataset, batch_size=4)
+    released, held, ids = [], [], []
+    for index, batch in enumerate(dataset.batches(4)):
+        # each batch is right when it is yielded, whether earlier ones were kept or dropped
+        np.testing.assert_array_equal(batch["images"], expected_images[4 * index:4 * index + 4])
+        ids.append(id(batch["images"]))
+        if index % 3 == 0:
+            held.append((index, batch["images"][:, :2]))      # a view keeps its buffer from being reused
+        released.append(batch["t_start"])
+        del batch
+    assert len(set(ids)) < len(ids)                           # buffers were reused ...
+    for index, view in held:                                  # ... but never one still referenced
+        np.testing.assert_array_equal(view, expected_images[4 * index:4 * index + 4, :2])
+    np.testing.assert_array_equal(np.concatenate(released), expected_starts)
+
+
+def test_skip_resumes_within_the_pass_and_make_dataset_matches(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams={"sequence_length": 24}, seed=5)
+    whole = [(b["images"], b["t_start"]) for b in dataset.batches(6, epoch=2, drop_remainder=True)]
+    resumed = [(b["images"], b["t_start"]) for b in dataset.batches(6, epoch=2, drop_remainder=True, skip=5)]
+    assert len(whole) == 2 * 49 // 6 and len(resumed) == len(whole) - 5
+    for (images, starts), (again, again_starts) in zip(whole[5:], resumed):
+        np.testing.assert_array_equal(images, again)
+        np.testing.assert_array_equal(starts, again_starts)
+    as_tf = list(dataset.make_dataset(6, epoch=2, drop_remainder=True))
+    assert len(as_tf) == len(whole)
+    for (images, starts), batch in zip(whole, as_tf):
+        np.testing.assert_array_equal(batch["images"].numpy(), images)
+        np.testing.assert_array_equal(batch["t_start"].numpy(), starts)
+
+
+def test_train_batches_interleave_the_months_in_memory(tiny_tfrecords):
+    tiny = tiny_tfrecords
+    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams={"sequence_length": 24}, seed=9)
+    months, rows = dataset.pass_order(8)
+    assert sorted(zip(months.tolist(), rows.tolist())) == [(m, r) for m in (0, 1) for r in range(49)]
+    # two training months in memory, batch 8: chunks of 4 windows taken from each month in turn
+    chunks = months[:48].reshape(-1, 4)
+    assert (chunks == chunks[:, :1]).all() and (chunks[1:, 0] != chunks[:-1, 0]).all()
+    starts = collect(dataset, batch_size=8)[1]
+    month_of_window = (starts // 10_000 % 100)[:48].reshape(6, 8)
+    assert all(sorted(set(m)) == [1, 2] for m in month_of_window)
+    # batch 4: each batch from one month, alternating
+    months4 = dataset.pass_order(4)[0][:48].reshape(-1, 4)
+    assert (months4 == months4[:, :1]).all() and (months4[1:, 0] != months4[:-1, 0]).all()
+
+
+def test_read_month_normalises_like_normalization_and_checks_the_blocks(gappy):
+    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
+
+    exp_dir, raw = gappy
+    source = exp_dir / "tfrecords" / "sequence_Y_2017_M_02.tfrecords"
+    dataset = ERA5Dataset(exp_dir, {"train": {"2017": [1, 2]}}, "train")
+    layout = month_file_layout(source, (8, 12, 3))
+    images, _ = read_month(source, layout, (8, 12, 3), dataset.normalization, dataset.blocks[1])
+    np.testing.assert_array_equal(images, dataset.normalization.normalize(raw[(2017, 2)][0]))  # bit for bit
+    assert dataset.blocks[1] == [[2017020100, 30], [2017020209, 672 - 33]]
+    with pytest.raises(UserError, match="differ from the blocks"):
+        read_month(source, layout, (8, 12, 3), blocks=[[2017020100, 31], [2017020210, 672 - 34]])

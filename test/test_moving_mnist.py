@@ -27,9 +27,9 @@ def mnist(tmp_path_factory):
 
 def collect(dataset, batch_size=3, epoch=0):
     images, starts = [], []
-    for batch in dataset.make_dataset(batch_size, epoch=epoch):
-        images.append(batch["images"].numpy())
-        starts.append(batch["t_start"].numpy())
+    for batch in dataset.batches(batch_size, epoch=epoch):
+        images.append(batch["images"])
+        starts.append(batch["t_start"])
     return np.concatenate(images), np.concatenate(starts)
 
 

@@ -300,6 +300,48 @@ def test_two_workers_match_one_process_with_the_same_global_batch(reference_run,
                                [row["val_loss"] for row in read_csv(reference_run / "val_losses.csv")], rtol=1e-4)
 
 
+MIRRORED_SCRIPT = """
+import json, sys
+import keras, numpy as np, tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+from video_prediction_tools.models.registry import build_model
+from video_prediction_tools.training.trainer import build_optimizers, distribute_batch, make_train_step
+
+def train(strategy):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build_model("convLSTM", json.loads(sys.argv[1]), frame_shape=(8, 12, 3))
+        phases = model.optimization_phases()
+        step = make_train_step(strategy, model, phases, build_optimizers(model, phases))
+    batch = np.random.default_rng(1).uniform(size=(4, 6, 8, 12, 3)).astype("float32")
+    losses = [float(step(distribute_batch(strategy, batch), tf.constant(i, tf.int64))["generator_loss"])
+              for i in range(4)]
+    shares = [share.numpy() for share in strategy.experimental_local_results(distribute_batch(strategy, batch))]
+    assert np.array_equal(np.concatenate(shares), batch) and len(shares) == strategy.num_replicas_in_sync
+    return {"replicas": strategy.num_replicas_in_sync, "losses": losses,
+            "weights": [v.numpy().ravel().tolist() for v in model.trainable_variables]}
+
+print(json.dumps([train(tf.distribute.get_strategy()),
+                  train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]))
+"""
+
+
+def test_mirrored_strategy_on_two_devices_matches_one_device():
+    """The several-GPUs path (MirroredStrategy, each replica taking its share of the global batch) on two logical
+    CPU devices: the same losses and weights as one device on the same global batch."""
+    hparams = {**COMMON, **TINY_HPARAMS["convLSTM"], "batch_size": 4}
+    result = subprocess.run([PYTHON, "-c", MIRRORED_SCRIPT, json.dumps(hparams)], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, mirrored = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (single["replicas"], mirrored["replicas"]) == (1, 2)
+    np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-5)
+    assert single["losses"][-1] < single["losses"][0]          # the same batch four times: it is learnt
+    for got, expected in zip(mirrored["weights"], single["weights"]):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+
+
 # --- bad inputs ----------------------------------------------------------------------------------------------
 def test_bad_inputs_end_with_one_clear_line(tiny_tfrecords, tmp_path):
     hparams = {**COMMON, **TINY_HPARAMS["convLSTM"]}

@@ -4,19 +4,22 @@ Windows (stride 1 h) never cross a gap in time and never leave their month: a mo
 of N hours gives N − L + 1 windows, even when the next month belongs to the same split (months are not joined,
 so a month's window count does not depend on its neighbours and the order of months can be shuffled freely).
 
-Order of one pass (``make_dataset(batch_size, epoch)``):
+Order of one pass (``batches(batch_size, epoch)``, also listed by ``pass_order``):
 
 * val/test: chronological (month by month, windows by start time); val is shuffled like train if the hparam
   ``shuffle_on_val`` is true;
-* train: months in a random order, :data:`MONTHS_IN_MEMORY` months read at a time and their windows interleaved
-  (a batch takes ``max(MIN_CHUNK, batch_size / MONTHS_IN_MEMORY)`` windows from each: batch 32 mixes 4 months,
-  batch 4 comes from one month, the next batch from the next month), each month's windows in a random order; all
-  of it derived from ``(seed, epoch)``, so the same seed and epoch give the same order.
+* train: months in a random order, :data:`MONTHS_IN_MEMORY` months in memory at a time and their windows
+  interleaved (a batch takes ``max(MIN_CHUNK, batch_size / MONTHS_IN_MEMORY)`` windows from each: batch 32 mixes
+  4 months, batch 4 comes from one month, the next batch from the next month), each month's windows in a random
+  order; all of it derived from ``(seed, epoch)``, so the same seed and epoch give the same order.
 
-Each month file is read once per pass into one tensor ``[hours, H, W, C]`` (the whole file in one read, viewed
-as a byte matrix of equal-sized records: :func:`read_month_tensors`), normalised once, with
-:data:`MONTHS_READ_AHEAD` months read in parallel and ahead; windows are gathered from it a chunk at a time
-(``tf.gather`` with an index matrix) and the chunks interleaved and re-batched (``tf.data``, prefetch).
+Each month file is read once per pass (:func:`read_month`: memory-mapped and viewed as a byte matrix of
+equal-sized records, normalised in one pass into a ``[hours, H, W, C]`` array) in background threads, in parts
+of :data:`READ_PART_HOURS` hours (windows are cut from the first part while the next ones are read) and
+:data:`MONTHS_READ_AHEAD` months ahead of the windows being cut; a batch is gathered from it with one ``np.take``
+into a reused buffer. The reader is plain numpy (the training loop hands the batches to ``tf.distribute``
+itself): a ``tf.data`` pipeline costs more per batch than the whole copy of a batch of 4 windows
+(benchmarks/README.md). ``make_dataset`` wraps the same batches as a ``tf.data.Dataset`` for code built on it.
 
 Normalisation: from the statistics of the TRAINING months of the data split only (merged exactly), method from
 the hparam ``normalization`` (``minmax`` default, or ``znorm``), unless a :class:`Normalization` is passed
@@ -27,22 +30,26 @@ Example::
     from video_prediction_tools.datasets.era5 import ERA5Dataset, load_hours
     ds = ERA5Dataset("PreprocessedData/<EXPNAME>", "data_split.json", "train",
                      hparams={"sequence_length": 24, "normalization": "minmax"}, seed=1234)
-    for batch in ds.make_dataset(batch_size=4, epoch=0):
-        batch["images"]    # float32 [4, 24, H, W, C], normalised
-        batch["t_start"]   # int64 [4], YYYYMMDDHH of frame 0
+    for batch in ds.batches(batch_size=4, epoch=0):
+        batch["images"]    # numpy float32 [4, 24, H, W, C], normalised
+        batch["t_start"]   # numpy int64 [4], YYYYMMDDHH of frame 0
     hours = load_hours("PreprocessedData/<EXPNAME>", np.datetime64("2017-01-31T12"), np.datetime64("2017-02-01T11"))
 """
 from __future__ import annotations
 
 import functools
 import struct
-from dataclasses import astuple, dataclass
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..data_preprocess.statistics import merge_stats
-from ..data_preprocess.step2 import DATASET_INFO, RECORD_FORMAT, month_key, yyyymmddhh_to_datetime
+from ..data_preprocess.step2 import (DATASET_INFO, RECORD_FORMAT, datetime_to_yyyymmddhh, month_key,
+                                     yyyymmddhh_to_datetime)
 from ..utils.errors import UserError
 from ..utils.io import read_json
 from .datasplit import MODES, load_datasplit, split_months
@@ -52,8 +59,10 @@ from .normalization import Normalization
 MONTHS_IN_MEMORY = 4
 #: fewest consecutive windows of a batch taken from one month in a training pass
 MIN_CHUNK = 4
-#: month files read in parallel and ahead of the windows being cut (memory: this many more month tensors)
+#: month files read ahead of the windows being cut (memory: this many more months), and reading threads
 MONTHS_READ_AHEAD = 2
+#: hours of a month read as one part (the parts of a month are read in parallel; cutting starts after the first)
+READ_PART_HOURS = 96
 
 # TFRecord framing of one record: little-endian uint64 length, uint32 masked CRC of the length, the data, uint32
 # masked CRC of the data
@@ -88,7 +97,7 @@ def _varint(value: int) -> bytes:
 
 def month_file_layout(path: Path, frame_shape) -> RecordLayout:
     """Find the byte layout of a month file from its first record (parsed with protobuf); the reader checks that
-    every other record has the same field headers (:func:`read_month_tensors`). UserError if the file is not
+    every other record has the same field headers (:func:`read_month`). UserError if the file is not
     laid out as step 2 writes it."""
     from google.protobuf.message import DecodeError
     import tensorflow as tf
@@ -124,28 +133,83 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
                         _RECORD_HEADER_BYTES + time_offset, len(time_varint))
 
 
-def read_month_tensors(path, layout, frame_shape):
-    """Tensors of a month file: (float32 ``[hours, H, W, C]`` physical values, int64 YYYYMMDDHH ``[hours]``).
+def read_month(path, layout: RecordLayout, frame_shape, normalization: Normalization | None = None,
+               blocks=None, out: np.ndarray | None = None, hours: tuple[int, int] | None = None):
+    """Frames and valid times of a step-2 month file: (float32 ``[hours, H, W, C]``, int64 YYYYMMDDHH ``[hours]``).
 
-    ``layout``: int64 tensor of :class:`RecordLayout` fields. The file is read in one piece and viewed as a byte
-    matrix ``[hours, record_bytes]`` of which the frames and times are column slices: about 4x faster than
-    ``TFRecordDataset`` + ``parse_example`` (benchmarks/bench_pipeline.py), most of whose time goes into the
-    per-record data checksums, which this path does not verify (the file size and every record's framing and field
-    headers are checked: a truncated or differently laid out file fails)."""
-    import tensorflow as tf
+    The file is memory-mapped as a byte matrix ``[hours, record_bytes]`` whose column slices are the frames and
+    the times (no per-record parsing; the file size and every record's framing and field headers are checked, the
+    per-record checksums are not). With ``normalization`` the frames come normalised, computed in one pass from
+    the mapped file (no intermediate copy). With ``blocks`` (``[[first YYYYMMDDHH, hours], ...]`` of
+    ``dataset_info.json``) the times are checked against them. ``out``: a float32 array ``[hours, H, W, C]`` to
+    write the frames into (returned) instead of a new one. ``hours``: read only the rows ``[first, end)`` (into
+    the same rows of ``out``; the times returned are those rows'). UserError for a file laid out otherwise."""
+    first, end = hours if hours is not None else (0, layout.hours)
+    frame_bytes = int(np.prod(frame_shape)) * 4
+    image_end = layout.image_offset + frame_bytes
+    try:
+        records = np.memmap(path, dtype=np.uint8, mode="r", shape=(layout.hours, layout.record_bytes))[first:end]
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot be read as {layout.hours} records ({err}); rerun step 2") from None
+    headers = np.concatenate([records[:, :layout.image_offset], records[:, image_end:layout.time_offset]], axis=1)
+    unlike = np.flatnonzero((headers != _first_record_headers(path, layout, image_end)).any(axis=1))
+    if unlike.size:
+        raise UserError(f"{path}: record {first + unlike[0]} is laid out unlike the first one; not a step-2 file of "
+                        f"format {RECORD_FORMAT} (rerun step 2 with --overwrite)")
+    frames = records[:, layout.image_offset:image_end].view("<f4")     # [hours, H*W*C], rows unaligned
+    if out is None:
+        out = np.empty((layout.hours, *frame_shape), np.float32)
+    images = out[first:end].reshape(frames.shape)
+    if normalization is None:
+        np.copyto(images, frames)
+    else:
+        # per-element rows of offset and scale: numpy's inner loop then runs over whole frames, not over C values
+        pixels = frame_bytes // 4 // frame_shape[-1]
+        offset, scale = (np.tile(np.asarray(v, np.float32), pixels)
+                         for v in (normalization.offset, normalization.scale))
+        np.subtract(frames, offset, out=images)
+        np.divide(images, scale, out=images)
+    varint = records[:, layout.time_offset:layout.time_offset + layout.time_bytes].astype(np.int64)
+    times = ((varint & 0x7F) << (7 * np.arange(layout.time_bytes))).sum(axis=1)
+    del records, frames
+    if blocks is not None and not np.array_equal(times, block_times(blocks)[first:end]):
+        raise UserError(f"{path}: valid times differ from the blocks listed in {DATASET_INFO} (rerun step 2)")
+    return out, times
 
-    hours, record_bytes, image_offset, time_offset, time_bytes = tf.unstack(layout)
-    image_end = image_offset + int(np.prod(frame_shape)) * 4
-    records = tf.reshape(tf.io.decode_raw(tf.io.read_file(path), tf.uint8), tf.stack([hours, record_bytes]))
-    headers = tf.concat([records[:, :image_offset], records[:, image_end:time_offset]], axis=1)
-    check = tf.debugging.Assert(tf.reduce_all(headers == headers[:1]),
-                                ["records laid out unlike the first one (rerun step 2) in", path])
-    with tf.control_dependencies([check]):
-        frame_bytes = tf.reshape(records[:, image_offset:image_end], (-1, *frame_shape, 4))
-    images = tf.bitcast(frame_bytes, tf.float32)
-    varint = tf.cast(records[:, time_offset:time_offset + time_bytes], tf.int64)
-    times = tf.reduce_sum(tf.bitwise.left_shift(varint & 0x7F, 7 * tf.range(time_bytes)), axis=1)
-    return images, times
+
+def _first_record_headers(path, layout: RecordLayout, image_end: int) -> np.ndarray:
+    with open(path, "rb") as file:
+        record = np.frombuffer(file.read(layout.time_offset), np.uint8)
+    return np.concatenate([record[:layout.image_offset], record[image_end:layout.time_offset]])
+
+
+def block_times(blocks) -> np.ndarray:
+    """Valid times YYYYMMDDHH (int64, file order) of the hours of gap-free ``blocks`` ``[[first, hours], ...]``."""
+    return datetime_to_yyyymmddhh(np.concatenate(
+        [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks]))
+
+
+class _BufferPool:
+    """float32 arrays handed out again once nobody holds them (nor a view of them) any more. A fresh array costs
+    fresh pages every time (a month of the GMD shape is 46 MB, a batch of 32 windows 47 MB: glibc maps both anew
+    for every allocation, 20-30 % of the time of reading a month or cutting a batch); a reused one is warm.
+    A buffer still referenced anywhere is never handed out; thread-safe (months are read in threads)."""
+
+    def __init__(self, keep: int):
+        self._keep = keep
+        self._arrays: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        with self._lock:
+            for index in range(len(self._arrays)):
+                # references: the list's and getrefcount's argument
+                if self._arrays[index].shape == shape and sys.getrefcount(self._arrays[index]) == 2:
+                    return self._arrays[index]
+            array = np.empty(shape, np.float32)
+            if len(self._arrays) < self._keep:
+                self._arrays.append(array)
+            return array
 
 
 def resolve_tfrecord_dir(input_dir) -> Path:
@@ -187,7 +251,7 @@ class ERA5Dataset:
         if self.sequence_length < 1:
             raise UserError(f"sequence_length {self.sequence_length}: expected a positive integer")
         self.shuffle_on_val = bool(hparams.get("shuffle_on_val", False))
-        #: default of make_dataset's batch_size
+        #: default of batches' batch_size
         self.batch_size = int(hparams.get("batch_size", 4))
         self.variables = list(info["variables"])
         self.lat = np.asarray(info["lat"], dtype=np.float64)
@@ -206,8 +270,13 @@ class ERA5Dataset:
             if layout.hours != sum(hours for _, hours in entry["blocks"]):
                 raise UserError(f"{path} holds {layout.hours} hours, {DATASET_INFO} lists "
                                 f"{sum(hours for _, hours in entry['blocks'])} (rerun step 2)")
-        self.windows_per_month = [sum(max(0, hours - self.sequence_length + 1) for _, hours in entry["blocks"])
-                                  for entry in entries]
+        #: gap-free runs ``[[first YYYYMMDDHH, hours], ...]`` of each month, in file order
+        self.blocks = [entry["blocks"] for entry in entries]
+        #: rows of each month file at which a window starts (it ends ``sequence_length - 1`` hours later, no gap)
+        self.window_starts = [self._gap_free_starts(blocks) for blocks in self.blocks]
+        self.windows_per_month = [len(starts) for starts in self.window_starts]
+        #: valid times YYYYMMDDHH of the rows of each month file (checked against the file when it is read)
+        self.valid_times = [block_times(blocks) for blocks in self.blocks]
         self.num_windows = int(sum(self.windows_per_month))
         if self.num_windows == 0:
             raise UserError(f"no window of {self.sequence_length} consecutive hours fits in the '{mode}' months "
@@ -222,76 +291,142 @@ class ERA5Dataset:
             raise UserError(f"the normalisation is for variables {normalization.variables}, the data has "
                             f"{self.variables}")
         self.normalization = normalization
+        # reused arrays of month frames and of batches (across passes: the epochs of a training run); memory: up to
+        # MONTHS_IN_MEMORY + MONTHS_READ_AHEAD + 1 months (322 MB for 31-day months of the GMD shape)
+        self._month_buffers = _BufferPool(keep=MONTHS_IN_MEMORY + MONTHS_READ_AHEAD + 1)
+        self._batch_buffers = _BufferPool(keep=4)
+
+    def _gap_free_starts(self, blocks) -> np.ndarray:
+        starts, first_row = [np.zeros(0, np.int64)], 0
+        for _, hours in blocks:
+            starts.append(first_row + np.arange(max(0, hours - self.sequence_length + 1), dtype=np.int64))
+            first_row += hours
+        return np.concatenate(starts)
 
     @property
     def shuffled(self) -> bool:
         return self.mode == "train" or (self.mode == "val" and self.shuffle_on_val)
 
-    def _month_chunks(self, images, times, month_seed, chunk: int):
-        """Dataset of the window starts of one month (``images`` normalised ``[hours, H, W, C]``, ``times``
-        YYYYMMDDHH ``[hours]`` in time order) in chunks ``((images, times), starts [<=chunk])``; the month tensors
-        ride along by reference, so that ONE ``map`` after the interleave gathers the windows (a ``map`` inside
-        this per-month dataset would have its function set up anew for every month)."""
-        import tensorflow as tf
-
-        length = self.sequence_length
-        # hour of the month (all hours of a file lie in one month): a window starting at s has no gap exactly
-        # when its last hour is length - 1 hours after its first
-        hour_of_month = (times // 100 % 100 - 1) * 24 + times % 100
-        count = tf.maximum(tf.shape(times, out_type=tf.int64)[0] - length + 1, 0)
-        starts = tf.range(count)
-        gap_free = tf.gather(hour_of_month, starts + length - 1) - tf.gather(hour_of_month, starts) == length - 1
-        starts = tf.boolean_mask(starts, gap_free)
-        if self.shuffled:
-            starts = tf.random.experimental.stateless_shuffle(starts, seed=tf.stack([month_seed, count]))
-        return tf.data.Dataset.zip(tf.data.Dataset.from_tensors((images, times)).repeat(),
-                                   tf.data.Dataset.from_tensor_slices(starts).batch(chunk))
-
-    def make_dataset(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False):
-        """One pass over the split: ``{"images": float32 [B, T, H, W, C], "t_start": int64 [B]}`` batches."""
-        import tensorflow as tf
-
+    def _check_batch_size(self, batch_size: int | None) -> int:
         batch_size = self.batch_size if batch_size is None else int(batch_size)
         if batch_size < 1:
             raise UserError(f"batch_size {batch_size}: expected a positive integer")
-        order = np.arange(len(self.files))
-        month_seeds = np.zeros(len(self.files), dtype=np.int64)
-        cycle, chunk = 1, batch_size
-        if self.shuffled:
-            rng = np.random.default_rng([self.seed % 2**32, int(epoch), MODES.index(self.mode)])
-            order = rng.permutation(len(self.files))
-            month_seeds = rng.integers(0, 2**31 - 1, size=len(self.files))
-            # a batch mixes windows of up to MONTHS_IN_MEMORY months, each contributing a chunk of batch_size / months
-            # windows, but at least MIN_CHUNK (per-chunk costs dominate below that: measured 2x slower at chunk 1)
-            cycle = min(MONTHS_IN_MEMORY, len(self.files))
-            chunk = min(batch_size, max(MIN_CHUNK, batch_size // cycle))
-        offset = tf.constant(self.normalization.offset, tf.float32)
-        scale = tf.constant(self.normalization.scale, tf.float32)
+        return batch_size
 
-        @tf.autograph.experimental.do_not_convert
-        def read_normalised(path, layout, month_seed):
-            images, times = read_month_tensors(path, layout, self.frame_shape)
-            return (images - offset) / scale, times, month_seed
+    def pass_order(self, batch_size: int | None = None, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Every window of one pass in the order :meth:`batches` yields them: (position of its month in
+        ``self.files`` ``[N]``, its first row in that file ``[N]``). See the module docstring for the order."""
+        batch_size = self._check_batch_size(batch_size)
+        if not self.shuffled:
+            months = np.repeat(np.arange(len(self.files)), [len(s) for s in self.window_starts])
+            return months, np.concatenate(self.window_starts)
+        rng = np.random.default_rng([self.seed % 2**32, int(epoch), MODES.index(self.mode)])
+        pending = [(int(m), rng.permutation(self.window_starts[m])) for m in rng.permutation(len(self.files))]
+        pending = [month for month in pending if len(month[1])][::-1]
+        # chunks of the months in memory taken in turn (a month that runs out gives its turn to the next month);
+        # a chunk has batch_size / MONTHS_IN_MEMORY windows but at least MIN_CHUNK, so batch 4 comes from one month
+        cycle = min(MONTHS_IN_MEMORY, len(pending))
+        chunk = min(batch_size, max(MIN_CHUNK, batch_size // cycle))
+        in_memory = [pending.pop() for _ in range(cycle)]
+        months, starts = [], []
+        while any(month is not None for month in in_memory):
+            for turn, month in enumerate(in_memory):
+                if month is None:
+                    continue
+                position, month_starts = month
+                starts.append(month_starts[:chunk])
+                months.append(np.full(len(starts[-1]), position))
+                if len(month_starts) > chunk:
+                    in_memory[turn] = (position, month_starts[chunk:])
+                else:
+                    in_memory[turn] = pending.pop() if pending else None
+        return np.concatenate(months), np.concatenate(starts)
 
-        months = tf.data.Dataset.from_tensor_slices(
-            ([self.files[i] for i in order], np.array([astuple(self.layouts[i]) for i in order], dtype=np.int64),
-             month_seeds))
-        # months are read (and the next ones read ahead) in parallel with cutting the windows of the current ones
-        months = months.map(read_normalised, num_parallel_calls=MONTHS_READ_AHEAD, deterministic=True
-                            ).prefetch(MONTHS_READ_AHEAD)
-        chunks = months.interleave(
-            tf.autograph.experimental.do_not_convert(
-                lambda images, times, seed: self._month_chunks(images, times, seed, chunk)),
-            cycle_length=cycle, block_length=1)
-        frame_offsets = tf.range(self.sequence_length, dtype=tf.int64)
+    def batches(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False, skip: int = 0):
+        """One pass over the split, from batch ``skip`` on (resuming within an epoch), as numpy batches
+        ``{"images": float32 [B, T, H, W, C] normalised, "t_start": int64 [B] YYYYMMDDHH of frame 0}``.
 
-        @tf.autograph.experimental.do_not_convert
-        def windows(month, starts):
-            images, times = month
-            return {"images": tf.gather(images, starts[:, None] + frame_offsets), "t_start": tf.gather(times, starts)}
+        Months are read in background threads, :data:`MONTHS_READ_AHEAD` ahead of the windows being cut, and
+        released after their last window. An ``images`` array is reused for a later batch once the caller holds
+        no reference to it (or to a view of it); keep the batch (or copy it) to keep its values."""
+        batch_size = self._check_batch_size(batch_size)
+        months, starts = self.pass_order(batch_size, epoch)
+        batch_count = len(starts) // batch_size if drop_remainder else -(-len(starts) // batch_size)
+        months = months[skip * batch_size:batch_count * batch_size]
+        starts = starts[skip * batch_size:batch_count * batch_size]
+        if not len(starts):
+            return
+        # the pass as segments (consecutive windows of one month within one batch), the months in the order they
+        # are first needed, how many of them must have been submitted by each batch, and when each is released
+        batch_firsts = np.arange(0, len(starts), batch_size)
+        cuts = np.union1d(batch_firsts, np.flatnonzero(np.diff(months)) + 1)
+        segments = list(zip(cuts.tolist(), [*cuts[1:].tolist(), len(starts)], months[cuts].tolist()))
+        segments_of_batch = np.searchsorted(cuts, [*batch_firsts, len(starts)]).tolist()
+        needed = months[np.sort(np.unique(months, return_index=True)[1])].tolist()
+        rank = np.empty(len(self.files), np.int64)
+        rank[needed] = np.arange(len(needed))
+        batch_ends = np.minimum(batch_firsts + batch_size, len(starts))
+        submit_by = np.minimum(np.maximum.accumulate(rank[months])[batch_ends - 1] + 1 + MONTHS_READ_AHEAD,
+                            len(needed)).tolist()
+        last_window = np.zeros(len(self.files), np.int64)
+        np.maximum.at(last_window, months, np.arange(len(months)))
+        released_after = {}
+        for month in needed:
+            released_after.setdefault(int(last_window[month]) // batch_size, []).append(month)
+        length, frame_shape = self.sequence_length, self.frame_shape
+        frame_offsets = np.arange(length)
+        max_hours = max(layout.hours for layout in self.layouts)
+        with ThreadPoolExecutor(MONTHS_READ_AHEAD, thread_name_prefix="ambs-reader") as pool:
+            reads, submitted = {}, 0
 
-        chunks = chunks.map(windows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return chunks.rebatch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+            def submit(month: int) -> None:
+                """Read a month in parts of READ_PART_HOURS hours (in parallel; windows of the first part can be cut
+                while the next ones are read): its frames and [(end row, future)] of the parts."""
+                layout = self.layouts[month]
+                # one buffer shape for months of every length, so that any released buffer fits the next month
+                frames = self._month_buffers.get((max_hours, *frame_shape))[:layout.hours]
+                edges = [*range(0, layout.hours, READ_PART_HOURS), layout.hours]
+                reads[month] = frames, [(end, pool.submit(read_month, self.files[month], layout, frame_shape,
+                                                          self.normalization, self.blocks[month], frames,
+                                                          (begin, end)))
+                                        for begin, end in zip(edges[:-1], edges[1:])]
+
+            for batch, (first, end) in enumerate(zip(batch_firsts.tolist(), batch_ends.tolist())):
+                while submitted < submit_by[batch]:
+                    submit(needed[submitted])
+                    submitted += 1
+                images = self._batch_buffers.get((end - first, length, *frame_shape))
+                rows = images.reshape(-1, *frame_shape)
+                t_start = np.empty(end - first, np.int64)
+                for begin, stop, month in segments[segments_of_batch[batch]:segments_of_batch[batch + 1]]:
+                    month_frames, parts = reads[month]
+                    window_starts = starts[begin:stop]
+                    rows_needed = int(window_starts.max()) + length
+                    for part_end, part in parts:                     # wait for the parts holding the windows
+                        part.result()
+                        if part_end >= rows_needed:
+                            break
+                    np.take(month_frames, (window_starts[:, None] + frame_offsets).ravel(), axis=0,
+                            out=rows[(begin - first) * length:(stop - first) * length], mode="clip")  # "raise": buffered
+                    t_start[begin - first:stop - first] = self.valid_times[month][window_starts]
+                for month in released_after.get(batch, ()):
+                    del reads[month]
+                del rows, month_frames, parts
+                yield {"images": images, "t_start": t_start}
+                del images
+
+    def make_dataset(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False):
+        """:meth:`batches` as a ``tf.data.Dataset`` (tensors of the same batches), for code built on tf.data.
+        Slower (``from_generator``: about 2 ms per batch, benchmarks/bench_pipeline.py); AMBS itself uses
+        :meth:`batches`."""
+        import tensorflow as tf
+
+        batch_size = self._check_batch_size(batch_size)
+        signature = {"images": tf.TensorSpec((None, self.sequence_length, *self.frame_shape), tf.float32),
+                     "t_start": tf.TensorSpec((None,), tf.int64)}
+        return tf.data.Dataset.from_generator(
+            lambda: self.batches(batch_size, epoch, drop_remainder),
+            output_signature=signature).prefetch(2)
 
     def __repr__(self) -> str:
         return (f"ERA5Dataset({str(self.tfrecord_dir)!r}, mode={self.mode!r}, months={len(self.months)}, "
@@ -300,12 +435,8 @@ class ERA5Dataset:
 
 @functools.lru_cache(maxsize=3)
 def _month_hours(path: str, modified: float, frame_shape: tuple[int, ...]):
-    """Hours of a month file as numpy (cached: persistence reads the same months for many forecasts)."""
-    import tensorflow as tf
-
-    layout = month_file_layout(Path(path), frame_shape)
-    images, times = read_month_tensors(path, tf.constant(astuple(layout), tf.int64), frame_shape)
-    return images.numpy(), times.numpy()
+    """Hours of a month file (cached: persistence reads the same months for many forecasts)."""
+    return read_month(path, month_file_layout(Path(path), frame_shape), frame_shape)
 
 
 def load_hours(input_dir, start, end):

@@ -20,8 +20,8 @@ Example::
     convert_moving_mnist("data/mnist_test_seq.npy", "data/moving_mnist_tfrecords")
     ds = MovingMnist("data/moving_mnist_tfrecords", "templates/data_split/moving_mnist/datasplit_template.json",
                      "train", hparams={"sequence_length": 20}, seed=1)
-    for batch in ds.make_dataset(batch_size=8):
-        batch["images"]    # float32 [8, 20, 64, 64, 1] in [0, 1]; batch["t_start"]: int64 [8] sequence indices
+    for batch in ds.batches(batch_size=8):
+        batch["images"]    # numpy float32 [8, 20, 64, 64, 1] in [0, 1]; batch["t_start"]: int64 [8] sequence indices
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ class MovingMnist:
             raise UserError(f"sequence_length {self.sequence_length}: the converted sequences have "
                             f"{self.stored_length} frames")
         self.shuffle_on_val = bool(hparams.get("shuffle_on_val", False))
-        #: default of make_dataset's batch_size
+        #: default of batches' batch_size
         self.batch_size = int(hparams.get("batch_size", 4))
         self.variables = [VARIABLE]
         self.lat = self.lon = None
@@ -181,3 +181,8 @@ class MovingMnist:
                                       reshuffle_each_iteration=False)
         dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+    def batches(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False, skip: int = 0):
+        """The batches of :meth:`make_dataset` as numpy arrays, from batch ``skip`` on (the interface of
+        ``ERA5Dataset.batches`` that training and postprocessing use)."""
+        yield from self.make_dataset(batch_size, epoch, drop_remainder).skip(skip).as_numpy_iterator()

@@ -295,16 +295,16 @@ def run_postprocess(options: PostprocessOptions) -> Path:
     context = model.context_frames
     sample_index = 0
     sample_files: list[tuple[np.datetime64, Path]] = []
-    batches = dataset.make_dataset(options.batch_size)
+    batches = dataset.batches(options.batch_size)
     total = math.ceil(dataset.num_windows / options.batch_size)
     for batch_index, batch in enumerate(progress(batches, desc=f"forecast {options.mode}", total=total,
                                                  unit="batch")):
         images = batch["images"]
-        truth = run.normalization.denormalize(images.numpy())
+        truth = run.normalization.denormalize(images)
         forecast = np.stack([run.normalization.denormalize(
             np.asarray(model.forecast(images, seed=_member_seed(options.seed, batch_index, k))))
             for k in range(members)])  # [K, B, F, H, W, C]
-        init_times = yyyymmddhh_to_datetime(batch["t_start"].numpy()) + np.timedelta64(context - 1, "h")
+        init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(context - 1, "h")
         reference = truth[:, context:context + model.forecast_frames]
         coords = {"init_time": init_times.astype("datetime64[ns]"), "fcst_hour": lead_hours,
                   "lat": dataset.lat, "lon": dataset.lon}

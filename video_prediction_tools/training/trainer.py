@@ -250,27 +250,32 @@ def make_val_step(strategy, model, normalization, channels: int):
     return val_step
 
 
-def _padded_batches(dataset, batch_size: int):
-    """Validation batches padded to the full global batch with zero-weight samples: every replica then gets a
+def distribute_batch(strategy, values):
+    """Per-replica tensors of a global numpy batch (an array or a dict of arrays, batch first): replica k of the
+    ``num_replicas_in_sync`` (counted over all workers) takes the k-th equal share. Every worker reads the same
+    global batch and keeps its replicas' shares, so a step sees what a single process would, whatever the number
+    of workers."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1:
+        return tf.nest.map_structure(tf.convert_to_tensor, values)
+
+    def share(context):
+        index = context.replica_id_in_sync_group
+        return tf.nest.map_structure(
+            lambda array: tf.convert_to_tensor(array[index * len(array) // replicas:(index + 1) * len(array) //
+                                                     replicas]), values)
+
+    return strategy.experimental_distribute_values_from_function(share)
+
+
+def padded_batch(images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """A validation batch padded to the full global batch with zero-weight samples: every replica then gets a
     non-empty share of the same size (the last batch of a split is usually partial), and one trace suffices."""
-
-    def pad(batch):
-        images = batch["images"]
-        missing = batch_size - tf.shape(images)[0]
-        padding = tf.zeros(tf.concat([[missing], tf.shape(images)[1:]], axis=0), images.dtype)
-        weights = tf.concat([tf.ones(tf.shape(images)[:1], tf.float64), tf.zeros([missing], tf.float64)], axis=0)
-        return {"images": tf.ensure_shape(tf.concat([images, padding], axis=0), [batch_size, *images.shape[1:]]),
-                "weights": tf.ensure_shape(weights, [batch_size])}
-
-    return _with_data_sharding(dataset.map(pad))
-
-
-def _with_data_sharding(dataset):
-    options = tf.data.Options()
-    # every worker reads the same batches and keeps its share of each one: the global batch is what a single
-    # process would see, whatever the number of workers
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
+    missing = batch_size - len(images)
+    weights = np.concatenate([np.ones(len(images)), np.zeros(missing)])
+    if missing:
+        images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), images.dtype)])
+    return {"images": images, "weights": weights}
 
 
 # --- outputs -------------------------------------------------------------------------------------------------
@@ -498,9 +503,10 @@ class TrainingLoop:
     def validate(self) -> float:
         """MSE of the target channels (physical units) of the forecasts of the whole validation split."""
         squared, count = 0.0, 0.0
-        batches = self.val_data.make_dataset(self.batch_size, epoch=self.state.epoch, drop_remainder=False)
-        for batch in self.strategy.experimental_distribute_dataset(_padded_batches(batches, self.batch_size)):
-            batch_squared, batch_count = self.val_step(batch)
+        for batch in self.val_data.batches(self.batch_size, epoch=self.state.epoch, drop_remainder=False):
+            padded = padded_batch(batch["images"], self.batch_size)
+            del batch
+            batch_squared, batch_count = self.val_step(distribute_batch(self.strategy, padded))
             squared += float(batch_squared)
             count += float(batch_count)
         return squared / count
@@ -508,9 +514,11 @@ class TrainingLoop:
     def _batches(self):
         """Distributed training batches from the saved data position to the end of its epoch."""
         state = self.state
-        batches = self.train_data.make_dataset(self.batch_size, epoch=state.epoch, drop_remainder=True)
-        images = batches.skip(state.batch_index).map(lambda batch: batch["images"])
-        return iter(self.strategy.experimental_distribute_dataset(_with_data_sharding(images)))
+        for batch in self.train_data.batches(self.batch_size, epoch=state.epoch, drop_remainder=True,
+                                             skip=state.batch_index):
+            images = distribute_batch(self.strategy, batch["images"])
+            del batch  # the reader reuses the batch's buffer once it is released
+            yield images
 
     def _record_step(self, values: dict[str, float], seconds: float) -> float:
         state = self.state
