@@ -334,3 +334,20 @@ def test_read_month_normalises_like_normalization_and_checks_the_blocks(gappy):
     assert dataset.blocks[1] == [[2017020100, 30], [2017020209, 672 - 33]]
     with pytest.raises(UserError, match="differ from the blocks"):
         read_month(source, layout, (8, 12, 3), blocks=[[2017020100, 31], [2017020210, 672 - 34]])
+
+
+def test_buffer_pool_hands_out_only_unreferenced_arrays():
+    from video_prediction_tools.datasets.era5 import _BufferPool
+
+    pool = _BufferPool(keep=2)
+    first = pool.get((3, 2))
+    second = pool.get((3, 2))
+    assert second is not first                        # the first is still held
+    first_id = id(first)
+    del first
+    again = pool.get((3, 2))
+    assert id(again) == first_id                      # released, so reused
+    view = again[1:]
+    del again
+    assert pool.get((3, 2)) is not view.base          # a view keeps its buffer
+    assert pool.get((4, 2)).shape == (4, 2)           # another shape: a new array

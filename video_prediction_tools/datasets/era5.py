@@ -189,6 +189,15 @@ def block_times(blocks) -> np.ndarray:
         [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks]))
 
 
+def _item_references(items: list, index: int) -> int:
+    return sys.getrefcount(items[index])
+
+
+# what _item_references says of an item that only its list holds (measured: interpreters differ in how many
+# temporary references the call itself adds)
+_UNSHARED = _item_references([object()], 0)
+
+
 class _BufferPool:
     """float32 arrays handed out again once nobody holds them (nor a view of them) any more. A fresh array costs
     fresh pages every time (a month of the GMD shape is 46 MB, a batch of 32 windows 47 MB: glibc maps both anew
@@ -203,8 +212,7 @@ class _BufferPool:
     def get(self, shape: tuple[int, ...]) -> np.ndarray:
         with self._lock:
             for index in range(len(self._arrays)):
-                # references: the list's and getrefcount's argument
-                if self._arrays[index].shape == shape and sys.getrefcount(self._arrays[index]) == 2:
+                if self._arrays[index].shape == shape and _item_references(self._arrays, index) == _UNSHARED:
                     return self._arrays[index]
             array = np.empty(shape, np.float32)
             if len(self._arrays) < self._keep:
