@@ -237,7 +237,7 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
 
     import tensorflow as tf
 
-    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
+    from video_prediction_tools.datasets.era5 import block_times, month_file_layout, read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
@@ -323,17 +323,17 @@ def test_train_batches_interleave_the_months_in_memory(tiny_tfrecords):
 
 
 def test_read_month_normalises_like_normalization_and_checks_the_blocks(gappy):
-    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
+    from video_prediction_tools.datasets.era5 import block_times, month_file_layout, read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_02.tfrecords"
     dataset = ERA5Dataset(exp_dir, {"train": {"2017": [1, 2]}}, "train")
     layout = month_file_layout(source, (8, 12, 3))
-    images, _ = read_month(source, layout, (8, 12, 3), dataset.normalization, dataset.blocks[1])
+    images, _ = read_month(source, layout, (8, 12, 3), dataset.normalization, dataset.valid_times[1])
     np.testing.assert_array_equal(images, dataset.normalization.normalize(raw[(2017, 2)][0]))  # bit for bit
     assert dataset.blocks[1] == [[2017020100, 30], [2017020209, 672 - 33]]
     with pytest.raises(UserError, match="differ from the blocks"):
-        read_month(source, layout, (8, 12, 3), blocks=[[2017020100, 31], [2017020210, 672 - 34]])
+        read_month(source, layout, (8, 12, 3), valid_times=block_times([[2017020100, 31], [2017020210, 672 - 34]]))
 
 
 def test_buffer_pool_hands_out_only_unreferenced_arrays():

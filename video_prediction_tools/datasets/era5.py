@@ -134,25 +134,29 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
 
 
 def read_month(path, layout: RecordLayout, frame_shape, normalization: Normalization | None = None,
-               blocks=None, out: np.ndarray | None = None, hours: tuple[int, int] | None = None):
+               valid_times: np.ndarray | None = None, out: np.ndarray | None = None,
+               hours: tuple[int, int] | None = None):
     """Frames and valid times of a step-2 month file: (float32 ``[hours, H, W, C]``, int64 YYYYMMDDHH ``[hours]``).
 
     The file is memory-mapped as a byte matrix ``[hours, record_bytes]`` whose column slices are the frames and
     the times (no per-record parsing; the file size and every record's framing and field headers are checked, the
     per-record checksums are not). With ``normalization`` the frames come normalised, computed in one pass from
-    the mapped file (no intermediate copy). With ``blocks`` (``[[first YYYYMMDDHH, hours], ...]`` of
-    ``dataset_info.json``) the times are checked against them. ``out``: a float32 array ``[hours, H, W, C]`` to
-    write the frames into (returned) instead of a new one. ``hours``: read only the rows ``[first, end)`` (into
-    the same rows of ``out``; the times returned are those rows'). UserError for a file laid out otherwise."""
+    the mapped file (no intermediate copy). With ``valid_times`` (YYYYMMDDHH of every row of the file, as
+    :func:`block_times` derives them from the blocks of ``dataset_info.json``) the times are checked against
+    them. ``out``: a float32 array ``[hours, H, W, C]`` to write the frames into (returned) instead of a new one.
+    ``hours``: read only the rows ``[first, end)`` (into the same rows of ``out``; the times returned are those
+    rows'). UserError for a file laid out otherwise."""
     first, end = hours if hours is not None else (0, layout.hours)
     frame_bytes = int(np.prod(frame_shape)) * 4
     image_end = layout.image_offset + frame_bytes
     try:
-        records = np.memmap(path, dtype=np.uint8, mode="r", shape=(layout.hours, layout.record_bytes))[first:end]
+        mapped = np.memmap(path, dtype=np.uint8, mode="r", shape=(layout.hours, layout.record_bytes))
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot be read as {layout.hours} records ({err}); rerun step 2") from None
+    records = mapped[first:end]
     headers = np.concatenate([records[:, :layout.image_offset], records[:, image_end:layout.time_offset]], axis=1)
-    unlike = np.flatnonzero((headers != _first_record_headers(path, layout, image_end)).any(axis=1))
+    first_headers = np.concatenate([mapped[0, :layout.image_offset], mapped[0, image_end:layout.time_offset]])
+    unlike = np.flatnonzero((headers != first_headers).any(axis=1))
     if unlike.size:
         raise UserError(f"{path}: record {first + unlike[0]} is laid out unlike the first one; not a step-2 file of "
                         f"format {RECORD_FORMAT} (rerun step 2 with --overwrite)")
@@ -171,16 +175,10 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
         np.divide(images, scale, out=images)
     varint = records[:, layout.time_offset:layout.time_offset + layout.time_bytes].astype(np.int64)
     times = ((varint & 0x7F) << (7 * np.arange(layout.time_bytes))).sum(axis=1)
-    del records, frames
-    if blocks is not None and not np.array_equal(times, block_times(blocks)[first:end]):
+    del mapped, records, frames
+    if valid_times is not None and not np.array_equal(times, valid_times[first:end]):
         raise UserError(f"{path}: valid times differ from the blocks listed in {DATASET_INFO} (rerun step 2)")
     return out, times
-
-
-def _first_record_headers(path, layout: RecordLayout, image_end: int) -> np.ndarray:
-    with open(path, "rb") as file:
-        record = np.frombuffer(file.read(layout.time_offset), np.uint8)
-    return np.concatenate([record[:layout.image_offset], record[image_end:layout.time_offset]])
 
 
 def block_times(blocks) -> np.ndarray:
@@ -202,7 +200,8 @@ class _BufferPool:
     """float32 arrays handed out again once nobody holds them (nor a view of them) any more. A fresh array costs
     fresh pages every time (a month of the GMD shape is 46 MB, a batch of 32 windows 47 MB: glibc maps both anew
     for every allocation, 20-30 % of the time of reading a month or cutting a batch); a reused one is warm.
-    A buffer still referenced anywhere is never handed out; thread-safe (months are read in threads)."""
+    A buffer still referenced anywhere is never handed out; thread-safe (a pass may run in another thread, as
+    under ``make_dataset``)."""
 
     def __init__(self, keep: int):
         self._keep = keep
@@ -395,7 +394,7 @@ class ERA5Dataset:
                 frames = self._month_buffers.get((max_hours, *frame_shape))[:layout.hours]
                 edges = [*range(0, layout.hours, READ_PART_HOURS), layout.hours]
                 reads[month] = frames, [(end, pool.submit(read_month, self.files[month], layout, frame_shape,
-                                                          self.normalization, self.blocks[month], frames,
+                                                          self.normalization, self.valid_times[month], frames,
                                                           (begin, end)))
                                         for begin, end in zip(edges[:-1], edges[1:])]
 
@@ -414,8 +413,9 @@ class ERA5Dataset:
                         part.result()
                         if part_end >= rows_needed:
                             break
+                    # mode "clip": with "raise" numpy would write through a temporary buffer
                     np.take(month_frames, (window_starts[:, None] + frame_offsets).ravel(), axis=0,
-                            out=rows[(begin - first) * length:(stop - first) * length], mode="clip")  # "raise": buffered
+                            out=rows[(begin - first) * length:(stop - first) * length], mode="clip")
                     t_start[begin - first:stop - first] = self.valid_times[month][window_starts]
                 for month in released_after.get(batch, ()):
                     del reads[month]
