@@ -51,8 +51,7 @@ from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
 from .coastlines import find_coastline_file
-from .metrics import CLIMATOLOGY_METRICS, DEFAULT_METRICS, METRICS, check_metric_names, load_climatology, \
-    make_metrics
+from .metrics import METRICS, check_metric_names, load_climatology, make_metrics, needs_climatology
 
 log = logging.getLogger("ambs")
 EVALUATION_FILE = "evaluation_metrics.nc"
@@ -149,9 +148,9 @@ def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str 
     climatology (ACC) only when ``climatology_file`` is given. An explicitly requested ACC-type metric without an
     existing ``climatology_file`` is a UserError (never skipped silently)."""
     if requested is None:
-        requested = [name for name in DEFAULT_METRICS if climatology_file or name not in CLIMATOLOGY_METRICS]
+        requested = [name for name in METRICS if climatology_file or not needs_climatology(name)]
     names = check_metric_names(list(requested))
-    wanted = [name for name in names if name in CLIMATOLOGY_METRICS]
+    wanted = [name for name in names if needs_climatology(name)]
     if wanted and not climatology_file:
         raise UserError(f"metric(s) {', '.join(wanted)} need a climatology: give --climatology_file or drop "
                         f"{', '.join(wanted)} from --evaluation_metrics")
@@ -336,7 +335,7 @@ def open_job(options: PostprocessOptions) -> _Job:
                         f"({', '.join(dataset.variables)})")
     variable = dataset.variables[options.channel]
     climatology = None
-    if set(metric_names) & set(CLIMATOLOGY_METRICS):
+    if any(needs_climatology(name) for name in metric_names):
         climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon)
         check_climatology_covers(climatology, forecast_valid_times(dataset, model.context_frames,
                                                                    model.forecast_frames), options.climatology_file)

@@ -411,11 +411,16 @@ class WeightedACC(ACC):
     weighted: bool = True
 
 
-#: every registered metric (postprocessing computes them all by default; those needing a climatology only when
-#: one is given)
+def needs_climatology(name: str) -> bool:
+    """Whether the registered metric ``name`` cannot be computed without a climatology (ACC-type)."""
+    return "climatology" in METRICS[name].needs
+
+
+#: the metrics defined here, in registration order (postprocessing computes every registered metric by default;
+#: those needing a climatology only when one is given)
 DEFAULT_METRICS = tuple(METRICS)
-#: the metrics that need a climatology file (ACC-type)
-CLIMATOLOGY_METRICS = tuple(name for name, cls in METRICS.items() if "climatology" in cls.needs)
+#: the metrics defined here that need a climatology file (ACC-type)
+CLIMATOLOGY_METRICS = tuple(name for name in METRICS if needs_climatology(name))
 
 
 def check_metric_names(names: Sequence[str]) -> list[str]:
