@@ -102,6 +102,8 @@ def test_bad_inputs_are_user_errors(three_runs, tmp_path):
     result = run_module(MODULE, "--root_dir", root, "--analysis_config", config_path, "--enable_skill_scores",
                         "maybe")
     assert result.returncode == 2 and "expected True or False" in result.stderr
+    # a refused run writes nothing: no output directory, log, config or plot
+    assert not (root / "meta_postprocess").exists()
 
 
 def test_skill_scores_need_persistence(tmp_path):
@@ -111,6 +113,7 @@ def test_skill_scores_need_persistence(tmp_path):
     config.write_text(json.dumps({"results": {"quick run": "quick"}}))
     result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--enable_skill_scores")
     assert_user_error(result, "persistence", "quick run")
+    assert not (root / "meta_postprocess").exists()  # refused before writing its config, log or a plot
     result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--enable_persit_plot")
     assert result.returncode == 0, result.stderr
 

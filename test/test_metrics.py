@@ -250,3 +250,69 @@ def test_load_climatology_errors(tmp_path):
         M.load_climatology(tmp_path / "clim.nc", "t_850", [45.0], [5.0])
     with pytest.raises(UserError, match="not found"):
         M.load_climatology(tmp_path / "missing.nc", "2t", [45.0], [5.0])
+
+
+@pytest.fixture
+def scratch_registry():
+    """The metric registry; metrics registered during the test are removed afterwards."""
+    before = dict(M.METRICS)
+    yield M.METRICS
+    M.METRICS.clear()
+    M.METRICS.update(before)
+
+
+def test_a_new_metric_is_one_registered_class(scratch_registry):
+    """What README "Adding a metric" describes: one class, and every consumer offers and builds it."""
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from video_prediction_tools.postprocess.forecast import resolve_metric_names
+    from video_prediction_tools.runscript_generator.checks import known_metrics
+
+    @M.register
+    @dataclass(eq=False)
+    class ClippedMAE(M.Metric):
+        name: ClassVar[str] = "clipped_mae"
+        long_name: ClassVar[str] = "mean absolute error, errors clipped at the data range"
+        perfect_score: ClassVar[float] = 0.0
+        data_range: float | None = None
+        weighted: bool = False
+
+        def units(self, data_units):
+            return data_units
+
+        def _score(self, forecast, truth, context, chunk):
+            return np.minimum(np.abs(M._difference(forecast, truth)), self.data_range).mean(axis=(1, 2))
+
+    @M.register
+    @dataclass(eq=False)
+    class AnomalyBias(M.Metric):
+        name: ClassVar[str] = "anomaly_bias"
+        needs: ClassVar[frozenset[str]] = frozenset({"climatology"})
+        climatology: xr.DataArray = None
+
+    assert list(M.METRICS)[-2:] == ["clipped_mae", "anomaly_bias"]
+    assert known_metrics()[-2:] == ("clipped_mae", "anomaly_bias")
+    assert resolve_metric_names(None, None)[-1] == "clipped_mae"  # needs a climatology: not by default without one
+    built = M.make_metrics(["mse", "clipped_mae"], data_range=0.5)
+    assert repr(built[1]).endswith("ClippedMAE(data_range=0.5, weighted=False)")
+    forecast, truth = fields()
+    score = built[1].compute(forecast, truth)
+    hand = np.minimum(np.abs(forecast.values - truth.values), 0.5).mean(axis=(2, 3))
+    np.testing.assert_allclose(score.values, hand, rtol=1e-12)
+    assert score.attrs == {"long_name": ClippedMAE.long_name, "units": "K"}
+    with pytest.raises(ValueError, match="anomaly_bias needs a climatology"):
+        M.make_metrics(["anomaly_bias"])
+    assert M.make_metrics(["anomaly_bias"], climatology())[0].climatology is not None
+    with pytest.raises(ValueError, match="unique name"):
+        M.register(ClippedMAE)
+    with pytest.raises(ValueError, match="unknown run input"):
+        M.register(type("Odd", (M.Metric,), {"name": "odd", "needs": frozenset({"orography"})}))
+
+
+def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
+    assert M.DEFAULT_METRICS == ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
+    assert M.CLIMATOLOGY_METRICS == ("acc", "weighted_acc")
+    acc = M.make_metrics(["weighted_acc"], climatology(), data_range=3.0)[0]
+    assert acc.weighted and not acc.centred and repr(acc) == "WeightedACC(centred=False, weighted=True)"
+    assert repr(M.make_metrics(["ssim"], data_range=3.0)[0]) == "SSIM(data_range=3.0, window=7)"

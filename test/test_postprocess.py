@@ -1,4 +1,11 @@
 """Postprocessing: persistence alignment, per-sample netCDF files, plots, and the CLI end to end."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -8,6 +15,7 @@ import xarray as xr
 from fixtures.common import assert_user_error, run_module
 from fixtures.preprocessed import make_step1_experiment
 from video_prediction_tools.postprocess import bootstrap, forecast as F, plots
+from video_prediction_tools.utils.errors import UserError
 
 MODULE = "video_prediction_tools.main_scripts.main_visualize_postprocess"
 LAT = np.array([45.0, 44.7, 44.4, 44.1, 43.8, 43.5, 43.2, 42.9])
@@ -157,12 +165,46 @@ def test_missing_or_incomplete_checkpoint_is_a_user_error(tmp_path):
     assert_user_error(result, "no complete checkpoint_<step>")
     result = run_module(MODULE, "--checkpoint", run_dir / "checkpoint_5", "--results_dir", tmp_path / "results")
     assert_user_error(result, "checkpoint_5", "incomplete")
+    assert not (tmp_path / "results").exists()  # refused before the results directory or its log is created
 
 
 def test_unknown_metric_is_a_user_error(tmp_path):
     result = run_module(MODULE, "--checkpoint", tmp_path, "--results_dir", tmp_path / "r",
                         "--evaluation_metrics", "mse", "crps")
     assert_user_error(result, "crps")
+    assert not (tmp_path / "r").exists()
+
+
+def test_default_metrics_include_acc_only_with_a_climatology_file(tmp_path):
+    climatology = tmp_path / "clim.nc"
+    climatology.write_bytes(b"")  # existence is checked here; contents when the domain is known
+    assert F.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
+    assert F.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
+                                                              "weighted_rmse", "weighted_acc"]
+    assert F.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
+    with pytest.raises(UserError, match="acc need a climatology: give --climatology_file or drop acc"):
+        F.resolve_metric_names(["mse", "acc"], None)
+    with pytest.raises(UserError, match=f"--climatology_file {tmp_path / 'none.nc'} not found.*weighted_acc"):
+        F.resolve_metric_names(["weighted_acc"], str(tmp_path / "none.nc"))
+    # a given but missing file with the default metrics (which then include ACC) is an error too
+    with pytest.raises(UserError, match="none.nc not found"):
+        F.resolve_metric_names(None, str(tmp_path / "none.nc"))
+
+
+def test_climatology_must_cover_every_month_and_hour_of_the_valid_times():
+    months, hours = np.arange(1, 13), np.arange(24)
+    values = np.ones((12, 24, 2, 3), dtype=np.float32)
+    values[1, 5, 0, 0] = np.nan  # February 05 UTC has a gap on the domain: ACC there would be NaN
+    values[2] = np.nan           # March has no data at all (the climatology step writes NaN then)
+    climatology = xr.DataArray(values, dims=("month", "hour", "lat", "lon"), coords={"month": months, "hour": hours})
+    february = np.arange(np.datetime64("2018-02-01T00"), np.datetime64("2018-02-01T05"), np.timedelta64(1, "h"))
+    F.check_climatology_covers(climatology, february, "clim.nc")
+    valid = np.arange(np.datetime64("2018-02-28T00"), np.datetime64("2018-03-01T02"), np.timedelta64(1, "h"))
+    with pytest.raises(UserError) as error:
+        F.check_climatology_covers(climatology, valid, "clim.nc")
+    assert "climatology clim.nc has no values for month 2 hour(s) 5; month 3 (all 2 hours)" in str(error.value)
+    with pytest.raises(UserError, match="month 7 hour.s. 0, 1"):  # a coordinate that is absent is missing too
+        F.check_climatology_covers(climatology.isel(hour=slice(2, None)), valid + np.timedelta64(150, "D"), "c")
 
 
 # --- end to end on the trained tiny model of the training area --------------------------------------------------
@@ -189,14 +231,25 @@ def _climatology_file(path, lat, lon):
                         coords={"month": np.arange(1, 13), "hour": np.arange(24)})
 
 
-@pytest.mark.slow
-def test_full_postprocessing_cli(trained_run, tmp_path):
-    run_dir, by_time = trained_run
-    results = tmp_path / "Results"
-    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", results, "--batch_size", 4,
-                        "--block_length", 4, "--nboots", 100, env=TF_ENV)
+#: the options of the full run of the tiny model (default metrics: ACC left out, no climatology file given)
+FULL_RUN_OPTIONS = ("--batch_size", 4, "--block_length", 4, "--nboots", 100)
+
+
+@pytest.fixture(scope="module")
+def full_results(trained_run, tmp_path_factory):
+    """(results dir, CompletedProcess) of one uninterrupted postprocessing run with :data:`FULL_RUN_OPTIONS`."""
+    run_dir, _ = trained_run
+    results = tmp_path_factory.mktemp("full") / "Results"
+    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", results, *FULL_RUN_OPTIONS, env=TF_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "no --climatology_file given: metric(s) acc, weighted_acc skipped" in result.stderr
+    return results, result
+
+
+@pytest.mark.slow
+def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
+    run_dir, by_time = trained_run
+    results, result = full_results
+    assert "acc" not in json.loads((results / "options.json").read_text())["evaluation_metrics"]
     samples = sorted(results.glob("vfp_date_*_sample_ind_*.nc"))
     assert len(samples) == 49
     evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
@@ -270,26 +323,123 @@ def test_full_postprocessing_cli(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_missing_climatology_file_skips_acc_and_too_few_blocks_fail_early(trained_run, tmp_path):
+def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    quick = ("--lquick_evaluation", "--block_length", 4, "--nboots", 10)
+
+    def refused(name, *args, env=None):
+        results = tmp_path / name
+        result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", results, *args,
+                            env={**TF_ENV, **(env or {})})
+        assert not results.exists(), f"{name}: {sorted(p.name for p in results.iterdir())}"
+        return result
+
+    # an explicitly requested ACC without a climatology file is an error, never silently dropped
+    result = refused("no_clim", *quick, "--evaluation_metrics", "mse", "acc")
+    assert_user_error(result, "give --climatology_file or drop acc from --evaluation_metrics")
+    result = refused("missing_clim", *quick, "--evaluation_metrics", "mse", "acc", "--climatology_file",
+                     tmp_path / "none.nc")
+    assert_user_error(result, f"--climatology_file {tmp_path / 'none.nc'} not found", "acc")
+    # a climatology without February (the test split's month) would give ACC all NaN: refused, naming month and file
+    from video_prediction_tools.datasets.era5 import ERA5Dataset
+    from video_prediction_tools.training.checkpoints import load_trained_model
+
+    _, run = load_trained_model(run_dir)
+    dataset = ERA5Dataset(run.input_dir, run.datasplit, "test", hparams=run.hparams)
+    _climatology_file(tmp_path / "clim.nc", dataset.lat, dataset.lon)
+    with xr.open_dataset(tmp_path / "clim.nc") as full:
+        full.load()
+    no_february = full.copy(deep=True)
+    no_february["2t"][1] = np.nan
+    no_february.to_netcdf(tmp_path / "clim_no_feb.nc")
+    result = refused("clim_no_feb", *quick, "--evaluation_metrics", "weighted_acc", "--climatology_file",
+                     tmp_path / "clim_no_feb.nc")
+    assert_user_error(result, f"climatology {tmp_path / 'clim_no_feb.nc'} has no values for month 2 (all 24 hours)")
+    full.sel(hour=np.arange(0, 24, 2)).to_netcdf(tmp_path / "clim_even_hours.nc")
+    result = refused("clim_even_hours", *quick, "--evaluation_metrics", "acc", "--climatology_file",
+                     tmp_path / "clim_even_hours.nc")
+    assert_user_error(result, "clim_even_hours.nc has no values for month 2 hour(s) 1, 3, 5, 7, 9, 11, 13, 15")
+    # too few bootstrap blocks, a wrong coastline file: reported before forecasting, nothing written
+    result = refused("blocks", "--lquick_evaluation")
+    assert_user_error(result, "at least 10 blocks of 168 samples", "49 sample(s)", "--block_length")
+    result = refused("coast", "--block_length", 4, env={"AMBS_COASTLINES": str(tmp_path / "coast.shp")})
+    assert_user_error(result, f"AMBS_COASTLINES={tmp_path / 'coast.shp'}: no such coastline shapefile")
+
+
+@pytest.mark.slow
+def test_val_split_is_evaluated_in_time_order(trained_run, tmp_path):
     run_dir, _ = trained_run
     result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", tmp_path / "r", "--lquick_evaluation",
-                        "--mode", "val", "--evaluation_metrics", "mse", "acc", "--climatology_file",
-                        tmp_path / "none.nc", "--block_length", 4, "--nboots", 10, env=TF_ENV)
+                        "--mode", "val", "--evaluation_metrics", "mse", "--block_length", 4, "--nboots", 10,
+                        env=TF_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "none.nc not found: metric(s) acc skipped" in result.stderr
     with xr.open_dataset(tmp_path / "r" / "evaluation_metrics.nc") as evaluation:
-        assert "2t_convLSTM_mse" in evaluation and "2t_convLSTM_acc" not in evaluation
         # --mode val evaluates the val split (2018-01), chronologically sorted
         init = evaluation["init_time"].values
         assert len(init) == 49 and init[0] == np.datetime64("2018-01-01T11", "ns") and (np.diff(init) > 0).all()
-    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", tmp_path / "r2", "--lquick_evaluation",
-                        env=TF_ENV)
-    assert_user_error(result, "at least 10 blocks of 168 samples", "49 sample(s)", "--block_length")
-    # a wrong coastline file is reported before forecasting, not when the first map is drawn
-    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", tmp_path / "r3", "--mode", "val",
-                        "--block_length", 4, env={**TF_ENV, "AMBS_COASTLINES": str(tmp_path / "coast.shp")})
-    assert_user_error(result, f"AMBS_COASTLINES={tmp_path / 'coast.shp'}: no such coastline shapefile")
-    assert not list((tmp_path / "r3").glob("vfp_date_*.nc"))
+
+
+@pytest.mark.slow
+def test_written_forecast_is_the_model_forecast_of_the_normalised_context(trained_run, full_results):
+    """The ``2t_<model>_fcst`` of a sample file, recomputed independently: the raw step-1 context normalised by
+    hand with the run's normalization.json, the restored model's forecast, denormalised by hand."""
+    from video_prediction_tools.training.checkpoints import load_trained_model
+
+    run_dir, by_time = trained_run
+    results, _ = full_results
+    saved = json.loads((run_dir / "normalization.json").read_text())
+    assert saved["method"] == "minmax"
+    low = np.array([saved["stats"][v]["min"] for v in saved["variables"]])
+    high = np.array([saved["stats"][v]["max"] for v in saved["variables"]])
+    model, _ = load_trained_model(run_dir)
+    for name in ("vfp_date_2018020111_sample_ind_0.nc", "vfp_date_2018020223_sample_ind_36.nc"):
+        with xr.open_dataset(results / name) as sample:
+            init = sample["init_time"].values.astype("datetime64[h]")
+            written = sample["2t_convLSTM_fcst"].values
+        context_times = init + np.arange(-(model.context_frames - 1), 1).astype("timedelta64[h]")
+        context = np.stack([by_time[t.item()] for t in context_times]).astype(np.float64)  # [ctx, lat, lon, channel]
+        normalised = ((context - low) / (high - low)).astype(np.float32)
+        forecast = np.asarray(model.forecast(normalised[None]))[0].astype(np.float64)  # [F, lat, lon, channel]
+        expected = forecast[..., 0] * (high[0] - low[0]) + low[0]
+        assert written.shape == expected.shape == (12, 8, 12)
+        np.testing.assert_allclose(written, expected, rtol=0, atol=1e-4)
+        # not trivially equal to the truth or persistence: the check above is about the model's forecast
+        assert np.abs(written - by_time[(init + np.timedelta64(1, "h")).item()][..., 0]).max() > 1e-3
+
+
+def _result_files(results):
+    """Sample files, the evaluation file and the plots of a results directory: name → bytes."""
+    patterns = ("vfp_date_*.nc", "evaluation_metrics.nc", "*.png", "summary_metrics.*")
+    return {path.name: path.read_bytes() for pattern in patterns for path in results.glob(pattern)}
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_gives_byte_identical_results(trained_run, full_results, tmp_path):
+    run_dir, _ = trained_run
+    clean, _ = full_results
+    results = tmp_path / "Results"
+    command = [sys.executable, "-m", MODULE, "--checkpoint", str(run_dir), "--results_dir", str(results),
+               *map(str, FULL_RUN_OPTIONS)]
+    process = subprocess.Popen(command, env={**os.environ, **TF_ENV}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(results.glob("vfp_date_*.nc")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)  # a real kill -9 while the sample files are being written
+    finally:
+        returncode = process.wait()
+    assert returncode == -signal.SIGKILL
+    written_before = len(list(results.glob("vfp_date_*.nc")))
+    assert 1 <= written_before < 49 and not (results / "evaluation_metrics.nc").exists()
+    result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", results, *FULL_RUN_OPTIONS, env=TF_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed, uninterrupted = _result_files(results), _result_files(clean)
+    assert len(uninterrupted) == 49 + 1 + 6 + 11 + 24 + 2  # samples, evaluation, plots, tables
+    assert sorted(resumed) == sorted(uninterrupted)
+    different = [name for name in uninterrupted if resumed[name] != uninterrupted[name]]
+    assert different == []
+    assert not [path.name for path in results.iterdir() if ".tmp-" in path.name]  # temporaries cleared
 
 
 def test_scores_of_several_members_are_the_mean_of_member_scores():

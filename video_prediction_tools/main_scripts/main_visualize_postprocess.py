@@ -8,7 +8,9 @@ Example (after training)::
         --climatology_file climatology_2t.nc
 
 ``--checkpoint`` is a training run directory (best checkpoint, else the newest) or one ``checkpoint_<step>``
-directory. Without ``--climatology_file`` the ACC metrics are skipped with a warning. ``--lquick_evaluation``
+directory. By default every metric is computed, ``acc`` and ``weighted_acc`` only when ``--climatology_file`` is
+given; requesting them without a climatology file, or with one lacking a month or hour of the forecasts' valid
+times, is an error before any forecasting. ``--lquick_evaluation``
 computes the model's metrics only. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Sequence
 
 from ..postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
 from ..postprocess.forecast import PostprocessOptions, run_postprocess
-from ..postprocess.metrics import DEFAULT_METRICS, METRICS
+from ..postprocess.metrics import CLIMATOLOGY_METRICS, METRICS
 from ..utils.errors import run_cli
 from ..utils.parallel import on_root
 
@@ -31,8 +33,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--num_stochastic_samples", type=int, default=1,
                         help="forecast members per window (stochastic models only)")
-    parser.add_argument("--evaluation_metrics", "-eval_metrics", nargs="+", default=list(DEFAULT_METRICS),
-                        metavar="METRIC", help=f"metrics to compute, among: {', '.join(METRICS)}")
+    parser.add_argument("--evaluation_metrics", "-eval_metrics", nargs="+", default=None, metavar="METRIC",
+                        help=f"metrics to compute, among: {', '.join(METRICS)} (default: all; "
+                             f"{', '.join(CLIMATOLOGY_METRICS)} only with --climatology_file)")
     parser.add_argument("--climatology_file", "-clim_fl", default=None,
                         help="month x hour climatology netCDF (needed by acc and weighted_acc)")
     parser.add_argument("--lquick_evaluation", "-lquick", action="store_true",

@@ -1,6 +1,8 @@
 """Postprocessing of a trained model: forecasts of a whole data split, persistence, metrics, files and plots.
 
-Steps (``run_postprocess``):
+Steps (``run_postprocess``): validate and open everything (``open_job``), create the results directory
+(``start_results``), forecast the batches (``forecast_batches``), score them and write the samples
+(``evaluate_batch``, ``write_samples``), summarise (``summarise``) and plot. In detail:
 
 1. restore the model with ``training.checkpoints.load_trained_model`` (a run dir → best checkpoint, else the
    newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated);
@@ -22,20 +24,26 @@ Steps (``run_postprocess``):
    metric, conditional quantile plots per lead hour.
 
 ``quick=True`` (``--lquick_evaluation``) computes and writes the model's metrics only (no persistence, no
-per-sample files, no plots). ACC-type metrics need ``climatology_file``; without one they are skipped with a
-warning. Runs as one process (forecasting a split is one unit of work).
+per-sample files, no plots). ACC-type metrics need ``climatology_file`` covering every month and hour of the
+forecasts' valid times: by default they are computed only when a climatology file is given; requested explicitly
+without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
+validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
+one process (forecasting a split is one unit of work). An interrupted run is resumed by running it again: the
+sample files already written are kept, the rest are written, and the results are byte-identical to an
+uninterrupted run.
 """
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
+from ..data_preprocess.step2 import yyyymmddhh_to_datetime
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
@@ -43,8 +51,7 @@ from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
 from .coastlines import find_coastline_file
-from .metrics import CLIMATOLOGY_METRICS, DEFAULT_METRICS, METRICS, check_metric_names, load_climatology, \
-    make_metrics
+from .metrics import METRICS, check_metric_names, load_climatology, make_metrics, needs_climatology
 
 log = logging.getLogger("ambs")
 EVALUATION_FILE = "evaluation_metrics.nc"
@@ -78,7 +85,8 @@ class PostprocessOptions:
     mode: str = "test"
     batch_size: int = 8
     num_stochastic_samples: int = 1
-    evaluation_metrics: Sequence[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    #: None: every registered metric, ACC-type ones only with a climatology file
+    evaluation_metrics: Sequence[str] | None = None
     climatology_file: str | None = None
     lquick_evaluation: bool = False
     seed: int = 7
@@ -126,29 +134,58 @@ class PersistenceReader:
         return result
 
 
-def _check_options(options: PostprocessOptions) -> list[str]:
+def _check_options(options: PostprocessOptions) -> None:
     if options.mode not in ("test", "val", "train"):
         raise UserError(f"--mode {options.mode!r}: expected test, val or train")
     if options.batch_size < 1:
         raise UserError(f"--batch_size {options.batch_size}: expected a positive integer")
     if options.num_stochastic_samples < 1:
         raise UserError(f"--num_stochastic_samples {options.num_stochastic_samples}: expected a positive integer")
-    return check_metric_names(list(options.evaluation_metrics))
 
 
-def _climatology(options: PostprocessOptions, metric_names: list[str], variable: str, lat, lon):
-    """The climatology on the domain, or None (ACC metrics then dropped from ``metric_names`` with a warning)."""
-    wanted = [name for name in metric_names if name in CLIMATOLOGY_METRICS]
-    if not wanted:
-        return None
-    if not options.climatology_file or not Path(options.climatology_file).is_file():
-        reason = "no --climatology_file given" if not options.climatology_file else \
-            f"climatology file {options.climatology_file} not found"
-        log.warning("%s: metric(s) %s skipped", reason, ", ".join(wanted))
-        for name in wanted:
-            metric_names.remove(name)
-        return None
-    return load_climatology(options.climatology_file, variable, lat, lon)
+def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str | None) -> list[str]:
+    """The metrics to compute: ``requested`` validated, or by default every registered metric, those that need a
+    climatology (ACC) only when ``climatology_file`` is given. An explicitly requested ACC-type metric without an
+    existing ``climatology_file`` is a UserError (never skipped silently)."""
+    if requested is None:
+        requested = [name for name in METRICS if climatology_file or not needs_climatology(name)]
+    names = check_metric_names(list(requested))
+    wanted = [name for name in names if needs_climatology(name)]
+    if wanted and not climatology_file:
+        raise UserError(f"metric(s) {', '.join(wanted)} need a climatology: give --climatology_file or drop "
+                        f"{', '.join(wanted)} from --evaluation_metrics")
+    if wanted and not Path(climatology_file).is_file():
+        raise UserError(f"--climatology_file {climatology_file} not found (needed by metric(s) {', '.join(wanted)}): "
+                        f"give an existing file or drop {', '.join(wanted)} from --evaluation_metrics")
+    return names
+
+
+def forecast_valid_times(dataset, context_frames: int, forecast_frames: int) -> np.ndarray:
+    """Every valid time (datetime64[h], sorted, unique) of the forecasts of ``dataset``'s windows: the rows
+    ``context_frames .. context_frames + forecast_frames - 1`` of each gap-free window."""
+    rows = np.arange(context_frames, context_frames + forecast_frames)
+    parts = [times[starts[:, None] + rows].ravel() for times, starts in zip(dataset.valid_times, dataset.window_starts)]
+    return yyyymmddhh_to_datetime(np.unique(np.concatenate(parts)))
+
+
+def check_climatology_covers(climatology: xr.DataArray, valid_times: np.ndarray, path) -> None:
+    """UserError naming the months/hours of ``valid_times`` for which ``climatology`` ``(month, hour, lat, lon)``
+    has no field or a field with NaN on the domain (ACC would be NaN there)."""
+    months = valid_times.astype("datetime64[M]").astype(int) % 12 + 1
+    hours = (valid_times - valid_times.astype("datetime64[D]")).astype(int)
+    finite = np.isfinite(climatology.values).all(axis=(2, 3))
+    available = {(int(month), int(hour)) for (i, month) in enumerate(climatology["month"].values)
+                 for (j, hour) in enumerate(climatology["hour"].values) if finite[i, j]}
+    missing: dict[int, list[int]] = {}
+    for month, hour in sorted(set(zip(months.tolist(), hours.tolist())) - available):
+        missing.setdefault(month, []).append(hour)
+    if missing:
+        needed = {month: sorted(set(hours[months == month].tolist())) for month in missing}
+        described = [f"month {month} (all {len(needed[month])} hours)" if missing[month] == needed[month]
+                     else f"month {month} hour(s) {', '.join(map(str, missing[month]))}" for month in missing]
+        raise UserError(f"climatology {path} has no values for {'; '.join(described)} of the evaluated forecasts' "
+                        f"valid times ({valid_times[0]} .. {valid_times[-1]}): use a climatology covering them "
+                        f"or drop acc/weighted_acc from --evaluation_metrics")
 
 
 def _datetime_label(time: np.datetime64) -> str:
@@ -244,17 +281,49 @@ class _Evaluation:
         return xr.Dataset(data, attrs=attrs).sortby("init_time")
 
 
-def run_postprocess(options: PostprocessOptions) -> Path:
-    """Forecast, evaluate and plot (see the module docstring); return the results directory."""
+@dataclass
+class _Job:
+    """A validated postprocessing job: everything checked and opened, nothing written yet."""
+
+    options: PostprocessOptions
+    results_dir: Path
+    metric_names: list[str]
+    model: object
+    run: object
+    dataset: object
+    variable: str
+    climatology: xr.DataArray | None
+    members: int
+    warnings: list[str]
+
+    @property
+    def quick(self) -> bool:
+        return self.options.lquick_evaluation
+
+    @property
+    def products(self) -> list[str]:
+        return [self.run.model_name] if self.quick else [self.run.model_name, PERSISTENCE]
+
+    @property
+    def lead_hours(self) -> np.ndarray:
+        return np.arange(1, self.model.forecast_frames + 1)
+
+    @property
+    def provenance(self) -> dict:
+        run = self.run
+        return {"model": run.model_name, "variable": self.variable, "checkpoint": str(run.checkpoint_dir),
+                "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir)}
+
+
+def open_job(options: PostprocessOptions) -> _Job:
+    """Validate everything (options, checkpoint, data split, channel, metrics, climatology, bootstrap blocks,
+    coastlines) without writing anything: a refused run leaves no results directory, log or file."""
     from ..datasets.era5 import ERA5Dataset
-    from ..data_preprocess.step2 import yyyymmddhh_to_datetime
     from ..training.checkpoints import load_trained_model
 
-    metric_names = _check_options(options)
-    results_dir = Path(options.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(results_dir)
-    setup_logging(results_dir / "postprocess.log")
+    setup_logging()  # console only until the results directory exists
+    _check_options(options)
+    metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
     model, run = load_trained_model(options.checkpoint)
     if run.dataset != "era5":
         raise UserError(f"postprocessing supports ERA5 runs only; {run.run_dir} was trained on {run.dataset!r}")
@@ -265,86 +334,134 @@ def run_postprocess(options: PostprocessOptions) -> Path:
         raise UserError(f"--channel {options.channel}: the data has channels 0..{len(dataset.variables) - 1} "
                         f"({', '.join(dataset.variables)})")
     variable = dataset.variables[options.channel]
-    climatology = _climatology(options, metric_names, variable, dataset.lat, dataset.lon)
-    if not metric_names:
-        raise UserError("no evaluation metric left to compute (ACC needs --climatology_file)")
+    climatology = None
+    if any(needs_climatology(name) for name in metric_names):
+        climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon)
+        check_climatology_covers(climatology, forecast_valid_times(dataset, model.context_frames,
+                                                                   model.forecast_frames), options.climatology_file)
     number_of_blocks(dataset.num_windows, options.block_length)  # fail now, not after hours of forecasting
     if not options.lquick_evaluation:
         find_coastline_file(0.0)  # likewise a bad $AMBS_COASTLINES
-    members = options.num_stochastic_samples
+    members, warnings = options.num_stochastic_samples, []
     if members > 1 and not model.stochastic:
-        log.warning("model %s is deterministic: --num_stochastic_samples %d reduced to 1", run.model_name, members)
+        warnings.append(f"model {run.model_name} is deterministic: --num_stochastic_samples {members} reduced to 1")
         members = 1
-    quick = options.lquick_evaluation
-    products = [run.model_name] if quick else [run.model_name, PERSISTENCE]
-    lead_hours = np.arange(1, model.forecast_frames + 1)
-    evaluation = _Evaluation(make_metrics(metric_names, climatology, options.data_range), products, variable,
-                             lead_hours, quantiles=not quick)
-    persistence_reader = None if quick else PersistenceReader(run.input_dir, model.forecast_frames)
-    provenance = {"model": run.model_name, "variable": variable, "checkpoint": str(run.checkpoint_dir),
-                  "checkpoint_step": run.step, "mode": options.mode, "input_dir": str(run.input_dir)}
-    write_json(results_dir / "options.json", {**asdict(options), "evaluation_metrics": metric_names,
-                                              "num_stochastic_samples_used": members, **provenance})
+    return _Job(options, Path(options.results_dir), metric_names, model, run, dataset, variable, climatology,
+                members, warnings)
+
+
+def start_results(job: _Job) -> None:
+    """Create the results directory (clearing temporaries of an interrupted run), its log and the provenance
+    files: the options used, the training options, hparams and data split of the run."""
+    options, run, results_dir = job.options, job.run, job.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(results_dir)
+    setup_logging(results_dir / "postprocess.log")
+    for warning in job.warnings:
+        log.warning("%s", warning)
+    write_json(results_dir / "options.json", {**asdict(options), "evaluation_metrics": job.metric_names,
+                                              "num_stochastic_samples_used": job.members, **job.provenance})
     write_json(results_dir / "options_checkpoints.json", run.options)
     write_json(results_dir / "model_hparams.json", run.hparams)
     write_json(results_dir / "data_split.json", run.datasplit)
     log.info("postprocessing %s (%d windows of the %s split, %d member(s)) into %s", run.checkpoint_dir,
-             dataset.num_windows, options.mode, members, results_dir)
+             job.dataset.num_windows, options.mode, job.members, results_dir)
 
-    units = variable_attributes(variable)["units"]
-    context = model.context_frames
-    sample_index = 0
-    sample_files: list[tuple[np.datetime64, Path]] = []
-    batches = dataset.batches(options.batch_size)
+
+@dataclass
+class _Batch:
+    """One batch of forecasts in physical units: ``init_times [B]`` (datetime64[h]), ``truth [B, T, H, W, C]``
+    (context and reference), ``forecast [K, B, F, H, W, C]``, ``persistence [B, F, H, W, C]`` or None."""
+
+    init_times: np.ndarray
+    truth: np.ndarray
+    forecast: np.ndarray
+    persistence: np.ndarray | None
+
+
+def forecast_batches(job: _Job):
+    """Forecast every window of the split in order: yields :class:`_Batch` (members seeded per batch)."""
+    options, run, model, dataset = job.options, job.run, job.model, job.dataset
+    persistence_reader = None if job.quick else PersistenceReader(run.input_dir, model.forecast_frames)
     total = math.ceil(dataset.num_windows / options.batch_size)
-    for batch_index, batch in enumerate(progress(batches, desc=f"forecast {options.mode}", total=total,
-                                                 unit="batch")):
+    batches = progress(dataset.batches(options.batch_size), desc=f"forecast {options.mode}", total=total,
+                       unit="batch")
+    for batch_index, batch in enumerate(batches):
         images = batch["images"]
-        truth = run.normalization.denormalize(images)
         forecast = np.stack([run.normalization.denormalize(
             np.asarray(model.forecast(images, seed=_member_seed(options.seed, batch_index, k))))
-            for k in range(members)])  # [K, B, F, H, W, C]
-        init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(context - 1, "h")
-        reference = truth[:, context:context + model.forecast_frames]
-        coords = {"init_time": init_times.astype("datetime64[ns]"), "fcst_hour": lead_hours,
-                  "lat": dataset.lat, "lon": dataset.lon}
-        dims = ("init_time", "fcst_hour", "lat", "lon")
-        channel = options.channel
-        truth_da = xr.DataArray(reference[..., channel], dims=dims, coords=coords, attrs={"units": units})
-        forecasts = {run.model_name: xr.DataArray(forecast[..., channel], dims=("sample", *dims), coords=coords,
-                                                  attrs={"units": units})}
-        persistence = None
-        if persistence_reader is not None:
-            persistence = persistence_reader.batch(init_times, dataset.frame_shape)
-            forecasts[PERSISTENCE] = xr.DataArray(persistence[..., channel], dims=dims, coords=coords,
-                                                  attrs={"units": units})
-        evaluation.add(truth_da, forecasts)
-        if not quick:
-            for i, init in enumerate(init_times):
-                path = results_dir / sample_file_name(init, sample_index + i)
-                sample_files.append((init, path))
-                if path.exists() and not options.overwrite:
-                    continue
-                write_netcdf(sample_dataset(dataset.variables, run.model_name, init, truth[i, :context],
-                                            reference[i], forecast[:, i], persistence[i], dataset.lat,
-                                            dataset.lon, provenance), path)
-        sample_index += len(init_times)
+            for k in range(job.members)])
+        init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(model.context_frames - 1, "h")
+        persistence = None if persistence_reader is None else \
+            persistence_reader.batch(init_times, dataset.frame_shape)
+        yield _Batch(init_times, run.normalization.denormalize(images), forecast, persistence)
     if persistence_reader is not None and persistence_reader.missing:
         log.warning("persistence unavailable (previous day not preprocessed) for %d forecast(s), first initialised "
                     "%s: their persistence scores are NaN", len(persistence_reader.missing),
                     persistence_reader.missing[0])
 
-    raw = evaluation.raw_dataset({**provenance, "products": " ".join(products)})
-    result = summarize_metrics(raw, options.block_length, options.nboots, SEED)
-    with atomic_path(results_dir / EVALUATION_FILE) as tmp:
-        result.to_netcdf(tmp, engine="netcdf4", encoding={name: dict(COMPRESSION) for name in result.data_vars})
-    perfect = {name: METRICS[name].perfect_score for name in metric_names}
-    write_table(skill_summary_rows(result, variable, run.model_name, metric_names, perfect),
-                results_dir / SUMMARY_STEM)
-    if not quick:
-        _plot_all(result, evaluation, metric_names, products, variable, run.model_name, sample_files, results_dir)
-    log.info("evaluation of %d forecasts written to %s", sample_index, results_dir)
-    return results_dir
+
+def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
+    """Add the scores of the evaluated channel of the model (and persistence) to ``evaluation``."""
+    context, channel = job.model.context_frames, job.options.channel
+    units = variable_attributes(job.variable)["units"]
+    coords = {"init_time": batch.init_times.astype("datetime64[ns]"), "fcst_hour": job.lead_hours,
+              "lat": job.dataset.lat, "lon": job.dataset.lon}
+    dims = ("init_time", "fcst_hour", "lat", "lon")
+    reference = batch.truth[:, context:context + job.model.forecast_frames, ..., channel]
+    forecasts = {job.run.model_name: xr.DataArray(batch.forecast[..., channel], dims=("sample", *dims),
+                                                  coords=coords, attrs={"units": units})}
+    if batch.persistence is not None:
+        forecasts[PERSISTENCE] = xr.DataArray(batch.persistence[..., channel], dims=dims, coords=coords,
+                                              attrs={"units": units})
+    evaluation.add(xr.DataArray(reference, dims=dims, coords=coords, attrs={"units": units}), forecasts)
+
+
+def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
+    """Write (or keep, unless ``--overwrite``) the per-sample files of a batch; return (init time, path) each."""
+    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    written = []
+    for i, init in enumerate(batch.init_times):
+        path = job.results_dir / sample_file_name(init, first_index + i)
+        written.append((init, path))
+        if path.exists() and not job.options.overwrite:
+            continue
+        write_netcdf(sample_dataset(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
+                                    batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
+                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path)
+    return written
+
+
+def summarise(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
+    """Bootstrap and averages → ``evaluation_metrics.nc``; the summary table; return the evaluation dataset."""
+    raw = evaluation.raw_dataset({**job.provenance, "products": " ".join(job.products)})
+    result = summarize_metrics(raw, job.options.block_length, job.options.nboots, SEED)
+    write_netcdf(result, job.results_dir / EVALUATION_FILE)
+    perfect = {name: METRICS[name].perfect_score for name in job.metric_names}
+    write_table(skill_summary_rows(result, job.variable, job.run.model_name, job.metric_names, perfect),
+                job.results_dir / SUMMARY_STEM)
+    return result
+
+
+def run_postprocess(options: PostprocessOptions) -> Path:
+    """Forecast, evaluate and plot (see the module docstring); return the results directory."""
+    job = open_job(options)
+    start_results(job)
+    evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range), job.products,
+                             job.variable, job.lead_hours, quantiles=not job.quick)
+    sample_files: list[tuple[np.datetime64, Path]] = []
+    number_of_samples = 0
+    for batch in forecast_batches(job):
+        evaluate_batch(job, evaluation, batch)
+        if not job.quick:
+            sample_files += write_samples(job, batch, number_of_samples)
+        number_of_samples += len(batch.init_times)
+    result = summarise(job, evaluation)
+    if not job.quick:
+        _plot_all(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
+                  sample_files, job.results_dir)
+    log.info("evaluation of %d forecasts written to %s", number_of_samples, job.results_dir)
+    return job.results_dir
 
 
 def example_sample_positions(per_sample_score: np.ndarray, percentiles=range(0, 101, 10)) -> dict[int, int]:

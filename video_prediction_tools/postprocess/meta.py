@@ -169,7 +169,9 @@ def summary_rows(runs: Sequence[RunScores], skills: Sequence[xr.DataArray | None
 def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metric: str = "mse",
                          exp_id: str = "exp1", enable_skill_scores: bool = False,
                          enable_persit_plot: bool = False) -> Path:
-    """Compare the runs of ``analysis_config``; return the output directory."""
+    """Compare the runs of ``analysis_config``; return the output directory. Everything (options, configuration,
+    every run's scores) is validated before the output directory is created: a refused run writes nothing."""
+    setup_logging()  # console only until the output directory exists
     root_dir = Path(root_dir)
     if not root_dir.is_dir():
         raise UserError(f"--root_dir {root_dir}: directory does not exist")
@@ -188,19 +190,20 @@ def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metr
             directory = root_dir / directory
         runs.append(load_run(label, directory, metric, markers[index % len(markers)],
                              colours[index % len(colours)]))
+    missing = [run.label for run in runs if run.persistence is None]
+    if enable_skill_scores and missing:
+        raise UserError(f"skill scores need the persistence scores, missing for {', '.join(missing)} (their "
+                        f"{EVALUATION_FILE} lacks <var>_persistence_{metric}_bootstrapped)")
+    # everything is validated: only now the output directory is created
     out_dir = root_dir / "meta_postprocess" / exp_id
     out_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(out_dir / "meta_postprocess.log")
     write_json(out_dir / "meta_config.json", config)
     plot_absolute_scores(runs, metric, out_dir / f"{metric}_abs_values.png", enable_persit_plot)
-    if enable_persit_plot and any(run.persistence is None for run in runs):
+    if enable_persit_plot and missing:
         log.warning("persistence curves missing for runs without persistence scores (quick evaluation?)")
     skills: list[xr.DataArray | None] = [None] * len(runs)
     if enable_skill_scores:
-        missing = [run.label for run in runs if run.persistence is None]
-        if missing:
-            raise UserError(f"skill scores need the persistence scores, missing for {', '.join(missing)} (their "
-                            f"{EVALUATION_FILE} lacks <var>_persistence_{metric}_bootstrapped)")
         skills = [skill_score(run.model, run.persistence, perfect) for run in runs]
         plot_skill_scores(runs, skills, metric, out_dir / f"{metric}_skill_scores.png")
     write_table(summary_rows(runs, skills, metric), out_dir / f"{metric}_summary")

@@ -41,6 +41,7 @@ Perfect forecasts score mse 0, rmse 0, psnr 100 dB, ssim 1, acc 1, texture 1.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -82,11 +83,32 @@ def latitude_weights(lat: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
+#: metric name → class, in the order of the default metric list; filled by :func:`register`
+METRICS: dict[str, type["Metric"]] = {}
+#: what a run supplies to the metrics besides the fields: the climatology (``load_climatology``) and the stated
+#: data range of PSNR and SSIM; a metric receives those named by its dataclass fields
+RUN_INPUTS = ("climatology", "data_range")
+
+
+def register(cls: type["Metric"]) -> type["Metric"]:
+    """Class decorator: make a metric known to postprocessing, meta-postprocessing and the runscript generator."""
+    if not cls.name or cls.name in METRICS:
+        raise ValueError(f"metric class {cls.__name__} needs a unique name, got {cls.name!r}")
+    unknown = set(cls.needs) - set(RUN_INPUTS)
+    if unknown:
+        raise ValueError(f"metric {cls.name} needs unknown run input(s) {sorted(unknown)}; known: {RUN_INPUTS}")
+    METRICS[cls.name] = cls
+    return cls
+
+
+@dataclass(eq=False)
 class Metric:
     """Base class: a domain-wide score of a forecast field against the truth.
 
-    Subclasses set :attr:`name` (the ``<metric>`` part of ``<var>_<product>_<metric>``), :attr:`long_name`,
-    :attr:`perfect_score` (``None`` if there is none usable for skill scores) and implement :meth:`_score`.
+    Subclasses are dataclasses whose fields are the metric's parameters (e.g. ``data_range``, ``climatology``,
+    ``weighted``); they set :attr:`name` (the ``<metric>`` part of ``<var>_<product>_<metric>``),
+    :attr:`long_name`, :attr:`perfect_score` (``None`` if there is none usable for skill scores), :attr:`needs`
+    and implement :meth:`_score`. Decorated with :func:`register`, they are offered everywhere.
     """
 
     name: ClassVar[str] = ""
@@ -94,6 +116,8 @@ class Metric:
     perfect_score: ClassVar[float | None] = None
     #: True when larger values are better (for plots and tables)
     higher_is_better: ClassVar[bool] = False
+    #: run inputs (of :data:`RUN_INPUTS`) without which the metric cannot be computed
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def units(self, data_units: str) -> str:
         """Units of the score for data in ``data_units`` (dimensionless by default)."""
@@ -133,8 +157,6 @@ class Metric:
         """Scores of the fields ``forecast``/``truth`` ``[n, lat, lon]`` (input dtype) → float64 ``[n]``."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -155,6 +177,7 @@ def _squared_unit(data_units: str) -> str:
     return f"({data_units})^2" if set(data_units) & set(" /*") else f"{data_units}^2"
 
 
+@register
 class MSE(Metric):
     name = "mse"
     long_name = "mean squared error"
@@ -168,6 +191,7 @@ class MSE(Metric):
         return _sum_of_products(difference, difference) / (truth.shape[1] * truth.shape[2])
 
 
+@register
 class RMSE(MSE):
     name = "rmse"
     long_name = "root mean squared error"
@@ -186,15 +210,16 @@ def _data_range(truth: np.ndarray, data_range: float | None) -> np.ndarray:
     return truth.max(axis=(1, 2)) - truth.min(axis=(1, 2))
 
 
+@register
+@dataclass(eq=False)
 class PSNR(Metric):
     """Peak signal-to-noise ratio 10 log10(R^2 / MSE) [dB], R = ``data_range`` or the truth's range per field."""
 
-    name = "psnr"
-    long_name = "peak signal-to-noise ratio"
-    higher_is_better = True
-
-    def __init__(self, data_range: float | None = None):
-        self.data_range = data_range
+    name: ClassVar[str] = "psnr"
+    long_name: ClassVar[str] = "peak signal-to-noise ratio"
+    higher_is_better: ClassVar[bool] = True
+    #: stated data range R in the data's units; None: max - min of each truth field
+    data_range: float | None = None
 
     def units(self, data_units):
         return "dB"
@@ -207,9 +232,6 @@ class PSNR(Metric):
             psnr = 10.0 * np.log10(peak ** 2 / mse)
         return np.minimum(psnr, PSNR_CAP_DB)
 
-    def __repr__(self):
-        return f"PSNR(data_range={self.data_range})"
-
 
 def _window_means(fields: np.ndarray, window: int) -> np.ndarray:
     """Means over every ``window`` x ``window`` box lying inside the domain: ``[n, ny, nx]`` →
@@ -219,21 +241,26 @@ def _window_means(fields: np.ndarray, window: int) -> np.ndarray:
     return uniform_filter1d(means, window, axis=2, mode="constant")[:, :, half:fields.shape[2] - half]
 
 
+@register
+@dataclass(eq=False)
 class SSIM(Metric):
     """Mean structural similarity, equal to scikit-image's with ``gaussian_weights=False, win_size=7`` and an
     explicit ``data_range`` (default: the truth's max - min per field)."""
 
-    name = "ssim"
-    long_name = "structural similarity index"
-    perfect_score = 1.0
-    higher_is_better = True
-    K1, K2 = 0.01, 0.03
+    name: ClassVar[str] = "ssim"
+    long_name: ClassVar[str] = "structural similarity index"
+    perfect_score: ClassVar[float] = 1.0
+    higher_is_better: ClassVar[bool] = True
+    K1: ClassVar[float] = 0.01
+    K2: ClassVar[float] = 0.03
+    #: stated data range R in the data's units; None: max - min of each truth field
+    data_range: float | None = None
+    #: side of the square uniform window [grid points], odd
+    window: int = 7
 
-    def __init__(self, data_range: float | None = None, window: int = 7):
-        if window % 2 != 1 or window < 3:
-            raise ValueError(f"SSIM window must be an odd number >= 3, got {window}")
-        self.data_range = data_range
-        self.window = window
+    def __post_init__(self):
+        if self.window % 2 != 1 or self.window < 3:
+            raise ValueError(f"SSIM window must be an odd number >= 3, got {self.window}")
 
     def _score(self, forecast, truth, context, chunk):
         if min(truth.shape[1:]) < self.window:
@@ -256,28 +283,9 @@ class SSIM(Metric):
                         / ((mean_x ** 2 + mean_y ** 2 + c1) * (var_x + var_y + c2)))
         return ssim_map.mean(axis=(1, 2))
 
-    def __repr__(self):
-        return f"SSIM(data_range={self.data_range}, window={self.window})"
 
-
-class WeightedRMSE(Metric):
-    """RMSE with cos(lat) area weights (WeatherBench)."""
-
-    name = "weighted_rmse"
-    long_name = "latitude-weighted root mean squared error"
-    perfect_score = 0.0
-
-    def units(self, data_units):
-        return data_units
-
-    def _context(self, forecast):
-        return {"weights": latitude_weights(forecast["lat"].values)[:, None]}
-
-    def _score(self, forecast, truth, context, chunk):
-        difference = _difference(forecast, truth)
-        return np.sqrt(_sum_of_products(difference * context["weights"], difference) / difference[0].size)
-
-
+@register
+@dataclass(eq=False)
 class ACC(Metric):
     """Anomaly correlation coefficient against a month x hour climatology at the valid time.
 
@@ -286,17 +294,18 @@ class ACC(Metric):
     ``weighted``: cos(lat) weights (WeatherBench).
     """
 
-    name = "acc"
-    long_name = "anomaly correlation coefficient"
-    perfect_score = 1.0
-    higher_is_better = True
+    name: ClassVar[str] = "acc"
+    long_name: ClassVar[str] = "anomaly correlation coefficient"
+    perfect_score: ClassVar[float] = 1.0
+    higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[frozenset[str]] = frozenset({"climatology"})
+    climatology: xr.DataArray = field(repr=False)
+    centred: bool = False
+    weighted: bool = False
 
-    def __init__(self, climatology: xr.DataArray, centred: bool = False, weighted: bool = False):
-        if tuple(climatology.dims) != ("month", "hour", "lat", "lon"):
-            raise ValueError(f"climatology must have dims (month, hour, lat, lon), got {climatology.dims}")
-        self.climatology = climatology
-        self.centred = centred
-        self.weighted = weighted
+    def __post_init__(self):
+        if tuple(self.climatology.dims) != ("month", "hour", "lat", "lon"):
+            raise ValueError(f"climatology must have dims (month, hour, lat, lon), got {self.climatology.dims}")
 
     def _context(self, forecast):
         _check_same_grid(forecast, self.climatology,
@@ -330,17 +339,6 @@ class ACC(Metric):
         with np.errstate(divide="ignore", invalid="ignore"):
             return numerator / denominator
 
-    def __repr__(self):
-        return f"{type(self).__name__}(centred={self.centred}, weighted={self.weighted})"
-
-
-class WeightedACC(ACC):
-    name = "weighted_acc"
-    long_name = "latitude-weighted anomaly correlation coefficient"
-
-    def __init__(self, climatology: xr.DataArray, centred: bool = False):
-        super().__init__(climatology, centred=centred, weighted=True)
-
 
 def _positions(available: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
     """Index of every ``wanted`` value in ``available`` (a climatology coordinate); missing → ValueError."""
@@ -367,6 +365,7 @@ def spherical_gradient_magnitude(fields: np.ndarray, lat: np.ndarray, lon: np.nd
     return np.sqrt((d_dlambda / (EARTH_RADIUS_M * np.cos(phi)[:, None])) ** 2 + (d_dphi / EARTH_RADIUS_M) ** 2)
 
 
+@register
 class GradientRatio(Metric):
     """Ratio of the domain-mean spherical gradient magnitudes, forecast over truth ("texture", r_G)."""
 
@@ -385,11 +384,43 @@ class GradientRatio(Metric):
             return mean_forecast / mean_truth
 
 
-#: metric name → class; ACC-type metrics need a climatology
-METRICS: dict[str, type[Metric]] = {cls.name: cls for cls in
-                                    (MSE, RMSE, PSNR, SSIM, ACC, GradientRatio, WeightedRMSE, WeightedACC)}
-CLIMATOLOGY_METRICS = ("acc", "weighted_acc")
-DEFAULT_METRICS = ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
+@register
+class WeightedRMSE(Metric):
+    """RMSE with cos(lat) area weights (WeatherBench)."""
+
+    name = "weighted_rmse"
+    long_name = "latitude-weighted root mean squared error"
+    perfect_score = 0.0
+
+    def units(self, data_units):
+        return data_units
+
+    def _context(self, forecast):
+        return {"weights": latitude_weights(forecast["lat"].values)[:, None]}
+
+    def _score(self, forecast, truth, context, chunk):
+        difference = _difference(forecast, truth)
+        return np.sqrt(_sum_of_products(difference * context["weights"], difference) / difference[0].size)
+
+
+@register
+@dataclass(eq=False)
+class WeightedACC(ACC):
+    name: ClassVar[str] = "weighted_acc"
+    long_name: ClassVar[str] = "latitude-weighted anomaly correlation coefficient"
+    weighted: bool = True
+
+
+def needs_climatology(name: str) -> bool:
+    """Whether the registered metric ``name`` cannot be computed without a climatology (ACC-type)."""
+    return "climatology" in METRICS[name].needs
+
+
+#: the metrics defined here, in registration order (postprocessing computes every registered metric by default;
+#: those needing a climatology only when one is given)
+DEFAULT_METRICS = tuple(METRICS)
+#: the metrics defined here that need a climatology file (ACC-type)
+CLIMATOLOGY_METRICS = tuple(name for name in METRICS if needs_climatology(name))
 
 
 def check_metric_names(names: Sequence[str]) -> list[str]:
@@ -402,18 +433,16 @@ def check_metric_names(names: Sequence[str]) -> list[str]:
 
 def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None,
                  data_range: float | None = None) -> list[Metric]:
-    """Metric objects for ``names``; ``data_range`` is the stated range of PSNR and SSIM (None: truth range)."""
+    """Metric objects for ``names``: each gets the run inputs its dataclass fields name (``climatology``, a
+    :func:`load_climatology` DataArray; ``data_range``, the stated range of PSNR and SSIM, None: truth range)."""
+    inputs = {"climatology": climatology, "data_range": data_range}
     metrics = []
     for name in check_metric_names(names):
         cls = METRICS[name]
-        if name in CLIMATOLOGY_METRICS:
-            if climatology is None:
-                raise ValueError(f"metric {name} needs a climatology")
-            metrics.append(cls(climatology))
-        elif cls in (PSNR, SSIM):
-            metrics.append(cls(data_range=data_range))
-        else:
-            metrics.append(cls())
+        missing = sorted(need for need in cls.needs if inputs[need] is None)
+        if missing:
+            raise ValueError(f"metric {name} needs a {' and a '.join(missing)}")
+        metrics.append(cls(**{item.name: inputs[item.name] for item in fields(cls) if item.name in inputs}))
     return metrics
 
 

@@ -203,10 +203,10 @@ def checkpoints(run_dir: Path) -> list[str]:
 
 
 def known_metrics() -> tuple[str, ...]:
-    """The metrics main_visualize_postprocess.py computes."""
-    from ..postprocess.metrics import DEFAULT_METRICS
+    """The metrics main_visualize_postprocess.py computes (every registered metric)."""
+    from ..postprocess.metrics import METRICS
 
-    return tuple(DEFAULT_METRICS)
+    return tuple(METRICS)
 
 
 def parse_metrics(text: str) -> list[str]:

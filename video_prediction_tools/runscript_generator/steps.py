@@ -360,7 +360,8 @@ class Postprocess(Step):
                              guidance="Made by python -m video_prediction_tools.data_extraction.climatology; "
                                       "dims (month, hour, lat, lon).")
         if climatology is None and set(metrics) & set(CLIMATOLOGY_METRICS):
-            p.info("Note: no climatology file given, so ACC will be skipped by postprocessing.")
+            metrics = checks.parse_metrics(",".join(name for name in metrics if name not in CLIMATOLOGY_METRICS))
+            p.info("Note: no climatology file given, so ACC is left out (postprocessing refuses it without one).")
         block_length = p.text("block_length", "Bootstrap block length in samples (168 = one week of hourly "
                                                "forecasts; at least 10 blocks are needed):",
                               lambda t: checks.parse_int(t, "block length", 1), default="168")
