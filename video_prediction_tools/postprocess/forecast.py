@@ -247,7 +247,7 @@ class _Evaluation:
 def run_postprocess(options: PostprocessOptions) -> Path:
     """Forecast, evaluate and plot (see the module docstring); return the results directory."""
     from ..datasets.era5 import ERA5Dataset
-    from ..data_preprocess.step2 import yyyymmddhh_to_datetime
+    from ..data_preprocess.records import yyyymmddhh_to_datetime
     from ..training.checkpoints import load_trained_model
 
     metric_names = _check_options(options)
