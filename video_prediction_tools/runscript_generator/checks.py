@@ -119,6 +119,25 @@ def grib_root(text: str) -> Path:
     return root
 
 
+def grib_grid(month_dir: Path) -> dict[str, Any]:
+    """The grid (eccodes grid keys) of the first message of the first GRIB file of a month folder: the grid the
+    extraction will write. UserError naming the file if it is not readable GRIB."""
+    from ..data_extraction.grib import GRID_KEYS, index_messages
+
+    first = grib_files(month_dir)[:1]
+    if not first:
+        raise UserError(f"{month_dir} holds no GRIB files (*.grb, *.grib)")
+    return dict(zip(GRID_KEYS, index_messages(first)[0].grid))
+
+
+def grid_of_grib(keys: dict[str, Any]):
+    """``(lat, lon)`` numpy arrays of the data extracted from GRIB messages with these grid keys."""
+    from ..data_extraction.grib import Grid
+
+    grid = Grid.from_keys(keys)
+    return grid.latitudes, grid.longitudes
+
+
 def missing_months(root: Path, years: list[int], months: list[int], has_data: Callable[[Path], bool]) -> list[str]:
     return [f"{year}-{month:02d}" for year in years for month in months
             if not has_data(root / f"{year:04d}" / f"{month:02d}")]
