@@ -294,6 +294,8 @@ def test_damaged_month_files_are_refused_naming_the_record(gappy):
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
     pristine = source.read_bytes()
     layout = month_file_layout(source, (8, 12, 3))
+    # read (and verified) intact first: a file damaged later in the same process is checked again
+    collect(ERA5Dataset(exp_dir, {"train": {"2017": [3]}}, "train", hparams={"sequence_length": 8}), batch_size=8)
     record = layout.record_bytes
     damages = {"data": (5 * record + layout.image_offset + 100, 8, 5),
                "length": (7 * record + 2, 1, 7),                              # the length of record 7
