@@ -270,11 +270,9 @@ class Preprocess2(Step):
         sequence_length = p.text("sequence_length", "Window length in hours to check the data for (context + "
                                                     "forecast frames):",
                                  lambda text: checks.parse_int(text, "sequence length", 2, 744), default="24",
-                                 guidance="Step 2 checks that windows of this many consecutive hours fit into the "
-                                          "data (an error if none does, a warning naming the months without any). "
-                                          "It does not set the training window length: that is the "
-                                          "hyper-parameter sequence_length of the training run. The GMD setting "
-                                          "is 24 (12 context + 12 forecast hours).")
+                                 guidance="GMD: 24 (12 context + 12 forecast hours). Step 2 only checks that "
+                                          "windows this long fit into the data; the training window length is "
+                                          "the train step's hyper-parameter sequence_length.")
         return StepResult("preprocess_data_era5_step2.sh",
                           dict(source_dir=ctx.base_dir / "PreprocessedData" / experiment,
                                sequence_length=sequence_length),
