@@ -299,15 +299,16 @@ def test_damaged_month_files_are_refused_naming_the_record(gappy):
     record = layout.record_bytes
     damages = {"data": (5 * record + layout.image_offset + 100, 8, 5),
                "length": (7 * record + 2, 1, 7),                              # the length of record 7
-               "CRC32C of its data": (39 * record + record - 2, 1, 39)}       # the data checksum of the last record
+               "CRC32C of its data": (39 * record + record - 2, 1, 39),       # the data checksum of the last record
+               "first record": (layout.image_offset + 4, 8, 0)}               # found when the layout is read
     try:
         for what, (offset, count, index) in damages.items():
             damaged = bytearray(pristine)
             damaged[offset:offset + count] = bytes(b ^ 0x5A for b in damaged[offset:offset + count])
             source.write_bytes(bytes(damaged))
-            dataset = ERA5Dataset(exp_dir, {"train": {"2017": [3]}}, "train", hparams={"sequence_length": 8})
             with pytest.raises(UserError, match=f"{source.name}: record {index} is damaged"):
-                collect(dataset, batch_size=8)
+                collect(ERA5Dataset(exp_dir, {"train": {"2017": [3]}}, "train", hparams={"sequence_length": 8}),
+                        batch_size=8)
             with pytest.raises(UserError, match=f"record {index} is damaged"):
                 load_hours(exp_dir, np.datetime64("2017-03-01T00"), np.datetime64("2017-03-01T03"))
     finally:

@@ -108,11 +108,17 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
         header = file.read(RECORD_HEADER_BYTES)
         if len(header) < RECORD_HEADER_BYTES:
             raise unexpected("no complete record")
-        why = record_checksum_error(header)
+        why = record_checksum_error(header)      # before trusting the length
         if why:
             raise damaged(path, 0, why)
         (length,) = struct.unpack("<Q", header[:8])
         payload = file.read(length)
+        footer = file.read(RECORD_FOOTER_BYTES)
+    if len(footer) < RECORD_FOOTER_BYTES:
+        raise unexpected("no complete record")
+    why = record_checksum_error(header, payload, footer)
+    if why:
+        raise damaged(path, 0, why)
     try:
         feature = tf.train.Example.FromString(payload).features.feature
         image = feature["images"].bytes_list.value[0]
@@ -168,8 +174,8 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
     The file is memory-mapped as a byte matrix ``[hours, record_bytes]`` whose column slices are the frames and
     the times (no per-record parsing; the file size, every record's checksums (CRC32C of its length and of its
     data, once per process: :func:`_verify_checksums`; a damaged record is a UserError naming the file and the
-    record) and its field headers are checked). With ``normalization`` the frames come normalised, computed in one pass from
-    the mapped file (no intermediate copy). With ``valid_times`` (YYYYMMDDHH of every row of the file, as
+    record) and its field headers are checked). With ``normalization`` the frames come normalised, computed in one
+    pass from the mapped file (no intermediate copy). With ``valid_times`` (YYYYMMDDHH of every row of the file, as
     :func:`block_times` derives them from the blocks of ``dataset_info.json``) the times are checked against
     them. ``out``: a float32 array ``[hours, H, W, C]`` to write the frames into (returned) instead of a new one.
     ``hours``: read only the rows ``[first, end)`` (into the same rows of ``out``; the times returned are those
