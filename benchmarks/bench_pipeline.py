@@ -146,7 +146,7 @@ def main() -> None:
                         help="(b): months in the pass (copies of the month's data in the 31-day months of 2017)")
     args = parser.parse_args()
 
-    from video_prediction_tools.data_preprocess.step2 import datetime_to_yyyymmddhh
+    from video_prediction_tools.data_preprocess.records import datetime_to_yyyymmddhh
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_pipeline_"))
     shutil.rmtree(workdir, ignore_errors=True)
@@ -226,9 +226,11 @@ def reader_throughput(workdir: Path, data: np.ndarray, variables: list[str], len
                      ).to_netcdf(exp_dir / "2017" / f"X_{month:02d}.nc")
         write_json(exp_dir / "2017" / f"stat_{month:02d}.json", channel_stats(data, variables))
     run_step2(exp_dir, sequence_length=length)
-    train = ERA5Dataset(exp_dir, {"train": {"2017": list(months)}}, "train")
+    hparams = {"sequence_length": length}
+    train = ERA5Dataset(exp_dir, {"train": {"2017": list(months)}}, "train", hparams=hparams)
     # the same months: test mode reads them with the training normalisation passed explicitly
-    test = ERA5Dataset(exp_dir, {"test": {"2017": list(months)}}, "test", normalization=train.normalization)
+    test = ERA5Dataset(exp_dir, {"test": {"2017": list(months)}}, "test", hparams=hparams,
+                       normalization=train.normalization)
     frames = np.asarray(train.normalization.normalize(data), dtype=np.float32)
     print(f"\n(b) reader throughput (windows/s, best of {repeats}); {len(months)} month(s), frames {ny}x{nx}x3, "
           f"T = {length}. reader (ERA5Dataset.batches): whole pass including reading the month files (after the "

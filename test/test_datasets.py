@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 
 from fixtures.preprocessed import make_step1_experiment
-from video_prediction_tools.data_preprocess.step2 import run_step2, yyyymmddhh_to_datetime
+from video_prediction_tools.data_preprocess.records import yyyymmddhh_to_datetime
+from video_prediction_tools.data_preprocess.step2 import run_step2
 from video_prediction_tools.datasets.datasplit import load_datasplit, load_index_split, split_months
 from video_prediction_tools.datasets.era5 import ERA5Dataset, load_hours
 from video_prediction_tools.datasets.normalization import Normalization
 from video_prediction_tools.utils.errors import UserError
+
+#: the window length of most tests: 24 hours, as in the GMD experiment
+DAY = {"sequence_length": 24}
 
 
 def collect(dataset, batch_size=5, epoch=0):
@@ -72,13 +76,13 @@ def test_every_window_is_the_normalised_raw_slice(tiny_tfrecords):
 
 def test_attributes_and_input_dir_forms(tiny_tfrecords):
     tiny = tiny_tfrecords
-    by_exp = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val")
-    by_tfrecords = ERA5Dataset(tiny.tfrecord_dir, tiny.datasplit, "val")
+    by_exp = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", hparams=DAY)
+    by_tfrecords = ERA5Dataset(tiny.tfrecord_dir, tiny.datasplit, "val", hparams=DAY)
     metadata = json.loads((tiny.exp_dir / "metadata.json").read_text())
     for dataset in (by_exp, by_tfrecords):
         assert dataset.variables == tiny.variables
         assert dataset.frame_shape == (8, 12, 3)
-        assert dataset.sequence_length == 24                   # the default recorded by step 2
+        assert dataset.sequence_length == 24
         np.testing.assert_array_equal(dataset.lat, metadata["coordinates"]["lat"])
         np.testing.assert_array_equal(dataset.lon, metadata["coordinates"]["lon"])
     batch = next(iter(by_exp.batches(3, drop_remainder=True)))
@@ -105,9 +109,9 @@ def test_train_order_reproducible_from_seed_and_epoch(tiny_tfrecords):
 
 def test_val_shuffled_only_with_shuffle_on_val(tiny_tfrecords):
     tiny = tiny_tfrecords
-    plain = collect(ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", seed=3))[1].tolist()
+    plain = collect(ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", hparams=DAY, seed=3))[1].tolist()
     assert plain == sorted(plain)
-    shuffled = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", hparams={"shuffle_on_val": True}, seed=3)
+    shuffled = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "val", hparams={**DAY, "shuffle_on_val": True}, seed=3)
     once = collect(shuffled)[1].tolist()
     assert once != plain and sorted(once) == plain and once == collect(shuffled)[1].tolist()
 
@@ -115,14 +119,14 @@ def test_val_shuffled_only_with_shuffle_on_val(tiny_tfrecords):
 def test_znorm_uses_sigma_and_given_normalisation_wins(tiny_tfrecords):
     tiny = tiny_tfrecords
     _, _, mean, sigma = hand_minmax(tiny.raw, [(2017, 1), (2017, 2)], tiny.variables)
-    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "test", hparams={"normalization": "znorm"})
+    dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "test", hparams={**DAY, "normalization": "znorm"})
     images, starts, _ = collect(dataset, batch_size=16)
     expected = (raw_window(tiny.raw, starts[3], 24).astype(np.float64) - mean) / sigma   # sigma, not sigma**2
     np.testing.assert_allclose(images[3], expected, rtol=0, atol=2e-5)
     # postprocessing passes the normalisation saved with the model: it is used as given
     saved = Normalization.from_dict(json.loads(json.dumps(dataset.normalization.to_dict())))
     other_split = {"train": {"2018": [1]}, "test": {"2018": [2]}}
-    again = ERA5Dataset(tiny.exp_dir, other_split, "test", normalization=saved)
+    again = ERA5Dataset(tiny.exp_dir, other_split, "test", hparams=DAY, normalization=saved)
     np.testing.assert_array_equal(collect(again, batch_size=16)[0], images)
 
 
@@ -167,7 +171,7 @@ def test_windows_never_cross_a_gap_or_another_split(gappy):
     expected_counts = {"train": (744 - length + 1) + (40 - length + 1),
                        "val": (30 - length + 1) + (672 - 33 - length + 1)}
     for mode in ("train", "val"):
-        dataset = ERA5Dataset(exp_dir, split, mode)
+        dataset = ERA5Dataset(exp_dir, split, mode, hparams={"sequence_length": length})
         images, starts, _ = collect(dataset, batch_size=64)
         assert dataset.num_windows == len(starts) == expected_counts[mode]
         for window, t_start in zip(images[::37], starts[::37]):
@@ -182,7 +186,7 @@ def test_windows_never_cross_a_gap_or_another_split(gappy):
 def test_datasplit_errors(gappy):
     exp_dir, _ = gappy
     with pytest.raises(UserError, match="2019-01"):
-        ERA5Dataset(exp_dir, {"train": {"2017": [1]}, "test": {"2019": [1]}}, "train")
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}, "test": {"2019": [1]}}, "train", hparams=DAY)
     with pytest.raises(UserError, match="both"):
         load_datasplit({"train": {"2017": [1]}, "val": {"2017": [1]}})
     with pytest.raises(UserError, match="four-digit"):
@@ -192,15 +196,29 @@ def test_datasplit_errors(gappy):
     with pytest.raises(UserError, match="unknown mode"):
         load_datasplit({"training": {"2017": [1]}})
     with pytest.raises(UserError, match="no months for mode 'test'"):
-        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "test")
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "test", hparams=DAY)
     with pytest.raises(UserError, match="no 'train' months"):
-        ERA5Dataset(exp_dir, {"test": {"2017": [1]}}, "test")
+        ERA5Dataset(exp_dir, {"test": {"2017": [1]}}, "test", hparams=DAY)
     with pytest.raises(UserError, match="mode"):
-        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "validation")
+        ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "validation", hparams=DAY)
     with pytest.raises(UserError, match="no window of 48"):
         ERA5Dataset(exp_dir, {"train": {"2017": [1]}, "test": {"2017": [3]}}, "test", hparams={"sequence_length": 48})
     with pytest.raises(UserError, match="step 2"):
-        ERA5Dataset(exp_dir / "2017", {"train": {"2017": [1]}}, "train")
+        ERA5Dataset(exp_dir / "2017", {"train": {"2017": [1]}}, "train", hparams=DAY)
+
+
+def test_window_length_comes_from_the_hparams_only(gappy):
+    """The training hyper-parameters own the window length: no fallback, a missing or bad value is named."""
+    exp_dir, _ = gappy
+    split = {"train": {"2017": [3]}}
+    assert ERA5Dataset(exp_dir, split, "train", hparams={"sequence_length": 7}).num_windows == 40 - 7 + 1
+    with pytest.raises(UserError, match="hyper-parameter 'sequence_length' missing"):
+        ERA5Dataset(exp_dir, split, "train")
+    with pytest.raises(UserError, match="hyper-parameter 'sequence_length' missing"):
+        ERA5Dataset(exp_dir, split, "train", hparams={"batch_size": 4})
+    for bad in (0, 2.5, "24", True):
+        with pytest.raises(UserError, match=f"sequence_length {bad!r}: expected a positive integer"):
+            ERA5Dataset(exp_dir, split, "train", hparams={"sequence_length": bad})
 
 
 def test_datasplit_templates_are_valid(repo_root):
@@ -233,11 +251,9 @@ def test_normalization_round_trip_numpy_and_tensorflow():
 
 
 def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
-    import shutil
-
     import tensorflow as tf
 
-    from video_prediction_tools.datasets.era5 import block_times, month_file_layout, read_month
+    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
@@ -257,14 +273,46 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
             "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0]))})).SerializeToString())
     with pytest.raises(UserError, match="not a step-2 file"):
         month_file_layout(other, (8, 12, 3))
-    # a later record whose field headers differ from the first one's (same size): fails when read
+    # a later record whose field headers differ from the first one's (same size, valid checksums: written by
+    # TensorFlow's writer with the key "images" renamed): fails when read
     mixed = tmp_path / "mixed.tfrecords"
-    shutil.copy(source, mixed)
-    data = bytearray(mixed.read_bytes())
-    data[3 * layout.record_bytes + layout.image_offset - 8] ^= 0xFF     # a field length in the fourth record
-    mixed.write_bytes(bytes(data))
+    with tf.io.TFRecordWriter(str(mixed)) as writer:
+        for index, record in enumerate(tf.data.TFRecordDataset(str(source)).as_numpy_iterator()):
+            assert record.count(b"images") == 1
+            writer.write(record.replace(b"images", b"imagez") if index == 3 else record)
+    assert mixed.stat().st_size == source.stat().st_size
     with pytest.raises(UserError, match="record 3 is laid out unlike"):
         read_month(mixed, layout, (8, 12, 3))
+
+
+def test_damaged_month_files_are_refused_naming_the_record(gappy):
+    """Eight bytes overwritten inside a frame, a flipped bit in a length or in a checksum: the reader refuses the
+    file naming it and the record, when the dataset reads it and when load_hours does."""
+    from video_prediction_tools.datasets.era5 import month_file_layout
+
+    exp_dir, _ = gappy
+    source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
+    pristine = source.read_bytes()
+    layout = month_file_layout(source, (8, 12, 3))
+    # read (and verified) intact first: a file damaged later in the same process is checked again
+    collect(ERA5Dataset(exp_dir, {"train": {"2017": [3]}}, "train", hparams={"sequence_length": 8}), batch_size=8)
+    record = layout.record_bytes
+    damages = {"data": (5 * record + layout.image_offset + 100, 8, 5),
+               "length": (7 * record + 2, 1, 7),                              # the length of record 7
+               "CRC32C of its data": (39 * record + record - 2, 1, 39),       # the data checksum of the last record
+               "first record": (layout.image_offset + 4, 8, 0)}               # found when the layout is read
+    try:
+        for what, (offset, count, index) in damages.items():
+            damaged = bytearray(pristine)
+            damaged[offset:offset + count] = bytes(b ^ 0x5A for b in damaged[offset:offset + count])
+            source.write_bytes(bytes(damaged))
+            with pytest.raises(UserError, match=f"{source.name}: record {index} is damaged"):
+                collect(ERA5Dataset(exp_dir, {"train": {"2017": [3]}}, "train", hparams={"sequence_length": 8}),
+                        batch_size=8)
+            with pytest.raises(UserError, match=f"record {index} is damaged"):
+                load_hours(exp_dir, np.datetime64("2017-03-01T00"), np.datetime64("2017-03-01T03"))
+    finally:
+        source.write_bytes(pristine)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -327,7 +375,7 @@ def test_read_month_normalises_like_normalization_and_checks_the_blocks(gappy):
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_02.tfrecords"
-    dataset = ERA5Dataset(exp_dir, {"train": {"2017": [1, 2]}}, "train")
+    dataset = ERA5Dataset(exp_dir, {"train": {"2017": [1, 2]}}, "train", hparams=DAY)
     layout = month_file_layout(source, (8, 12, 3))
     images, _ = read_month(source, layout, (8, 12, 3), dataset.normalization, dataset.valid_times[1])
     np.testing.assert_array_equal(images, dataset.normalization.normalize(raw[(2017, 2)][0]))  # bit for bit

@@ -49,15 +49,41 @@ def write_extracted_month(path: Path, year: int, month: int, variables=("2t", "t
     ds.to_netcdf(path)
 
 
+def write_grib_hour(path: Path, year: int, month: int) -> None:
+    """A GRIB file of one 2 m temperature field at 00 UTC of the first day of the month on the grid LAT x LON."""
+    from video_prediction_tools.data_extraction.synthetic import GribWriter, Grid
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = GribWriter(Grid(lat_south=LAT[-1], lat_north=LAT[0], lon_west=LON[0], lon_east=LON[-1], resolution=0.3))
+    try:
+        with open(path, "wb") as stream:
+            writer.write_message(stream, ("sf", "2t", 0), np.datetime64(f"{year:04d}-{month:02d}-01T00"),
+                                 np.full((len(LAT), len(LON)), 280.0))
+    finally:
+        writer.close()
+
+
+def plant_checkpoint(run_dir: Path, step: int, complete: bool) -> None:
+    """A ``checkpoint_<step>`` directory holding every file of a checkpoint (complete) or only the model weights
+    (incomplete: what an interrupted copy leaves); checked with training's own completeness rule."""
+    from video_prediction_tools.training import checkpoints
+
+    checkpoint = checkpoints.checkpoint_path(run_dir, step)
+    checkpoint.mkdir(parents=True)
+    names = (checkpoints.WEIGHTS_FILE, checkpoints.VARIABLES_FILE, checkpoints.STATE_FILE) if complete \
+        else (checkpoints.WEIGHTS_FILE,)
+    for name in names:
+        (checkpoint / name).write_bytes(b"{}")
+    assert checkpoints.is_complete(checkpoint) == complete
+
+
 def make_base(root: Path, name: str = "base") -> dict[str, Path]:
     """A base directory with what every earlier step would have produced, plus a GRIB archive and a climatology."""
     base = root / name
     create_base_tree(base)
     grib = root / f"{name}_grib"
     for month in (1, 2):
-        folder = grib / "2017" / f"{month:02d}"
-        folder.mkdir(parents=True)
-        (folder / f"2017{month:02d}0100_sf.grb").write_bytes(b"GRIB")
+        write_grib_hour(grib / "2017" / f"{month:02d}" / f"2017{month:02d}0100_sf.grb", 2017, month)
         write_extracted_month(base / "ExtractedData" / "2017" / f"{month:02d}" / f"era5_2017_{month:02d}.nc",
                               2017, month)
     experiment = base / "PreprocessedData" / EXPNAME
@@ -66,10 +92,10 @@ def make_base(root: Path, name: str = "base") -> dict[str, Path]:
     for month in (1, 2):
         (experiment / "tfrecords" / f"sequence_Y_2017_M_{month:02d}.tfrecords").write_bytes(b"")
     for run in (RUN, RUN2):
+        run_dir = base / "Models" / EXPNAME / "convLSTM" / run
         for step in (5, 10):
-            checkpoint = base / "Models" / EXPNAME / "convLSTM" / run / f"checkpoint_{step}"
-            checkpoint.mkdir(parents=True)
-            (checkpoint / "model.weights.h5").write_bytes(b"")
+            plant_checkpoint(run_dir, step, complete=True)
+        plant_checkpoint(run_dir, 15, complete=False)
         results = base / "Results" / EXPNAME / "convLSTM" / run
         results.mkdir(parents=True)
         xr.Dataset({"2t_convLSTM_mse": (("fcst_hour",), np.arange(3.0))}).to_netcdf(results / "evaluation_metrics.nc")
@@ -309,6 +335,7 @@ REJECTIONS = [
     ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
     ("postprocess", {"run": "20990101T000000_x_none"}, "run", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
+    ("postprocess", {"checkpoint": "checkpoint_15"}, "checkpoint", "not one of"),    # incomplete
     ("postprocess", {"climatology_file": "/nonexistent.nc"}, "climatology_file", "does not exist"),
     ("postprocess", {"evaluation_metrics": "mse,foo"}, "evaluation_metrics", "foo"),
     ("postprocess", {"batch_size": 0}, "batch_size", ">= 1"),
@@ -521,6 +548,29 @@ def test_chain_mode_accepts_what_earlier_runscripts_will_produce(tmp_path, data)
                                                          "runs": [f"{EXPNAME}/convLSTM/{run}"]}, "--chain")
     config = json.loads(Path(variable_line(meta, "ANALYSIS_CONFIG")).read_text())
     assert list(config["results"].values()) == [str(base / "Results" / EXPNAME / "convLSTM" / run)]
+
+
+def test_chain_mode_names_the_experiment_after_the_nearest_grid_point(tmp_path, data):
+    """A chained preprocess1 with an off-grid SW corner (43.62 N, 0.41 E; grid points every 0.3 degrees) names
+    the experiment after the grid point step 1 will use (43.5 N, 0.3 E), like the generator does when the
+    extracted data exist, so that the chained preprocess2 finds it."""
+    off_grid = {**answers_for("preprocess1", data), "sw_corner": "43.62, 0.41"}
+    script = generate(tmp_path, make_venv(tmp_path, data["base"]), "preprocess1", off_grid)
+    assert "# expected experiment directory: $DESTINATION_DIR/" + EXPNAME in script.read_text()
+
+    base = tmp_path / "empty_base"
+    create_base_tree(base)
+    venv = make_venv(tmp_path / "chain", base)
+    with pytest.raises(UserError, match="generate the extraction runscript first"):
+        generate(tmp_path / "chain", venv, "preprocess1", off_grid, "--chain")
+    generate(tmp_path / "chain", venv, "extract", answers_for("extract", data), "--chain")
+    script = generate(tmp_path / "chain", venv, "preprocess1", off_grid, "--chain")
+    assert "# expected experiment directory: $DESTINATION_DIR/" + EXPNAME in script.read_text()
+    step2 = generate(tmp_path / "chain", venv, "preprocess2", answers_for("preprocess2", data), "--chain")
+    assert variable_line(step2, "SOURCE_DIR") == str(base / "PreprocessedData" / EXPNAME)
+    # a corner whose box leaves the planned grid is refused as step 1 would refuse it
+    with pytest.raises(UserError, match="northern edge"):
+        generate(tmp_path / "chain", venv, "preprocess1", {**off_grid, "nyx": "17, 12"}, "--chain")
 
 
 def test_unknown_answer_keys_are_named(tmp_path, data):

@@ -126,7 +126,8 @@ def test_preprocess2_and_help_guidance(tmp_path, venv, data):
         thread.join()
     assert status == 0
     shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
-    assert "12 context + 12 forecast hours" in shown      # the guidance
+    assert "12 context + 12 forecast hours" in shown      # the guidance, saying what the value does
+    assert "only checks that windows this long fit into the data" in shown
     # the rejection of "1" (the screen is redrawn by differences, so only a fragment is compared)
     assert "2..744" in shown
     script = only_runscript(tmp_path)

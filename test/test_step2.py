@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from fixtures.common import assert_user_error, mpiexec, run_module
 from fixtures.preprocessed import make_step1_experiment, synthetic_fields, write_step1_month
-from video_prediction_tools.data_preprocess import step2
+from video_prediction_tools.data_preprocess import records, step2
 from video_prediction_tools.utils.errors import UserError
 
 MODULE = "video_prediction_tools.main_scripts.main_preprocess_data_step2"
@@ -34,7 +34,7 @@ def test_step2_stores_each_hour_once_with_valid_times(experiment):
     tfrecord_dir = exp_dir / "tfrecords"
     for (year, month), (data, times) in raw.items():
         path = tfrecord_dir / f"sequence_Y_{year}_M_{month:02d}.tfrecords"
-        images, valid = step2.read_month_records(path, (8, 12, 3))
+        images, valid = records.read_month_records(path, (8, 12, 3))
         np.testing.assert_array_equal(images, data)            # physical float32 values, bit for bit
         expected = [int(str(t).replace("-", "").replace("T", "")) for t in times]
         assert valid.tolist() == expected                       # YYYYMMDDHH
@@ -43,7 +43,7 @@ def test_step2_stores_each_hour_once_with_valid_times(experiment):
         assert not (exp_dir / f"{year}" / f"X_{month:02d}.nc").exists()
         assert (exp_dir / f"{year}" / f"stat_{month:02d}.json").exists()
     info = json.loads((tfrecord_dir / "dataset_info.json").read_text())
-    assert info["sequence_length"] == 12
+    assert "sequence_length" not in info          # the training hyper-parameters own the window length
     assert info["variables"] == ["2t", "tcc", "t_850"]
     assert info["frame_shape"] == [8, 12, 3]
     assert list(info["months"]) == ["2017-01", "2017-02", "2017-03"]
@@ -85,16 +85,15 @@ def test_keep_netcdf_rerun_skips_and_overwrite(experiment):
     assert january.stat().st_mtime_ns == stamp
     assert not (exp_dir / "2017" / "X_01.nc").exists()
     assert (exp_dir / "tfrecords" / "dataset_info.json").read_text() == first_info
-    # once the netCDF is gone, a rerun recovers everything from the TFRecords; a new sequence_length is recorded
+    # once the netCDF is gone, a rerun recovers everything from the TFRecords; another sequence_length only
+    # changes the check, not the output
     step2.run_step2(exp_dir, sequence_length=6, overwrite=True)
-    info = json.loads((exp_dir / "tfrecords" / "dataset_info.json").read_text())
-    assert info["sequence_length"] == 6
-    assert info["months"] == json.loads(first_info)["months"]
+    assert (exp_dir / "tfrecords" / "dataset_info.json").read_text() == first_info
     # with the netCDF back (step 1 rerun) --overwrite rewrites the month with the new values
     data, times = raw[(2017, 1)]
     write_step1_month(exp_dir, 2017, 1, data + 1.0, times)
     step2.run_step2(exp_dir, overwrite=True)
-    images = step2.read_month_records(january, (8, 12, 3))[0]
+    images = records.read_month_records(january, (8, 12, 3))[0]
     np.testing.assert_array_equal(images, data + 1.0)
 
 
@@ -149,12 +148,31 @@ def test_bad_inputs_end_cleanly(tmp_path, experiment):
     assert_user_error(run_module(MODULE, "--source_dir", exp_dir), "X_03.nc", "cannot read")
 
 
-def test_help_and_time_conversions():
+def test_help_and_synthetic_fields():
     result = run_module(MODULE, "--help")
     assert result.returncode == 0 and "--sequence_length" in result.stdout and "--keep_netcdf" in result.stdout
-    times = np.array(["2016-02-29T23", "2019-12-31T00", "2017-01-01T05"], dtype="datetime64[h]")
-    assert step2.datetime_to_yyyymmddhh(times).tolist() == [2016022923, 2019123100, 2017010105]
-    np.testing.assert_array_equal(step2.yyyymmddhh_to_datetime([2016022923, 2019123100, 2017010105]), times)
-    hours = np.array(["2017-01-01T00", "2017-01-01T01", "2017-01-01T05", "2017-01-01T06"], dtype="datetime64[h]")
-    assert step2.contiguous_blocks(hours) == [(0, 2), (2, 2)]
-    assert synthetic_fields(hours).shape == (4, 8, 12, 3)
+    assert "not recorded" in result.stdout
+    hours = np.array(["2017-01-01T00", "2017-01-01T01", "2017-01-01T05"], dtype="datetime64[h]")
+    assert synthetic_fields(hours).shape == (3, 8, 12, 3)
+
+
+def test_sequence_length_longer_than_every_gap_free_span_is_refused(experiment):
+    """January holds 60 consecutive hours, February 20 + 27, March 40: 61 hours fit nowhere."""
+    exp_dir, _ = experiment
+    result = run_module(MODULE, "--source_dir", exp_dir, "--sequence_length", 61)
+    assert_user_error(result, "--sequence_length 61", "60 hours", "2017-01")
+    assert not (exp_dir / "tfrecords" / "dataset_info.json").exists()
+    assert not (exp_dir / "statistics.json").exists()
+
+
+def test_months_without_a_window_are_named_in_a_warning(experiment):
+    """41 hours fit into January (60) only: February (20 + 27) and March (40) are named."""
+    exp_dir, _ = experiment
+    result = run_module(MODULE, "--source_dir", exp_dir, "--sequence_length", 41)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "--sequence_length 41" in line]
+    assert len(warnings) == 1 and "2 month(s): 2017-02, 2017-03" in warnings[0]
+    # 40 hours fit into March too
+    result = run_module(MODULE, "--source_dir", exp_dir, "--sequence_length", 40)
+    assert result.returncode == 0 and "2 month(s)" not in result.stdout + result.stderr
+    assert "1 month(s): 2017-02" in result.stdout + result.stderr

@@ -6,16 +6,15 @@ Input (written by step 1) in ``PreprocessedData/<EXPNAME>/``: ``metadata.json`` 
 
 Output in ``dest_dir`` (default ``PreprocessedData/<EXPNAME>/tfrecords``):
 
-* ``sequence_Y_<YYYY>_M_<MM>.tfrecords``: one ``tf.train.Example`` per hour, in time order. Features (see
-  :func:`record_features`): ``images`` = bytes of the float32 frame ``[lat, lon, channel]`` in C order
-  (``arr.tobytes()``, read back with ``tf.io.decode_raw``), ``valid_time`` = int64 ``YYYYMMDDHH``. Values are
-  physical (not normalised): normalisation belongs to the reader, which takes it from the training months only.
-  Windows are cut at read time, so every hour is on disk once. One record per hour rather than one per gap-free
-  block: ``benchmarks/bench_pipeline.py`` measured writing 5x faster (large protobuf fields are slow to build)
-  and reading a month into one tensor (``batch`` + ``parse_example`` + ``decode_raw``) as fast.
-* ``dataset_info.json``: ``{"format", "sequence_length" (default for readers), "variables" (channel order),
-  "frame_shape": [H, W, C], "lat", "lon", "months": {"YYYY-MM": {"file", "blocks": [[first YYYYMMDDHH,
-  hours], ...], "stats": <stat_<MM>.json>}}}``: the reader needs nothing else.
+* ``sequence_Y_<YYYY>_M_<MM>.tfrecords``: one ``tf.train.Example`` per hour, in time order, as
+  :mod:`.records` defines it: ``images`` = bytes of the float32 frame ``[lat, lon, channel]`` in C order,
+  ``valid_time`` = int64 ``YYYYMMDDHH``. Values are physical (not normalised): normalisation belongs to the reader,
+  which takes it from the training months only. Windows are cut at read time, so every hour is on disk once and
+  the files do not depend on the window length. One record per hour rather than one per gap-free block:
+  ``benchmarks/bench_pipeline.py`` measured writing 5x faster (large protobuf fields are slow to build).
+* ``dataset_info.json``: ``{"format", "variables" (channel order), "frame_shape": [H, W, C], "lat", "lon",
+  "months": {"YYYY-MM": {"file", "blocks": [[first YYYYMMDDHH, hours], ...], "stats": <stat_<MM>.json>}}}``:
+  the reader needs nothing else (the window length comes from the training hyper-parameters).
 * ``<source_dir>/statistics.json``: merge of all monthly statistics (schema of the stat files) plus
   ``"common_stat": {"nhours": N, "months": ["2017-01", ...]}``.
 
@@ -23,6 +22,10 @@ Once a month's TFRecord file is complete, its ``X_<MM>.nc`` is deleted (unless `
 ``PreprocessedData`` holds each hour once (about the raw float32 volume). ``stat_<MM>.json`` files stay: they
 list the months that exist. A rerun skips months whose TFRecord exists; with ``overwrite`` it rewrites the months
 whose netCDF is still there (months already converted without ``keep_netcdf`` keep their TFRecord).
+
+``sequence_length`` (the original's ``--sequence_length``) does not fix the training window length (that is the
+hyper-parameter ``sequence_length`` of the training run); step 2 checks that windows of that many consecutive hours
+exist: none in any month is an error, months without any are named in a warning.
 
 Example::
 
@@ -43,60 +46,14 @@ from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_j
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, rank, run_units, size
 from .metadata import METADATA_FILE, read_metadata
+from .records import (DATASET_INFO, RECORD_FORMAT, datetime_to_yyyymmddhh, hour_example, month_blocks, month_key,
+                      read_month_records, tfrecord_name)
 from .statistics import merge_stats
 
 log = logging.getLogger("ambs")
 
-RECORD_FORMAT = "ambs-hourly-1"
-#: most hours a month file can hold (31 days)
-MAX_HOURS_PER_MONTH = 744
-DATASET_INFO = "dataset_info.json"
 DEFAULT_SEQUENCE_LENGTH = 24
 _STAT_FILE = re.compile(r"^stat_(\d{2})\.json$")
-
-
-def record_features() -> dict:
-    """The TFRecord feature spec of one hour (TensorFlow imported lazily: it is slow to import)."""
-    import tensorflow as tf
-
-    return {"images": tf.io.FixedLenFeature([], tf.string), "valid_time": tf.io.FixedLenFeature([], tf.int64)}
-
-
-def tfrecord_name(year: int, month: int) -> str:
-    return f"sequence_Y_{year:04d}_M_{month:02d}.tfrecords"
-
-
-def month_key(year: int, month: int) -> str:
-    return f"{year:04d}-{month:02d}"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# time conversions: numpy datetime64 <-> integer YYYYMMDDHH
-
-def datetime_to_yyyymmddhh(times) -> np.ndarray:
-    """``datetime64`` array → int64 array ``YYYYMMDDHH`` (valid times on whole hours)."""
-    times = np.asarray(times, dtype="datetime64[h]")
-    years = times.astype("datetime64[Y]").astype(np.int64) + 1970
-    months = times.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    days = (times - times.astype("datetime64[M]")).astype("timedelta64[D]").astype(np.int64) + 1
-    hours = (times - times.astype("datetime64[D]")).astype(np.int64)
-    return (years * 1_000_000 + months * 10_000 + days * 100 + hours).astype(np.int64)
-
-
-def yyyymmddhh_to_datetime(values) -> np.ndarray:
-    """int ``YYYYMMDDHH`` array → ``datetime64[h]`` array."""
-    values = np.asarray(values, dtype=np.int64)
-    text = [f"{v // 1_000_000:04d}-{v // 10_000 % 100:02d}-{v // 100 % 100:02d}T{v % 100:02d}" for v in values.ravel()]
-    return np.array(text, dtype="datetime64[h]").reshape(values.shape)
-
-
-def contiguous_blocks(times: np.ndarray) -> list[tuple[int, int]]:
-    """Split hourly ``datetime64`` times into runs without gaps: list of ``(first index, number of hours)``."""
-    hours = np.asarray(times, dtype="datetime64[h]").astype(np.int64)
-    breaks = np.flatnonzero(np.diff(hours) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(hours)]])
-    return [(int(s), int(e - s)) for s, e in zip(starts, ends)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,43 +117,8 @@ def read_month_netcdf(path: Path, month: "Month", variables: list[str], frame_si
     return data, times
 
 
-def read_month_records(path: Path, frame_shape) -> tuple[np.ndarray, np.ndarray]:
-    """A month's TFRecord file → (float32 ``[hours, H, W, C]``, int64 YYYYMMDDHH ``[hours]``)."""
-    import tensorflow as tf
-
-    features = record_features()
-    images, valid_time = [], []
-    try:
-        for records in tf.data.TFRecordDataset(str(path)).batch(MAX_HOURS_PER_MONTH):
-            parsed = tf.io.parse_example(records, features)
-            images.append(tf.io.decode_raw(parsed["images"], tf.float32).numpy().reshape(-1, *frame_shape))
-            valid_time.append(parsed["valid_time"].numpy())
-    except tf.errors.OpError as err:
-        raise UserError(f"{path}: cannot read TFRecord file ({err.message})") from None
-    if not images:
-        raise UserError(f"{path}: no records (rerun step 2 with --overwrite)")
-    return np.concatenate(images), np.concatenate(valid_time)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # writing
-
-def hour_example(frame: np.ndarray, valid_time: int):
-    """One ``tf.train.Example``: a float32 frame ``[H, W, C]`` as bytes and its valid time ``YYYYMMDDHH``."""
-    import tensorflow as tf
-
-    frame = np.ascontiguousarray(frame, dtype=np.float32)
-    return tf.train.Example(features=tf.train.Features(feature={
-        "images": tf.train.Feature(bytes_list=tf.train.BytesList(value=[frame.tobytes()])),
-        "valid_time": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(valid_time)])),
-    }))
-
-
-def month_blocks(valid_time: np.ndarray) -> list[list[int]]:
-    """Gap-free runs of hours ``[[first YYYYMMDDHH, hours], ...]`` of a month's valid times."""
-    return [[int(valid_time[first]), hours]
-            for first, hours in contiguous_blocks(yyyymmddhh_to_datetime(valid_time))]
-
 
 def write_month_tfrecord(path: Path, data: np.ndarray, times: np.ndarray) -> list[list[int]]:
     """Write one month ``[hours, H, W, C]`` atomically, one record per hour; return its gap-free blocks."""
@@ -240,13 +162,29 @@ class Step2Job:
         return {"file": target.name, "blocks": blocks, "stats": stats}
 
 
+def check_windows_fit(sequence_length: int, months: list[Month], entries: list[dict]) -> None:
+    """Windows of ``sequence_length`` consecutive hours must fit into some month (a window never crosses a gap nor
+    leaves its month): none anywhere is a UserError; months without any are named in a warning."""
+    longest = [max(hours for _, hours in entry["blocks"]) for entry in entries]
+    without = [month.key for month, hours in zip(months, longest) if hours < sequence_length]
+    if len(without) == len(months):
+        best = int(np.argmax(longest))
+        raise UserError(f"--sequence_length {sequence_length}: no month holds that many consecutive hours (the "
+                        f"longest gap-free span is {longest[best]} hours, in {months[best].key}); no window of "
+                        f"that length could be trained on")
+    if without:
+        log.warning("--sequence_length %d: no window of that length fits into %d month(s): %s", sequence_length,
+                    len(without), ", ".join(without))
+
+
 def default_dest_dir(source_dir: Path) -> Path:
     return source_dir / "tfrecords"
 
 
 def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE_LENGTH, overwrite: bool = False,
               keep_netcdf: bool = False) -> Path:
-    """Run step 2 on ``PreprocessedData/<EXPNAME>`` (one process or MPI over months); return ``dest_dir``."""
+    """Run step 2 on ``PreprocessedData/<EXPNAME>`` (one process or MPI over months); return ``dest_dir``.
+    ``sequence_length``: hours of the windows that must fit into the data (checked, not recorded)."""
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise UserError(f"--source_dir {source_dir}: directory does not exist")
@@ -285,12 +223,13 @@ def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE
     bar.close()
 
     def write_summaries():
+        check_windows_fit(sequence_length, months, entries)
         merged = merge_stats([entry["stats"] for entry in entries])
         merged["common_stat"] = {"nhours": int(sum(hours for e in entries for _, hours in e["blocks"])),
                                  "months": [m.key for m in months]}
         write_json(source_dir / "statistics.json", merged)
         write_json(dest_dir / DATASET_INFO, {
-            "format": RECORD_FORMAT, "sequence_length": int(sequence_length), "variables": variables,
+            "format": RECORD_FORMAT, "variables": variables,
             "frame_shape": [frame_size[0], frame_size[1], len(variables)], "lat": lat, "lon": lon,
             "months": {m.key: entry for m, entry in zip(months, entries)}})
 

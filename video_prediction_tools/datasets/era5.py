@@ -14,7 +14,8 @@ Order of one pass (``batches(batch_size, epoch)``, also listed by ``pass_order``
   order; all of it derived from ``(seed, epoch)``, so the same seed and epoch give the same order.
 
 Each month file is read once per pass (:func:`read_month`: memory-mapped and viewed as a byte matrix of
-equal-sized records, normalised in one pass into a ``[hours, H, W, C]`` array) in background threads, in parts
+equal-sized records, the CRC32C checksums of its records verified the first time the process reads them,
+normalised in one pass into a ``[hours, H, W, C]`` array) in background threads, in parts
 of :data:`READ_PART_HOURS` hours (windows are cut from the first part while the next ones are read) and
 :data:`MONTHS_READ_AHEAD` months ahead of the windows being cut; a batch is gathered from it with one ``np.take``
 into a reused buffer. The reader is plain numpy (the training loop hands the batches to ``tf.distribute``
@@ -38,6 +39,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import os
 import struct
 import sys
 import threading
@@ -48,8 +50,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data_preprocess.statistics import merge_stats
-from ..data_preprocess.step2 import (DATASET_INFO, RECORD_FORMAT, datetime_to_yyyymmddhh, month_key,
-                                     yyyymmddhh_to_datetime)
+from ..data_preprocess.records import (DATASET_INFO, RECORD_FOOTER_BYTES, RECORD_FORMAT, RECORD_HEADER_BYTES, damaged,
+                                      datetime_to_yyyymmddhh, month_key, parse_month_key, record_checksum_error,
+                                      yyyymmddhh_to_datetime)
 from ..utils.errors import UserError
 from ..utils.io import read_json
 from .datasplit import MODES, load_datasplit, split_months
@@ -63,11 +66,6 @@ MIN_CHUNK = 4
 MONTHS_READ_AHEAD = 2
 #: hours of a month read as one part (the parts of a month are read in parallel; cutting starts after the first)
 READ_PART_HOURS = 96
-
-# TFRecord framing of one record: little-endian uint64 length, uint32 masked CRC of the length, the data, uint32
-# masked CRC of the data
-_RECORD_HEADER_BYTES = 12
-_RECORD_FOOTER_BYTES = 4
 
 
 @dataclass(frozen=True)
@@ -107,11 +105,20 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
 
     frame_bytes = int(np.prod(frame_shape)) * 4
     with open(path, "rb") as file:
-        header = file.read(_RECORD_HEADER_BYTES)
-        if len(header) < _RECORD_HEADER_BYTES:
+        header = file.read(RECORD_HEADER_BYTES)
+        if len(header) < RECORD_HEADER_BYTES:
             raise unexpected("no complete record")
+        why = record_checksum_error(header)      # before trusting the length
+        if why:
+            raise damaged(path, 0, why)
         (length,) = struct.unpack("<Q", header[:8])
         payload = file.read(length)
+        footer = file.read(RECORD_FOOTER_BYTES)
+    if len(footer) < RECORD_FOOTER_BYTES:
+        raise unexpected("no complete record")
+    why = record_checksum_error(header, payload, footer)
+    if why:
+        raise damaged(path, 0, why)
     try:
         feature = tf.train.Example.FromString(payload).features.feature
         image = feature["images"].bytes_list.value[0]
@@ -123,14 +130,40 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
     time_varint = _varint(valid_time)
     image_offset = payload.find(image)
     time_offset = length - len(time_varint)
-    record_bytes = _RECORD_HEADER_BYTES + length + _RECORD_FOOTER_BYTES
+    record_bytes = RECORD_HEADER_BYTES + length + RECORD_FOOTER_BYTES
     if not (0 <= image_offset and image_offset + frame_bytes <= time_offset and payload.endswith(time_varint)):
         raise unexpected("unexpected field order in the first record")
     size = path.stat().st_size
     if size % record_bytes:
         raise unexpected(f"{size} bytes is not a whole number of {record_bytes}-byte records")
-    return RecordLayout(size // record_bytes, record_bytes, _RECORD_HEADER_BYTES + image_offset,
-                        _RECORD_HEADER_BYTES + time_offset, len(time_varint))
+    return RecordLayout(size // record_bytes, record_bytes, RECORD_HEADER_BYTES + image_offset,
+                        RECORD_HEADER_BYTES + time_offset, len(time_varint))
+
+
+#: rows of month files whose checksums this process has verified: (path, size, mtime in ns, first row, end row)
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _verify_checksums(path, records: np.ndarray, first: int, record_bytes: int) -> None:
+    """Check the CRC32C checksums of rows ``records`` (the rows from ``first`` on of a month file mapped as
+    ``[hours, record_bytes]``); UserError naming the file and the record for a damaged one. Done once per process
+    for the same rows of the same file (same size and modification time): a training run reads every month once
+    per epoch, and checking a GMD-shaped month (744 records, 46 MB) takes 13 ms, more than reading it (9 ms;
+    benchmarks/README.md); a file rewritten since has another size or modification time and is checked again."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, first, first + len(records))
+    with _VERIFIED_LOCK:
+        if key in _VERIFIED:
+            return
+    data_end = record_bytes - RECORD_FOOTER_BYTES
+    for index, record in enumerate(records):
+        why = record_checksum_error(record[:RECORD_HEADER_BYTES], record[RECORD_HEADER_BYTES:data_end],
+                                    record[data_end:])
+        if why:
+            raise damaged(path, first + index, why)
+    with _VERIFIED_LOCK:
+        _VERIFIED.add(key)
 
 
 def read_month(path, layout: RecordLayout, frame_shape, normalization: Normalization | None = None,
@@ -139,9 +172,10 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
     """Frames and valid times of a step-2 month file: (float32 ``[hours, H, W, C]``, int64 YYYYMMDDHH ``[hours]``).
 
     The file is memory-mapped as a byte matrix ``[hours, record_bytes]`` whose column slices are the frames and
-    the times (no per-record parsing; the file size and every record's framing and field headers are checked, the
-    per-record checksums are not). With ``normalization`` the frames come normalised, computed in one pass from
-    the mapped file (no intermediate copy). With ``valid_times`` (YYYYMMDDHH of every row of the file, as
+    the times (no per-record parsing; the file size, every record's checksums (CRC32C of its length and of its
+    data, once per process: :func:`_verify_checksums`; a damaged record is a UserError naming the file and the
+    record) and its field headers are checked). With ``normalization`` the frames come normalised, computed in one
+    pass from the mapped file (no intermediate copy). With ``valid_times`` (YYYYMMDDHH of every row of the file, as
     :func:`block_times` derives them from the blocks of ``dataset_info.json``) the times are checked against
     them. ``out``: a float32 array ``[hours, H, W, C]`` to write the frames into (returned) instead of a new one.
     ``hours``: read only the rows ``[first, end)`` (into the same rows of ``out``; the times returned are those
@@ -154,6 +188,7 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: cannot be read as {layout.hours} records ({err}); rerun step 2") from None
     records = mapped[first:end]
+    _verify_checksums(path, records, first, layout.record_bytes)
     headers = np.concatenate([records[:, :layout.image_offset], records[:, image_end:layout.time_offset]], axis=1)
     first_headers = np.concatenate([mapped[0, :layout.image_offset], mapped[0, image_end:layout.time_offset]])
     unlike = np.flatnonzero((headers != first_headers).any(axis=1))
@@ -231,14 +266,14 @@ def resolve_tfrecord_dir(input_dir) -> Path:
 
 def read_dataset_info(tfrecord_dir: Path) -> dict:
     info = read_json(tfrecord_dir / DATASET_INFO, what="step-2 dataset description")
-    for key in ("sequence_length", "variables", "frame_shape", "lat", "lon", "months"):
+    for key in ("variables", "frame_shape", "lat", "lon", "months"):
         if key not in info:
             raise UserError(f"{tfrecord_dir / DATASET_INFO}: key '{key}' missing (rerun step 2)")
     return info
 
 
 def _available_months(info: dict) -> set[tuple[int, int]]:
-    return {(int(key[:4]), int(key[5:7])) for key in info["months"]}
+    return {parse_month_key(key) for key in info["months"]}
 
 
 class ERA5Dataset:
@@ -254,9 +289,13 @@ class ERA5Dataset:
         self.seed = int(seed)
         self.datasplit = load_datasplit(datasplit, available=_available_months(info))
         hparams = dict(hparams or {})
-        self.sequence_length = int(hparams.get("sequence_length", info["sequence_length"]))
-        if self.sequence_length < 1:
-            raise UserError(f"sequence_length {self.sequence_length}: expected a positive integer")
+        if "sequence_length" not in hparams:
+            raise UserError("hyper-parameter 'sequence_length' missing: the reader needs the window length in hours "
+                            "(the training hyper-parameters set it)")
+        length = hparams["sequence_length"]
+        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+            raise UserError(f"sequence_length {length!r}: expected a positive integer (hours per window)")
+        self.sequence_length = int(length)
         self.shuffle_on_val = bool(hparams.get("shuffle_on_val", False))
         #: default of batches' batch_size
         self.batch_size = int(hparams.get("batch_size", 4))

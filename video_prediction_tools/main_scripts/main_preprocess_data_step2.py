@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dest_dir", "-dest_dir", default=None,
                         help="output directory (default <source_dir>/tfrecords)")
     parser.add_argument("--sequence_length", "-sequence_length", type=int, default=24,
-                        help="default window length in hours recorded for the readers (default 24)")
+                        help="window length in hours that must fit into the data: checked, not recorded (the "
+                             "training hyper-parameter sequence_length sets the window length; default 24)")
     parser.add_argument("--dataset", choices=("era5", "moving_mnist"), default="era5")
     parser.add_argument("--overwrite", action="store_true", help="rewrite months whose output exists")
     parser.add_argument("--keep_netcdf", action="store_true", help="keep X_<MM>.nc after conversion")

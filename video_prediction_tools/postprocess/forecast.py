@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from ..data_preprocess.step2 import yyyymmddhh_to_datetime
+from ..data_preprocess.records import yyyymmddhh_to_datetime
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging

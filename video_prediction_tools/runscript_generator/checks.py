@@ -22,8 +22,6 @@ from ..utils.errors import UserError
 
 FIRST_ERA5_YEAR = 1940
 GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2")
-TFRECORD_PATTERN = re.compile(r"^sequence_Y_(\d{4})_M_(\d{2})\.tfrecords$")
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint_(\d+)$")
 #: SLURM values written into ``#SBATCH`` lines (not shell-parsed, so restricted to harmless characters)
 _SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]*$")
 _SLURM_TIME = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
@@ -121,6 +119,25 @@ def grib_root(text: str) -> Path:
     return root
 
 
+def grib_grid(month_dir: Path) -> dict[str, Any]:
+    """The grid (eccodes grid keys) of the first message of the first GRIB file of a month folder: the grid the
+    extraction will write. UserError naming the file if it is not readable GRIB."""
+    from ..data_extraction.grib import GRID_KEYS, index_messages
+
+    first = grib_files(month_dir)[:1]
+    if not first:
+        raise UserError(f"{month_dir} holds no GRIB files (*.grb, *.grib)")
+    return dict(zip(GRID_KEYS, index_messages(first)[0].grid))
+
+
+def grid_of_grib(keys: dict[str, Any]):
+    """``(lat, lon)`` numpy arrays of the data extracted from GRIB messages with these grid keys."""
+    from ..data_extraction.grib import Grid
+
+    grid = Grid.from_keys(keys)
+    return grid.latitudes, grid.longitudes
+
+
 def missing_months(root: Path, years: list[int], months: list[int], has_data: Callable[[Path], bool]) -> list[str]:
     return [f"{year}-{month:02d}" for year in years for month in months
             if not has_data(root / f"{year:04d}" / f"{month:02d}")]
@@ -184,22 +201,18 @@ def find_domain(lat, lon, sw_corner: tuple[float, float], nyx: tuple[int, int]):
 
 
 def tfrecord_months(tfrecords_dir: Path) -> set[tuple[int, int]]:
-    """(year, month) of the files ``sequence_Y_<YYYY>_M_<MM>.tfrecords`` written by preprocessing step 2."""
-    if not tfrecords_dir.is_dir():
-        return set()
-    found = set()
-    for path in tfrecords_dir.iterdir():
-        match = TFRECORD_PATTERN.match(path.name)
-        if match:
-            found.add((int(match.group(1)), int(match.group(2))))
-    return found
+    """(year, month) of the month files written by preprocessing step 2."""
+    from ..data_preprocess.records import tfrecord_months as step2_months
+
+    return step2_months(tfrecords_dir)
 
 
 def checkpoints(run_dir: Path) -> list[str]:
-    """Complete ``checkpoint_<step>`` directories of a training run, by step."""
-    found = [p for p in run_dir.iterdir() if p.is_dir() and CHECKPOINT_PATTERN.match(p.name)] \
-        if run_dir.is_dir() else []
-    return [p.name for p in sorted(found, key=lambda p: int(CHECKPOINT_PATTERN.match(p.name).group(1)))]
+    """Names of the complete ``checkpoint_<step>`` directories of a training run (training's own completeness
+    rule: a directory missing a file that resuming or evaluation needs is not offered), by step."""
+    from ..training.checkpoints import complete_checkpoints
+
+    return [path.name for path in complete_checkpoints(run_dir)]
 
 
 def known_metrics() -> tuple[str, ...]:

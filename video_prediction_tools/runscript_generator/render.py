@@ -2,8 +2,9 @@
 
 Every user value goes through the ``q`` filter (always single-quoted, as :func:`shlex.quote` does for unsafe
 strings), lists through ``qlist``, so paths and ids holding blanks, quotes, ``$()``, backticks or ``;`` stay
-inert. Undefined template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically, a run directory is created only
-when every file is ready, and an existing runscript is never replaced unless asked.
+inert; values written into comments go through ``oneline`` (a line break would end the comment). Undefined
+template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically, a
+run directory is created only when every file is ready, and an existing runscript is never replaced unless asked.
 
 Example::
 

@@ -8,8 +8,8 @@ With ``Context.chain`` set, the data of earlier steps need not exist yet (runscr
 ``sbatch --dependency=afterok``): a step then accepts what an earlier generated runscript will produce (read from
 its saved answers) and leaves the data checks to the runscript and the step itself at run time.
 
-Steps (original_workflow.md §4, bugs of §12 fixed): ``extract``, ``preprocess1``, ``preprocess2``, ``train``,
-``postprocess``, ``meta_postprocess``.
+Steps, in workflow order, with the original generator's names: ``extract``, ``preprocess1``, ``preprocess2``,
+``train``, ``postprocess``, ``meta_postprocess``.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class Context:
         return Path(self.settings.base_dir)
 
     def exp_id(self, typed: str) -> str:
-        """``<YYYYmmddTHHMMSS>_<USER>_<typed id>`` (DESIGN.md §1)."""
+        """``<YYYYmmddTHHMMSS>_<USER>_<typed id>``: the id of a training run, as the original named it."""
         return f"{self.now:%Y%m%dT%H%M%S}_{self.user}_{typed}"
 
     def planned(self, runscript_name: str) -> dict[str, Any]:
@@ -123,9 +123,13 @@ class Extract(Step):
         varmap_file = ctx.runscript_dir / "data_extraction_era5_varmapping.json"
         mapping = p.edit_json("varmapping", "variable mapping (which GRIB fields to extract)", template,
                               lambda content, path: checks.varmapping(content, path))
+        # the grid of the extracted data, for a chained preprocess1 (which names its experiment after the grid
+        # point nearest the corner it is given)
+        grid = checks.grib_grid(source_dir / f"{years[0]:04d}" / f"{months[0]:02d}")
         return StepResult(runscript, dict(source_dir=source_dir, target_dir=ctx.base_dir / "ExtractedData",
                                           varmap_file=varmap_file, years=years, months=months),
-                          json_files={varmap_file: mapping}, derived={"years": years, "months": months})
+                          json_files={varmap_file: mapping},
+                          derived={"years": years, "months": months, "grib_grid": grid})
 
     @staticmethod
     def _months(text, source_dir, years):
@@ -142,9 +146,6 @@ class Preprocess1(Step):
     mpi = True
 
     def ask(self, p, ctx):
-        import numpy as np
-
-        from ..data_preprocess.domain import Domain
         from ..data_preprocess.metadata import expname
 
         default_source = ctx.base_dir / "ExtractedData"
@@ -173,7 +174,7 @@ class Preprocess1(Step):
                            lambda text: checks.parse_variables(text, per_file), default=",".join(default_vars),
                            guidance="One or more comma-separated names from the list; order = channel order; "
                                     "a name may repeat. The GMD experiment uses 2t,tcc,t_850.")
-        grid = checks.grid_of(reference) if reference is not None else None
+        grid = checks.grid_of(reference) if reference is not None else self._planned_grid(ctx)
         sw_corner = p.text("sw_corner", "SW corner of the domain as 'lat, lon' in degrees (e.g. 38.4, 0.0):",
                            lambda text: self._sw_corner(text, grid), default="38.4, 0.0",
                            guidance="Latitude in [-90, 90] (negative = south), longitude in degrees east "
@@ -182,17 +183,24 @@ class Preprocess1(Step):
                      lambda text: self._nyx(text, grid, sw_corner), default="56, 92",
                      guidance="Both at least 2; the box must fit into the grid of the extracted data "
                               "(the GMD domain is 56, 92 at 0.3°).")
-        if grid is not None:
-            domain = checks.find_domain(*grid, sw_corner, nyx)
-        else:  # chain mode: no grid yet, so the typed corner stands for the nearest grid point
-            domain = Domain(lat_indices=np.arange(nyx[0]), lon_indices=np.arange(nyx[1]), lat=np.zeros(nyx[0]),
-                            lon=np.zeros(nyx[1]), sw_corner=sw_corner)
+        # step 1's own rule (nearest grid point) names the experiment, also in chain mode
+        domain = checks.find_domain(*grid, sw_corner, nyx)
         derived = {"years": years, "months": months, "expname": expname(years, months, domain, variables)}
         return StepResult("preprocess_data_era5_step1.sh",
                           dict(source_dir=source_dir, destination_dir=ctx.base_dir / "PreprocessedData",
                                years=years, months=months, variables=variables, sw_corner=list(sw_corner),
                                nyx=list(nyx), expname=derived["expname"]),
                           derived=derived)
+
+    @staticmethod
+    def _planned_grid(ctx):
+        """Chain mode: the grid of the data the generated extraction runscript will write (from its saved answers)."""
+        keys = ctx.planned("data_extraction_era5.sh").get("grib_grid")
+        if not keys:
+            raise UserError(f"no extracted data and no generated extraction runscript in {ctx.runscript_dir} to "
+                            f"take the grid from: generate the extraction runscript first, so that the experiment "
+                            f"is named after the grid point nearest the SW corner as step 1 will name it")
+        return checks.grid_of_grib(keys)
 
     @staticmethod
     def _source(text, ctx):
@@ -223,8 +231,7 @@ class Preprocess1(Step):
         lat, lon = checks.parse_pair(text, "SW corner", float)
         if not -90.0 <= lat <= 90.0 or not -180.0 <= lon < 360.0:
             raise UserError(f"SW corner ({lat}, {lon}): latitude must be in [-90, 90], longitude in [-180, 360)")
-        if grid is not None:
-            checks.find_domain(*grid, (lat, lon), (2, 2))
+        checks.find_domain(*grid, (lat, lon), (2, 2))
         return lat, lon
 
     @staticmethod
@@ -232,8 +239,7 @@ class Preprocess1(Step):
         ny, nx = checks.parse_pair(text, "grid size", int)
         if ny < 2 or nx < 2:
             raise UserError(f"grid size ny={ny}, nx={nx}: both must be at least 2")
-        if grid is not None:
-            checks.find_domain(*grid, sw_corner, (ny, nx))
+        checks.find_domain(*grid, sw_corner, (ny, nx))
         return ny, nx
 
 
@@ -261,10 +267,12 @@ class Preprocess2(Step):
     def ask(self, p, ctx):
         experiment = _experiment(p, ctx, "Experiment (PreprocessedData/<EXPNAME>) to convert to TFRecords:",
                                  lambda d: (d / "metadata.json").is_file(), "metadata.json from step 1")
-        sequence_length = p.text("sequence_length", "Sequence length (frames per window = context + forecast):",
+        sequence_length = p.text("sequence_length", "Window length in hours to check the data for (context + "
+                                                    "forecast frames):",
                                  lambda text: checks.parse_int(text, "sequence length", 2, 744), default="24",
-                                 guidance="Hours per training window, at least 2; the GMD setting is 24 "
-                                          "(12 context + 12 forecast hours).")
+                                 guidance="GMD: 24 (12 context + 12 forecast hours). Step 2 only checks that "
+                                          "windows this long fit into the data; the training window length is "
+                                          "the train step's hyper-parameter sequence_length.")
         return StepResult("preprocess_data_era5_step2.sh",
                           dict(source_dir=ctx.base_dir / "PreprocessedData" / experiment,
                                sequence_length=sequence_length),
