@@ -306,7 +306,8 @@ import keras, numpy as np, tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 from video_prediction_tools.models.registry import build_model
-from video_prediction_tools.training.trainer import build_optimizers, distribute_batch, make_train_step
+from video_prediction_tools.training.distribute import distribute_batch
+from video_prediction_tools.training.trainer import build_optimizers, make_train_step
 
 def train(strategy):
     keras.utils.set_random_seed(0)
