@@ -244,6 +244,40 @@ def test_sigkill_during_training_resumes_from_the_last_complete_checkpoint(refer
                        read_h5(reference_run / final / "model.weights.h5"), atol=1e-6)
 
 
+@pytest.mark.slow
+def test_sigkill_right_after_the_final_checkpoint_is_completed_by_a_rerun(reference_run, tiny_tfrecords, tmp_path):
+    hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
+    run_dir = tmp_path / "run"
+    args = train_args(tiny_tfrecords, run_dir, "convLSTM", hparams_file, split_file, "--frac_start_save", 0.25,
+                      "--frac_intv_save", 0.125)  # checkpoints at steps 4, 6, ..., 16; best and last kept
+    process = subprocess.Popen([PYTHON, "-m", TRAIN_MODULE, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    final = run_dir / f"checkpoint_{RESUME_STEPS}"
+    deadline = time.monotonic() + 300
+    while not checkpoints.is_complete(final) and process.poll() is None:
+        assert time.monotonic() < deadline, "training wrote no final checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoints.is_complete(final) and not (run_dir / "results.json").exists(), "killed too late"
+
+    result = run_module(TRAIN_MODULE, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training already finished" in result.stderr
+    val = {int(row["step"]): row["val_loss"] for row in read_csv(run_dir / "val_losses.csv")}
+    best = min(range(4, RESUME_STEPS + 1, 2), key=lambda step: val[step])
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == sorted(
+        {best, RESUME_STEPS})
+    assert json.loads((run_dir / "best_checkpoint.json").read_text()) == {"step": best, "val_loss": val[best]}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["step"], results["best_step"], results["best_val_loss"]) == (RESUME_STEPS, best, val[best])
+    np.testing.assert_allclose([row["loss"] for row in read_csv(run_dir / "train_losses.csv")],
+                               [row["loss"] for row in read_csv(reference_run / "train_losses.csv")], rtol=1e-5)
+    logged = json.loads((run_dir / "losses.json").read_text())
+    assert len(logged["train"]) == RESUME_STEPS and [row["step"] for row in logged["val"]] == sorted(val)
+    assert (run_dir / "plot_train.png").is_file()
+
+
 def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfrecords, tmp_path):
     hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
     run_dir = tmp_path / "run"
