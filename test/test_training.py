@@ -357,6 +357,10 @@ def test_a_rerun_resumes_only_the_same_run(tiny_tfrecords, tmp_path):
     assert train_main(args(hparams_file, split_file, "--stop_after_steps", 2)) == 0  # the same run: resumes
     assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == [2, 4]
 
+    bad_hparams, _ = write_inputs(tmp_path / "bad", {**RESUME_HPARAMS, "lr": -1.0}, tiny_tfrecords.datasplit)
+    with pytest.raises(UserError, match="'lr'.*greater than 0"):  # invalid inputs: nothing is deleted
+        train_main(args(bad_hparams, other_split, "--start_over"))
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == [2, 4]
     assert train_main(args(other_hparams, other_split, "--stop_after_steps", 1, "--start_over")) == 0
     assert [c.name for c in checkpoints.complete_checkpoints(run_dir)] == ["checkpoint_1"]
     assert json.loads((run_dir / "data_split.json").read_text()) == one_month_split(tiny_tfrecords)

@@ -321,22 +321,23 @@ def _resolved_hparams(options: TrainingOptions, resume_from: Path | None) -> dic
 
 
 def prepare_run(options: TrainingOptions) -> PreparedRun:
-    """Check the options, clear the run directory on ``--start_over``, choose the strategy and the checkpoint to
-    resume from, and resolve the hyper-parameters."""
+    """Check the options, choose the strategy and the checkpoint to resume from (none of the run directory's own
+    on ``--start_over``), and resolve the hyper-parameters."""
     check_options(options)
     options = options.with_absolute_paths()
     run_dir = Path(options.output_dir)
-    if options.start_over:
-        clear_run_outputs(run_dir, keep=[path for path in (options.model_hparams_dict, options.datasplit_dict)
-                                         if isinstance(path, str)])
-    _check_model_of_run(run_dir, options)
+    if not options.start_over:
+        _check_model_of_run(run_dir, options)
     strategy = make_strategy()  # before any other TensorFlow operation (multi-worker set-up)
     is_chief, task_index = worker_identity(strategy)
     started = time.perf_counter()
     if options.checkpoint is not None:
         resume_from = checkpoints.resolve_checkpoint(options.checkpoint)
+        if options.start_over and resume_from.parent == run_dir:
+            raise UserError(f"--checkpoint {resume_from} lies in --output_dir {run_dir}, which --start_over clears: "
+                            f"copy it elsewhere first or give another --output_dir")
     else:
-        resume_from = checkpoints.newest_checkpoint(run_dir)
+        resume_from = None if options.start_over else checkpoints.newest_checkpoint(run_dir)
     hparams = _resolved_hparams(options, resume_from)
     datasplit = options.datasplit_dict
     if not isinstance(datasplit, dict):
@@ -383,12 +384,17 @@ def _input_files(splits: OpenedSplits) -> tuple[list[str], list[Path]]:
 
 
 def record_run(run: PreparedRun, splits: OpenedSplits) -> None:
-    """Refuse a run directory that holds another run, then (chief) write the run's identity and JSON files."""
+    """Refuse a run directory that holds another run (``--start_over``: delete its training outputs, keeping this
+    command's input files), then (chief) write the run's identity and JSON files."""
     options = run.options
     identity = run_identity(options.model, options.dataset, options.seed, run.datasplit, run.hparams,
                             input_fingerprint(*_input_files(splits)))
-    check_same_run(run.run_dir, identity)
+    if not options.start_over:
+        check_same_run(run.run_dir, identity)
     # inputs are valid: from here on the run directory is written
+    if options.start_over and run.is_chief:
+        clear_run_outputs(run.run_dir, keep=[path for path in (options.model_hparams_dict, options.datasplit_dict)
+                                             if isinstance(path, str)])
     run.run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run.run_dir / "train.log" if run.is_chief else None)
     if run.is_chief:
