@@ -27,10 +27,10 @@ from ..utils.errors import UserError
 from ..utils.io import read_json
 from ..utils.settings import templates_dir
 
-#: hyper-parameters that are counts (>= 1)
+#: hyper-parameters that are counts (>= 1); counts for which 0 means "none" (``nz``: no latent variables,
+#: ``num_transformed_images``) are checked by their models
 COUNT_HPARAMS = frozenset({"batch_size", "max_epochs", "context_frames", "sequence_length", "num_features",
-                           "filter_size", "df_dim", "gf_dim", "ndf", "ngf", "nef", "nz", "n_layers", "clip_length",
-                           "num_transformed_images"})
+                           "filter_size", "df_dim", "gf_dim", "ndf", "ngf", "nef", "n_layers", "clip_length"})
 #: hyper-parameters that are rates (> 0)
 RATE_HPARAMS = frozenset({"lr"})
 #: accepted values of string hyper-parameters with a fixed list
