@@ -268,7 +268,6 @@ class PreparedRun:
     #: resolved hyper-parameters (defaults included), as the model, the reader and ``model_hparams.json`` get them
     hparams: dict[str, Any]
     datasplit: dict[str, Any]
-    started: float
 
 
 @dataclass
@@ -330,7 +329,6 @@ def prepare_run(options: TrainingOptions) -> PreparedRun:
         _check_model_of_run(run_dir, options)
     strategy = make_strategy()  # before any other TensorFlow operation (multi-worker set-up)
     is_chief, task_index = worker_identity(strategy)
-    started = time.perf_counter()
     if options.checkpoint is not None:
         resume_from = checkpoints.resolve_checkpoint(options.checkpoint)
         if options.start_over and resume_from.parent == run_dir:
@@ -342,7 +340,7 @@ def prepare_run(options: TrainingOptions) -> PreparedRun:
     datasplit = options.datasplit_dict
     if not isinstance(datasplit, dict):
         datasplit = read_json(datasplit, what="data split")
-    return PreparedRun(options, run_dir, strategy, is_chief, task_index, resume_from, hparams, datasplit, started)
+    return PreparedRun(options, run_dir, strategy, is_chief, task_index, resume_from, hparams, datasplit)
 
 
 def open_splits(run: PreparedRun) -> OpenedSplits:
