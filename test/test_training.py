@@ -162,7 +162,7 @@ def test_every_model_trains_and_writes_its_run_directory(model, tiny_tfrecords, 
     np.testing.assert_allclose([value for _, value in train_events[tracked]], losses, rtol=1e-6)
     assert [step for step, _ in event_scalars(run_dir / "logs" / "val")["val_loss"]] == [row["step"]
                                                                                           for row in val_rows]
-    # the run loads back through interface 6
+    # the run loads back as postprocessing loads it
     _, run = checkpoints.load_trained_model(run_dir)
     assert run.step == steps and run.model_name == model and run.hparams == resolved
 
