@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -160,7 +162,7 @@ def test_every_model_trains_and_writes_its_run_directory(model, tiny_tfrecords, 
     np.testing.assert_allclose([value for _, value in train_events[tracked]], losses, rtol=1e-6)
     assert [step for step, _ in event_scalars(run_dir / "logs" / "val")["val_loss"]] == [row["step"]
                                                                                           for row in val_rows]
-    # the run loads back through interface 6
+    # the run loads back as postprocessing loads it
     _, run = checkpoints.load_trained_model(run_dir)
     assert run.step == steps and run.model_name == model and run.hparams == resolved
 
@@ -242,6 +244,40 @@ def test_sigkill_during_training_resumes_from_the_last_complete_checkpoint(refer
                        read_h5(reference_run / final / "model.weights.h5"), atol=1e-6)
 
 
+@pytest.mark.slow
+def test_sigkill_right_after_the_final_checkpoint_is_completed_by_a_rerun(reference_run, tiny_tfrecords, tmp_path):
+    hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
+    run_dir = tmp_path / "run"
+    args = train_args(tiny_tfrecords, run_dir, "convLSTM", hparams_file, split_file, "--frac_start_save", 0.25,
+                      "--frac_intv_save", 0.125)  # checkpoints at steps 4, 6, ..., 16; best and last kept
+    process = subprocess.Popen([PYTHON, "-m", TRAIN_MODULE, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    final = run_dir / f"checkpoint_{RESUME_STEPS}"
+    deadline = time.monotonic() + 300
+    while not checkpoints.is_complete(final) and process.poll() is None:
+        assert time.monotonic() < deadline, "training wrote no final checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoints.is_complete(final) and not (run_dir / "results.json").exists(), "killed too late"
+
+    result = run_module(TRAIN_MODULE, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training already finished" in result.stderr
+    val = {int(row["step"]): row["val_loss"] for row in read_csv(run_dir / "val_losses.csv")}
+    best = min(range(4, RESUME_STEPS + 1, 2), key=lambda step: val[step])
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == sorted(
+        {best, RESUME_STEPS})
+    assert json.loads((run_dir / "best_checkpoint.json").read_text()) == {"step": best, "val_loss": val[best]}
+    results = json.loads((run_dir / "results.json").read_text())
+    assert (results["step"], results["best_step"], results["best_val_loss"]) == (RESUME_STEPS, best, val[best])
+    np.testing.assert_allclose([row["loss"] for row in read_csv(run_dir / "train_losses.csv")],
+                               [row["loss"] for row in read_csv(reference_run / "train_losses.csv")], rtol=1e-5)
+    logged = json.loads((run_dir / "losses.json").read_text())
+    assert len(logged["train"]) == RESUME_STEPS and [row["step"] for row in logged["val"]] == sorted(val)
+    assert (run_dir / "plot_train.png").is_file()
+
+
 def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfrecords, tmp_path):
     hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
     run_dir = tmp_path / "run"
@@ -260,6 +296,105 @@ def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfreco
     assert run.step == best
     _, run = checkpoints.load_trained_model(run_dir / f"checkpoint_{RESUME_STEPS}")
     assert run.step == RESUME_STEPS
+
+    # a run killed right after its final checkpoint: no results, loss logs, best pointer or plot yet, and a
+    # checkpoint that pruning would have deleted; the rerun completes the end-of-run work from the trainer state
+    end_files = ["results.json", "train_losses.csv", "val_losses.csv", "losses.json", "best_checkpoint.json"]
+    finished = {name: (run_dir / name).read_bytes() for name in end_files}
+    for name in [*end_files, "plot_train.png"]:
+        (run_dir / name).unlink()
+    pruned = next(step for step in saved_steps if step not in kept)
+    shutil.copytree(run_dir / f"checkpoint_{RESUME_STEPS}", run_dir / f"checkpoint_{pruned}")
+    result = run_module(TRAIN_MODULE, *train_args(tiny_tfrecords, run_dir, "convLSTM", hparams_file, split_file,
+                                                  "--frac_start_save", 0.25, "--frac_intv_save", 0.125))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training already finished" in result.stderr
+    assert {name: (run_dir / name).read_bytes() for name in end_files} == finished
+    assert (run_dir / "plot_train.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == kept
+    results = json.loads(finished["results.json"])
+    seconds = [row["seconds"] for row in read_csv(run_dir / "train_losses.csv")]
+    assert (results["best_step"], results["step"]) == (best, RESUME_STEPS)
+    assert results["train_time"] == pytest.approx(sum(seconds), rel=1e-9)
+    assert results["mean_seconds_per_step"] == pytest.approx(np.mean(seconds[1:]), rel=1e-9)  # no tracing step
+
+
+# --- same run, end-of-run work, divergence ---------------------------------------------------------------------
+def test_a_rerun_resumes_only_the_same_run(tiny_tfrecords, tmp_path):
+    """Split, hyper-parameters, seed and input data define the run: a rerun differing in any is refused with one
+    line naming it; the identical rerun resumes; --start_over trains the changed run from scratch."""
+    exp_dir = tmp_path / "PreprocessedData" / tiny_tfrecords.exp_dir.name
+    shutil.copytree(tiny_tfrecords.exp_dir, exp_dir)  # a copy whose files this test may touch
+    hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
+    other_hparams, other_split = write_inputs(tmp_path / "other", {**RESUME_HPARAMS, "lr": 0.02},
+                                              one_month_split(tiny_tfrecords))
+    run_dir = tmp_path / "run"
+
+    def args(hparams=hparams_file, split=split_file, *extra):
+        return ["--input_dir", str(exp_dir), "--output_dir", str(run_dir), "--datasplit_dict", str(split),
+                "--model", "convLSTM", "--model_hparams_dict", str(hparams), *map(str, extra)]
+
+    assert train_main(args(hparams_file, split_file, "--stop_after_steps", 2)) == 0
+    identity = json.loads((run_dir / "run_identity.json").read_text())
+    assert (identity["seed"], identity["data_split"], identity["hparams"]) == (
+        1234, tiny_tfrecords.datasplit, json.loads((run_dir / "model_hparams.json").read_text()))
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+
+    refused = {"data split": args(hparams_file, other_split),
+               "hyper-parameters (lr: 0.01 → 0.02)": args(other_hparams, split_file),
+               "--seed": args(hparams_file, split_file, "--seed", 99)}
+    for fragment, rerun in refused.items():
+        with pytest.raises(UserError, match="holds another run") as error:
+            train_main(rerun)
+        assert fragment in str(error.value) and "--start_over" in str(error.value), str(error.value)
+    month_file = sorted((exp_dir / "tfrecords").glob("*2017*"))[0]
+    os.utime(month_file, ns=(month_file.stat().st_atime_ns, month_file.stat().st_mtime_ns + 1))
+    result = run_module(TRAIN_MODULE, *args())
+    assert_user_error(result, str(run_dir), "input data", "differ", "new exp_id", "--start_over")
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
+    os.utime(month_file, ns=(month_file.stat().st_atime_ns, month_file.stat().st_mtime_ns - 1))
+
+    assert train_main(args(hparams_file, split_file, "--stop_after_steps", 2)) == 0  # the same run: resumes
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == [2, 4]
+
+    bad_hparams, _ = write_inputs(tmp_path / "bad", {**RESUME_HPARAMS, "lr": -1.0}, tiny_tfrecords.datasplit)
+    with pytest.raises(UserError, match="'lr'.*greater than 0"):  # invalid inputs: nothing is deleted
+        train_main(args(bad_hparams, other_split, "--start_over"))
+    assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == [2, 4]
+    assert train_main(args(other_hparams, other_split, "--stop_after_steps", 1, "--start_over")) == 0
+    assert [c.name for c in checkpoints.complete_checkpoints(run_dir)] == ["checkpoint_1"]
+    assert json.loads((run_dir / "data_split.json").read_text()) == one_month_split(tiny_tfrecords)
+    assert json.loads((run_dir / "run_identity.json").read_text())["hparams"]["lr"] == 0.02
+    assert [row["step"] for row in read_csv(run_dir / "train_losses.csv")] == [1]
+
+
+@pytest.mark.parametrize("bad, fragments", [({"lr": math.nan}, ["'lr'", "finite", "nan"]),
+                                            ({"lr": -0.01}, ["'lr'", "greater than 0", "-0.01"]),
+                                            ({"batch_size": 0}, ["'batch_size'", ">= 1", "got 0"])])
+def test_out_of_range_hyperparameters_are_refused_before_anything_is_written(bad, fragments, tiny_tfrecords,
+                                                                             tmp_path):
+    hparams_file, split_file = write_inputs(tmp_path, {**RESUME_HPARAMS, **bad}, tiny_tfrecords.datasplit)
+    result = run_module(TRAIN_MODULE, *train_args(tiny_tfrecords, tmp_path / "run", "convLSTM", hparams_file,
+                                                  split_file))
+    assert_user_error(result, str(hparams_file), *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_non_finite_loss_stops_training_without_saving(tiny_tfrecords, tmp_path):
+    hparams_file, split_file = write_inputs(tmp_path, RESUME_HPARAMS, tiny_tfrecords.datasplit)
+    run_dir = tmp_path / "run"
+    args = train_args(tiny_tfrecords, run_dir, "convLSTM", hparams_file, split_file)
+    assert train_main(args + ["--stop_after_steps", "2"]) == 0
+    # weights that have blown up: every model variable of the checkpoint's trainer state becomes NaN
+    with h5py.File(run_dir / "checkpoint_2" / "trainer_state.h5", "r+") as store:
+        for name in store["model"]:
+            if store["model"][name].dtype.kind == "f":
+                store["model"][name][...] = np.nan
+    result = run_module(TRAIN_MODULE, *args)
+    assert_user_error(result, "training diverged at step 3", "total_loss = nan")
+    assert [c.name for c in checkpoints.complete_checkpoints(run_dir)] == ["checkpoint_2"]
+    assert json.loads((run_dir / "best_checkpoint.json").read_text())["step"] == 2
+    assert [row["step"] for row in read_csv(run_dir / "train_losses.csv")] == [1, 2]
 
 
 # --- distribution --------------------------------------------------------------------------------------------
@@ -306,7 +441,8 @@ import keras, numpy as np, tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 from video_prediction_tools.models.registry import build_model
-from video_prediction_tools.training.trainer import build_optimizers, distribute_batch, make_train_step
+from video_prediction_tools.training.distribute import distribute_batch
+from video_prediction_tools.training.trainer import build_optimizers, make_train_step
 
 def train(strategy):
     keras.utils.set_random_seed(0)

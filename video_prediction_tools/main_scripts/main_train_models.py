@@ -3,8 +3,10 @@
 Writes into ``--output_dir`` (created if missing): ``model_hparams.json`` (resolved, with ``sequence_length``),
 ``data_split.json``, ``options.json``, ``normalization.json``, ``checkpoint_<step>/``, ``best_checkpoint.json``,
 loss/timing logs (``train_losses.csv``, ``val_losses.csv``, ``losses.json``, ``results.json``),
-``plot_train.png``, TensorBoard logs in ``logs/`` and ``train.log``. Rerunning into the same ``--output_dir``
-continues from its newest complete checkpoint. Several GPUs, several SLURM tasks (``srun``) or ``TF_CONFIG``
+``plot_train.png``, TensorBoard logs in ``logs/``, ``train.log`` and ``run_identity.json``. Rerunning the same
+command into the same ``--output_dir`` continues from its newest complete checkpoint (or completes the end-of-run
+files of a finished run); a rerun with another data split, other hyper-parameters, another seed or changed input
+data is refused unless ``--start_over`` is given. Several GPUs, several SLURM tasks (``srun``) or ``TF_CONFIG``
 select a ``tf.distribute`` strategy automatically; ``batch_size`` is the global batch.
 
 Example::
@@ -50,6 +52,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="end this run after this many steps with a checkpoint (e.g. to fit a batch job's "
                              "time limit); rerun the same command to continue")
     parser.add_argument("--seed", type=int, default=1234, help="random seed (weights, data order)")
+    parser.add_argument("--start_over", action="store_true",
+                        help="delete the training outputs of --output_dir (checkpoints, logs, JSON files written "
+                             "by training) and train from scratch; without it, a rerun resumes only the same run "
+                             "(same data split, hyper-parameters, seed and input data)")
     return parser.parse_args(argv)
 
 

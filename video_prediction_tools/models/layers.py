@@ -24,8 +24,10 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from .registry import HPARAM_CHOICES
+
 #: values accepted by the ``loss_fun`` hyper-parameter
-LOSS_FUNCTIONS = ("mse", "cross_entropy")
+LOSS_FUNCTIONS = HPARAM_CHOICES["loss_fun"]
 
 
 def output_activation(normalization: str) -> str | None:

@@ -1,22 +1,43 @@
 """Model registry: name → class (+ hyper-parameter preset), strict hyper-parameter validation, model building.
 
+Models are found, not listed: every module of the ``models`` package (every directory of its ``__path__``) is
+read as text and each class decorated with ``@register("<name>")`` is a model. Listing the names
+(:func:`known_models`) imports nothing, so no TensorFlow; a model's module is imported when the model is first
+used. A model's hyper-parameter template is ``templates/hparams/<dataset>/<name>/model_hparams_template.json``
+when that file exists, else its :func:`default_hparams` (:func:`template_hparams`).
+
 Example::
 
     from video_prediction_tools.models.registry import known_models, resolve_hparams, build_model
     known_models()                       # ['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', 'vae']
-    hparams = resolve_hparams("convLSTM", {"lr": 0.0005})      # defaults + user values, type-checked
+    hparams = resolve_hparams("convLSTM", {"lr": 0.0005})      # defaults + user values, type- and range-checked
     model = build_model("convLSTM", hparams, frame_shape=(56, 92, 3))
 """
 from __future__ import annotations
 
+import ast
 import importlib
+import math
+import pkgutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..utils.errors import UserError
+from ..utils.io import read_json
+from ..utils.settings import templates_dir
 
-#: modules that define models; each calls :func:`register` at import time
-_MODEL_MODULES = ("convlstm", "convlstm_gan", "vae", "mcnet", "savp")
+#: hyper-parameters that are counts (>= 1); counts for which 0 means "none" (``nz``: no latent variables,
+#: ``num_transformed_images``) are checked by their models
+COUNT_HPARAMS = frozenset({"batch_size", "max_epochs", "context_frames", "sequence_length", "num_features",
+                           "filter_size", "df_dim", "gf_dim", "ndf", "ngf", "nef", "n_layers", "clip_length"})
+#: hyper-parameters that are rates (> 0)
+RATE_HPARAMS = frozenset({"lr"})
+#: accepted values of string hyper-parameters with a fixed list
+HPARAM_CHOICES: dict[str, tuple[str, ...]] = {"loss_fun": ("mse", "cross_entropy")}
+#: hints for values of the original system that are no longer accepted
+_RENAMED_VALUES = {("loss_fun", "rmse"): "the original computed the mean squared error under that name; write "
+                                         "\"mse\" for the same loss"}
 
 
 @dataclass
@@ -26,7 +47,6 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_loaded = False
 
 
 def register(name: str, preset: dict[str, Any] | None = None):
@@ -40,23 +60,45 @@ def register(name: str, preset: dict[str, Any] | None = None):
     return decorator
 
 
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        for module in _MODEL_MODULES:
-            importlib.import_module(f"{__package__}.{module}")
-        _loaded = True
+def _registered_names(source: str) -> list[str]:
+    """The names given to ``@register("<name>", ...)`` decorators of classes in a module's source text."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            for decorator in node.decorator_list:
+                if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register"
+                        and decorator.args and isinstance(decorator.args[0], ast.Constant)):
+                    names.append(str(decorator.args[0].value))
+    return names
+
+
+def model_modules() -> dict[str, str]:
+    """``{model name: module name}`` of every model of the ``models`` package, found by reading (not importing)
+    its modules; the package path may be extended (``models.__path__``) to add models from elsewhere."""
+    from . import __path__ as package_path
+
+    found = {}
+    for module in pkgutil.iter_modules(package_path):
+        if module.ispkg:
+            continue
+        path = Path(module.module_finder.path) / f"{module.name}.py"
+        if path.is_file() and "register" in (text := path.read_text()):
+            for name in _registered_names(text):
+                found.setdefault(name, f"{__package__}.{module.name}")
+    return found
 
 
 def known_models() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    """The names of every model (no model module is imported)."""
+    return sorted(model_modules())
 
 
 def _entry(name: str) -> _Entry:
-    _load()
     if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+        modules = model_modules()
+        if name not in modules:
+            raise UserError(f"unknown model {name!r}; known models: {', '.join(sorted(modules))}")
+        importlib.import_module(modules[name])
     return _REGISTRY[name]
 
 
@@ -116,7 +158,52 @@ def resolve_hparams(name: str, user: dict[str, Any] | None, source: str = "model
             raise UserError(f"{source}: unknown hyper-parameter {key!r} for model {name}; accepted keys: "
                             f"{', '.join(sorted(hparams))}")
         hparams[key] = _check_type(name, key, value, hparams[key], source, accepted=", ".join(sorted(hparams)))
+    check_hparam_values(name, hparams, source)
     return hparams
+
+
+def _numbers(key: str, value: Any):
+    """``(name, number)`` of a numeric value or of each numeric element of a list value."""
+    if isinstance(value, (list, tuple)):
+        return [pair for index, item in enumerate(value) for pair in _numbers(f"{key}[{index}]", item)]
+    return [(key, value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def check_hparam_values(model: str, hparams: dict[str, Any], source: str = "model hparams") -> None:
+    """Range checks of hyper-parameter values (types are checked by :func:`resolve_hparams`); needs no
+    TensorFlow, so a configuration tool can call it on a JSON it is about to write.
+
+    Every number is finite; rates (``lr``) are > 0; counts (``batch_size``, ``max_epochs``, layer widths, ...)
+    are >= 1; ``context_frames`` < ``sequence_length``; string keys with a fixed list (``loss_fun``) take a
+    listed value. A violation is a :class:`UserError` naming ``source``, the key and the value.
+    """
+    def fail(key: str, value: Any, expected: str):
+        raise UserError(f"{source}: hyper-parameter {key!r} of model {model} must be {expected}, got {value!r}")
+
+    for key, value in hparams.items():
+        for name, number in _numbers(key, value):
+            if not math.isfinite(number):
+                fail(name, number, "a finite number")
+        if key in RATE_HPARAMS and _numbers(key, value) and not value > 0:
+            fail(key, value, "greater than 0")
+        if key in COUNT_HPARAMS and _numbers(key, value) and not value >= 1:
+            fail(key, value, "an integer >= 1")
+        if key in HPARAM_CHOICES and value not in HPARAM_CHOICES[key]:
+            hint = _RENAMED_VALUES.get((key, value))
+            fail(key, value, hint or f"one of {', '.join(HPARAM_CHOICES[key])}")
+    context, length = hparams.get("context_frames"), hparams.get("sequence_length")
+    if isinstance(context, int) and isinstance(length, int) and not context < length:
+        fail("context_frames", context, f"smaller than sequence_length ({length}): the forecast needs frames after "
+                                        f"the context")
+
+
+def template_hparams(name: str, dataset: str = "era5") -> dict[str, Any]:
+    """The hyper-parameter template of model ``name`` for ``dataset``: the JSON of
+    ``templates/hparams/<dataset>/<name>/model_hparams_template.json`` if it exists, else the model's defaults."""
+    path = templates_dir() / "hparams" / dataset / name / "model_hparams_template.json"
+    if path.is_file():
+        return read_json(path, what=f"hyper-parameter template of {name}")
+    return default_hparams(name)
 
 
 def build_model(name: str, hparams: dict[str, Any] | None, frame_shape: tuple[int, int, int], build: bool = True):

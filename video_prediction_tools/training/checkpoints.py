@@ -42,7 +42,7 @@ WEIGHTS_FILE = "model.weights.h5"
 VARIABLES_FILE = "trainer_state.h5"
 STATE_FILE = "trainer_state.json"
 BEST_FILE = "best_checkpoint.json"
-#: files of the run directory written by ``main_train_models`` (interface 6)
+#: files of the run directory written by ``main_train_models`` (read back by postprocessing)
 OPTIONS_FILE = "options.json"
 HPARAMS_FILE = "model_hparams.json"
 DATASPLIT_FILE = "data_split.json"
@@ -65,11 +65,13 @@ class TrainerState:
     val_history: list[dict[str, Any]] = field(default_factory=list)
     #: ``{"python": ..., "numpy": ...}`` generator states (JSON lists)
     rng: dict[str, Any] = field(default_factory=dict)
+    #: first step of each training session (process): its time includes tracing the training step
+    sessions: list[int] = field(default_factory=list)
 
 
 @dataclass
 class TrainedRun:
-    """What :func:`load_trained_model` found besides the model (interface 6)."""
+    """What :func:`load_trained_model` found besides the model."""
 
     run_dir: Path
     checkpoint_dir: Path
@@ -95,6 +97,8 @@ def checkpoint_step(path: str | os.PathLike) -> int | None:
 
 
 def is_complete(path: str | os.PathLike) -> bool:
+    """THE completeness rule of a checkpoint: a ``checkpoint_<step>`` directory holding the weights, the trainer
+    variables and the trainer state. Needs no TensorFlow (configuration tools list checkpoints with it)."""
     path = Path(path)
     return checkpoint_step(path) is not None and all(
         (path / name).is_file() for name in (WEIGHTS_FILE, VARIABLES_FILE, STATE_FILE))
@@ -115,8 +119,9 @@ def newest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A ``checkpoint_<step>`` directory (must be complete) or a run directory (→ its best checkpoint if
-    ``best_checkpoint.json`` names a complete one, else its newest); anything else is a :class:`UserError`."""
+    """A ``checkpoint_<step>`` directory (must be complete) or a run directory (→ the best checkpoint named by
+    its ``best_checkpoint.json``, else its newest); anything else is a :class:`UserError`. A best checkpoint that
+    is missing or incomplete is an error too: another checkpoint is only ever used when asked for explicitly."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint {path} does not exist")
@@ -128,8 +133,12 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     best_file = path / BEST_FILE
     if best_file.is_file():
         best = checkpoint_path(path, int(read_json(best_file, what="best-checkpoint pointer")["step"]))
-        if is_complete(best):
-            return best
+        if not is_complete(best):
+            complete = ", ".join(entry.name for entry in complete_checkpoints(path)) or "none"
+            raise UserError(f"best checkpoint {best} named by {best_file} is missing or incomplete (complete "
+                            f"checkpoints: {complete}); to use another one, pass it explicitly: --checkpoint "
+                            f"{path}/{CHECKPOINT_PREFIX}<step>")
+        return best
     newest = newest_checkpoint(path)
     if newest is None:
         raise UserError(f"{path}: no complete {CHECKPOINT_PREFIX}<step> directory (training not run or not "
@@ -157,8 +166,13 @@ def _read_variables(group: h5py.Group, variables: list, where: str) -> None:
 
 
 def save_checkpoint(run_dir: str | os.PathLike, state: TrainerState, model, optimizers: dict[str, Any]) -> Path:
-    """Write ``checkpoint_<state.step>/`` atomically; ``optimizers`` maps phase name → built Keras optimiser."""
+    """Write ``checkpoint_<state.step>/`` atomically; ``optimizers`` maps phase name → built Keras optimiser.
+    Weights that are not all finite are a :class:`UserError` and nothing is written."""
     target = checkpoint_path(run_dir, state.step)
+    for variable in model.variables:
+        if not np.all(np.isfinite(np.asarray(variable.numpy(), np.float64))):
+            raise UserError(f"training diverged by step {state.step}: variable {variable.path} is not finite; no "
+                            f"checkpoint written: lower lr or check the input data, then train again")
     with atomic_directory(target) as tmp:
         model.save_weights(tmp / WEIGHTS_FILE)
         with h5py.File(tmp / VARIABLES_FILE, "w") as store:
@@ -188,8 +202,9 @@ def read_state(checkpoint_dir: Path) -> TrainerState:
 
 # --- best model ----------------------------------------------------------------------------------------------
 def best_step(val_history: list[dict[str, Any]], steps: Iterable[int]) -> tuple[int, float] | None:
-    """The step among ``steps`` with the lowest validation loss recorded at that step (first one on ties)."""
-    losses = {entry["step"]: entry["val_loss"] for entry in val_history}
+    """The step among ``steps`` with the lowest finite validation loss recorded at that step (first one on
+    ties); a step whose validation loss is not finite is never the best."""
+    losses = {entry["step"]: entry["val_loss"] for entry in val_history if np.isfinite(entry["val_loss"])}
     candidates = [(losses[step], step) for step in sorted(steps) if step in losses]
     if not candidates:
         return None

@@ -4,17 +4,24 @@ One training step applies each of the model's optimisation phases in order (one 
 optimiser settings and learning-rate schedule; GAN models: discriminator, then generator) inside one
 ``tf.function``. The run lasts ``max_epochs`` epochs of ``steps_per_epoch = num_windows // batch_size`` steps (as
 the original). Validation forecasts the WHOLE validation split from the context only and reports the MSE of the
-target channels in physical units (the original used one training-mode val batch per step, §10 item 17).
+target channels in physical units (the original validated on one training-mode batch per step, which measured
+neither forecasts nor the whole split).
 
-Distribution (:func:`make_strategy`): one device → default strategy; several GPUs → ``MirroredStrategy``; several
-SLURM tasks or ``TF_CONFIG`` → ``MultiWorkerMirroredStrategy`` (``SlurmClusterResolver`` under SLURM). The batch
-size is the global batch and the learning rate is used as given. Only the chief worker writes the run directory;
-every other worker writes its final weights to ``worker_<k>.weights.h5`` (so replica consistency can be checked).
+:func:`train` reads as its steps: prepare the run (options, hyper-parameters, strategy), open the splits, check and
+record the run's identity (``run_identity.py``: a rerun resumes only the same run), build or restore the model,
+the training loop, and the end-of-run work (best checkpoint, pruning, loss logs, ``results.json``). The end-of-run
+work needs only the final checkpoint's trainer state, so a rerun of a run killed after its last checkpoint
+completes it. A non-finite loss stops training with a :class:`UserError` naming the step, and a checkpoint is
+never written with non-finite weights.
 
-Files written in the run directory (besides the JSON copies made by :func:`train`): ``checkpoint_<step>/``
-(see ``checkpoints.py``), ``best_checkpoint.json``, ``train_losses.csv`` (step, epoch, seconds, loss, components),
-``val_losses.csv`` (step, val_loss), ``losses.json`` (both histories), ``results.json`` (timing summary),
-``plot_train.png``, TensorBoard events under ``logs/train`` and ``logs/val``, and ``train.log``.
+Distribution (``distribute.py``): the batch size is the global batch and the learning rate is used as given. Only
+the chief worker writes the run directory; every other worker writes its final weights to
+``worker_<k>.weights.h5`` (so replica consistency can be checked).
+
+Files written in the run directory: ``run_identity.json``, ``options.json``, ``model_hparams.json`` (resolved),
+``data_split.json``, ``normalization.json``, ``checkpoint_<step>/`` (see ``checkpoints.py``),
+``best_checkpoint.json``, the loss logs of ``run_logs.py``, ``results.json`` (step counts and timing of the
+steps, from the trainer state), TensorBoard events under ``logs/train`` and ``logs/val``, and ``train.log``.
 
 Example::
 
@@ -25,8 +32,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
@@ -39,14 +44,16 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from ..datasets.normalization import Normalization
 from ..models.registry import build_model, resolve_hparams
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_json, write_text
+from ..utils.io import read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from . import checkpoints
+from .distribute import distribute_batch, make_strategy, padded_batch, worker_identity
+from .run_identity import IDENTITY_FILE, check_same_run, clear_run_outputs, input_fingerprint, run_identity
+from .run_logs import summary_scalar, write_loss_logs
 
 log = logging.getLogger("ambs")
 
@@ -54,13 +61,6 @@ DATASETS = ("era5", "moving_mnist")
 #: noise seed of stochastic models' validation forecasts: the same draws at every validation, so checkpoints
 #: are compared on equal terms
 VALIDATION_SEED = 0
-#: marks an event as a TensorBoard scalar (``tf.summary.scalar`` itself needs the tensorboard package installed)
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-
-
-def _summary_scalar(tag: str, value: float) -> None:
-    tf.summary.write(tag, tf.constant(value, tf.float32), metadata=_SCALAR_METADATA)
 
 
 @dataclass
@@ -81,6 +81,8 @@ class TrainingOptions:
     val_interval: int | None = None
     #: end this run after this many steps, with a checkpoint (to fit a batch job's time limit; rerun to continue)
     stop_after_steps: int | None = None
+    #: delete the training outputs of ``output_dir`` first (to retrain a run directory with other inputs)
+    start_over: bool = False
 
     def with_absolute_paths(self) -> "TrainingOptions":
         """The same options with every path absolute, so the saved options.json works from any directory."""
@@ -89,31 +91,6 @@ class TrainingOptions:
         return replace(self, input_dir=absolute(self.input_dir), output_dir=absolute(self.output_dir),
                        datasplit_dict=absolute(self.datasplit_dict),
                        model_hparams_dict=absolute(self.model_hparams_dict), checkpoint=absolute(self.checkpoint))
-
-
-# --- distribution --------------------------------------------------------------------------------------------
-def make_strategy():
-    """The ``tf.distribute`` strategy for this process (must run before any other TensorFlow operation)."""
-    slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
-    if "TF_CONFIG" in os.environ:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if slurm_tasks > 1 and "SLURM_PROCID" in os.environ:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
-        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
-def worker_identity(strategy) -> tuple[bool, int]:
-    """``(is_chief, task_index)``: the chief writes the run directory."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster:
-        return True, 0
-    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
-    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
-    return is_chief, task_id
 
 
 # --- checkpoint schedule -------------------------------------------------------------------------------------
@@ -250,32 +227,14 @@ def make_val_step(strategy, model, normalization, channels: int):
     return val_step
 
 
-def distribute_batch(strategy, values):
-    """Per-replica tensors of a global numpy batch (an array or a dict of arrays, batch first): replica k of the
-    ``num_replicas_in_sync`` (counted over all workers) takes the k-th equal share. Every worker reads the same
-    global batch and keeps its replicas' shares, so a step sees what a single process would, whatever the number
-    of workers."""
-    replicas = strategy.num_replicas_in_sync
-    if replicas == 1:
-        return tf.nest.map_structure(tf.convert_to_tensor, values)
-
-    def share(context):
-        index = context.replica_id_in_sync_group
-        return tf.nest.map_structure(
-            lambda array: tf.convert_to_tensor(array[index * len(array) // replicas:(index + 1) * len(array) //
-                                                     replicas]), values)
-
-    return strategy.experimental_distribute_values_from_function(share)
-
-
-def padded_batch(images: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
-    """A validation batch padded to the full global batch with zero-weight samples: every replica then gets a
-    non-empty share of the same size (the last batch of a split is usually partial), and one trace suffices."""
-    missing = batch_size - len(images)
-    weights = np.concatenate([np.ones(len(images)), np.zeros(missing)])
-    if missing:
-        images = np.concatenate([images, np.zeros((missing, *images.shape[1:]), images.dtype)])
-    return {"images": images, "weights": weights}
+def check_finite_losses(step: int, values: dict[str, float]) -> None:
+    """Stop training at the first non-finite loss (NaN or infinite weights would follow and be saved)."""
+    bad = {key: value for key, value in values.items() if not math.isfinite(value)}
+    if bad:
+        raise UserError(f"training diverged at step {step}: " + ", ".join(f"{key} = {value}" for key, value in
+                                                                          bad.items())
+                        + "; nothing after the last checkpoint was saved: lower lr or check the input data, then "
+                          "train again (--start_over)")
 
 
 # --- outputs -------------------------------------------------------------------------------------------------
@@ -294,65 +253,32 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         np.random.set_state((name, np.asarray(keys, np.uint32), position, has_gauss, cached))
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+# --- the steps of a run --------------------------------------------------------------------------------------
+@dataclass
+class PreparedRun:
+    """The checked options and everything decided before any data is opened."""
+
+    options: TrainingOptions
+    run_dir: Path
+    strategy: Any
+    is_chief: bool
+    task_index: int
+    #: checkpoint to resume from (``--checkpoint``, else the newest complete one of the run directory), or None
+    resume_from: Path | None
+    #: resolved hyper-parameters (defaults included), as the model, the reader and ``model_hparams.json`` get them
+    hparams: dict[str, Any]
+    datasplit: dict[str, Any]
 
 
-def write_loss_logs(run_dir: Path, state, tracked_loss: str) -> None:
-    """``train_losses.csv``, ``val_losses.csv``, ``losses.json`` and ``plot_train.png`` from the histories."""
-    write_text(run_dir / "train_losses.csv", _csv_text(state.train_history))
-    write_text(run_dir / "val_losses.csv", _csv_text(state.val_history))
-    write_json(run_dir / "losses.json", {"tracked_loss": tracked_loss, "val_loss": "MSE of the target channels "
-                                         "in physical units (squared data units)",
-                                         "train": state.train_history, "val": state.val_history})
-    plot_losses(run_dir / "plot_train.png", state.train_history, state.val_history, tracked_loss)
+@dataclass
+class OpenedSplits:
+    """The train and val readers and the step schedule they imply."""
 
-
-def plot_losses(path: Path, train_history, val_history, tracked_loss: str) -> None:
-    """Train loss (normalised units) and validation MSE (physical units) against the step, log y-axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 6))
-    top.plot([row["step"] for row in train_history], [row["loss"] for row in train_history], color="green",
-             label=f"train {tracked_loss}")
-    top.set_ylabel(f"train {tracked_loss}\n(normalised)")
-    bottom.plot([row["step"] for row in val_history], [row["val_loss"] for row in val_history], "o-",
-                color="blue", label="validation MSE")
-    bottom.set_ylabel("validation MSE\n(physical units²)")
-    bottom.set_xlabel("training step")
-    for axis in (top, bottom):
-        if any(line.get_ydata().size and np.all(np.asarray(line.get_ydata()) > 0) for line in axis.lines):
-            axis.set_yscale("log")
-        axis.legend(loc="upper right")
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
-
-
-# --- set-up --------------------------------------------------------------------------------------------------
-def _existing_options(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / "options.json"
-    return read_json(path, what="options of the existing run") if path.is_file() else None
-
-
-def _check_same_run(run_dir: Path, options: TrainingOptions) -> None:
-    existing = _existing_options(run_dir)
-    if existing is not None and (existing.get("model"), existing.get("dataset")) != (options.model, options.dataset):
-        raise UserError(f"--output_dir {run_dir} holds a run of model {existing.get('model')} on "
-                        f"{existing.get('dataset')}, not {options.model} on {options.dataset}: use another "
-                        f"output directory")
+    train: Any
+    val: Any
+    batch_size: int
+    schedule: Schedule
+    frame_shape: list[int]
 
 
 def _dataset_class(name: str):
@@ -364,55 +290,71 @@ def _dataset_class(name: str):
     return MovingMnist
 
 
-def _user_hparams(options: TrainingOptions, resume_dir: Path | None) -> tuple[dict[str, Any], str]:
-    """The user's hparams; when resuming, the resumed run's resolved hparams override them (as the original)."""
-    user = {}
-    source = "model hparams"
+def _check_model_of_run(run_dir: Path, options: TrainingOptions) -> None:
+    """A run directory of another model or dataset is refused before anything else is read."""
+    path = run_dir / checkpoints.OPTIONS_FILE
+    existing = read_json(path, what="options of the existing run") if path.is_file() else None
+    if existing is not None and (existing.get("model"), existing.get("dataset")) != (options.model, options.dataset):
+        raise UserError(f"--output_dir {run_dir} holds a run of model {existing.get('model')} on "
+                        f"{existing.get('dataset')}, not {options.model} on {options.dataset}: use another "
+                        f"output directory")
+
+
+def _resolved_hparams(options: TrainingOptions, resume_from: Path | None) -> dict[str, Any]:
+    """The user's hyper-parameters resolved against the model's defaults. Resuming a checkpoint trained with other
+    values is refused (the run directory's ``model_hparams.json`` must say how its weights were trained)."""
+    user, source = None, "model hparams"
     if options.model_hparams_dict is not None:
-        user = read_json(options.model_hparams_dict, what="model hparams file")
         source = str(options.model_hparams_dict)
-        if not isinstance(user, dict):
-            raise UserError(f"{source}: expected a JSON object of hyper-parameters")
-    if resume_dir is not None and (resume_dir / "model_hparams.json").is_file():
-        previous = read_json(resume_dir / "model_hparams.json", what="model hparams of the resumed run")
-        changed = sorted(key for key in previous if key in user and user[key] != previous[key])
+        user = read_json(options.model_hparams_dict, what="model hparams file")
+    hparams = resolve_hparams(options.model, user, source=source)
+    trained_with = resume_from.parent / checkpoints.HPARAMS_FILE if resume_from is not None else None
+    if trained_with is not None and trained_with.is_file() and options.checkpoint is not None:
+        previous = read_json(trained_with, what="model hparams of the resumed run")
+        changed = sorted(key for key in {*previous, *hparams} if previous.get(key) != hparams.get(key))
         if changed:
-            log.warning("resuming: the run's hyper-parameters replace the given ones for %s", ", ".join(changed))
-        user = {**user, **previous}
-        source = str(resume_dir / "model_hparams.json")
-    return user, source
+            raise UserError(f"--checkpoint {resume_from} was trained with other hyper-parameters ("
+                            + ", ".join(f"{key}: {previous.get(key)!r} → {hparams.get(key)!r}" for key in changed)
+                            + f"): give the values of {trained_with}")
+    return hparams
 
 
-def train(options: TrainingOptions) -> dict[str, Any]:
-    """Train (or resume) one model; return the run summary also written to ``results.json``."""
+def prepare_run(options: TrainingOptions) -> PreparedRun:
+    """Check the options, choose the strategy and the checkpoint to resume from (none of the run directory's own
+    on ``--start_over``), and resolve the hyper-parameters."""
     check_options(options)
     options = options.with_absolute_paths()
     run_dir = Path(options.output_dir)
-    _check_same_run(run_dir, options)
+    if not options.start_over:
+        _check_model_of_run(run_dir, options)
     strategy = make_strategy()  # before any other TensorFlow operation (multi-worker set-up)
     is_chief, task_index = worker_identity(strategy)
-    started = time.perf_counter()
-
     if options.checkpoint is not None:
         resume_from = checkpoints.resolve_checkpoint(options.checkpoint)
+        if options.start_over and resume_from.parent == run_dir:
+            raise UserError(f"--checkpoint {resume_from} lies in --output_dir {run_dir}, which --start_over clears: "
+                            f"copy it elsewhere first or give another --output_dir")
     else:
-        resume_from = checkpoints.newest_checkpoint(run_dir)
-    user, source = _user_hparams(options, resume_from.parent if resume_from else None)
-    hparams = resolve_hparams(options.model, user, source=source)
+        resume_from = None if options.start_over else checkpoints.newest_checkpoint(run_dir)
+    hparams = _resolved_hparams(options, resume_from)
+    datasplit = options.datasplit_dict
+    if not isinstance(datasplit, dict):
+        datasplit = read_json(datasplit, what="data split")
+    return PreparedRun(options, run_dir, strategy, is_chief, task_index, resume_from, hparams, datasplit)
 
-    # the reader decides the window length when the user did not (the value recorded by preprocessing)
-    reader_hparams = dict(hparams)
-    if "sequence_length" not in user:
-        reader_hparams.pop("sequence_length")
+
+def open_splits(run: PreparedRun) -> OpenedSplits:
+    """The train and val readers (window length = ``hparams["sequence_length"]``), checked to give at least one
+    training batch and one validation window, and the schedule of steps."""
+    options, hparams = run.options, run.hparams
     dataset_class = _dataset_class(options.dataset)
     normalization = None
-    if resume_from is not None and (resume_from.parent / checkpoints.NORMALIZATION_FILE).is_file():
-        normalization = Normalization.from_dict(read_json(resume_from.parent / checkpoints.NORMALIZATION_FILE))
-    train_data = dataset_class(options.input_dir, options.datasplit_dict, "train", hparams=reader_hparams,
-                                      seed=options.seed, normalization=normalization)
-    val_data = dataset_class(options.input_dir, options.datasplit_dict, "val", hparams=reader_hparams,
+    if run.resume_from is not None and (run.resume_from.parent / checkpoints.NORMALIZATION_FILE).is_file():
+        normalization = Normalization.from_dict(read_json(run.resume_from.parent / checkpoints.NORMALIZATION_FILE))
+    train_data = dataset_class(options.input_dir, options.datasplit_dict, "train", hparams=hparams,
+                               seed=options.seed, normalization=normalization)
+    val_data = dataset_class(options.input_dir, options.datasplit_dict, "val", hparams=hparams,
                              seed=options.seed, normalization=train_data.normalization)
-    hparams["sequence_length"] = int(train_data.sequence_length)
     batch_size = int(hparams["batch_size"])
     steps_per_epoch = int(train_data.num_windows) // batch_size
     if steps_per_epoch == 0:
@@ -421,83 +363,134 @@ def train(options: TrainingOptions) -> dict[str, Any]:
     if int(val_data.num_windows) == 0:
         raise UserError(f"the val split of {options.datasplit_dict} has no window of {hparams['sequence_length']} "
                         f"hours")
-    if batch_size % strategy.num_replicas_in_sync:
-        raise UserError(f"batch_size {batch_size} (global) is not divisible by the {strategy.num_replicas_in_sync} "
-                        f"replicas")
+    if batch_size % run.strategy.num_replicas_in_sync:
+        raise UserError(f"batch_size {batch_size} (global) is not divisible by the "
+                        f"{run.strategy.num_replicas_in_sync} replicas")
     schedule = Schedule.make(steps_per_epoch, int(hparams["max_epochs"]), options.frac_start_save,
                              options.frac_intv_save, options.val_interval)
-    frame_shape = [int(n) for n in train_data.frame_shape]
+    return OpenedSplits(train_data, val_data, batch_size, schedule, [int(n) for n in train_data.frame_shape])
 
+
+def _input_files(splits: OpenedSplits) -> tuple[list[str], list[Path]]:
+    """The data files the splits read, and the JSON files describing them (for the input fingerprint)."""
+    data_files, descriptions = [], []
+    for reader in (splits.train, splits.val):
+        data_files += list(getattr(reader, "files", None) or [reader.tfrecord_file])
+        data_dir = Path(getattr(reader, "tfrecord_dir", None) or Path(reader.tfrecord_file).parent)
+        descriptions += [data_dir / "dataset_info.json", data_dir.parent / "statistics.json"]
+    return data_files, descriptions
+
+
+def record_run(run: PreparedRun, splits: OpenedSplits) -> None:
+    """Refuse a run directory that holds another run (``--start_over``: delete its training outputs, keeping this
+    command's input files), then (chief) write the run's identity and JSON files."""
+    options = run.options
+    identity = run_identity(options.model, options.dataset, options.seed, run.datasplit, run.hparams,
+                            input_fingerprint(*_input_files(splits)))
+    if not options.start_over:
+        check_same_run(run.run_dir, identity)
     # inputs are valid: from here on the run directory is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir / "train.log" if is_chief else None)
-    if is_chief:
-        remove_stale_temporaries(run_dir)
-        datasplit = options.datasplit_dict
-        if not isinstance(datasplit, dict):
-            datasplit = read_json(datasplit, what="data split")
-        write_json(run_dir / checkpoints.HPARAMS_FILE, hparams)
-        write_json(run_dir / checkpoints.DATASPLIT_FILE, datasplit)
-        write_json(run_dir / checkpoints.OPTIONS_FILE,
-                   dict(sorted(asdict(options).items())))
-        write_json(run_dir / checkpoints.NORMALIZATION_FILE, train_data.normalization.to_dict())
+    if options.start_over and run.is_chief:
+        clear_run_outputs(run.run_dir, keep=[path for path in (options.model_hparams_dict, options.datasplit_dict)
+                                             if isinstance(path, str)])
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(run.run_dir / "train.log" if run.is_chief else None)
+    if run.is_chief:
+        remove_stale_temporaries(run.run_dir)
+        write_json(run.run_dir / IDENTITY_FILE, identity)
+        write_json(run.run_dir / checkpoints.HPARAMS_FILE, run.hparams)
+        write_json(run.run_dir / checkpoints.DATASPLIT_FILE, run.datasplit)
+        write_json(run.run_dir / checkpoints.OPTIONS_FILE, dict(sorted(asdict(options).items())))
+        write_json(run.run_dir / checkpoints.NORMALIZATION_FILE, splits.train.normalization.to_dict())
 
-    keras.utils.set_random_seed(options.seed)
-    with strategy.scope():
-        model = build_model(options.model, hparams, frame_shape=tuple(frame_shape))
+
+def build_or_restore(run: PreparedRun, splits: OpenedSplits):
+    """``(model, phases, optimizers, state)``: a new model, or the one of the checkpoint to resume from."""
+    keras.utils.set_random_seed(run.options.seed)
+    with run.strategy.scope():
+        model = build_model(run.options.model, run.hparams, frame_shape=tuple(splits.frame_shape))
         phases = model.optimization_phases()
         optimizers = build_optimizers(model, phases)
-    if resume_from is not None:
-        state = checkpoints.restore_checkpoint(resume_from, model, optimizers)
-        _set_rng_state(state.rng)
-        log.info("resuming from %s (step %d of %d)", resume_from, state.step, schedule.total_steps)
-    else:
-        state = checkpoints.TrainerState(frame_shape=frame_shape)
-    if state.frame_shape != frame_shape:
-        raise UserError(f"checkpoint {resume_from} was trained on frames {state.frame_shape}, the data has "
-                        f"{frame_shape}")
+    if run.resume_from is None:
+        return model, phases, optimizers, checkpoints.TrainerState(frame_shape=splits.frame_shape)
+    state = checkpoints.restore_checkpoint(run.resume_from, model, optimizers)
+    _set_rng_state(state.rng)
+    log.info("resuming from %s (step %d of %d)", run.resume_from, state.step, splits.schedule.total_steps)
+    if state.frame_shape != splits.frame_shape:
+        raise UserError(f"checkpoint {run.resume_from} was trained on frames {state.frame_shape}, the data has "
+                        f"{splits.frame_shape}")
+    return model, phases, optimizers, state
 
-    if state.step >= schedule.total_steps:
-        log.info("%s: training already finished (step %d of %d)", run_dir, state.step, schedule.total_steps)
-        return read_json(run_dir / "results.json", what="results of the finished run") if is_chief else {}
-    loop = TrainingLoop(strategy, is_chief, run_dir, model, phases, optimizers, train_data, val_data, batch_size,
-                        schedule, state)
-    stop_at = schedule.total_steps
-    if options.stop_after_steps is not None:
-        stop_at = min(stop_at, state.step + options.stop_after_steps)
-    summary = loop.run(stop_at)
-    summary["total_time"] = time.perf_counter() - started
-    if state.step < schedule.total_steps:
-        log.info("stopped at step %d of %d as asked; rerun the same command to continue", state.step,
-                 schedule.total_steps)
-    elif is_chief and options.frac_start_save < 1.0:
-        saved = [checkpoints.checkpoint_step(path) for path in checkpoints.complete_checkpoints(run_dir)]
-        best = checkpoints.best_step(state.val_history, saved)
-        if best is not None:
-            deleted = checkpoints.prune_checkpoints(run_dir, keep={best[0], max(saved)})
-            log.info("best checkpoint: step %d (validation MSE %.5g); deleted %d others", *best, len(deleted))
-            summary["best_step"], summary["best_val_loss"] = best
-    if is_chief:
-        write_json(run_dir / "results.json", summary)
-    else:
-        model.save_weights(run_dir / f"worker_{task_index}.weights.h5")
+
+def run_summary(model_name: str, splits: OpenedSplits, replicas: int, state: checkpoints.TrainerState
+                ) -> dict[str, Any]:
+    """``results.json``: step counts and the timing of the steps (from the state's history, so it is the same
+    whenever it is written). ``train_time`` (s) sums every step; the per-step mean leaves out the first step of
+    each training session, which includes tracing the ``tf.function``."""
+    seconds = [row["seconds"] for row in state.train_history]
+    steady = [row["seconds"] for row in state.train_history if row["step"] not in state.sessions]
+    summary = {"model": model_name, "step": state.step, "total_steps": splits.schedule.total_steps,
+               "steps_per_epoch": splits.schedule.steps_per_epoch, "global_batch_size": splits.batch_size,
+               "replicas": replicas, "train_time": float(np.sum(seconds))}
+    if steady:
+        summary["mean_seconds_per_step"] = float(np.mean(steady))
+        summary["samples_per_second"] = splits.batch_size / summary["mean_seconds_per_step"]
     return summary
 
 
-class TrainingLoop:
-    """Steps, validations, checkpoints and logs of one run (see the module docstring)."""
+def finish(run: PreparedRun, splits: OpenedSplits, model, state: checkpoints.TrainerState) -> dict[str, Any]:
+    """The end-of-run work, from the final trainer state only (so a rerun of a run killed after its last
+    checkpoint completes it): best-checkpoint pointer and pruning, loss logs, ``results.json``."""
+    summary = run_summary(model.name, splits, run.strategy.num_replicas_in_sync, state)
+    if not run.is_chief:
+        model.save_weights(run.run_dir / f"worker_{run.task_index}.weights.h5")
+        return summary
+    saved = [checkpoints.checkpoint_step(path) for path in checkpoints.complete_checkpoints(run.run_dir)]
+    best = checkpoints.best_step(state.val_history, saved)
+    if best is not None:
+        checkpoints.write_best_pointer(run.run_dir, *best)
+        if run.options.frac_start_save < 1.0:
+            deleted = checkpoints.prune_checkpoints(run.run_dir, keep={best[0], max(saved)})
+            log.info("best checkpoint: step %d (validation MSE %.5g); deleted %d others", *best, len(deleted))
+            summary["best_step"], summary["best_val_loss"] = best
+    write_loss_logs(run.run_dir, state, model.tracked_loss)
+    write_json(run.run_dir / "results.json", summary)
+    return summary
 
-    def __init__(self, strategy, is_chief: bool, run_dir: Path, model, phases, optimizers, train_data, val_data,
-                 batch_size: int, schedule: Schedule, state: checkpoints.TrainerState):
-        self.strategy, self.is_chief, self.run_dir = strategy, is_chief, run_dir
+
+def train(options: TrainingOptions) -> dict[str, Any]:
+    """Train (or resume, or complete) one model; return the run summary also written to ``results.json``."""
+    run = prepare_run(options)
+    splits = open_splits(run)
+    record_run(run, splits)
+    model, phases, optimizers, state = build_or_restore(run, splits)
+    total = splits.schedule.total_steps
+    if state.step >= total:
+        log.info("%s: training already finished (step %d of %d); completing its end-of-run files", run.run_dir,
+                 state.step, total)
+    else:
+        stop_at = total if options.stop_after_steps is None else min(total, state.step + options.stop_after_steps)
+        TrainingLoop(run, splits, model, phases, optimizers, state).run(stop_at)
+        if state.step < total:
+            log.info("stopped at step %d of %d as asked; rerun the same command to continue", state.step, total)
+            return run_summary(model.name, splits, run.strategy.num_replicas_in_sync, state)
+    return finish(run, splits, model, state)
+
+
+class TrainingLoop:
+    """Steps, validations, checkpoints and logs of one training session (see the module docstring)."""
+
+    def __init__(self, run: PreparedRun, splits: OpenedSplits, model, phases, optimizers,
+                 state: checkpoints.TrainerState):
+        self.strategy, self.is_chief, self.run_dir = run.strategy, run.is_chief, run.run_dir
         self.model, self.phases, self.optimizers = model, phases, optimizers
-        self.train_data, self.val_data, self.batch_size = train_data, val_data, batch_size
-        self.schedule, self.state = schedule, state
-        self.train_step = make_train_step(strategy, model, phases, optimizers)
-        self.val_step = make_val_step(strategy, model, train_data.normalization, train_data.frame_shape[-1])
+        self.train_data, self.val_data, self.batch_size = splits.train, splits.val, splits.batch_size
+        self.schedule, self.state = splits.schedule, state
+        self.train_step = make_train_step(self.strategy, model, phases, optimizers)
+        self.val_step = make_val_step(self.strategy, model, splits.train.normalization, splits.frame_shape[-1])
         self.writers = {}
-        if is_chief:
-            self.writers = {mode: tf.summary.create_file_writer(str(run_dir / "logs" / mode))
+        if self.is_chief:
+            self.writers = {mode: tf.summary.create_file_writer(str(run.run_dir / "logs" / mode))
                             for mode in ("train", "val")}
 
     def validate(self) -> float:
@@ -522,6 +515,7 @@ class TrainingLoop:
 
     def _record_step(self, values: dict[str, float], seconds: float) -> float:
         state = self.state
+        check_finite_losses(state.step + 1, values)
         tracked = values.get(self.model.tracked_loss, values[f"{self.phases[-1].name}_loss"])
         state.train_history.append({"step": state.step + 1, "epoch": state.epoch, "seconds": seconds,
                                     "loss": tracked, **values})
@@ -532,8 +526,8 @@ class TrainingLoop:
         if self.is_chief:
             with self.writers["train"].as_default(step=state.step):
                 for key, value in values.items():
-                    _summary_scalar(key, value)
-                _summary_scalar("seconds_per_step", seconds)
+                    summary_scalar(key, value)
+                summary_scalar("seconds_per_step", seconds)
         return tracked
 
     def _validate_and_save(self, tracked: float, force: bool) -> None:
@@ -547,7 +541,7 @@ class TrainingLoop:
             if not self.is_chief:
                 return
             with self.writers["val"].as_default(step=state.step):
-                _summary_scalar("val_loss", val_loss)
+                summary_scalar("val_loss", val_loss)
             if saves:
                 state.rng = _rng_state()
                 checkpoints.save_checkpoint(self.run_dir, state, self.model, self.optimizers)
@@ -558,40 +552,35 @@ class TrainingLoop:
                     checkpoints.write_best_pointer(self.run_dir, *best)
             write_loss_logs(self.run_dir, state, self.model.tracked_loss)
 
-    def run(self, stop_at: int) -> dict[str, Any]:
-        """Train from the state's step to ``stop_at`` (checkpointing there); return a timing summary."""
+    def run(self, stop_at: int) -> None:
+        """Train from the state's step to ``stop_at`` (checkpointing there)."""
         state = self.state
         steps = range(state.step, stop_at)
+        state.sessions.append(state.step + 1)  # this step's time includes tracing
         bar = progress(steps, desc=f"train {self.model.name}", total=len(steps), unit="step") \
             if self.is_chief else None
         batches = None
-        seconds_this_run = []
         started = time.perf_counter()
-        for _ in steps:
-            iteration_started = time.perf_counter()
-            if batches is None:
-                batches = self._batches()
-            logged = self.train_step(next(batches), tf.constant(state.step, tf.int64))
-            values = {key: float(value) for key, value in logged.items()}
-            seconds = time.perf_counter() - iteration_started
-            seconds_this_run.append(seconds)
-            tracked = self._record_step(values, seconds)
-            if state.batch_index == 0:
-                batches = None
+        try:
+            for _ in steps:
+                iteration_started = time.perf_counter()
+                if batches is None:
+                    batches = self._batches()
+                logged = self.train_step(next(batches), tf.constant(state.step, tf.int64))
+                values = {key: float(value) for key, value in logged.items()}
+                seconds = time.perf_counter() - iteration_started
+                tracked = self._record_step(values, seconds)
+                if state.batch_index == 0:
+                    batches = None
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{tracked:.4g}", samples_s=f"{self.batch_size / seconds:.1f}",
+                                    refresh=False)
+                self._validate_and_save(tracked, force=state.step == stop_at)
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{tracked:.4g}", samples_s=f"{self.batch_size / seconds:.1f}", refresh=False)
-            self._validate_and_save(tracked, force=state.step == stop_at)
-        if bar is not None:
-            bar.close()
-        for writer in self.writers.values():
-            writer.close()
-        summary = {"model": self.model.name, "step": state.step, "total_steps": self.schedule.total_steps,
-                   "steps_per_epoch": self.schedule.steps_per_epoch, "global_batch_size": self.batch_size,
-                   "replicas": self.strategy.num_replicas_in_sync, "train_time": time.perf_counter() - started}
-        if len(seconds_this_run) > 1:  # the first step of a run includes tracing
-            summary["mean_seconds_per_step"] = float(np.mean(seconds_this_run[1:]))
-            summary["samples_per_second"] = self.batch_size / summary["mean_seconds_per_step"]
+                bar.close()
+            for writer in self.writers.values():
+                writer.close()
         log.info("trained steps %d-%d of %d in %.1f s", steps.start + 1, state.step, self.schedule.total_steps,
-                 summary["train_time"])
-        return summary
+                 time.perf_counter() - started)
