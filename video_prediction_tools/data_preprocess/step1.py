@@ -44,7 +44,7 @@ import xarray as xr
 
 from ..utils import provenance
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, remove_stale_temporaries, write_json
+from ..utils.io import atomic_path, check_writable_directory, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, run_units
 from .domain import Domain, find_domain
@@ -286,6 +286,7 @@ def preprocess_step1(source_dir: str | Path, destination_dir: str | Path, years:
     months = None if months is None else [int(month) for month in months]
     variables = list(variables)
     _check_arguments(source_dir, years, months, variables)
+    check_writable_directory(destination_dir, "--destination_dir")
     setup_logging(None)
     options = options if options is not None else {
         "source_dir": str(source_dir), "destination_dir": str(destination_dir), "years": years, "months": months,

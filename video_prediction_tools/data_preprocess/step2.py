@@ -44,7 +44,7 @@ import numpy as np
 
 from ..utils import provenance
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_json
+from ..utils.io import atomic_path, check_writable_directory, read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, rank, run_units, size
 from .metadata import METADATA_FILE, read_metadata
@@ -282,6 +282,9 @@ def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE
     if not months:
         raise UserError(f"--source_dir {source_dir}: no <YYYY>/stat_<MM>.json found (run step 1 first)")
     dest_dir = Path(dest_dir) if dest_dir else default_dest_dir(source_dir)
+    # statistics.json goes to source_dir, which also loses the converted netCDF files
+    check_writable_directory(source_dir, "--source_dir")
+    check_writable_directory(dest_dir, "--dest_dir")
 
     def prepare_dest_dir():
         dest_dir.mkdir(parents=True, exist_ok=True)
