@@ -8,8 +8,9 @@ Usage example (a synthetic archive first; ``mpiexec -n 2`` in front of ``python`
         --varslist_path templates/data_extraction/era5_varmapping_template.json
 
 Output: ``<target_dir>/<YYYY>/<MM>/era5_<YYYY>_<MM>.nc``; log: ``<target_dir>/<YYYY>/extraction_<YYYY>.log``.
-Finished months are skipped unless ``--overwrite``. Without ``--months`` every month folder (01..12) of the year is
-extracted.
+A finished month is skipped unless ``--overwrite`` while its GRIB files and variable mapping are unchanged (recorded
+in ``era5_<YYYY>_<MM>.provenance.json``); otherwise it is redone. Without ``--months`` every month folder (01..12)
+of the year is extracted.
 """
 from __future__ import annotations
 
