@@ -23,13 +23,16 @@ Example::
 
     from video_prediction_tools.utils import provenance
 
-    record = out_dir / "era5_2017_01.provenance.json"
+    record = provenance.record_path(output)    # <month dir>/era5_2017_01.provenance.json
     check = provenance.check(record, grib_files, base=source_dir, options={"variables": ["2t"]}, outputs=[output])
-    if check.reason is None:
-        ...                                     # unchanged: skip
+    if check.skip("2017-01", overwrite):       # logs "skipped", or a warning naming what changed
+        return
     provenance.invalidate(record)              # before rewriting the outputs
     ...                                         # write the outputs
     provenance.write(record, "2017-01", check.fingerprints, {"variables": ["2t"]})
+
+Records hold times and inode numbers, so two trees with identical outputs have different records: compare outputs
+without their ``*.provenance.json``.
 """
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ _CHUNK_BYTES = 1 << 20
 
 
 def record_path(output: str | os.PathLike) -> Path:
-    """The provenance record of the unit whose main output is ``output``: ``<output without suffix>.provenance.json``."""
+    """The record of the unit whose main output is ``output``: ``<output without its suffix>.provenance.json``."""
     output = Path(output)
     return output.with_name(output.stem + SUFFIX)
 
