@@ -267,7 +267,7 @@ def _process_month(unit: dict[str, Any], source_dir: Path, domain: Domain, varia
     fields["lon"].attrs = {"units": "degrees_east", "long_name": "longitude"}
     with atomic_path(x_path) as tmp:
         fields.to_netcdf(tmp, engine="netcdf4", encoding={"time": TIME_ENCODING, "X": {"dtype": "float32"}})
-    # the statistics file marks the month as complete, so it is written last
+    # step 2 finds months by their statistics file, and a rerun trusts a month only with its record: both come last
     write_json(stat_path, channel_stats(data, variables))
     provenance.write(record, label, check.fingerprints, options)
     log.info("%s: %d hours written to %s", label, data.shape[0], x_path)
