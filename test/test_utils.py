@@ -79,6 +79,27 @@ def test_run_units_serial_returns_in_order_and_reports_all_failures():
         parallel.run_units([1, 2, 3], work)
 
 
+def test_file_system_errors_of_units_and_root_work_become_one_line(tmp_path):
+    def unwritable(unit):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out" / f"{unit}.nc"))
+
+    with pytest.raises(UserError, match=rf"1 of 1 unit\(s\) failed: 7: cannot create or write {tmp_path}/out/7.nc: "
+                                        rf"Permission denied \(check that the directory {tmp_path}/out exists"):
+        parallel.run_units([7], unwritable)
+    with pytest.raises(UserError, match=rf"cannot create or write {tmp_path}/out/0.nc: Permission denied"):
+        parallel.on_root(lambda: unwritable(0))
+    with pytest.raises(FileNotFoundError):  # not a file-system error the user fixes in the output directory
+        parallel.on_root(lambda: open(tmp_path / "missing"))
+
+
+def test_check_writable_directory(tmp_path):
+    io.check_writable_directory(tmp_path / "new" / "deeper", "--out")  # created later: its parent is writable
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=rf"--out {tmp_path}/file/sub: {tmp_path}/file is not a directory"):
+        io.check_writable_directory(tmp_path / "file" / "sub", "--out")
+    assert not (tmp_path / "new").exists()
+
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     from video_prediction_tools.utils import parallel

@@ -11,7 +11,9 @@ Usage example::
 Output: variable ``<variable>`` float32 with dims ``(month, hour, lat, lon)``, ``month`` = 1..12 and ``hour`` = 0..23
 (NaN where the data hold no such month/hour), ``lat``/``lon`` as in the source; ``n_samples`` (month, hour) counts
 the time steps averaged. Each month's partial mean goes to ``<out>.parts/`` (netCDF) and is merged by rank 0, so
-the result is byte-identical for any number of ranks. The log is written next to ``--out``.
+the result is byte-identical for any number of ranks. The log is written next to ``--out``, and so is
+``<out stem>.provenance.json``, the variable, years and extracted files it was made from: a rerun skips ``--out``
+only while they are unchanged.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from ..utils import provenance
 from ..utils.errors import UserError, run_cli
 from ..utils.io import atomic_path
 from ..utils.log import progress, setup_logging
@@ -115,14 +118,22 @@ def merge_months(parts: dict, variable: str, years: Sequence[int]) -> xr.Dataset
 
 
 def compute_climatology(source_dir, years: Sequence[int], variable: str, out, overwrite: bool = False) -> str:
-    """Compute and write the climatology file (MPI over months). Returns "written" or "skipped"."""
+    """Compute and write the climatology file (MPI over months). Returns "written" or "skipped".
+
+    ``out`` is skipped (unless ``overwrite``) only while its provenance record ``<out stem>.provenance.json`` shows
+    the same variable, years and extracted files (names and contents, see :mod:`..utils.provenance`); otherwise it
+    is recomputed.
+    """
     source_dir, out = Path(source_dir), Path(out)
-    if out.exists() and not overwrite:
-        log.info("%s exists; skipped (use --overwrite to redo)", out)
-        return "skipped"
     missing_years = [year for year in years if not (source_dir / f"{year:04d}").is_dir()]
     if missing_years:
         raise UserError(f"no extracted data for year(s) {', '.join(map(str, missing_years))} in {source_dir}")
+    record = provenance.record_path(out)
+    options = {"variable": variable, "years": list(years)}
+    inputs = [path for month in MONTHS.tolist() for year in years for path in _month_files(source_dir, year, month)]
+    check = on_root(lambda: provenance.check(record, inputs, base=source_dir, options=options, outputs=[out]))
+    if check.skip(str(out), overwrite):
+        return "skipped"
     parts_dir = out.with_name(out.name + ".parts")
 
     def one_month(month: int) -> bool:
@@ -142,8 +153,10 @@ def compute_climatology(source_dir, years: Sequence[int], variable: str, out, ov
         for month, present in zip(MONTHS.tolist(), has_data):
             parts[month] = xr.load_dataset(parts_dir / f"month_{month:02d}.nc") if present else None
         clim = merge_months(parts, variable, list(years))
+        provenance.invalidate(record)
         with atomic_path(out) as tmp:
             clim.to_netcdf(tmp, encoding={variable: {"_FillValue": np.float32(np.nan)}})
+        provenance.write(record, out.name, check.fingerprints, options)
         shutil.rmtree(parts_dir, ignore_errors=True)
 
     on_root(merge)

@@ -4,7 +4,9 @@ Input: every ``*.grb`` / ``*.grib`` file in ``<source>/<YYYY>/<MM>/`` (any split
 fields are picked by shortName and level type, see :mod:`.grib`). Output: float32 variables named as in the
 variable mapping with dims ``(time, lat, lon)``, ``lat`` north→south, ``lon`` ascending in [0, 360), ``time`` = GRIB
 valid times (any step; gaps are logged as a warning), ``units``/``long_name`` from GRIB. The file is written
-atomically and contains no creation date, so reruns and any number of MPI ranks give identical bytes.
+atomically and contains no creation date, so reruns and any number of MPI ranks give identical bytes. Next to it,
+``era5_<YYYY>_<MM>.provenance.json`` records the GRIB files and options it was made from: a rerun skips the month
+only while these are unchanged (see :func:`extract_month`).
 
 Example::
 
@@ -24,6 +26,7 @@ import xarray as xr
 
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, remove_stale_temporaries
+from ..utils import provenance
 from ..utils.log import progress
 from . import grib
 from .varmapping import VarMapping
@@ -58,16 +61,29 @@ def list_gaps(times: np.ndarray) -> list[str]:
     return [f"{times[i]} -> {times[i + 1]}" for i in np.flatnonzero(steps > regular)]
 
 
+def content_options(mapping: VarMapping, member: int) -> dict:
+    """The options that change an extracted month's content (recorded in its provenance)."""
+    return {"surface": list(mapping.surface),
+            "levels": [[item.short_name, item.pressure_pa, item.output_name] for item in mapping.levels],
+            "member": int(member)}
+
+
 def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMapping, overwrite: bool = False,
                   member: int = 0) -> dict:
-    """Extract ``<source_dir>/<YYYY>/<MM>`` to :func:`month_output_path`; skip a finished month unless
-    ``overwrite``. Returns a small summary {"status": "written"|"skipped", "path", "hours", "gaps"}."""
+    """Extract ``<source_dir>/<YYYY>/<MM>`` to :func:`month_output_path`.
+
+    A month is skipped, unless ``overwrite``, when its provenance record (``era5_<YYYY>_<MM>.provenance.json``,
+    see :mod:`..utils.provenance`) shows the same GRIB files (names and contents), variable mapping and ensemble
+    member; otherwise it is redone. Returns a small summary {"status": "written"|"skipped", "path", "hours", "gaps"}.
+    """
     output = month_output_path(target_dir, year, month)
-    if output.exists() and not overwrite:
-        log.info("%d-%02d already extracted (%s); skipped (use --overwrite to redo)", year, month, output)
-        return {"status": "skipped", "path": str(output), "hours": None, "gaps": []}
     month_dir = Path(source_dir) / f"{year:04d}" / f"{month:02d}"
     files = grib_files(month_dir)
+    record = provenance.record_path(output)
+    options = content_options(mapping, member)
+    check = provenance.check(record, files, base=source_dir, options=options, outputs=[output])
+    if check.skip(f"{year:04d}-{month:02d} ({output})", overwrite):
+        return {"status": "skipped", "path": str(output), "hours": None, "gaps": []}
     wanted = set(mapping.surface) | {item.short_name for item in mapping.levels} | {"lnsp"}
     available: set[str] = set()
     messages = grib.index_messages(files, wanted, available)
@@ -92,8 +108,10 @@ def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMap
         log.warning("%d-%02d: %d gap(s) in the valid times: %s", year, month, len(gaps), "; ".join(gaps))
     dataset = _to_dataset(data, times, plan, year, month, len(files))
     remove_stale_temporaries(output.parent)
+    provenance.invalidate(record)
     with atomic_path(output) as tmp:
         dataset.to_netcdf(tmp, format="NETCDF4", encoding=_encoding(dataset, times))
+    provenance.write(record, f"{year:04d}-{month:02d}", check.fingerprints, options)
     log.info("%d-%02d: %d valid times, %d variables from %d GRIB files -> %s", year, month, len(times),
              len(data), len(files), output)
     return {"status": "written", "path": str(output), "hours": int(len(times)), "gaps": gaps}

@@ -9,8 +9,11 @@ Output in ``<destination_dir>/<EXPNAME>/`` (EXPNAME and metadata.json: see :mod:
   ``time`` (valid time, hourly), ``lat`` (north → south), ``lon`` (west → east as stored in the source, possibly
   wrapping 354.9 … 359.7, 0.0 … 3.6), ``channel`` (variable names in --vars order, duplicates allowed) and
   ``channel_units`` (dim ``channel``, the source ``units`` attribute or "");
-- ``<YYYY>/stat_<MM>.json``: :mod:`.statistics` of that month's X per unique variable. Written LAST: its presence
-  marks the month complete; a rerun skips such months unless ``overwrite``.
+- ``<YYYY>/stat_<MM>.json``: :mod:`.statistics` of that month's X per unique variable;
+- ``<YYYY>/X_<MM>.provenance.json``, written LAST: the source files (names relative to ``source_dir``, size and
+  SHA-256), the variables and the domain the month was made from (see :mod:`..utils.provenance`). A rerun skips a
+  month unless ``overwrite`` only while these are unchanged and stat_<MM>.json exists; a month without this record
+  (older AMBS, killed run) or with other inputs or options is redone, with a warning naming the change.
 
 Checks before anything is written (rank 0): every requested month directory exists and holds readable ``*.nc``
 files; every variable exists with dims (time, lat, lon); all files share one grid; the domain fits the grid; the
@@ -39,8 +42,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import xarray as xr
 
+from ..utils import provenance
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, remove_stale_temporaries, write_json
+from ..utils.io import atomic_path, check_writable_directory, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, run_units
 from .domain import Domain, find_domain
@@ -223,15 +227,26 @@ def _cut_block(path: str, dataset: xr.Dataset, steps: slice, domain: Domain,
     return data, cut["time"].values, cut
 
 
-def _process_month(unit: dict[str, Any], domain: Domain, variables: Sequence[str], experiment_dir: Path,
-                   overwrite: bool) -> dict[str, Any]:
-    """Write X_<MM>.nc then stat_<MM>.json of one month (skipped if stat_<MM>.json exists and not overwrite)."""
+def content_options(domain: Domain, variables: Sequence[str]) -> dict[str, Any]:
+    """The options that change a month's X and statistics (recorded in its provenance)."""
+    return {"variables": list(variables), "sw_corner": [float(v) for v in domain.sw_corner],
+            "nyx": [domain.ny, domain.nx]}
+
+
+def _process_month(unit: dict[str, Any], source_dir: Path, domain: Domain, variables: Sequence[str],
+                   experiment_dir: Path, overwrite: bool) -> dict[str, Any]:
+    """Write X_<MM>.nc, stat_<MM>.json, then X_<MM>.provenance.json of one month; skip the month (unless
+    ``overwrite``) when its provenance shows the same source files, variables and domain."""
     label = month_label(unit)
     x_path, stat_path = month_outputs(experiment_dir, unit["year"], unit["month"])
-    if stat_path.exists() and not overwrite:
-        log.info("%s: %s exists, skipped (use --overwrite to redo)", label, stat_path)
+    record = provenance.record_path(x_path)
+    options = content_options(domain, variables)
+    check = provenance.check(record, map(Path, unit["files"]), base=source_dir, options=options,
+                             outputs=[stat_path])
+    if check.skip(label, overwrite):
         return {"month": label, "status": "skipped"}
-    # no stale marker may vouch for a month while it is being rewritten
+    # no stale record or statistics may vouch for a month while it is being rewritten
+    provenance.invalidate(record)
     stat_path.unlink(missing_ok=True)
     if not unit["complete"]:
         log.warning("%s: the extracted data end at %s, before the end of the month", label, unit["last_hour"])
@@ -252,8 +267,9 @@ def _process_month(unit: dict[str, Any], domain: Domain, variables: Sequence[str
     fields["lon"].attrs = {"units": "degrees_east", "long_name": "longitude"}
     with atomic_path(x_path) as tmp:
         fields.to_netcdf(tmp, engine="netcdf4", encoding={"time": TIME_ENCODING, "X": {"dtype": "float32"}})
-    # the statistics file marks the month as complete, so it is written last
+    # step 2 finds months by their statistics file, and a rerun trusts a month only with its record: both come last
     write_json(stat_path, channel_stats(data, variables))
+    provenance.write(record, label, check.fingerprints, options)
     log.info("%s: %d hours written to %s", label, data.shape[0], x_path)
     return {"month": label, "status": "written", "hours": int(data.shape[0])}
 
@@ -270,6 +286,7 @@ def preprocess_step1(source_dir: str | Path, destination_dir: str | Path, years:
     months = None if months is None else [int(month) for month in months]
     variables = list(variables)
     _check_arguments(source_dir, years, months, variables)
+    check_writable_directory(destination_dir, "--destination_dir")
     setup_logging(None)
     options = options if options is not None else {
         "source_dir": str(source_dir), "destination_dir": str(destination_dir), "years": years, "months": months,
@@ -279,7 +296,8 @@ def preprocess_step1(source_dir: str | Path, destination_dir: str | Path, years:
     setup_logging(experiment_dir / LOG_FILE)
     log.info("experiment %s: %d month(s), domain %d x %d, SW corner %s", experiment_dir, len(units), domain.ny,
              domain.nx, domain.sw_corner)
-    results = run_units(units, lambda unit: _process_month(unit, domain, variables, experiment_dir, overwrite),
+    results = run_units(units, lambda unit: _process_month(unit, source_dir, domain, variables, experiment_dir,
+                                                             overwrite),
                         label=lambda unit: f"month {month_label(unit)}")
     written = sum(result["status"] == "written" for result in results)
     log.info("step 1 done: %d month(s) written, %d skipped, in %s", written, len(results) - written, experiment_dir)

@@ -20,8 +20,12 @@ Output in ``dest_dir`` (default ``PreprocessedData/<EXPNAME>/tfrecords``):
 
 Once a month's TFRecord file is complete, its ``X_<MM>.nc`` is deleted (unless ``keep_netcdf``) so that
 ``PreprocessedData`` holds each hour once (about the raw float32 volume). ``stat_<MM>.json`` files stay: they
-list the months that exist. A rerun skips months whose TFRecord exists; with ``overwrite`` it rewrites the months
-whose netCDF is still there (months already converted without ``keep_netcdf`` keep their TFRecord).
+list the months that exist. Next to each TFRecord file, ``sequence_Y_<YYYY>_M_<MM>.provenance.json`` records the
+fingerprints of the ``X_<MM>.nc`` and ``stat_<MM>.json`` it was made from and the variables and frame size (see
+:mod:`..utils.provenance`). A rerun keeps a month's TFRecord only while these are unchanged: a month whose netCDF
+or statistics changed (step 1 rerun on corrected data) is rewritten, so records and statistics.json always agree;
+if its netCDF is already deleted, the rerun refuses naming the month. With ``overwrite`` the months whose netCDF
+is still there are rewritten.
 
 ``sequence_length`` (the original's ``--sequence_length``) does not fix the training window length (that is the
 hyper-parameter ``sequence_length`` of the training run); step 2 checks that windows of that many consecutive hours
@@ -41,8 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils import provenance
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_json
+from ..utils.io import atomic_path, check_writable_directory, read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, rank, run_units, size
 from .metadata import METADATA_FILE, read_metadata
@@ -145,17 +150,30 @@ class Step2Job:
         """Convert one month (or reuse its TFRecord); return its entry of dataset_info.json ``months``."""
         year_dir = self.source_dir / f"{month.year:04d}"
         netcdf = year_dir / f"X_{month.month:02d}.nc"
-        stats = read_json(year_dir / f"stat_{month.month:02d}.json", what="monthly statistics")
+        stat_path = year_dir / f"stat_{month.month:02d}.json"
+        stats = read_json(stat_path, what="monthly statistics")
         target = self.dest_dir / tfrecord_name(month.year, month.month)
-        if target.exists() and not (self.overwrite and netcdf.exists()):
-            log.info("%s: %s exists, kept", month.key, target.name)
+        # the record lists X_<MM>.nc and stat_<MM>.json; once X_<MM>.nc is deleted the statistics must still match
+        record = provenance.record_path(target)
+        options = {"format": RECORD_FORMAT, "variables": self.variables, "frame_size": list(self.frame_size)}
+        check = provenance.check(record, [path for path in (netcdf, stat_path) if path.exists()],
+                                 base=self.source_dir, options=options, outputs=[target], may_vanish=[netcdf])
+        if not netcdf.exists():
+            if not target.exists():
+                raise UserError(f"{netcdf} is missing and {target} does not exist: rerun step 1 for {month.key}")
+            if check.reason is not None:
+                raise UserError(f"{month.key}: {target.name} is out of date ({check.reason}) and {netcdf} is gone: "
+                                f"rerun step 1 with --overwrite for {month.key}")
+            log.info("%s: %s is up to date, kept", month.key, target.name)
             blocks = month_blocks(read_month_records(target, (*self.frame_size, len(self.variables)))[1])
-        elif netcdf.exists():
+        elif check.skip(f"{month.key} ({target.name})", self.overwrite):
+            blocks = month_blocks(read_month_records(target, (*self.frame_size, len(self.variables)))[1])
+        else:
+            provenance.invalidate(record)
             data, times = read_month_netcdf(netcdf, month, self.variables, self.frame_size)
             blocks = write_month_tfrecord(target, data, times)
+            provenance.write(record, month.key, check.fingerprints, options)
             log.info("%s: wrote %s (%d hours in %d block(s))", month.key, target.name, len(times), len(blocks))
-        else:
-            raise UserError(f"{netcdf} is missing and {target} does not exist: rerun step 1 for {month.key}")
         if netcdf.exists() and not self.keep_netcdf:
             netcdf.unlink()
             log.info("%s: removed %s (its hours are in %s)", month.key, netcdf.name, target.name)
@@ -202,6 +220,9 @@ def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE
     if not months:
         raise UserError(f"--source_dir {source_dir}: no <YYYY>/stat_<MM>.json found (run step 1 first)")
     dest_dir = Path(dest_dir) if dest_dir else default_dest_dir(source_dir)
+    # statistics.json goes to source_dir, which also loses the converted netCDF files
+    check_writable_directory(source_dir, "--source_dir")
+    check_writable_directory(dest_dir, "--dest_dir")
 
     def prepare_dest_dir():
         dest_dir.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ Usage example (a synthetic archive first; ``mpiexec -n 2`` in front of ``python`
         --varslist_path templates/data_extraction/era5_varmapping_template.json
 
 Output: ``<target_dir>/<YYYY>/<MM>/era5_<YYYY>_<MM>.nc``; log: ``<target_dir>/<YYYY>/extraction_<YYYY>.log``.
-Finished months are skipped unless ``--overwrite``. Without ``--months`` every month folder (01..12) of the year is
-extracted.
+A finished month is skipped unless ``--overwrite`` while its GRIB files and variable mapping are unchanged (recorded
+in ``era5_<YYYY>_<MM>.provenance.json``); otherwise it is redone. Without ``--months`` every month folder (01..12)
+of the year is extracted.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..data_extraction.extract import extract_month
 from ..data_extraction.synthetic import parse_int_ranges
 from ..data_extraction.varmapping import load_varmapping
 from ..utils.errors import UserError, run_cli
+from ..utils.io import check_writable_directory
 from ..utils.log import setup_logging
 from ..utils.parallel import run_units
 
@@ -63,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_dir = Path(args.target_dir)
     if not target_dir.parent.is_dir():
         raise UserError(f"--target_dir {target_dir}: its parent directory does not exist")
+    check_writable_directory(target_dir, "--target_dir")
     log_dir = Path(args.logs_path) if args.logs_path else target_dir / f"{args.year:04d}"
+    if args.logs_path:
+        check_writable_directory(log_dir, "--logs_path")
     setup_logging(log_dir / f"extraction_{args.year:04d}.log")
     log.info("extracting %d month(s) of %d: %s -> %s; variables %s", len(months), args.year, source_year_dir,
              target_dir, ", ".join(mapping.output_names))

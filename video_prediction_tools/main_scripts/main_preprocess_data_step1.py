@@ -1,8 +1,10 @@
 """Preprocessing step 1: cut the target domain out of the extracted ERA5 data, one netCDF and statistics per month.
 
 Writes ``<destination_dir>/<EXPNAME>/`` (metadata.json, options.json, ``<YYYY>/X_<MM>.nc``, ``<YYYY>/stat_<MM>.json``,
-preprocess_step1.log); see :mod:`video_prediction_tools.data_preprocess.step1`. Months already finished are
-skipped unless ``--overwrite``. Runs as one process or under MPI (months spread over the ranks).
+preprocess_step1.log); see :mod:`video_prediction_tools.data_preprocess.step1`. A finished month is skipped unless
+``--overwrite`` while its source files, variables and domain are unchanged (recorded in
+``<YYYY>/X_<MM>.provenance.json``); otherwise it is redone. Runs as one process or under MPI (months spread over
+the ranks).
 
 Example (the GMD domain, 92 x 56 points at 0.3° with SW corner 38.4N 0.0E)::
 

@@ -2,7 +2,8 @@
 
 Library code raises :class:`UserError` for anything the user can fix (a missing file, a bad value, a wrong JSON);
 entry points wrap their ``main`` with :func:`run_cli`, which prints ``ERROR: <message>`` on stderr and exits with
-status 2. Programming errors keep their traceback (they are bugs to report, not input to fix).
+status 2. An unwritable output directory (``PermissionError`` and its kin, see :func:`file_system_error`) is treated
+the same way, naming the path. Programming errors keep their traceback (they are bugs to report, not input to fix).
 
 Example::
 
@@ -16,7 +17,10 @@ Example::
 """
 from __future__ import annotations
 
+import errno
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 USER_ERROR_EXIT_CODE = 2
@@ -37,17 +41,37 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
+#: errors of the file system that the user fixes (permissions, a read-only or full disk, a file where a directory
+#: is expected), as opposed to bugs
+FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
+                      errno.ENOSPC, errno.EDQUOT}
+
+
+def file_system_error(err: BaseException) -> UserError | None:
+    """The :class:`UserError` for an ``OSError`` the user can fix (unwritable or read-only directory, full disk, a
+    file in the way), naming the path and its directory; None for any other exception."""
+    if not isinstance(err, OSError) or err.errno not in FILE_SYSTEM_ERRNOS or not err.filename:
+        return None
+    path = Path(os.fsdecode(err.filename))
+    return UserError(f"cannot create or write {path}: {err.strerror} (check that the directory {path.parent} "
+                     "exists, is a directory and is writable)")
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)`` and turn its outcome into an exit status.
 
-    :class:`UserError` → ``ERROR: <message>`` on stderr and exit status 2; ``KeyboardInterrupt`` → exit 130
-    with a short note. Any other exception propagates (a traceback means a bug).
+    :class:`UserError`, or an ``OSError`` of :func:`file_system_error` (e.g. an unwritable output directory) →
+    ``ERROR: <message>`` on stderr and exit status 2; ``KeyboardInterrupt`` → exit 130 with a short note. Any other
+    exception propagates (a traceback means a bug).
     """
     try:
         status = main(argv)
-    except UserError as err:
-        if not err.quiet:
-            print(f"ERROR: {err}", file=sys.stderr, flush=True)
+    except (UserError, OSError) as err:
+        user_error = err if isinstance(err, UserError) else file_system_error(err)
+        if user_error is None:
+            raise
+        if not user_error.quiet:
+            print(f"ERROR: {user_error}", file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr, flush=True)

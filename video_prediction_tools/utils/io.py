@@ -79,6 +79,19 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
         raise
 
 
+def check_writable_directory(path: PathLike, what: str) -> None:
+    """Refuse, before anything is created, an output directory ``path`` (existing or to be created) whose nearest
+    existing ancestor is not a directory or is not writable; ``what`` names it in the message (e.g. "--target_dir")."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{what} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: directory {existing} is not writable")
+
+
 def write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence, TypeVar
 
-from .errors import UserError
+from .errors import UserError, file_system_error
 
 T = TypeVar("T")
 log = logging.getLogger("ambs")
@@ -106,10 +106,13 @@ def run_units(units: Sequence[T], work: Callable[[T], Any], label: Callable[[T],
         unit = units[index]
         try:
             outcomes.append(_Outcome(index, True, work(unit)))
-        except UserError as err:
-            log.error("%s: %s", label(unit), err, extra=FILE_ONLY)
-            outcomes.append(_Outcome(index, False, message=f"{label(unit)}: {err}"))
-        except Exception as err:  # a bug or an unexpected library error: keep the traceback in the log
+        except Exception as err:
+            user_error = err if isinstance(err, UserError) else file_system_error(err)
+            if user_error is not None:
+                log.error("%s: %s", label(unit), user_error, extra=FILE_ONLY)
+                outcomes.append(_Outcome(index, False, message=f"{label(unit)}: {user_error}"))
+                continue
+            # a bug or an unexpected library error: keep the traceback in the log
             log.error("%s failed:\n%s", label(unit), traceback.format_exc(), extra=FILE_ONLY)
             outcomes.append(_Outcome(index, False, message=f"{label(unit)}: {type(err).__name__}: {err}"))
     gathered = comm.allgather([(o.index, o.ok, o.value, o.message) for o in outcomes])
@@ -135,8 +138,11 @@ def on_root(function: Callable[[], T]) -> T:
     if comm.rank == 0:
         try:
             outcome = (True, function(), "")
-        except UserError as err:
-            outcome = (False, None, str(err))
+        except (UserError, OSError) as err:
+            user_error = err if isinstance(err, UserError) else file_system_error(err)
+            if user_error is None:
+                raise
+            outcome = (False, None, str(user_error))
     ok, value, message = comm.bcast(outcome, root=0)
     if not ok:
         raise UserError(message, quiet=comm.rank != 0)
