@@ -28,7 +28,7 @@ from ..utils.errors import UserError, run_cli
 from ..utils.io import atomic_path
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, run_units
-from .synthetic import parse_int_ranges
+from ..utils.ranges import parse_int_ranges
 
 log = logging.getLogger("ambs")
 HOURS = np.arange(24)

@@ -47,6 +47,7 @@ import numpy as np
 from ..utils.errors import UserError, run_cli
 from ..utils.io import atomic_path
 from ..utils.log import progress, setup_logging
+from ..utils.ranges import parse_int_ranges
 
 log = logging.getLogger("ambs")
 
@@ -435,28 +436,6 @@ def generate_archive(out_dir, years: Sequence[int], months: Sequence[int], grid:
 
 
 # ---- command line ---------------------------------------------------------------------------------------------
-def parse_int_ranges(tokens: Sequence[str], option: str, low: int, high: int) -> list[int]:
-    """Expand command-line tokens like ``2017 2019-2020`` or ``1-3,5`` into a sorted list of unique integers
-    within [low, high]; anything else is a UserError naming ``option``."""
-    values: set[int] = set()
-    for token in tokens:
-        for part in str(token).split(","):
-            pieces = part.strip().split("-")
-            try:
-                if len(pieces) == 1:
-                    first = last = int(pieces[0])
-                elif len(pieces) == 2:
-                    first, last = int(pieces[0]), int(pieces[1])
-                else:
-                    raise ValueError
-            except ValueError:
-                raise UserError(f"{option} {token!r}: expected integers or ranges like 1-3") from None
-            if first > last or first < low or last > high:
-                raise UserError(f"{option} {token!r}: values must lie in {low}..{high}, ranges ascending")
-            values.update(range(first, last + 1))
-    return sorted(values)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a synthetic ERA5-like GRIB archive (one file pair per hour).")
     parser.add_argument("--years", nargs="+", required=True, help="years, e.g. 2017 2018 or 2017-2018")

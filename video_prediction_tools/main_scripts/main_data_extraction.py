@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data_extraction.extract import extract_month
-from ..data_extraction.synthetic import parse_int_ranges
+from ..utils.ranges import parse_int_ranges
 from ..data_extraction.varmapping import load_varmapping
 from ..utils.errors import UserError, run_cli
 from ..utils.log import setup_logging
