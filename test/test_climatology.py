@@ -7,7 +7,7 @@ import xarray as xr
 from fixtures.archive import TINY_DAYS, TINY_GRID, TINY_MONTHS, TINY_YEAR
 from fixtures.common import assert_user_error, mpiexec, run_module
 
-MODULE = "video_prediction_tools.data_extraction.climatology"
+MODULE = "video_prediction_tools.main_scripts.main_climatology"
 
 
 def two_year_source(tiny_extracted_archive, tmp_path):

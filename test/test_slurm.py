@@ -218,7 +218,7 @@ STAGES = [
 
 def test_generated_runscripts_run_chained_under_slurm(slurm, tmp_path):
     grib = tmp_path / "grib"
-    made = run_module("video_prediction_tools.data_extraction.synthetic", "--years", "2017", "--months", "1-3",
+    made = run_module("video_prediction_tools.main_scripts.main_synthetic_archive", "--years", "2017", "--months", "1-3",
                       "--days", "2", "--lat_range", *LAT_RANGE, "--lon_range", *LON_RANGE, "--out", grib)
     assert made.returncode == 0, made.stderr
     base = tmp_path / "base"
