@@ -2,7 +2,8 @@
 
 Usage example (a synthetic archive first; ``mpiexec -n 2`` in front of ``python`` runs two ranks)::
 
-    python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1-2 --days 2 --out /tmp/grib
+    python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1-2 --days 2 \\
+        --out /tmp/grib
     python -m video_prediction_tools.main_scripts.main_data_extraction --source_dir /tmp/grib \\
         --target_dir /tmp/ExtractedData --year 2017 --months 1 2 \\
         --varslist_path templates/data_extraction/era5_varmapping_template.json
