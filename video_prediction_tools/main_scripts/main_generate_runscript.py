@@ -3,8 +3,8 @@
 Usage example (``env_setup/generate_runscript.py`` takes the same options and also works outside the venv)::
 
     python -m video_prediction_tools.main_scripts.main_generate_runscript --venv_path dev          # asks step by step
-    python -m video_prediction_tools.main_scripts.main_generate_runscript --venv_path dev --step preprocess2 \\
-        --answers templates/quick_start/preprocess2.yaml --dry-run
+    python -m video_prediction_tools.main_scripts.main_generate_runscript --venv_path dev --step extract --dry-run
+    python -m video_prediction_tools.main_scripts.main_generate_runscript --venv_path dev --answers train.yaml
 
 Writes ``<runscript_dir>/<runscript>.sh`` and ``<runscript>.sh.answers.yaml`` (replay it with ``--answers``); the
 questions, checks and templates are in :mod:`video_prediction_tools.runscript_generator`.
