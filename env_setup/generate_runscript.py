@@ -8,7 +8,9 @@ Usage (from any directory; the venv need not be active)::
     python env_setup/generate_runscript.py --venv_path dev --step preprocess2 --answers p2.yaml --dry-run
     python env_setup/generate_runscript.py --help
 
-The work is done by ``video_prediction_tools.runscript_generator.wizard.main``.
+A thin shim kept for the original's interface: it finds the AMBS package (re-running itself with the python of
+the venv given by --venv_path when this interpreter cannot import it) and runs the entry point
+``python -m video_prediction_tools.main_scripts.main_generate_runscript``.
 """
 import os
 import sys
@@ -33,7 +35,7 @@ def _venv_python(argv):
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO_ROOT))
     try:
-        from video_prediction_tools.runscript_generator.wizard import main
+        from video_prediction_tools.main_scripts.main_generate_runscript import main
         from video_prediction_tools.utils.errors import run_cli
     except ImportError as err:
         python = _venv_python(sys.argv[1:])

@@ -6,7 +6,7 @@
 #
 # Creates the virtual environment virtual_envs/ambs with env_setup/create_env.sh when it is missing or broken
 # (an existing healthy one and its settings are left as they are; AMBS_VENV=<name> picks another venv), then runs
-# python -m video_prediction_tools.quick_start: synthetic GRIB archive, then extraction → preprocessing 1 and 2 →
+# python -m video_prediction_tools.main_scripts.main_quick_start: synthetic GRIB archive, then extraction → preprocessing 1 and 2 →
 # convLSTM training (a few minutes on 2 CPU cores) → postprocessing → meta-postprocessing, each through a
 # runscript generated from an answers file (templates/quick_start/), all under <repo>/ambs_demo. It ends with
 # the model's MSE against persistence per lead hour and where the table and plots are.
@@ -18,4 +18,4 @@ python="$repo/virtual_envs/$venv/bin/python"
 # creates or repairs the venv when needed; an existing user's settings stay as they are
 bash "$repo/env_setup/create_env.sh" "$venv" -l_nohpc -keep_settings
 
-exec "$python" -m video_prediction_tools.quick_start --venv_path "$venv" "$@"
+exec "$python" -m video_prediction_tools.main_scripts.main_quick_start --venv_path "$venv" "$@"

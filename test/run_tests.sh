@@ -3,23 +3,33 @@
 #   bash test/run_tests.sh [pytest options]
 # Installs the system packages some tests need (slurm-wlm, python-cartopy-data; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.
+# Under CI (CI=true) a SLURM that cannot be installed ends the run with an error: the SLURM test is never skipped there.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AMBS_TEST_VENV:-ambs_test}
 
 # system packages some tests use: a real SLURM (runscript chain test), GSHHS coastlines for the maps
+have_slurm() { command -v slurmctld >/dev/null 2>&1 || [[ -x /usr/sbin/slurmctld ]]; }
 packages=()
-command -v slurmctld >/dev/null 2>&1 || packages+=(slurm-wlm)
+have_slurm || packages+=(slurm-wlm)
 [[ -f /usr/share/cartopy/data/shapefiles/gshhs/c/GSHHS_c_L1.shp ]] || packages+=(python-cartopy-data)
 if (( ${#packages[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "Installing ${packages[*]} for the SLURM runscript and coastline tests"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }; then
-      echo "WARNING: ${packages[*]} could not be installed; the SLURM test is skipped, the GSHHS coastline test fails"
+      echo "WARNING: ${packages[*]} could not be installed; the SLURM test is skipped (fails under CI=true)," \
+           "the GSHHS coastline test fails"
     fi
   else
-    echo "NOTE: ${packages[*]} not installed (needs root and apt); the SLURM test is skipped, the GSHHS coastline test fails"
+    echo "NOTE: ${packages[*]} not installed (needs root and apt); the SLURM test is skipped (fails under CI=true)," \
+         "the GSHHS coastline test fails"
   fi
+fi
+
+if [[ "${CI:-}" == true ]] && ! have_slurm; then
+  echo "ERROR: CI=true but SLURM (slurm-wlm) is not installed and could not be installed; the SLURM runscript test" \
+       "must run in CI (install slurm-wlm, or run as root with apt-get)" >&2
+  exit 1
 fi
 
 mkdir -p "$repo/virtual_envs"  # holds the venv and the test settings' base directory

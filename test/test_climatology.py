@@ -3,11 +3,12 @@ import hashlib
 import shutil
 
 import numpy as np
+import pytest
 import xarray as xr
 from fixtures.archive import TINY_DAYS, TINY_GRID, TINY_MONTHS, TINY_YEAR
 from fixtures.common import assert_user_error, mpiexec, run_module
 
-MODULE = "video_prediction_tools.data_extraction.climatology"
+MODULE = "video_prediction_tools.main_scripts.main_climatology"
 
 
 def two_year_source(tiny_extracted_archive, tmp_path):
@@ -49,6 +50,7 @@ def test_climatology_is_the_mean_by_month_and_hour(tmp_path, tiny_extracted_arch
     assert (tmp_path / "clim_2t.log").is_file()
 
 
+@pytest.mark.mpi
 def test_one_and_two_ranks_identical_rerun_skips_overwrite_redoes(tmp_path, tiny_extracted_archive):
     outputs = []
     for ranks in (1, 2):

@@ -1,6 +1,7 @@
 """Tests of env_setup/create_env.sh: argument errors, reuse of a healthy venv, recorded settings, sourcing."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,42 +54,45 @@ def test_container_mode_needs_a_runtime(tmp_path):
 
 
 @pytest.fixture
-def preserved_settings():
-    """The tests below rewrite the running venv's settings file: put the original back afterwards."""
-    settings_file = CURRENT_VENV / "ambs_settings.json"
-    original = settings_file.read_text() if settings_file.exists() else None
-    yield settings_file
-    if original is None:
-        settings_file.unlink(missing_ok=True)
-    else:
-        settings_file.write_text(original)
+def venv_copy():
+    """A venv under virtual_envs/ that create_env.sh finds healthy: its own directory (pyvenv.cfg, settings, an
+    activate script) with links to the running venv's python, mpiexec and packages. The test below rewrites the
+    settings of the venv it is given; working on this copy leaves the running venv's settings untouched."""
+    copy = REPO_ROOT / "virtual_envs" / f"ambs_create_env_test_{os.getpid()}"
+    (copy / "bin").mkdir(parents=True)
+    shutil.copy(CURRENT_VENV / "pyvenv.cfg", copy)
+    for part in ("lib", "bin/python", "bin/mpiexec"):
+        (copy / part).symlink_to(CURRENT_VENV / part)
+    (copy / "bin" / "activate").write_text(f'export VIRTUAL_ENV="{copy}"\nexport PATH="$VIRTUAL_ENV/bin:$PATH"\n')
+    yield copy
+    shutil.rmtree(copy)
 
 
-@pytest.mark.skipif(CURRENT_VENV.parent != REPO_ROOT / "virtual_envs",
-                    reason="needs the suite to run inside a venv made by create_env.sh under virtual_envs/")
-def test_reuses_healthy_venv_records_settings_and_stays_active_when_sourced(tmp_path, preserved_settings):
+@pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the suite to run inside a virtual environment")
+def test_reuses_healthy_venv_records_settings_and_stays_active_when_sourced(tmp_path, venv_copy):
+    name, settings_file = venv_copy.name, venv_copy / "ambs_settings.json"
     base = tmp_path / "base"
-    result = run_script(CURRENT_VENV.name, f"-base_dir={base}", "-l_nohpc", source=True, cwd=tmp_path)
+    result = run_script(name, f"-base_dir={base}", "-l_nohpc", source=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Reusing the healthy virtual environment" in result.stdout
-    assert f"VIRTUAL_ENV={CURRENT_VENV}" in result.stdout
-    settings = json.loads(preserved_settings.read_text())
-    assert settings == {"venv_name": CURRENT_VENV.name, "base_dir": str(base.resolve()), "hpc": False,
+    assert f"VIRTUAL_ENV={venv_copy}" in result.stdout
+    settings = json.loads(settings_file.read_text())
+    assert settings == {"venv_name": name, "base_dir": str(base.resolve()), "hpc": False,
                         "container": None, "repo_root": str(REPO_ROOT)}
     assert sorted(p.name for p in base.iterdir()) == sorted(
         ["ExtractedData", "PreprocessedData", "Models", "Results", "meta_postprocess"])
     # executed (not sourced), HPC mode, from another directory: settings follow
-    executed = run_script(CURRENT_VENV.name, f"-base_dir={base}", cwd="/")
+    executed = run_script(name, f"-base_dir={base}", cwd="/")
     assert executed.returncode == 0, executed.stderr
     hpc_expected = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True).returncode == 0
-    assert json.loads(preserved_settings.read_text())["hpc"] is hpc_expected
+    assert json.loads(settings_file.read_text())["hpc"] is hpc_expected
     # -keep_settings (the quick start) leaves recorded settings alone
-    kept = run_script(CURRENT_VENV.name, f"-base_dir={tmp_path}", "-l_nohpc", "-keep_settings")
+    kept = run_script(name, f"-base_dir={tmp_path}", "-l_nohpc", "-keep_settings")
     assert kept.returncode == 0, kept.stderr
-    assert json.loads(preserved_settings.read_text())["base_dir"] == str(base.resolve())
+    assert json.loads(settings_file.read_text())["base_dir"] == str(base.resolve())
     # the generator's reader sees the same settings
     from video_prediction_tools.utils.settings import read_settings
-    assert read_settings(CURRENT_VENV.name).base_dir == str(base.resolve())
+    assert read_settings(name).base_dir == str(base.resolve())
 
 
 def test_failed_install_leaves_no_venv(tmp_path):

@@ -1,4 +1,4 @@
-"""Domain rule of original_workflow.md §7.3: nearest grid point, rows north → south, columns west → east, wrap."""
+"""Domain rule of preprocessing step 1: nearest grid point, rows north → south, columns west → east, wrap."""
 import numpy as np
 import pytest
 import xarray as xr

@@ -35,7 +35,7 @@ def _assert_png(path: Path) -> None:
 def tiny_demo(tmp_path_factory):
     """Run the tiny demo once; the venv of this interpreter (made by create_env.sh) runs the runscripts."""
     demo_dir = tmp_path_factory.mktemp("e2e") / "ambs_demo"
-    result = run_module("video_prediction_tools.quick_start", "--venv_path", sys.prefix, "--preset", "tiny",
+    result = run_module("video_prediction_tools.main_scripts.main_quick_start", "--venv_path", sys.prefix, "--preset", "tiny",
                         "--demo_dir", str(demo_dir), "--exp_id", "e2e")
     # 3 = chain complete but persistence not beaten (allowed at this size); anything else is a failure
     assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""EXPNAME (data name convention, original_workflow.md §7.6, sign bug fixed) and metadata.json."""
+"""EXPNAME (the original's data name convention, its sign bug fixed) and metadata.json."""
 import json
 
 import numpy as np

@@ -239,7 +239,7 @@ def test_hparams_templates_hold_only_accepted_keys_with_original_values(dataset,
     template = read_json(path)
     resolved = resolve_hparams(name, template, source=str(path))
     assert {k: resolved[k] for k in template} == template
-    originals = {  # values of the original templates (original_models_eval.md §2, §8)
+    originals = {  # values of the original AMBS hparams templates (ERA5 and Moving MNIST)
         ("era5", "convLSTM"): {"batch_size": 4, "lr": 0.001, "max_epochs": 20, "context_frames": 12,
                                "loss_fun": "mse", "opt_var": "0", "shuffle_on_val": True},
         ("era5", "convLSTM_gan"): {"batch_size": 4, "lr": 0.001, "max_epochs": 20, "context_frames": 12,

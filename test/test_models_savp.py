@@ -35,10 +35,15 @@ def moving_waves(batch=2, frames=6, shape=SHAPE, seed=0):
     return tf.constant(out)
 
 
-@pytest.fixture(scope="module")
-def savp_model():
+def new_savp_model():
     keras.utils.set_random_seed(1)
     return build_model("savp", TINY, SHAPE)
+
+
+@pytest.fixture(scope="module")
+def savp_model():
+    """One SAVP model shared by the tests that only run it (never train it)."""
+    return new_savp_model()
 
 
 def snapshot(model):
@@ -203,8 +208,8 @@ def test_schedules_against_hand_values():
 
 
 # --- training phases ----------------------------------------------------------------------------------------------
-def test_each_phase_changes_only_its_own_variables(savp_model):
-    model = savp_model
+def test_each_phase_changes_only_its_own_variables():
+    model = new_savp_model()  # its own model: the phases below change its weights
     phases = model.optimization_phases()
     assert [p.name for p in phases] == ["discriminator", "generator"]
     assert phases[0].optimizer["beta_1"] == 0.5 and phases[1].optimizer["beta_2"] == 0.999

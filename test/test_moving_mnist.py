@@ -1,5 +1,6 @@
 """Moving MNIST: conversion of a generated mnist_test_seq.npy and the reader with index-range splits."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -82,8 +83,9 @@ def test_bad_inputs(mnist, tmp_path):
         MovingMnist(tmp_path, SPLIT, "train")
 
 
-def test_rerun_skips_unless_overwrite(mnist):
-    root, _ = mnist
+def test_rerun_skips_unless_overwrite(mnist, tmp_path):
+    root = tmp_path / "mnist"
+    shutil.copytree(mnist[0], root)  # a copy: the overwrite below rewrites the converted file
     target = root / "tfrecords" / "moving_mnist.tfrecords"
     stamp = target.stat().st_mtime_ns
     convert_moving_mnist(root, root / "tfrecords")

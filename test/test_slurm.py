@@ -1,9 +1,10 @@
-"""Generated HPC runscripts on a real single-node SLURM (slurmctld + slurmd started in a temporary directory,
-recipe of env_notes.md): runscripts generated from answers files with ``--hpc --chain`` are submitted with sbatch,
+"""Generated HPC runscripts on a real single-node SLURM (slurmctld + slurmd with munge, started in a temporary
+directory with a one-node configuration written here): runscripts generated from answers files with ``--hpc --chain`` are submitted with sbatch,
 chained with ``--dependency=afterok``, and their outputs checked.
 
 The workflow is the list ``STAGES``: to run more steps, append a :class:`Stage` (step, answers, output check).
-Skipped, with the reason shown, only where SLURM is not installed (``apt-get install -y slurm-wlm``).
+Skipped, with the reason shown, only where SLURM is not installed (``apt-get install -y slurm-wlm``), and never under
+CI (``CI=true`` in the environment): there a missing SLURM fails the test.
 """
 from __future__ import annotations
 
@@ -58,8 +59,10 @@ def slurm(tmp_path_factory):
     """A running single-node SLURM; yields the environment (SLURM_CONF) for sbatch/scontrol."""
     missing = [name for name in SLURM_PROGRAMS if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
     if missing:
-        pytest.skip(f"SLURM is not installed (missing {', '.join(missing)}); install it with "
-                    f"apt-get install -y slurm-wlm")
+        reason = f"SLURM is not installed (missing {', '.join(missing)}); install it with apt-get install -y slurm-wlm"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
     root = tmp_path_factory.mktemp("slurm")
     started_munged = None
     if not _munge_works():
@@ -218,7 +221,7 @@ STAGES = [
 
 def test_generated_runscripts_run_chained_under_slurm(slurm, tmp_path):
     grib = tmp_path / "grib"
-    made = run_module("video_prediction_tools.data_extraction.synthetic", "--years", "2017", "--months", "1-3",
+    made = run_module("video_prediction_tools.main_scripts.main_synthetic_archive", "--years", "2017", "--months", "1-3",
                       "--days", "2", "--lat_range", *LAT_RANGE, "--lon_range", *LON_RANGE, "--out", grib)
     assert made.returncode == 0, made.stderr
     base = tmp_path / "base"

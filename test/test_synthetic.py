@@ -12,7 +12,7 @@ from fixtures.common import assert_user_error, run_module
 from video_prediction_tools.data_extraction import synthetic
 from video_prediction_tools.data_extraction.synthetic import Grid, SyntheticAtmosphere, generate_archive
 
-MODULE = "video_prediction_tools.data_extraction.synthetic"
+MODULE = "video_prediction_tools.main_scripts.main_synthetic_archive"
 
 
 def read_messages(path):

@@ -12,10 +12,11 @@ own settings (base directory, runscript directory) are left alone. A rerun reuse
 and preprocessed data (the steps skip finished months) and trains a new run with a new experiment id;
 ``--fresh`` deletes the demo directory first.
 
-Usage example (what ``bash env_setup/quick_start.sh`` runs once the venv exists)::
+Usage example (the entry point is ``main_scripts/main_quick_start.py``; ``bash env_setup/quick_start.sh`` runs it
+once the venv exists)::
 
-    python -m video_prediction_tools.quick_start --venv_path ambs
-    python -m video_prediction_tools.quick_start --venv_path dev --preset tiny --demo_dir /tmp/ambs_tiny
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
 
 Sizes (domain, months, data split, convLSTM hyper-parameters) are the presets of
 ``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores, beats
@@ -24,7 +25,6 @@ persistence at every lead hour, 3 when it does not (the table is printed either 
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import yaml
 
-from .utils.errors import UserError, run_cli
+from .utils.errors import UserError
 from .utils.io import write_text
-from .utils.settings import create_base_tree, repo_root, resolve_venv, templates_dir
+from .utils.settings import create_base_tree, repo_root, templates_dir
 
 STEPS = ("extract", "preprocess1", "preprocess2", "train", "postprocess", "meta_postprocess")
 RUNSCRIPT_WRITTEN = re.compile(r"^Runscript written: (.+)$", re.MULTILINE)
@@ -129,7 +129,7 @@ class Demo:
         region = self.preset["region"]
         for part in self.preset["archive"]:
             self._timed("synthetic archive", [
-                str(self.python), "-m", "video_prediction_tools.data_extraction.synthetic",
+                str(self.python), "-m", "video_prediction_tools.main_scripts.main_synthetic_archive",
                 "--years", str(part["year"]), "--months", *map(str, part["months"]), "--days", str(part["days"]),
                 "--out", str(self.grib_dir), "--lat_range", *map(str, region["lat_range"]),
                 "--lon_range", *map(str, region["lon_range"]), "--resolution", "0.3", "--seed", "0"])
@@ -226,28 +226,3 @@ def report(demo: Demo, results_dir: Path) -> int:
         return NOT_BEATEN
     print(f"\n  The convLSTM beats persistence at every lead hour 1..{len(rows)}.")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the AMBS quick-start demo through generated runscripts.")
-    parser.add_argument("--venv_path", default="ambs",
-                        help="AMBS virtual environment (name under virtual_envs/ or path; default: ambs)")
-    parser.add_argument("--demo_dir", default=str(repo_root() / "ambs_demo"),
-                        help="directory of everything the demo writes (default: <repo>/ambs_demo)")
-    parser.add_argument("--preset", default="demo", help="size of the demo: demo (default) or tiny (CI test)")
-    parser.add_argument("--exp_id", default="demo", help="typed experiment id of the training run")
-    parser.add_argument("--fresh", action="store_true", help="delete the demo directory first")
-    args = parser.parse_args(argv)
-    preset, venv_dir = load_preset(args.preset), resolve_venv(args.venv_path)
-    demo_dir = Path(args.demo_dir).expanduser().resolve()
-    if args.fresh and demo_dir.exists():
-        shutil.rmtree(demo_dir)
-    if not demo_dir.parent.is_dir():
-        raise UserError(f"--demo_dir {demo_dir}: its parent directory does not exist")
-    demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id)
-    results_dir = demo.run()
-    return report(demo, results_dir)
-
-
-if __name__ == "__main__":
-    run_cli(main)

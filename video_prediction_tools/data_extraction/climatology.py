@@ -3,9 +3,9 @@ computed from extracted netCDF (``<source_dir>/<YYYY>/<MM>/*.nc``). Months are s
 
 Usage example::
 
-    python -m video_prediction_tools.data_extraction.climatology --source_dir ExtractedData --years 1991-2020 \\
+    python -m video_prediction_tools.main_scripts.main_climatology --source_dir ExtractedData --years 1991-2020 \\
         --variable 2t --out climatology_2t_1991-2020.nc
-    mpiexec -n 4 python -m video_prediction_tools.data_extraction.climatology --source_dir ExtractedData \\
+    mpiexec -n 4 python -m video_prediction_tools.main_scripts.main_climatology --source_dir ExtractedData \\
         --years 2017 2018 --variable t_850 --out clim_t850.nc --overwrite
 
 Output: variable ``<variable>`` float32 with dims ``(month, hour, lat, lon)``, ``month`` = 1..12 and ``hour`` = 0..23
@@ -17,7 +17,6 @@ only while they are unchanged.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 from pathlib import Path
@@ -27,11 +26,10 @@ import numpy as np
 import xarray as xr
 
 from ..utils import provenance
-from ..utils.errors import UserError, run_cli
+from ..utils.errors import UserError
 from ..utils.io import atomic_path
-from ..utils.log import progress, setup_logging
+from ..utils.log import progress
 from ..utils.parallel import on_root, run_units
-from .synthetic import parse_int_ranges
 
 log = logging.getLogger("ambs")
 HOURS = np.arange(24)
@@ -162,27 +160,3 @@ def compute_climatology(source_dir, years: Sequence[int], variable: str, out, ov
     on_root(merge)
     log.info("climatology of %s (%s) written to %s", variable, ", ".join(map(str, years)), out)
     return "written"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Mean of a variable per (month, hour of day) from extracted netCDF.")
-    parser.add_argument("--source_dir", required=True, help="ExtractedData directory (<YYYY>/<MM>/*.nc)")
-    parser.add_argument("--years", nargs="+", required=True, help="years, e.g. 1991-2020 or 2017 2018")
-    parser.add_argument("--variable", required=True, help="variable name in the extracted files, e.g. 2t")
-    parser.add_argument("--out", required=True, help="output netCDF file")
-    parser.add_argument("--overwrite", action="store_true", help="recompute when --out exists")
-    args = parser.parse_args(argv)
-    years = parse_int_ranges(args.years, "--years", 1900, 2200)
-    source_dir = Path(args.source_dir)
-    if not source_dir.is_dir():
-        raise UserError(f"--source_dir {source_dir} does not exist")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: directory {out.parent} does not exist")
-    setup_logging(out.with_name(out.stem + ".log"))
-    compute_climatology(source_dir, years, args.variable, out, overwrite=args.overwrite)
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -10,8 +10,8 @@ Writes real GRIB files (eccodes) in the layout of the original ERA5 archive, one
 Usage example (one month of the default region 30-60N, 10.2W-35.1E at 0.3 degrees (101x152 points; it contains
 the GMD domain 38.4-54.9N, 0-27.3E on grid points), about 10 s)::
 
-    python -m video_prediction_tools.data_extraction.synthetic --years 2017 --months 1 --out /tmp/era5_grib
-    python -m video_prediction_tools.data_extraction.synthetic --years 2017 2018 --months 1-3 --out /tmp/g \\
+    python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1 --out /tmp/era5_grib
+    python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 2018 --months 1-3 --out /tmp/g \\
         --lat_range 38.4 54.9 --lon_range 0 27.3 --resolution 0.3 --seed 0 --model_levels --days 2
 
 The weather is a deterministic function of (seed, valid time, location): the same seed gives byte-identical files,
@@ -35,7 +35,6 @@ coefficients, as in real ERA5 files, so any reader computes the right pressures 
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -44,9 +43,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..utils.errors import UserError, run_cli
+from ..utils.errors import UserError
 from ..utils.io import atomic_path
-from ..utils.log import progress, setup_logging
+from ..utils.log import progress
 
 log = logging.getLogger("ambs")
 
@@ -432,55 +431,3 @@ def generate_archive(out_dir, years: Sequence[int], months: Sequence[int], grid:
         return written
     finally:
         writer.close()
-
-
-# ---- command line ---------------------------------------------------------------------------------------------
-def parse_int_ranges(tokens: Sequence[str], option: str, low: int, high: int) -> list[int]:
-    """Expand command-line tokens like ``2017 2019-2020`` or ``1-3,5`` into a sorted list of unique integers
-    within [low, high]; anything else is a UserError naming ``option``."""
-    values: set[int] = set()
-    for token in tokens:
-        for part in str(token).split(","):
-            pieces = part.strip().split("-")
-            try:
-                if len(pieces) == 1:
-                    first = last = int(pieces[0])
-                elif len(pieces) == 2:
-                    first, last = int(pieces[0]), int(pieces[1])
-                else:
-                    raise ValueError
-            except ValueError:
-                raise UserError(f"{option} {token!r}: expected integers or ranges like 1-3") from None
-            if first > last or first < low or last > high:
-                raise UserError(f"{option} {token!r}: values must lie in {low}..{high}, ranges ascending")
-            values.update(range(first, last + 1))
-    return sorted(values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a synthetic ERA5-like GRIB archive (one file pair per hour).")
-    parser.add_argument("--years", nargs="+", required=True, help="years, e.g. 2017 2018 or 2017-2018")
-    parser.add_argument("--months", nargs="+", default=["1-12"], help="months, e.g. 1-3 or 1 2 3 (default 1-12)")
-    parser.add_argument("--out", required=True, help="archive root: files go to <out>/<YYYY>/<MM>/")
-    parser.add_argument("--lat_range", nargs=2, type=float, default=[30.0, 60.0], metavar=("S", "N"))
-    parser.add_argument("--lon_range", nargs=2, type=float, default=[-10.2, 35.1], metavar=("W", "E"),
-                        help="degrees east; W may be negative (crosses 0E); default -10.2 35.1")
-    parser.add_argument("--resolution", type=float, default=0.3, help="grid spacing in degrees (default 0.3)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model_levels", action="store_true",
-                        help="write t on L137 hybrid levels 70..137 plus lnsp (GRIB 2) instead of pressure levels")
-    parser.add_argument("--days", type=int, default=None, help="only the first N days of each month (tiny archives)")
-    parser.add_argument("--edition", type=int, default=1, help="GRIB edition of surface / pressure-level files")
-    args = parser.parse_args(argv)
-    years = parse_int_ranges(args.years, "--years", 1900, 2200)
-    months = parse_int_ranges(args.months, "--months", 1, 12)
-    grid = Grid(args.lat_range[0], args.lat_range[1], args.lon_range[0], args.lon_range[1], args.resolution)
-    setup_logging()
-    written = generate_archive(args.out, years, months, grid, seed=args.seed, model_levels=args.model_levels,
-                               days=args.days, edition=args.edition)
-    log.info("synthetic archive: %d files on a %dx%d grid under %s", len(written), grid.ny, grid.nx, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,6 +1,6 @@
 """The target domain of preprocessing: which grid rows and columns a (SW corner, ny x nx) box selects.
 
-Rule (original_workflow.md §7.3, fixed): the box has exactly ``ny`` rows ordered north → south whose southern-most
+Rule (as in the original preprocessing): the box has exactly ``ny`` rows ordered north → south whose southern-most
 row is the grid latitude nearest to the SW-corner latitude, and ``nx`` columns ordered west → east starting at the
 grid longitude nearest to the SW-corner longitude. On a cyclic (global) grid the columns wrap across 0°/360°; on a
 regional grid the box must stay inside the grid. Longitudes may be stored in [0, 360) or [-180, 180), also for

@@ -1,7 +1,7 @@
 """The data name convention (EXPNAME) and ``PreprocessedData/<EXPNAME>/metadata.json``.
 
 EXPNAME = ``era5-Y<first>-<last>M<mm>to<mm>-<nx>x<ny>-<LAT><N|S><LON><E|W>-<var1>_<var2>_..._<varN>``
-(original_workflow.md §7.6): ``<LAT>`` = |lat| of the SW grid point with 2 decimals and no zero padding,
+(the original's data name convention): ``<LAT>`` = |lat| of the SW grid point with 2 decimals and no zero padding,
 ``<LON>`` = |lon| (lon in (-180, 180]) with 2 decimals zero-padded to 2 integer digits, decimal points removed;
 variables in --vars order (duplicates kept). Unlike the original, the corner stored in metadata.json keeps its sign
 and the ``lon`` list is in the order of the data (west → east, e.g. 354.9 … 359.7, 0.0 … 3.6).

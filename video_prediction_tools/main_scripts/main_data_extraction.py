@@ -2,7 +2,8 @@
 
 Usage example (a synthetic archive first; ``mpiexec -n 2`` in front of ``python`` runs two ranks)::
 
-    python -m video_prediction_tools.data_extraction.synthetic --years 2017 --months 1-2 --days 2 --out /tmp/grib
+    python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1-2 --days 2 \\
+        --out /tmp/grib
     python -m video_prediction_tools.main_scripts.main_data_extraction --source_dir /tmp/grib \\
         --target_dir /tmp/ExtractedData --year 2017 --months 1 2 \\
         --varslist_path templates/data_extraction/era5_varmapping_template.json
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data_extraction.extract import extract_month
-from ..data_extraction.synthetic import parse_int_ranges
+from ..utils.ranges import parse_int_ranges
 from ..data_extraction.varmapping import load_varmapping
 from ..utils.errors import UserError, run_cli
 from ..utils.io import check_writable_directory

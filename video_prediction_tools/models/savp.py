@@ -1,7 +1,7 @@
 """SAVP (Stochastic Adversarial Video Prediction, Lee et al. 2018), the GMD paper's best model, and its ablations
 ``ours_gan`` (GAN, no VAE terms) and ``ours_vae_l1`` (VAE + L1, no GAN) as hyper-parameter presets of one class.
 
-Behaviour as ``original_models_eval.md`` §2.5, with the fixes of §10:
+Behaviour as the original AMBS SAVP code (``SAVPVideoPredictionModel``), with these fixes:
 
 * forecasts (:meth:`SAVP.forecast`, validation, postprocessing) come from the prior (z ~ N(0, I) after the
   context), never from the posterior reconstruction, and only see the context frames;
@@ -33,7 +33,7 @@ from .registry import register
 from .savp_blocks import (MIN_CLIP_LENGTH, FrameGenerator, PosteriorEncoder, VideoDiscriminator, cosine_distance,
                           gan_loss, ground_truth_probability, kl_divergence, kl_weight, learning_rate)
 
-#: defaults of the original code (VideoPredictionModel, then SAVP; §2.5.1), restricted to what is implemented
+#: defaults of the original code (VideoPredictionModel, then SAVP's own), restricted to what is implemented
 SAVP_DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "lr": 0.001,
@@ -73,7 +73,7 @@ SAVP_DEFAULTS: dict[str, Any] = {
     "schedule_sampling_steps": [0, 100000],
 }
 
-#: the ERA5 templates of the GMD paper (§2.5.1); they are also the registry presets of the three names
+#: the ERA5 hyper-parameter templates of the GMD paper; they are also the registry presets of the three names
 SAVP_TEMPLATE = {"batch_size": 32, "lr": 0.0002, "beta1": 0.5, "beta2": 0.999, "l1_weight": 100.0,
                  "l2_weight": 0.0, "kl_weight": 0.01, "video_sn_vae_gan_weight": 0.1, "video_sn_gan_weight": 0.1,
                  "vae_gan_feature_cdist_weight": 10.0, "gan_feature_cdist_weight": 0.0, "nz": 16,
@@ -298,7 +298,8 @@ class SAVP(VideoPredictionModel):
 
     # --- losses ------------------------------------------------------------------------------------------------
     def generator_loss(self, images, step):
-        """Weighted sum of the generator terms (§2.5.5) → ``(g_loss, {name: unweighted term})``."""
+        """Weighted sum of the generator terms (L1 and L2 of the reconstruction, KL, GAN and discriminator-feature
+        cosine distance, each with its weight) → ``(g_loss, {name: unweighted term})``."""
         hp = self.hparams
         active = self._discriminators()
         needs_prior = not self.nz or any(key == "gen_images" for _, _, key, _, _ in active)

@@ -2,7 +2,7 @@
 
 Everything here works on batch-major tensors: a frame is ``[B, H, W, C]``, a clip ``[B, T, H, W, C]``.
 The model that assembles these blocks (unrolling, losses, optimisation phases) is ``models/savp.py``;
-the behaviour follows ``original_models_eval.md`` §2.5.
+the behaviour follows the original AMBS SAVP code (``networks.py``, ``ops.py``, ``rnn_ops.py``).
 
 * :class:`InstanceNorm`, :class:`NormConvLSTMCell`: instance normalisation and the normalised conv-LSTM cell.
 * :class:`PosteriorEncoder`: q(z_t | x_t, x_t+1) from a pair of frames.
@@ -158,7 +158,7 @@ def apply_cdna(image: tf.Tensor, kernels: tf.Tensor) -> list[tf.Tensor]:
 
 
 class FrameGenerator(keras.layers.Layer):
-    """One step of the SAVP cell at one grid size (§2.5.3).
+    """One step of the SAVP cell at one grid size.
 
     ``step(image, first_image, z, state)`` → ``(gen_image, state)``: ``image`` ``[B, H, W, C]`` is the current
     input frame (truth or the previous prediction), ``first_image`` the first frame of the sequence, ``z``

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..utils.errors import UserError
+from ..utils.ranges import parse_int_ranges
 
 FIRST_ERA5_YEAR = 1940
 GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2")
@@ -31,33 +32,13 @@ def _split(text: str) -> list[str]:
     return [item for item in re.split(r"[,\s]+", str(text).strip()) if item]
 
 
-def _expand_ranges(text: str, what: str, low: int, high: int) -> list[int]:
-    """``"1-3, 7"`` → ``[1, 2, 3, 7]``; each value in [low, high]; every bad element is named."""
-    values, bad = [], []
-    for item in _split(text):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
-        if not match:
-            bad.append(item)
-            continue
-        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-        if not (low <= first <= last <= high):
-            bad.append(item)
-            continue
-        values.extend(v for v in range(first, last + 1) if v not in values)
-    if bad:
-        raise UserError(f"invalid {what}: {', '.join(bad)} (expected numbers or ranges like a-b within {low}..{high})")
-    if not values:
-        raise UserError(f"no {what} given")
-    return sorted(values)
-
-
 def parse_years(text: str) -> list[int]:
     """Comma- or space-separated years or ranges, ERA5 years only (1940 or later)."""
-    return _expand_ranges(text, "years", FIRST_ERA5_YEAR, 2100)
+    return parse_int_ranges(text, "years", FIRST_ERA5_YEAR, 2100)
 
 
 def parse_months(text: str) -> list[int]:
-    return _expand_ranges(text, "months", 1, 12)
+    return parse_int_ranges(text, "months", 1, 12)
 
 
 def format_numbers(values: Iterable[int]) -> str:

@@ -110,7 +110,7 @@ class Extract(Step):
                             checks.grib_root,
                             guidance="The archive root: one folder per year, one per month, GRIB files inside "
                                      "(e.g. /p/fastdata/slmet/slmet111/met_data/ecmwf/era5/grib, or the output "
-                                     "of python -m video_prediction_tools.data_extraction.synthetic).")
+                                     "of python -m video_prediction_tools.main_scripts.main_synthetic_archive).")
         found = checks.years_with_data(source_dir, lambda d: bool(checks.grib_files(d)))
         years = p.text("years", f"Years to extract (found: {checks.format_numbers(found)}):",
                        checks.parse_years, default=checks.format_numbers(found) or None,
@@ -365,7 +365,7 @@ class Postprocess(Step):
                          guidance=f"Comma-separated; {', '.join(CLIMATOLOGY_METRICS)} need a climatology file.")
         climatology = p.text("climatology_file", "Climatology netCDF for ACC (empty: none, ACC is skipped):",
                              checks.climatology_file, default="",
-                             guidance="Made by python -m video_prediction_tools.data_extraction.climatology; "
+                             guidance="Made by python -m video_prediction_tools.main_scripts.main_climatology; "
                                       "dims (month, hour, lat, lon).")
         if climatology is None and set(metrics) & set(CLIMATOLOGY_METRICS):
             metrics = checks.parse_metrics(",".join(name for name in metrics if name not in CLIMATOLOGY_METRICS))

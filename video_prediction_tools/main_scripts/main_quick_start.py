@@ -1,0 +1,46 @@
+"""The quick-start demo: the whole AMBS workflow on a small synthetic ERA5-like archive, through runscripts that the
+runscript generator writes from answers files (``templates/quick_start/``), as a user runs it.
+
+Usage example (what ``bash env_setup/quick_start.sh`` runs once the venv exists; then the CI-sized preset)::
+
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
+
+Everything goes to ``--demo_dir`` (default ``<repo>/ambs_demo``); a rerun reuses its data and trains a new run.
+Exit status: 0 when the model beats persistence at every lead hour, 3 when it does not (the table is printed
+either way), 2 on a user error. :mod:`video_prediction_tools.quick_start` describes the chain and the presets.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from ..quick_start import Demo, load_preset, report
+from ..utils.errors import UserError, run_cli
+from ..utils.settings import repo_root, resolve_venv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the AMBS quick-start demo through generated runscripts.")
+    parser.add_argument("--venv_path", default="ambs",
+                        help="AMBS virtual environment (name under virtual_envs/ or path; default: ambs)")
+    parser.add_argument("--demo_dir", default=str(repo_root() / "ambs_demo"),
+                        help="directory of everything the demo writes (default: <repo>/ambs_demo)")
+    parser.add_argument("--preset", default="demo", help="size of the demo: demo (default) or tiny (CI test)")
+    parser.add_argument("--exp_id", default="demo", help="typed experiment id of the training run")
+    parser.add_argument("--fresh", action="store_true", help="delete the demo directory first")
+    args = parser.parse_args(argv)
+    preset, venv_dir = load_preset(args.preset), resolve_venv(args.venv_path)
+    demo_dir = Path(args.demo_dir).expanduser().resolve()
+    if args.fresh and demo_dir.exists():
+        shutil.rmtree(demo_dir)
+    if not demo_dir.parent.is_dir():
+        raise UserError(f"--demo_dir {demo_dir}: its parent directory does not exist")
+    demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id)
+    return report(demo, demo.run())
+
+
+if __name__ == "__main__":
+    run_cli(main)
