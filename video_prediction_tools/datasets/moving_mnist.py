@@ -149,6 +149,19 @@ def raw_file(source) -> Path:
     return path
 
 
+def open_raw(source) -> np.ndarray:
+    """``mnist_test_seq.npy`` (or the directory holding it) memory-mapped, checked to be uint8
+    ``[frames, sequences, height, width]``."""
+    path = raw_file(source)
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read as a numpy .npy file ({err})") from None
+    if data.dtype != np.uint8 or data.ndim != 4 or min(data.shape) == 0:
+        raise UserError(f"{path}: expected uint8 [frames, sequences, height, width], got {data.dtype} {data.shape}")
+    return data
+
+
 def default_dest_dir(source) -> Path:
     source = Path(source)
     return (source if source.is_dir() else source.parent) / "tfrecords"
@@ -173,12 +186,7 @@ def convert_moving_mnist(source, dest_dir=None, overwrite: bool = False) -> Path
     if (dest_dir / DATASET_INFO).is_file() and (dest_dir / TFRECORD_FILE).is_file() and not overwrite:
         log.info("%s exists, kept (use --overwrite to convert again)", dest_dir / TFRECORD_FILE)
         return dest_dir
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read as a numpy .npy file ({err})") from None
-    if data.dtype != np.uint8 or data.ndim != 4 or min(data.shape) == 0:
-        raise UserError(f"{path}: expected uint8 [frames, sequences, height, width], got {data.dtype} {data.shape}")
+    data = open_raw(path)
     frames, sequences, height, width = data.shape
     setup_logging(dest_dir / "preprocess_moving_mnist.log")
     with atomic_path(dest_dir / TFRECORD_FILE) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
