@@ -164,4 +164,6 @@ def test_postprocess_of_a_moving_mnist_run_refuses_era5_options(chain, tmp_path)
     module = "video_prediction_tools.main_scripts.main_visualize_postprocess"
     assert_user_error(run_module(module, "--checkpoint", run_dir, "--results_dir", tmp_path / "r",
                                  "--evaluation_metrics", "mse", "acc"), "acc", "Moving MNIST")
+    assert_user_error(run_module(module, "--checkpoint", run_dir, "--results_dir", tmp_path / "r",
+                                 "--num_stochastic_samples", "2"), "--num_stochastic_samples 2")
     assert not (tmp_path / "r").exists()

@@ -139,6 +139,12 @@ def open_mnist_job(options) -> MnistJob:
     if options.climatology_file:
         raise UserError(f"--climatology_file {options.climatology_file}: Moving MNIST has no climatology; "
                         f"drop the option")
+    if options.num_stochastic_samples != 1:
+        raise UserError(f"--num_stochastic_samples {options.num_stochastic_samples}: Moving MNIST runs are scored "
+                        f"with one forecast per sequence (give 1)")
+    if options.data_range is not None:
+        raise UserError(f"--data_range {options.data_range}: Moving MNIST intensities are scored on [0, 1] "
+                        f"(data range 1); drop the option")
     metric_names = check_mnist_metrics(options.evaluation_metrics)
     model, run = load_trained_model(options.checkpoint)
     if run.dataset != DATASET:
