@@ -60,12 +60,17 @@ FULL_INTENSITY = 255.0
 EXAMPLE_QUANTILES = {"best": 0.0, "median": 0.5, "worst": 1.0}
 
 
-def trained_dataset(checkpoint) -> str:
-    """The dataset a training run (or one of its checkpoints) was trained on, from its ``options.json``."""
+def trained_dataset(checkpoint) -> str | None:
+    """The dataset a training run (or one of its checkpoints) was trained on, from its ``options.json``; None
+    when there is no complete checkpoint or no readable options (the caller's validation reports it in its order)."""
     from ..training.checkpoints import OPTIONS_FILE, resolve_checkpoint
 
-    run_dir = resolve_checkpoint(checkpoint).parent
-    return str(read_json(run_dir / OPTIONS_FILE, what="training options").get("dataset", "era5"))
+    try:
+        run_dir = resolve_checkpoint(checkpoint).parent
+        options = read_json(run_dir / OPTIONS_FILE, what="training options")
+    except UserError:
+        return None
+    return str(options.get("dataset", "era5")) if isinstance(options, dict) else None
 
 
 def frame_scores(forecast: np.ndarray, truth: np.ndarray, names=tuple(MNIST_METRICS)) -> dict[str, np.ndarray]:
