@@ -87,7 +87,8 @@ def test_generator_refuses_bad_moving_mnist_answers(mnist_base, tmp_path):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((20, 2, 8, 8), np.float32))
     cases = [({"step": "convert", "source": str(bad)}, "uint8"),
-             ({"step": "extract", "dataset": "moving_mnist"}, "moving_mnist of the answers file does not match step extract"),
+             ({"step": "extract", "dataset": "moving_mnist"},
+              "moving_mnist of the answers file does not match step extract"),
              ({"step": "convert", "dataset": "era5", "source": str(raw)}, "does not match")]
     for answers, fragment in cases:
         answers_file = tmp_path / "answers.yaml"
