@@ -13,7 +13,8 @@ Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_moving_mnist`` 
 --dataset moving_mnist``) writes to ``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence
 (``images`` = uint8 bytes ``[frames, H, W, 1]``, ``index`` = sequence index, ``shape``), in index order and
 complete (no sequence dropped), and ``dataset_info.json`` ``{"format", "dataset": "moving_mnist",
-"num_sequences", "sequence_length", "frame_shape": [H, W, 1], "variables": ["intensity"], "stats": {"intensity": {count, min, max, avg, sigma}}}``.
+"num_sequences", "sequence_length", "frame_shape": [H, W, 1], "variables": ["intensity"],
+"stats": {"intensity": {count, min, max, avg, sigma}}}``.
 
 Reader :class:`MovingMnist`: the data split gives inclusive index ranges per mode, and every group of a mode is
 used (``{"train": {"index1": [0, 7999]}, "val": {"index1": [8000, 8999]}, "test": {...}}``). A window is the
