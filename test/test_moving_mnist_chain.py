@@ -14,6 +14,7 @@ import yaml
 
 from fixtures.common import BIN_DIR, assert_user_error, run_module
 from test_generator import assert_clean_shell, make_venv, plant_checkpoint, variable_line
+from test_generator_interactive import DOWN, ENTER, only_runscript, run_wizard, typed
 from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist, generate_moving_mnist, \
     load_mnist_digits, write_raw_file
 from video_prediction_tools.runscript_generator import wizard
@@ -79,6 +80,21 @@ def test_generator_renders_the_moving_mnist_steps(mnist_base, tmp_path):
     assert post.name == f"visualize_postprocess_moving_mnist_{run_dir.name}.sh"
     assert variable_line(post, "CHECKPOINT") == str(run_dir / "checkpoint_4")
     assert_clean_shell(post)
+
+
+def test_interactive_dataset_question_leads_to_the_moving_mnist_steps(mnist_base, tmp_path):
+    _, base, raw = mnist_base
+    venv = make_venv(tmp_path, base)
+    keys = (DOWN + ENTER                 # dataset: moving_mnist (second in the list)
+            + ENTER                      # step: convert (first of the Moving MNIST steps)
+            + str(raw) + ENTER           # the Moving MNIST file
+            + typed("mm_small"))         # experiment name
+    assert run_wizard(tmp_path, venv, keys) == 0
+    script = only_runscript(tmp_path)
+    assert script.name == "preprocess_data_moving_mnist.sh"
+    assert variable_line(script, "DEST_DIR") == str(base / "PreprocessedData" / "mm_small" / "tfrecords")
+    saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
+    assert saved["dataset"] == "moving_mnist" and saved["source"] == str(raw)
 
 
 def test_generator_refuses_bad_moving_mnist_answers(mnist_base, tmp_path):
