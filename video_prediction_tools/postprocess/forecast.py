@@ -444,7 +444,12 @@ def summarise(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
 
 
 def run_postprocess(options: PostprocessOptions) -> Path:
-    """Forecast, evaluate and plot (see the module docstring); return the results directory."""
+    """Forecast, evaluate and plot (see the module docstring); return the results directory. Runs trained on
+    Moving MNIST go to :func:`.moving_mnist.run_moving_mnist_postprocess` (per-frame scores, no persistence)."""
+    from .moving_mnist import DATASET as MOVING_MNIST, run_moving_mnist_postprocess, trained_dataset
+
+    if trained_dataset(options.checkpoint) == MOVING_MNIST:
+        return run_moving_mnist_postprocess(options)
     job = open_job(options)
     start_results(job)
     evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range), job.products,

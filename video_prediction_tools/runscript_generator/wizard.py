@@ -44,6 +44,7 @@ from ..utils.settings import read_settings, resolve_venv
 from . import checks
 from .profiles import SLURM_KEYS, known_profiles, slurm_defaults
 from .render import Plan, render_runscript, write_plan
+from .moving_mnist_steps import ALL_STEP_NAMES, DATASETS, ask_dataset, steps_of
 from .steps import STEPS, Context, Step
 
 Parser = Callable[[str], Any]
@@ -315,9 +316,11 @@ def ask_resources(p, ctx: Context, step: Step) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------- generation
-def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False) -> Plan:
-    """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers."""
-    step = STEPS[step_name]
+def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False,
+             steps: dict[str, Step] = STEPS) -> Plan:
+    """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers;
+    ``steps``: those of the chosen dataset."""
+    step = steps[step_name]
     result = step.ask(p, ctx)
     resources = ask_resources(p, ctx, step)
     if not p.interactive:
@@ -377,7 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--venv_path", "-venv", required=True,
                         help="virtual environment made by env_setup/create_env.sh: a name under virtual_envs/ "
                              "or a path")
-    parser.add_argument("--step", choices=list(STEPS), help="workflow step (skips the first question)")
+    parser.add_argument("--step", choices=ALL_STEP_NAMES, help="workflow step (skips the step question)")
+    parser.add_argument("--dataset", choices=list(DATASETS),
+                        help="dataset of the workflow (default: asked, or implied by --step; era5 for a step "
+                             "both have)")
     parser.add_argument("--answers", help="YAML or JSON file answering every question (no terminal needed); "
                                           "each runscript's answers are saved as <runscript>.answers.yaml")
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
@@ -417,18 +423,20 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
         step = args.step or given.get("step")
         if step is None:
             raise UserError(f"answers file {args.answers} has no 'step' and --step was not given")
-        if step not in STEPS or (args.step and given.get("step", step) != args.step):
+        if step not in ALL_STEP_NAMES or (args.step and given.get("step", step) != args.step):
             raise UserError(f"answers file {args.answers}: step {given.get('step')!r} does not match "
-                            f"--step {args.step!r} (known steps: {', '.join(STEPS)})")
+                            f"--step {args.step!r} (known steps: {', '.join(ALL_STEP_NAMES)})")
         prompter = AnswersPrompter({k: v for k, v in given.items() if k != "step"}, args.answers)
     else:
         prompter = InteractivePrompter(input=input, output=output)
     try:
+        steps = steps_of(ask_dataset(prompter, args.dataset, step if args.answers else args.step))
         if not args.answers:
             step = args.step or prompter.select(
-                "step", "Workflow step for which a runscript should be created:", list(STEPS), default="extract")
+                "step", "Workflow step for which a runscript should be created:", list(steps),
+                default=next(iter(steps)))
             prompter.answers.pop("step", None)
-        generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite)
+        generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite, steps=steps)
     except (KeyboardInterrupt, EOFError):
         print("\nAborted: nothing was written.", file=sys.stderr)
         return 130
