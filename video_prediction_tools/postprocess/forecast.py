@@ -202,11 +202,13 @@ def _coords(lat, lon) -> dict:
             "lon": ("lon", np.asarray(lon), {"units": "degrees_east", "standard_name": "longitude"})}
 
 
-def sample_dataset(variables: Sequence[str], model_name: str, init_time: np.datetime64, inputs: np.ndarray,
+def sample_content(variables: Sequence[str], model_name: str, init_time: np.datetime64, inputs: np.ndarray,
                    reference: np.ndarray, forecast: np.ndarray, persistence: np.ndarray | None, lat, lon,
-                   attrs: dict) -> xr.Dataset:
-    """The per-sample file: ``inputs [ctx, H, W, C]``, ``reference [F, H, W, C]``, ``forecast [K, F, H, W, C]``,
-    ``persistence [F, H, W, C]`` (physical units) → CF Dataset (see the module docstring)."""
+                   attrs: dict) -> tuple[dict, dict, dict]:
+    """The per-sample file's content: ``inputs [ctx, H, W, C]``, ``reference [F, H, W, C]``, ``forecast [K, F, H,
+    W, C]``, ``persistence [F, H, W, C]`` (physical units) → ``(data, coords, attrs)``, each variable as ``(dims,
+    values, attributes)`` in file order (see the module docstring). :func:`sample_dataset` makes it an
+    ``xarray.Dataset``, :func:`write_sample` writes it."""
     context, forecast_frames = inputs.shape[0], reference.shape[0]
     fcst_hour = np.arange(1, forecast_frames + 1)
     init = np.datetime64(init_time, "ns")
@@ -233,7 +235,13 @@ def sample_dataset(variables: Sequence[str], model_name: str, init_time: np.date
             data[f"{variable}_persistence_fcst"] = (("fcst_hour", "lat", "lon"), persistence[..., channel],
                                                     {**var_attrs, "long_name": f"{var_attrs['long_name']} "
                                                      "persistence forecast (analysis 24 h earlier)"})
-    return xr.Dataset(data, coords=coords, attrs={"Conventions": "CF-1.8", **attrs})
+    return data, coords, {"Conventions": "CF-1.8", **attrs}
+
+
+def sample_dataset(*args, **kwargs) -> xr.Dataset:
+    """The per-sample file as an ``xarray.Dataset`` (arguments as :func:`sample_content`)."""
+    data, coords, attrs = sample_content(*args, **kwargs)
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def write_netcdf(dataset: xr.Dataset, path: Path) -> None:
@@ -241,6 +249,51 @@ def write_netcdf(dataset: xr.Dataset, path: Path) -> None:
     encoding = {name: dict(COMPRESSION) for name in dataset.data_vars}
     with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+
+def _time_encoding(times: np.ndarray) -> tuple[str, np.ndarray]:
+    """CF ``units`` and int64 values of whole-hour datetime64 ``times`` as xarray encodes them: ``days since`` the
+    first time when every step between them is a whole number of days, else ``hours since``."""
+    hours = np.atleast_1d(times).astype("datetime64[h]")
+    offsets = (hours - hours[0]).astype(np.int64)  # h
+    unit, step = ("days", 24) if np.all(np.diff(offsets) % 24 == 0) else ("hours", 1)
+    reference = str(hours[0]).replace("T", " ") + ":00:00"
+    return f"{unit} since {reference}", (offsets // step).reshape(np.shape(times))
+
+
+def _dims(dims) -> tuple[str, ...]:
+    """Dimension names of an ``xarray``-style ``(dims, values, attrs)`` entry (a name, a tuple or ``()``)."""
+    return (dims,) if isinstance(dims, str) else tuple(dims)
+
+
+def write_sample(content: tuple[dict, dict, dict], path: Path) -> None:
+    """Write :func:`sample_content` atomically with netCDF4 directly: the same file as ``write_netcdf`` of
+    :func:`sample_dataset` (variables, dimensions, attributes, encodings: zlib level 5 with shuffle on the data
+    variables, NaN ``_FillValue`` on floats, times as int64 ``<unit> since <first time>``, the ``coordinates``
+    attribute), about 4x faster: xarray's encoding machinery costs more than the write of a small file."""
+    import netCDF4
+
+    data, coords, attrs = content
+    auxiliary = [name for name, (dims, _, _) in coords.items() if (name,) != _dims(dims)]  # init_time, valid_time
+    with atomic_path(path) as tmp, netCDF4.Dataset(tmp, "w", format="NETCDF4") as file:
+        file.setncatts(attrs)
+        variables = {**data, **coords}
+        for dims, values, _ in variables.values():
+            for dim, size in zip(_dims(dims), np.shape(values)):
+                if dim not in file.dimensions:
+                    file.createDimension(dim, size)
+        for name, (dims, values, var_attrs) in variables.items():
+            dims, values = _dims(dims), np.asarray(values)
+            var_attrs = dict(var_attrs)
+            if values.dtype.kind == "M":
+                var_attrs["units"], values = _time_encoding(values)
+                var_attrs["calendar"] = "proleptic_gregorian"
+            compression = COMPRESSION if name in data else {}
+            fill = values.dtype.type(np.nan) if values.dtype.kind == "f" else None
+            variable = file.createVariable(name, values.dtype, dims, fill_value=fill, **compression)
+            linked = [aux for aux in auxiliary if set(_dims(coords[aux][0])) <= set(dims)] if name in data else []
+            variable.setncatts({**var_attrs, **({"coordinates": " ".join(linked)} if linked else {})})
+            variable[...] = values
 
 
 def _member_seed(seed: int, batch_index: int, member: int) -> int:
@@ -426,7 +479,7 @@ def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.d
         written.append((init, path))
         if path.exists() and not job.options.overwrite:
             continue
-        write_netcdf(sample_dataset(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
+        write_sample(sample_content(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
                                     batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
                                     batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path)
     return written
