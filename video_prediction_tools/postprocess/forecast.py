@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -502,19 +503,90 @@ def run_postprocess(options: PostprocessOptions) -> Path:
     start_results(job)
     evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range), job.products,
                              job.variable, job.lead_hours, quantiles=not job.quick)
-    sample_files: list[tuple[np.datetime64, Path]] = []
+    timer = _StepTimer()
     number_of_samples = 0
-    for batch in forecast_batches(job):
-        evaluate_batch(job, evaluation, batch)
-        if not job.quick:
-            sample_files += write_samples(job, batch, number_of_samples)
-        number_of_samples += len(batch.init_times)
-    result = summarise(job, evaluation)
+    with SampleWriter(job) as writer:
+        for batch in timer.timed("forecast", forecast_batches(job)):
+            with timer("metrics"):
+                evaluate_batch(job, evaluation, batch)
+            if not job.quick:
+                writer.submit(batch, number_of_samples)
+            number_of_samples += len(batch.init_times)
+        with timer("sample files (rest)"):
+            sample_files = writer.finish()
+    with timer("summary"):
+        result = summarise(job, evaluation)
     if not job.quick:
-        _plot_all(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
-                  sample_files, job.results_dir)
-    log.info("evaluation of %d forecasts written to %s", number_of_samples, job.results_dir)
+        with timer("plots"):
+            _plot_all(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
+                      sample_files, job.results_dir)
+    log.info("evaluation of %d forecasts written to %s (%s)", number_of_samples, job.results_dir, timer)
     return job.results_dir
+
+
+class SampleWriter:
+    """Writes the per-sample files of each batch (:func:`write_samples`) in one background thread while the next
+    batch is forecast: netCDF4 compresses and writes without holding the GIL. At most ``MAX_PENDING`` batches wait
+    (bounded memory). Each file is written atomically on its own, so the results are the same as written in
+    order; an error in the thread is raised by the next ``submit`` or by ``finish``."""
+
+    MAX_PENDING = 2
+
+    def __init__(self, job: _Job):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.job = job
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-writer")
+        self.pending = []
+        self.written: list[tuple[np.datetime64, Path]] = []
+
+    def submit(self, batch: _Batch, first_index: int) -> None:
+        while len(self.pending) >= self.MAX_PENDING:
+            self.written += self.pending.pop(0).result()
+        self.pending.append(self.executor.submit(write_samples, self.job, batch, first_index))
+
+    def finish(self) -> list[tuple[np.datetime64, Path]]:
+        """Wait for every file; return (init time, path) of each sample in order."""
+        while self.pending:
+            self.written += self.pending.pop(0).result()
+        return self.written
+
+    def __enter__(self) -> "SampleWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _StepTimer:
+    """Wall seconds per named step of a postprocessing run, for its log line."""
+
+    def __init__(self):
+        import time
+
+        self.clock = time.perf_counter
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + self.clock() - start
+
+    def timed(self, name: str, iterable):
+        """Iterate ``iterable``, adding the time spent producing each item to ``name``."""
+        iterator = iter(iterable)
+        while True:
+            with self(name):
+                item = next(iterator, None)
+            if item is None:
+                return
+            yield item
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
 
 
 def example_sample_positions(per_sample_score: np.ndarray, percentiles=range(0, 101, 10)) -> dict[int, int]:
