@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -158,6 +159,7 @@ def main(argv=None) -> None:
     times: dict[str, list[float]] = {name: [] for name in sides}
     for repeat in range(args.repeats):
         order = list(sides) if repeat % 2 == 0 else list(sides)[::-1]
+        shutil.rmtree(workdir / f"Results_{repeat}", ignore_errors=True)  # a rerun would keep existing samples
         for name in order:
             times[name].append(timed_process(sides[name](repeat)))
         print(f"repeat {repeat + 1}: postprocess {times['postprocess'][-1]:.1f} s, forecast only "

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -533,8 +535,6 @@ class SampleWriter:
     MAX_PENDING = 2
 
     def __init__(self, job: _Job):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.job = job
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-writer")
         self.pending = []
@@ -607,13 +607,29 @@ def _plot_all(result, evaluation: _Evaluation, metric_names, products, variable,
     per_sample = result[f"{variable}_{model_name}_{first_metric}"].mean("fcst_hour").values
     by_time = dict(sample_files)
     init_times = result["init_time"].values
+    examples = []
     for percentile, position in example_sample_positions(per_sample).items():
         init = init_times[position]
-        path = by_time[np.datetime64(init, "h")]
-        with xr.open_dataset(path) as sample:
-            stamp = str(np.datetime64(init, "h")).replace("-", "") + "00"  # YYYYMMDDTHH00
-            plots.plot_example_forecast(sample.load(), variable, model_name, results_dir /
-                                        f"forecast_{variable}_{stamp}_{first_metric}_{percentile}percentile.png")
+        stamp = str(np.datetime64(init, "h")).replace("-", "") + "00"  # YYYYMMDDTHH00
+        examples.append((by_time[np.datetime64(init, "h")], variable, model_name,
+                         results_dir / f"forecast_{variable}_{stamp}_{first_metric}_{percentile}percentile.png"))
+    # the example maps are drawn by a second process while this one draws the conditional quantiles (both take
+    # about as long); it imports only matplotlib, xarray and the plotting module, not TensorFlow
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        drawn = pool.submit(_plot_example_files, examples)
+        _plot_conditional_quantiles(evaluation, variable, model_name, results_dir)
+        drawn.result()
+
+
+def _plot_example_files(examples: list[tuple[Path, str, str, Path]]) -> None:
+    """``plots.plot_example_forecast`` of each (sample file, variable, model, PNG path)."""
+    for sample_path, variable, model_name, path in examples:
+        with xr.open_dataset(sample_path) as sample:
+            plots.plot_example_forecast(sample.load(), variable, model_name, path)
+
+
+def _plot_conditional_quantiles(evaluation: _Evaluation, variable: str, model_name: str, results_dir: Path) -> None:
+    """Calibration-refinement and likelihood-base rate plots per lead hour."""
     long_name, units = variable_attributes(variable)["long_name"], variable_attributes(variable)["units"]
     for lead in evaluation.lead_hours:
         stem = f"cond_quantile_{variable}_{model_name}_fh{lead}"
