@@ -54,7 +54,8 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
                         path: str | Path) -> Path:
     """One line per product (``label → product`` name in ``<var>_<product>_<metric>``): the average
     ``_avg`` against lead time, with the 5-95 % band of the ``_bootstrapped`` replicates when present."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(8, 4))
+    figure.subplots_adjust(left=0.1, right=0.7, bottom=0.13, top=0.9)  # room for the legend on the right
     units = ""
     for colour, (label, product) in zip(PRODUCT_COLOURS, products.items()):
         name = f"{variable}_{product}_{metric}"
@@ -71,7 +72,7 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
     axis.set_title(f"{variable}: {metric} against lead time")
     axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     axis.grid(alpha=0.3)
-    return save_figure(figure, path)
+    return save_figure(figure, path, tight=False)
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
