@@ -28,7 +28,8 @@ per-sample files, no plots). ACC-type metrics need ``climatology_file`` covering
 forecasts' valid times: by default they are computed only when a climatology file is given; requested explicitly
 without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
 validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
-one process (forecasting a split is one unit of work). An interrupted run is resumed by running it again: the
+one process (forecasting a split is one unit of work; a thread writes the sample files while the next batch is
+forecast, and a spawned helper process draws the example maps). The log's last line gives the time of each step. An interrupted run is resumed by running it again: the
 sample files already written are kept, the rest are written, and the results are byte-identical to an
 uninterrupted run.
 """
@@ -273,7 +274,7 @@ def write_sample(content: tuple[dict, dict, dict], path: Path) -> None:
     """Write :func:`sample_content` atomically with netCDF4 directly: the same file as ``write_netcdf`` of
     :func:`sample_dataset` (variables, dimensions, attributes, encodings: zlib level 5 with shuffle on the data
     variables, NaN ``_FillValue`` on floats, times as int64 ``<unit> since <first time>``, the ``coordinates``
-    attribute), about 4x faster: xarray's encoding machinery costs more than the write of a small file."""
+    attribute), about 2x faster: xarray's encoding machinery costs as much as the write of a small file."""
     import netCDF4
 
     data, coords, attrs = content
