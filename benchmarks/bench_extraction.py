@@ -6,17 +6,30 @@ msl 10u 10v and t on 4 pressure levels), then times, on the same files:
 * ``ambs``: ``extract_month`` with the mapping ``2t tcc msl 10u 10v t_850`` (one netCDF for the month);
 * ``plain``: per hour, ``xarray.open_dataset(engine="cfgrib")`` of the surface file and of t at 850 hPa of the
   upper-air file, merged and written with ``to_netcdf`` (one netCDF per hour, as the original did);
-* ``cdo``: ``cdo -f nc copy`` of every file, when ``cdo`` is on PATH.
+
+and, with ``--model_levels`` (upper air as ERA5 model levels 70-137 with lnsp, as the original read it), on a
+second synthetic month:
+
+* ``ambs``: the same mapping, ``t_850`` interpolated from the model levels by ``extract_month``;
+* ``cdo``: the original's path, when ``cdo`` is on PATH (Debian: ``apt-get install cdo``; without it the line
+  says so and is skipped): per hour ``cdo --eccodes -f nc copy -selname,<v>`` of each surface variable, ``cdo -f nc
+  copy -selname,t -ml2pl,85000`` of the model-level file, ``cdo chname,t,t_850``, ``cdo merge`` of the hour; then
+  ``cdo mergetime`` of the month's hourly files into one file (what AMBS writes).
+
+Ratios are throughput ambs / other (> 1: AMBS is faster).
 
 Usage example::
 
     python benchmarks/bench_extraction.py                 # a full month (744 hours), about 1-3 minutes
     python benchmarks/bench_extraction.py --days 3 --workdir /tmp/bench --keep
+    python benchmarks/bench_extraction.py --model_levels --days 7    # against CDO, 168 hours
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -51,10 +64,34 @@ def plain_cfgrib_loop(month_dir: Path, out_dir: Path) -> None:
         merged.to_netcdf(out_dir / surface_file.name.replace("_sf.grb", ".nc"))
 
 
-def cdo_loop(month_dir: Path, out_dir: Path) -> None:
+def cdo(*arguments: str) -> None:
+    subprocess.run(["cdo", "-s", *arguments], check=True)
+
+
+def cdo_original_path(month_dir: Path, out_dir: Path) -> Path:
+    """The original's extraction of ``MAPPING`` with CDO (see the module docstring); return the month file."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in sorted(month_dir.glob("*.grb")):
-        subprocess.run(["cdo", "-s", "-f", "nc", "copy", str(path), str(out_dir / (path.stem + ".nc"))], check=True)
+    hourly = []
+    for surface_file in sorted(month_dir.glob("*_sf.grb")):
+        hour = surface_file.name[:-len("_sf.grb")]
+        parts = []
+        for variable in MAPPING["surface"]:
+            parts.append(out_dir / f"{hour}_{variable}.nc")
+            cdo("--eccodes", "-f", "nc", "copy", f"-selname,{variable}", str(surface_file), str(parts[-1]))
+        (variable, level), = ((name, spec["pl"]) for name, spec in MAPPING["multi"].items())
+        interpolated = out_dir / f"{hour}_tmp.nc"
+        cdo("-f", "nc", "copy", f"-selname,{variable}", f"-ml2pl,{level}", str(month_dir / f"{hour}_ml.grb"),
+            str(interpolated))
+        parts.append(out_dir / f"{hour}_{variable}_{level // 100}.nc")
+        cdo(f"chname,{variable},{variable}_{level // 100}", str(interpolated), str(parts[-1]))
+        interpolated.unlink()
+        hourly.append(out_dir / f"ecmwf_era5_{hour[2:]}.nc")
+        cdo("merge", *map(str, parts), str(hourly[-1]))
+        for part in parts:
+            part.unlink()
+    month = out_dir / f"era5_{YEAR}_{MONTH:02d}.nc"
+    cdo("mergetime", *map(str, hourly), str(month))
+    return month
 
 
 def main() -> None:
@@ -62,26 +99,36 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=None, help="only the first N days (default: the whole month)")
     parser.add_argument("--workdir", default=None, help="where to put the data (default: a temporary directory)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--model_levels", action="store_true",
+                        help="compare with the original's CDO path on model-level upper air instead of cfgrib")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two sides this many times (medians)")
     args = parser.parse_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extraction_"))
     try:
         start = time.perf_counter()
-        generate_archive(workdir / "grib", [YEAR], [MONTH], GMD_GRID, days=args.days)
+        generate_archive(workdir / "grib", [YEAR], [MONTH], GMD_GRID, days=args.days, model_levels=args.model_levels)
         month_dir = workdir / "grib" / f"{YEAR}" / f"{MONTH:02d}"
         files = sorted(month_dir.glob("*.grb"))
         megabytes = sum(path.stat().st_size for path in files) / 1e6
-        print(f"generated {len(files)} GRIB files ({megabytes:.1f} MB, grid {GMD_GRID.ny}x{GMD_GRID.nx}) in "
-              f"{time.perf_counter() - start:.1f} s")
+        print(f"generated {len(files)} GRIB files ({megabytes:.1f} MB, grid {GMD_GRID.ny}x{GMD_GRID.nx}, "
+              f"{'model' if args.model_levels else 'pressure'} levels) in {time.perf_counter() - start:.1f} s")
         mapping = parse_varmapping(MAPPING)
-        ambs = timed("ambs", lambda: extract_month(workdir / "grib", workdir / "ambs", YEAR, MONTH, mapping,
-                                                   overwrite=True), megabytes)
-        plain = timed("plain", lambda: plain_cfgrib_loop(month_dir, workdir / "plain"), megabytes)
-        print(f"ratio ambs/plain throughput: {plain / ambs:.2f}x")
-        if shutil.which("cdo"):
-            cdo = timed("cdo", lambda: cdo_loop(month_dir, workdir / "cdo"), megabytes)
-            print(f"ratio ambs/cdo throughput: {cdo / ambs:.2f}x")
+        sides = {"ambs": lambda: extract_month(workdir / "grib", workdir / "ambs", YEAR, MONTH, mapping,
+                                               overwrite=True)}
+        if not args.model_levels:
+            sides["plain"] = lambda: plain_cfgrib_loop(month_dir, workdir / "plain")
+        elif shutil.which("cdo"):
+            sides["cdo"] = lambda: cdo_original_path(month_dir, workdir / "cdo")
         else:
-            print("cdo: not installed, skipped")
+            print("cdo: not installed (Debian: apt-get install cdo), the comparison with CDO is skipped")
+        times: dict[str, list[float]] = {name: [] for name in sides}
+        for repeat in range(args.repeats):
+            for name in (list(sides) if repeat % 2 == 0 else list(sides)[::-1]):
+                times[name].append(timed(name, sides[name], megabytes))
+        ambs = statistics.median(times.pop("ambs"))
+        for name, seconds in times.items():
+            print(f"ratio ambs/{name} throughput: {statistics.median(seconds) / ambs:.2f}x (medians of "
+                  f"{args.repeats}, load {os.getloadavg()[0]:.1f})")
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The AMBS test command (what the README names and .ci/run calls):
 #   bash test/run_tests.sh [pytest options]
+# CI runs everything (bash test/run_tests.sh -q). The fast lane for development leaves out the tests marked slow
+# (model training, end-to-end chains, postprocessing CLI runs):
+#   bash test/run_tests.sh -m "not slow" -q
 # Installs the system packages some tests need (slurm-wlm, python-cartopy-data; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.
 # Under CI (CI=true) a SLURM that cannot be installed ends the run with an error: the SLURM test is never skipped there.

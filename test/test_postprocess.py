@@ -97,6 +97,49 @@ def test_sample_file_is_cf_netcdf_with_units(tmp_path, members):
         assert sample["2t_ref"].encoding["zlib"] is True
 
 
+def _netcdf_layout(path):
+    """Everything of a netCDF file but its data: format, global attributes, dimensions in order, and per variable
+    its dtype, dimensions, attributes, compression filters and chunking."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as file:
+        variables = {name: (str(var.dtype), var.dimensions, {key: str(var.getncattr(key)) for key in var.ncattrs()},
+                            var.filters(), var.chunking()) for name, var in file.variables.items()}
+        return (file.data_model, {key: str(file.getncattr(key)) for key in file.ncattrs()},
+                [(name, len(dim)) for name, dim in file.dimensions.items()], variables)
+
+
+@pytest.mark.parametrize("members, leads", [(1, 12), (3, 12), (2, 1)])
+def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads):
+    """The fast netCDF4 writer of the sample files and xarray's ``to_netcdf`` of the same Dataset: same
+    variables, values (NaN persistence included), attributes, time encoding, dimensions and compression."""
+    rng = np.random.default_rng(members)
+    inputs = 280 + rng.standard_normal((12, 8, 12, 3)).astype(np.float32)
+    reference = 280 + rng.standard_normal((leads, 8, 12, 3)).astype(np.float32)
+    forecast = reference[None] + rng.standard_normal((members, leads, 8, 12, 3)).astype(np.float32)
+    persistence = reference + 2 * rng.standard_normal((leads, 8, 12, 3)).astype(np.float32)
+    persistence[0, :2] = np.nan
+    arguments = (["2t", "tcc", "2t"], "savp", np.datetime64("2017-12-31T23", "h"), inputs, reference, forecast,
+                 persistence, LAT, LON, {"model": "savp", "checkpoint_step": 40, "mode": "test"})
+    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc")
+    F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc")
+    assert _netcdf_layout(tmp_path / "fast.nc") == _netcdf_layout(tmp_path / "xarray.nc")
+    with xr.open_dataset(tmp_path / "fast.nc", decode_times=False) as fast, \
+            xr.open_dataset(tmp_path / "xarray.nc", decode_times=False) as expected:
+        xr.testing.assert_identical(fast, expected)
+    with xr.open_dataset(tmp_path / "fast.nc") as fast:
+        # values against the inputs, computed here: not only the same as xarray but the right ones
+        np.testing.assert_array_equal(fast["2t_persistence_fcst"].values, persistence[..., 0])
+        np.testing.assert_array_equal(fast["tcc_in"].values, inputs[..., 1])
+        members_written = fast["2t_savp_fcst"].values
+        np.testing.assert_array_equal(members_written, forecast[..., 0] if members > 1 else forecast[0, ..., 0])
+        assert fast["init_time"].values == np.datetime64("2017-12-31T23", "ns")
+        expected_valid = np.datetime64("2018-01-01T00", "ns") + np.arange(leads) * np.timedelta64(1, "h")
+        np.testing.assert_array_equal(fast["valid_time"].values, expected_valid)
+        assert "sample" in fast.dims if members > 1 else "sample" not in fast.dims
+    assert not [path.name for path in tmp_path.iterdir() if ".tmp-" in path.name]
+
+
 def test_variable_attributes():
     assert F.variable_attributes("2t") == {"long_name": "2 metre temperature", "units": "K"}
     assert F.variable_attributes("t_850")["long_name"] == "temperature at 850 hPa"

@@ -33,12 +33,13 @@ PRODUCT_COLOURS = ("tab:red", "tab:blue", "black", "grey", "tab:green", "tab:ora
 BAND_QUANTILES = (0.05, 0.95)
 
 
-def save_figure(figure, path: str | Path) -> Path:
-    """Save ``figure`` as PNG atomically and close it."""
+def save_figure(figure, path: str | Path, tight: bool = True) -> Path:
+    """Save ``figure`` as PNG atomically and close it; ``tight``: crop to the drawn content (costs one more
+    drawing of the figure; figures laid out in fixed inches do without)."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight" if tight else None)
     finally:
         plt.close(figure)
     return path
@@ -53,7 +54,8 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
                         path: str | Path) -> Path:
     """One line per product (``label → product`` name in ``<var>_<product>_<metric>``): the average
     ``_avg`` against lead time, with the 5-95 % band of the ``_bootstrapped`` replicates when present."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(8, 4))
+    figure.subplots_adjust(left=0.1, right=0.7, bottom=0.13, top=0.9)  # room for the legend on the right
     units = ""
     for colour, (label, product) in zip(PRODUCT_COLOURS, products.items()):
         name = f"{variable}_{product}_{metric}"
@@ -70,7 +72,7 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
     axis.set_title(f"{variable}: {metric} against lead time")
     axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     axis.grid(alpha=0.3)
-    return save_figure(figure, path)
+    return save_figure(figure, path, tight=False)
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def plot_example_forecast(sample: xr.Dataset, variable: str, model: str, path: s
                           leads: Sequence[int] | None = None) -> Path:
     """Maps of one forecast (a per-sample ``vfp_date_*.nc`` dataset) written to ``path``: see
     ``example_forecast_figure``."""
-    return save_figure(example_forecast_figure(sample, variable, model, leads), path)
+    return save_figure(example_forecast_figure(sample, variable, model, leads), path, tight=False)
 
 
 def example_forecast_figure(sample: xr.Dataset, variable: str, model: str, leads: Sequence[int] | None = None):
@@ -145,7 +147,7 @@ def example_forecast_figure(sample: xr.Dataset, variable: str, model: str, leads
     dmax = max(np.abs(_finite_range([difference]))) or 1.0
     coastlines = coastline_segments(*_cell_extent(lon), *_cell_extent(lat))
     columns = ["input (init)", "truth", model, "persistence", f"{model} - truth"]
-    figure = plt.figure(figsize=(3.2 * len(columns), 2.6 * len(leads) + 0.8))
+    figure = _fixed_map_grid(len(leads), len(columns))
     init = np.datetime_as_string(sample["init_time"].values, unit="h")
     figure.suptitle(f"{variable} forecast initialised {init} UTC")
     field_mesh = diff_mesh = None
@@ -164,11 +166,39 @@ def example_forecast_figure(sample: xr.Dataset, variable: str, model: str, leads
             else:
                 field_mesh = _draw_field(axis, lon, lat, panel.values, coastlines, cmap="viridis", vmin=vmin, vmax=vmax)
             axis.set_title(title if column == 0 else f"{title} +{lead} h", fontsize=9)
-    figure.tight_layout(rect=(0, 0.08, 1, 0.96))
-    field_bar = figure.add_axes((0.1, 0.03, 0.45, 0.015))
+            # every map shows the same grid: longitudes under the bottom row (and the lone input map), latitudes
+            # left of the first map of a row; the other panels keep their ticks without repeating the labels
+            if row < len(leads) - 1 and column > 0:
+                axis.xaxis.label.set_visible(False)
+                axis.tick_params(labelbottom=False)
+            if column > 1 or (column == 1 and row == 0):
+                axis.yaxis.label.set_visible(False)
+                axis.tick_params(labelleft=False)
+    width, height = figure.get_size_inches()
+    field_bar = figure.add_axes((0.1, MAP_BAR_BOTTOM / height, 0.45, MAP_BAR_HEIGHT / height))
     figure.colorbar(field_mesh, cax=field_bar, orientation="horizontal", label=f"{variable} [{units}]")
-    diff_bar = figure.add_axes((0.65, 0.03, 0.25, 0.015))
+    diff_bar = figure.add_axes((0.65, MAP_BAR_BOTTOM / height, 0.25, MAP_BAR_HEIGHT / height))
     figure.colorbar(diff_mesh, cax=diff_bar, orientation="horizontal", label=f"difference [{units}]")
+    return figure
+
+
+#: layout of the example-forecast figure in inches: one map panel, the gaps around and between panels (room for
+#: titles, tick labels and axis labels), the colour bars' bottom and height
+MAP_PANEL = (2.5, 2.0)
+MAP_MARGINS = {"left": 0.75, "right": 0.25, "top": 0.65, "bottom": 1.25}
+MAP_GAPS = (0.75, 0.45)
+MAP_BAR_BOTTOM, MAP_BAR_HEIGHT = 0.45, 0.15
+
+
+def _fixed_map_grid(rows: int, columns: int):
+    """A figure whose ``rows x columns`` subplot grid is placed in fixed inches (``MAP_*``): computing the layout
+    from the drawn labels (``tight_layout``, ``bbox_inches="tight"``) took most of the time of the figure."""
+    width = MAP_MARGINS["left"] + MAP_MARGINS["right"] + columns * MAP_PANEL[0] + (columns - 1) * MAP_GAPS[0]
+    height = MAP_MARGINS["top"] + MAP_MARGINS["bottom"] + rows * MAP_PANEL[1] + (rows - 1) * MAP_GAPS[1]
+    figure = plt.figure(figsize=(width, height))
+    figure.subplots_adjust(left=MAP_MARGINS["left"] / width, right=1 - MAP_MARGINS["right"] / width,
+                           bottom=MAP_MARGINS["bottom"] / height, top=1 - MAP_MARGINS["top"] / height,
+                           wspace=MAP_GAPS[0] / MAP_PANEL[0], hspace=MAP_GAPS[1] / MAP_PANEL[1])
     return figure
 
 
@@ -256,4 +286,4 @@ def plot_conditional_quantiles(quantiles: xr.Dataset, condition_label: str, targ
         counts_axis.set_ylim(0.5, quantiles["counts"].values.max() ** 3)
     if title:
         axis.set_title(title)
-    return save_figure(figure, path)
+    return save_figure(figure, path, tight=False)  # matplotlib's default margins hold both axes' labels

@@ -1,0 +1,176 @@
+"""Whole postprocessing against the forecasts alone, same model, same windows, same run.
+
+* postprocess: ``main_visualize_postprocess`` as a user runs it (a new process: imports, model loading, the
+  forecasts, persistence, metrics, bootstrap, the per-sample files, ``evaluation_metrics.nc``, tables, plots);
+* forecast only: a new process that loads the same model and forecasts every batch of the same split, nothing
+  written (the least any postprocessing has to do).
+
+Both sides are timed as whole processes, alternating which goes first between repeats; reported are the medians
+and the ratio postprocess / forecast only (target: <= 1.5).
+
+Data: a synthetic step-1 experiment (2t, tcc, t_850 on a 0.3° grid) through step 2 and a short convLSTM training
+(the quick-start demo's hyper-parameters, one epoch on two days): the val month holds the last two days of
+February, so the test month (March, ``--test_days`` days, 24 d - 23 windows) has persistence from its first
+forecast on. Shapes: ``demo`` = the quick start (24 x 32, 14 days, 313 forecasts), ``gmd`` = 56 x 92, 31 days
+(721 forecasts).
+
+Example::
+
+    python benchmarks/bench_postprocess.py --shape demo --repeats 3
+    python benchmarks/bench_postprocess.py --shape gmd --repeats 1 --workdir /tmp/bench_pp
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+VARIABLES = ["2t", "tcc", "t_850"]
+#: (ny, nx, test days) of each shape
+SHAPES = {"demo": (24, 32, 14), "gmd": (56, 92, 31)}
+#: the quick-start demo's convLSTM and postprocessing settings (templates/quick_start/presets.yaml)
+HPARAMS = {"batch_size": 8, "lr": 0.002, "max_epochs": 1, "context_frames": 12, "sequence_length": 24,
+           "loss_fun": "mse", "opt_var": "0", "shuffle_on_val": False, "normalization": "znorm", "num_features": 16,
+           "filter_size": 5, "legacy_gates": False}
+POSTPROCESS_BATCH, BLOCK_LENGTH = 16, 24
+#: months of 2017: (month, first day, days); train, val (ends on the day before the test month), test
+MONTHS = {"train": (1, 1, 2), "val": (2, 27, 2), "test": (3, 1, None)}
+
+
+def synthetic_month(times: np.ndarray, ny: int, nx: int, seed: int) -> np.ndarray:
+    """ERA5-like float32 ``[time, lat, lon, 3]``: 2t and t_850 with a diurnal cycle and a smooth spatial pattern
+    moving east, tcc in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    hours = times.astype("datetime64[h]").astype(np.int64)[:, None, None]
+    y, x = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+    wave = np.sin(2 * np.pi * (x[None] - 0.5 * hours) / nx + y[None] / ny)
+    diurnal = 5.0 * np.sin(2 * np.pi * (hours % 24) / 24.0)
+    t2 = 280.0 + diurnal + 3 * wave + rng.normal(0, 0.5, (len(times), ny, nx))
+    tcc = np.clip(0.5 + 0.4 * wave + rng.normal(0, 0.05, (len(times), ny, nx)), 0, 1)
+    t850 = 265.0 + 0.5 * diurnal + 2 * wave + rng.normal(0, 0.5, (len(times), ny, nx))
+    return np.stack([t2, tcc, t850], axis=-1).astype(np.float32)
+
+
+def write_experiment(workdir: Path, ny: int, nx: int, months: dict[str, tuple[int, int, int]]) -> Path:
+    """A synthetic step-1 experiment ``workdir/PreprocessedData/EXP`` of ``months`` (split → (month of 2017, first
+    day, days)) through step 2, and ``workdir/data_split.json``; return the experiment directory."""
+    import xarray as xr
+
+    from video_prediction_tools.data_preprocess.statistics import channel_stats
+    from video_prediction_tools.data_preprocess.step2 import run_step2
+    from video_prediction_tools.utils.io import write_json
+
+    exp_dir = workdir / "PreprocessedData" / "EXP"
+    (exp_dir / "2017").mkdir(parents=True, exist_ok=True)
+    lat = [round(38.4 + 0.3 * k, 1) for k in range(ny)][::-1]
+    lon = [round(0.3 * k, 1) for k in range(nx)]
+    write_json(exp_dir / "metadata.json", {
+        "expname": "EXP", "expdir": str(exp_dir.parent), "sw_corner_frame": {"lat": min(lat), "lon": lon[0]},
+        "coordinates": {"lat": lat, "lon": lon}, "frame_size": {"nx": nx, "ny": ny},
+        "variables": [{f"var{k + 1}": v} for k, v in enumerate(VARIABLES)]})
+    for seed, (month, first_day, days) in enumerate(months.values()):
+        start = np.datetime64(f"2017-{month:02d}-{first_day:02d}T00", "h")
+        times = start + np.arange(24 * days) * np.timedelta64(1, "h")
+        data = synthetic_month(times, ny, nx, seed)
+        xr.DataArray(data, name="X", dims=("time", "lat", "lon", "channel"),
+                     coords={"time": times.astype("datetime64[ns]"), "lat": lat, "lon": lon, "channel": VARIABLES}
+                     ).to_netcdf(exp_dir / "2017" / f"X_{month:02d}.nc")
+        write_json(exp_dir / "2017" / f"stat_{month:02d}.json", channel_stats(data, VARIABLES))
+    run_step2(exp_dir, sequence_length=HPARAMS["sequence_length"])
+    write_json(workdir / "data_split.json", {split: {"2017": [month]} for split, (month, _, _) in months.items()})
+    return exp_dir
+
+
+def train_command(workdir: Path, exp_dir: Path, run_dir: Path, hparams: dict, *options: str) -> list[str]:
+    """The training CLI on ``exp_dir`` with ``hparams`` (written to ``workdir/hparams.json``) into ``run_dir``."""
+    from video_prediction_tools.utils.io import write_json
+
+    write_json(workdir / "hparams.json", hparams)
+    return [sys.executable, "-m", "video_prediction_tools.main_scripts.main_train_models", "--input_dir",
+            str(exp_dir), "--output_dir", str(run_dir), "--datasplit_dict", str(workdir / "data_split.json"),
+            "--model", "convLSTM", "--model_hparams_dict", str(workdir / "hparams.json"), "--seed", "1", *options]
+
+
+def prepare(workdir: Path, ny: int, nx: int, test_days: int) -> Path:
+    """Data and a trained convLSTM in ``workdir``; return the run directory (reused when already trained)."""
+    run_dir = workdir / "Models" / "EXP" / "convLSTM" / "bench"
+    if (run_dir / "results.json").is_file():
+        return run_dir
+    months = {**MONTHS, "test": (MONTHS["test"][0], MONTHS["test"][1], test_days)}
+    exp_dir = write_experiment(workdir, ny, nx, months)
+    subprocess.run(train_command(workdir, exp_dir, run_dir, HPARAMS), check=True, stdout=subprocess.DEVNULL)
+    return run_dir
+
+
+def forecast_only(run_dir: str, batch_size: int) -> None:
+    """The forecast-only side (run in its own process): load the model, forecast every test batch."""
+    from video_prediction_tools.datasets.era5 import ERA5Dataset
+    from video_prediction_tools.training.checkpoints import load_trained_model
+
+    model, run = load_trained_model(run_dir)
+    dataset = ERA5Dataset(run.input_dir, run.datasplit, "test",
+                          hparams={**run.hparams, "shuffle_on_val": False, "batch_size": batch_size},
+                          normalization=run.normalization)
+    forecasts = 0
+    for index, batch in enumerate(dataset.batches(batch_size)):
+        forecasts += len(np.asarray(model.forecast(batch["images"], seed=index)))
+    print(json.dumps({"forecasts": forecasts}))
+
+
+def timed_process(command: list[str]) -> float:
+    """Wall seconds of ``command`` (must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="demo")
+    parser.add_argument("--test_days", type=int, default=None, help="days of the test month (default: the shape's)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default=None, help="keeps the data and the trained model between runs")
+    parser.add_argument("--forecast_only", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.forecast_only:
+        forecast_only(args.forecast_only, POSTPROCESS_BATCH)
+        return
+    ny, nx, days = SHAPES[args.shape]
+    days = args.test_days or days
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_postprocess_")) / f"{args.shape}_{days}d"
+    run_dir = prepare(workdir, ny, nx, days)
+    sides = {
+        "postprocess": lambda repeat: [
+            sys.executable, "-m", "video_prediction_tools.main_scripts.main_visualize_postprocess", "--checkpoint",
+            str(run_dir), "--results_dir", str(workdir / f"Results_{repeat}"), "--batch_size", str(POSTPROCESS_BATCH),
+            "--block_length", str(BLOCK_LENGTH)],
+        "forecast only": lambda repeat: [sys.executable, __file__, "--forecast_only", str(run_dir)]}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for repeat in range(args.repeats):
+        order = list(sides) if repeat % 2 == 0 else list(sides)[::-1]
+        shutil.rmtree(workdir / f"Results_{repeat}", ignore_errors=True)  # a rerun would keep existing samples
+        for name in order:
+            times[name].append(timed_process(sides[name](repeat)))
+        print(f"repeat {repeat + 1}: postprocess {times['postprocess'][-1]:.1f} s, forecast only "
+              f"{times['forecast only'][-1]:.1f} s, ratio {times['postprocess'][-1] / times['forecast only'][-1]:.2f}",
+              flush=True)
+    whole, forecast = (statistics.median(times[name]) for name in sides)
+    windows = 24 * days - 23
+    print(f"{args.shape} shape {ny} x {nx} x 3, {windows} test forecasts, load {os.getloadavg()[0]:.1f}: "
+          f"postprocess {whole:.1f} s, forecast only {forecast:.1f} s (medians of {args.repeats}), "
+          f"ratio {whole / forecast:.2f} (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
