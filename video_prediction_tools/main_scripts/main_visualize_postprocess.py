@@ -20,7 +20,7 @@ from typing import Sequence
 
 from ..postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
 from ..postprocess.forecast import PostprocessOptions, run_postprocess
-from ..postprocess.metrics import CLIMATOLOGY_METRICS, METRICS
+from ..postprocess.metrics import CLIMATOLOGY_METRICS, CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
 from ..utils.errors import run_cli
 from ..utils.parallel import on_root
 
@@ -47,6 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nboots", type=int, default=NBOOTS, help="number of bootstrap replicates")
     parser.add_argument("--data_range", type=float, default=None,
                         help="data range of PSNR and SSIM in the variable's units (default: range of each truth field)")
+    parser.add_argument("--metric_conventions", default=DEFAULT_CONVENTIONS, choices=list(CONVENTIONS),
+                        help="metric definitions: ambs (default; ACC at the valid time, PSNR/SSIM with the truth's "
+                             "range) or gmd2022 (the original's published numbers: ACC with the climatology of the "
+                             "hour before, PSNR with data range 1, SSIM with data range 2)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
     return parser.parse_args(argv)
 
