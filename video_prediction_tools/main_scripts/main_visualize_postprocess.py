@@ -15,14 +15,19 @@ computes the model's metrics only. Metric definitions: ``video_prediction_tools/
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from typing import Sequence
 
-from ..postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
-from ..postprocess.forecast import PostprocessOptions, run_postprocess
-from ..postprocess.metrics import CLIMATOLOGY_METRICS, CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
-from ..utils.errors import run_cli
-from ..utils.parallel import on_root
+from video_prediction_tools.postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
+from video_prediction_tools.postprocess.forecast import PostprocessOptions, run_postprocess
+from video_prediction_tools.postprocess.metrics import CLIMATOLOGY_METRICS, CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
+from video_prediction_tools.main_scripts import legacy_options
+from video_prediction_tools.main_scripts.main_train_models import GPU_MEMORY_NOTE
+from video_prediction_tools.utils.errors import run_cli
+from video_prediction_tools.utils.parallel import on_root
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,6 +57,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "range) or gmd2022 (the original's published numbers: ACC with the climatology of the "
                              "hour before, PSNR with data range 1, SSIM with data range 2)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
+    legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
+    legacy_options.renamed(parser, "--evaluation_metric_quick", "-metric_quick", dest="evaluation_metrics",
+                           convert=lambda name: [name], new="--evaluation_metrics {}")
+    legacy_options.renamed(parser, "--test_mode", "-test", dest="block_length", value=1, new="--block_length 1")
+    legacy_options.refused(parser, "--frac_data", "-f_dt",
+                           replacement="the whole --mode split is evaluated (the original crashed on this option); "
+                                       "choose the split with --mode")
     return parser.parse_args(argv)
 
 
