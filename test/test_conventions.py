@@ -137,3 +137,23 @@ def test_bad_published_climatology_files_end_with_one_error_line(tiny_trained_ru
                             "--climatology_file", tmp_path / name)
         assert_user_error(result, fragment)
         assert not (tmp_path / f"r_{name}").exists()
+
+
+def test_normalisation_from_every_preprocessed_month_as_the_original(tiny_tfrecords):
+    """``normalization_months="all"``: min/max/mean/sigma over all four months (val and test included), by hand."""
+    from video_prediction_tools.datasets.era5 import ERA5Dataset
+
+    tiny = tiny_tfrecords
+    hparams = {"sequence_length": 24, "normalization": "znorm"}
+    everything = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams=hparams, normalization_months="all")
+    train_only = ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams=hparams)
+    stacked = np.concatenate([tiny.raw[month][0] for month in sorted(tiny.raw)]).astype(np.float64)
+    assert len(tiny.raw) == 4
+    for channel, variable in enumerate(tiny.variables):
+        stats = everything.normalization.stats[variable]
+        assert stats["min"] == stacked[..., channel].min() and stats["max"] == stacked[..., channel].max()
+        assert stats["avg"] == pytest.approx(stacked[..., channel].mean(), rel=1e-9)
+        assert stats["sigma"] == pytest.approx(stacked[..., channel].std(), rel=1e-6)
+    assert everything.normalization != train_only.normalization
+    with pytest.raises(UserError, match="normalization months 'some': expected train or all"):
+        ERA5Dataset(tiny.exp_dir, tiny.datasplit, "train", hparams=hparams, normalization_months="some")

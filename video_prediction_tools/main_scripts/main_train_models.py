@@ -63,6 +63,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="delete the training outputs of --output_dir (checkpoints, logs, JSON files written "
                              "by training) and train from scratch; without it, a rerun resumes only the same run "
                              "(same data split, hyper-parameters, seed and input data)")
+    parser.add_argument("--normalization_months", choices=["train", "all"], default="train",
+                        help="statistics that normalise the data: of the train split (default) or of every "
+                             "preprocessed month, as the original did (ERA5 only)")
     legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
     legacy_options.ignored(parser, "--test_mode", "-test", takes_value=False,
                            reason="the best checkpoint is chosen on the validation loss, without bootstrapping")
