@@ -86,3 +86,15 @@ def test_step2_sequences_per_file_is_ignored_with_a_notice(tmp_path):
                          tmp_path / "out", "-sequence_length", "24", "-sequences_per_file", "10", cwd=tmp_path)
     assert "NOTE: -sequences_per_file is ignored: each month becomes one TFRecord file" in result.stderr
     assert_user_error(result, str(tmp_path / "none"))
+
+
+def test_packaging_license_is_spdx_and_extras_pin_the_tensorflow_of_create_env():
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"                     # SPDX string: no setuptools deprecation warning
+    extras = project["optional-dependencies"]
+    assert extras["cpu"] == ["tensorflow-cpu==2.21.*"] and extras["cuda"] == ["tensorflow[and-cuda]==2.21.*"]
+    create_env = (REPO_ROOT / "env_setup" / "create_env.sh").read_text()
+    assert '-e "${repo_root}[$extras]"' in create_env and "extras=test,cpu" in create_env
+    assert "tensorflow" not in create_env.split("_ambs_install() {")[1].split("\n}")[0]   # only through the extras

@@ -453,7 +453,7 @@ class Conventions:
 #: the valid time, PSNR with R = 1 (PSNR = -10 log10(MSE [K^2])), SSIM with R = 2 (scikit-image's implicit range of
 #: float data). Texture is identical in both (the original's grid-spacing error cancels in the ratio on grids with
 #: equal lat/lon spacing, as the paper's 0.3 deg grid), and so are MSE and RMSE. The ConvLSTM gating of the paper
-#: is a model option (``legacy_double_sigmoid``), not a metric definition.
+#: is a model hyper-parameter (``"legacy_gates": true``), not a metric definition.
 CONVENTIONS = {
     "ambs": Conventions("ambs", "AMBS definitions: ACC at the valid time, PSNR and SSIM with the truth's data range "
                                 "(or --data_range)"),
