@@ -314,7 +314,8 @@ def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
     assert M.DEFAULT_METRICS == ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
     assert M.CLIMATOLOGY_METRICS == ("acc", "weighted_acc")
     acc = M.make_metrics(["weighted_acc"], climatology(), data_range=3.0)[0]
-    assert acc.weighted and not acc.centred and repr(acc) == "WeightedACC(centred=False, weighted=True, climatology_hour_offset=0)"
+    assert acc.weighted and not acc.centred
+    assert repr(acc) == "WeightedACC(centred=False, weighted=True, climatology_hour_offset=0)"
     assert repr(M.make_metrics(["ssim"], data_range=3.0)[0]) == "SSIM(data_range=3.0, window=7)"
 
 
