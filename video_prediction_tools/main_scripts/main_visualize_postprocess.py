@@ -10,8 +10,10 @@ Example (after training)::
 ``--checkpoint`` is a training run directory (best checkpoint, else the newest) or one ``checkpoint_<step>``
 directory. By default every metric is computed, ``acc`` and ``weighted_acc`` only when ``--climatology_file`` is
 given; requesting them without a climatology file, or with one lacking a month or hour of the forecasts' valid
-times, is an error before any forecasting. ``--lquick_evaluation``
-computes the model's metrics only. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
+times, is an error before any forecasting. The climatology is the file of ``main_climatology`` or the original's
+CDO file (``climatology_t2m_1991-2020.nc``: ``var167``, 288 steps month x hour). ``--lquick_evaluation``
+computes the model's metrics only. ``--metric_conventions gmd2022`` reproduces the original's (published) metric
+definitions. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
 """
 from __future__ import annotations
 
