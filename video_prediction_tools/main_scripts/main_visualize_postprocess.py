@@ -55,9 +55,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data_range", type=float, default=None,
                         help="data range of PSNR and SSIM in the variable's units (default: range of each truth field)")
     parser.add_argument("--metric_conventions", default=DEFAULT_CONVENTIONS, choices=list(CONVENTIONS),
-                        help="metric definitions: ambs (default; ACC at the valid time, PSNR/SSIM with the truth's "
-                             "range) or gmd2022 (the original's published numbers: ACC with the climatology of the "
-                             "hour before, PSNR with data range 1, SSIM with data range 2)")
+                        help="metric definitions (default %(default)s): " + "; ".join(
+                            f"{name}: {conventions.description}" for name, conventions in CONVENTIONS.items()))
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
     legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
     legacy_options.renamed(parser, "--evaluation_metric_quick", "-metric_quick", dest="evaluation_metrics",
