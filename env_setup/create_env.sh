@@ -142,21 +142,21 @@ _ambs_ensure_venv_module() {
   return 2
 }
 
-# Install TensorFlow (unless a container provides it) and AMBS itself (editable) with the given python command.
+# Install AMBS itself (editable) with the given python command, with the pinned TensorFlow of the extra cpu or cuda
+# (pyproject.toml) unless a container provides TensorFlow.
 _ambs_install() {
   local repo_root=$1 runtime=$2
   shift 2
   "$@" -m pip install --quiet --upgrade pip || return 1
+  local extras=test
   if [[ -z "$runtime" ]]; then
-    local tensorflow="tensorflow-cpu==2.21.*"
+    extras=test,cpu
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-      tensorflow="tensorflow[and-cuda]==2.21.*"
+      extras=test,cuda
     fi
-    echo "Installing $tensorflow"
-    "$@" -m pip install --quiet "$tensorflow" || return 1
   fi
-  echo "Installing AMBS (editable) and its dependencies"
-  "$@" -m pip install --quiet -e "${repo_root}[test]" || return 1
+  echo "Installing AMBS (editable) with the extras [$extras] and its dependencies"
+  "$@" -m pip install --quiet -e "${repo_root}[$extras]" || return 1
 }
 
 _ambs_create_env "$@"

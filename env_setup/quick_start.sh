@@ -15,6 +15,17 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AMBS_VENV:-ambs}
 python="$repo/virtual_envs/$venv/bin/python"
 
+# coastlines for the demo's maps: Debian's GSHHS shorelines (python-cartopy-data), installed as test/run_tests.sh does
+if [[ ! -f /usr/share/cartopy/data/shapefiles/gshhs/c/GSHHS_c_L1.shp ]]; then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 \
+      && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python-cartopy-data >/dev/null; then
+    echo "Installed python-cartopy-data (coastlines for the maps)"
+  else
+    echo "NOTE: the demo's maps have no coastlines: python-cartopy-data is not installed and could not be (needs root" \
+         "and apt-get; e.g. sudo apt-get install python-cartopy-data), or set AMBS_COASTLINES to a coastline .shp"
+  fi
+fi
+
 # creates or repairs the venv when needed; an existing user's settings stay as they are
 bash "$repo/env_setup/create_env.sh" "$venv" -l_nohpc -keep_settings
 

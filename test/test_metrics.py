@@ -248,7 +248,7 @@ def test_load_climatology_errors(tmp_path):
         M.load_climatology(tmp_path / "clim.nc", "2t", [55.0], [5.0])
     with pytest.raises(UserError, match="no variable 't_850'"):
         M.load_climatology(tmp_path / "clim.nc", "t_850", [45.0], [5.0])
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="missing.nc does not exist"):
         M.load_climatology(tmp_path / "missing.nc", "2t", [45.0], [5.0])
 
 
@@ -314,5 +314,101 @@ def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
     assert M.DEFAULT_METRICS == ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
     assert M.CLIMATOLOGY_METRICS == ("acc", "weighted_acc")
     acc = M.make_metrics(["weighted_acc"], climatology(), data_range=3.0)[0]
-    assert acc.weighted and not acc.centred and repr(acc) == "WeightedACC(centred=False, weighted=True)"
+    assert acc.weighted and not acc.centred
+    assert repr(acc) == "WeightedACC(centred=False, weighted=True, climatology_hour_offset=0)"
     assert repr(M.make_metrics(["ssim"], data_range=3.0)[0]) == "SSIM(data_range=3.0, window=7)"
+
+
+# --- the original's CDO climatology file (climatology_t2m_1991-2020.nc): (time, lat, lon), 288 steps ----------
+GLOBAL_LAT = np.arange(90.0, -90.1, -5.0)              # north → south
+GLOBAL_LON = np.arange(0.0, 360.0, 5.0)                # 0..355
+DOMAIN_LAT = np.array([55.0, 50.0, 45.0, 40.0])
+DOMAIN_LON = np.array([350.0, 355.0, 0.0, 5.0, 10.0])  # wraps through 0°E
+
+
+def _global_climatology_values(dtype):
+    rng = np.random.default_rng(3)
+    return (278 + 3 * rng.standard_normal((12, 24, len(GLOBAL_LAT), len(GLOBAL_LON)))).astype(dtype)
+
+
+def _write_cdo_climatology(path, values, lat=GLOBAL_LAT, lon=GLOBAL_LON, variable="var167", times=None):
+    """``values (month, hour, lat, lon)`` written as CDO does: ``(time, lat, lon)``, month-major then hour."""
+    if times is None:
+        times = pd.DatetimeIndex([pd.Timestamp(2020, month, 1, hour) for month in range(1, 13) for hour in range(24)])
+    flat = values.reshape(-1, *values.shape[2:])
+    xr.Dataset({variable: (("time", "lat", "lon"), flat[:len(times)])},
+               coords={"time": times, "lat": lat, "lon": lon}).to_netcdf(path)
+
+
+def _domain_fields(seed):
+    rng = np.random.default_rng(seed)
+    inits = pd.date_range("2017-03-31T20", periods=3, freq="h").values
+    coords = {"init_time": inits, "fcst_hour": np.arange(1, 5), "lat": DOMAIN_LAT, "lon": DOMAIN_LON}
+    truth = xr.DataArray(280 + 5 * rng.standard_normal((3, 4, len(DOMAIN_LAT), len(DOMAIN_LON))),
+                         dims=list(coords), coords=coords)
+    return truth + rng.standard_normal(truth.shape), truth
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("latitudes_ascending", [False, True])
+@pytest.mark.parametrize("longitudes_180", [False, True])
+def test_cdo_climatology_gives_the_same_acc_as_the_ambs_file(tmp_path, dtype, latitudes_ascending, longitudes_180):
+    values = _global_climatology_values(dtype)
+    _write_climatology_values(tmp_path / "ambs.nc", values, GLOBAL_LAT, GLOBAL_LON)
+    lat, lon, cdo_values = GLOBAL_LAT, GLOBAL_LON, values
+    if latitudes_ascending:
+        lat, cdo_values = lat[::-1], cdo_values[:, :, ::-1]
+    if longitudes_180:                                       # -180..175 with the columns rolled accordingly
+        lon = (lon + 180.0) % 360.0 - 180.0
+        order = np.argsort(lon)
+        lon, cdo_values = lon[order], cdo_values[..., order]
+    _write_cdo_climatology(tmp_path / "cdo.nc", cdo_values, lat, lon)
+    forecast, truth = _domain_fields(seed=4)
+    ambs = M.ACC(M.load_climatology(tmp_path / "ambs.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
+    cdo = M.ACC(M.load_climatology(tmp_path / "cdo.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
+    np.testing.assert_allclose(cdo.values, ambs.values, rtol=0, atol=1e-6)
+    # and both equal the hand computation with the global array indexed at the domain's points
+    lat_index = [list(GLOBAL_LAT).index(v) for v in DOMAIN_LAT]
+    lon_index = [list(GLOBAL_LON).index(v) for v in DOMAIN_LON]
+    i, j = 2, 3                                              # init 2017-03-31T22 + 4 h: valid 2017-04-01T02
+    clim = values[3, 2][lat_index][:, lon_index].astype(np.float64)
+    assert cdo.values[i, j] == pytest.approx(_hand_acc(forecast.values[i, j], truth.values[i, j], clim), abs=1e-6)
+
+
+def _write_climatology_values(path, values, lat, lon):
+    xr.Dataset({"2t": (("month", "hour", "lat", "lon"), values)},
+               coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": lat, "lon": lon}).to_netcdf(path)
+
+
+def test_cdo_climatology_with_undecoded_times_is_read_in_the_documented_order(tmp_path):
+    values = _global_climatology_values(np.float32)
+    _write_cdo_climatology(tmp_path / "cdo.nc", values, times=np.arange(288.0))   # plain numbers, no units
+    clim = M.load_climatology(tmp_path / "cdo.nc", "t2m", DOMAIN_LAT, DOMAIN_LON)
+    assert clim.sel(month=7, hour=13, lat=45.0, lon=5.0).item() == values[6, 13, 9, 1]
+
+
+def test_bad_cdo_climatologies_are_user_errors(tmp_path):
+    values = _global_climatology_values(np.float32)
+    _write_cdo_climatology(tmp_path / "short.nc", values, times=pd.date_range("2020-01-01", periods=287, freq="h"))
+    with pytest.raises(UserError, match="'var167' has 287 time steps, expected 288"):
+        M.load_climatology(tmp_path / "short.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+    _write_cdo_climatology(tmp_path / "other.nc", values, variable="var130")
+    with pytest.raises(UserError, match="no variable '2t' or 't2m' or 'var167' \\(it has var130\\)"):
+        M.load_climatology(tmp_path / "other.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+    europe_lat, europe_lon = np.arange(70.0, 44.9, -5.0), np.arange(-10.0, 30.1, 5.0)
+    _write_cdo_climatology(tmp_path / "europe.nc", values[:, :, 4:10, :9], europe_lat, europe_lon)
+    with pytest.raises(UserError, match="does not cover the domain: no latitude .* of \\[40.0\\]"):
+        M.load_climatology(tmp_path / "europe.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+    hourly = pd.DatetimeIndex([pd.Timestamp(2020, 1, 1) + pd.Timedelta(hours=k) for k in range(288)])
+    _write_cdo_climatology(tmp_path / "hourly.nc", values, times=hourly)     # 12 days, not 12 months
+    with pytest.raises(UserError, match="time step 24 is month 1 hour 0, expected month 2 hour 0"):
+        M.load_climatology(tmp_path / "hourly.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+    # the generator's check accepts both layouts without knowing the variable, and refuses the bad ones
+    _write_cdo_climatology(tmp_path / "good.nc", values)
+    M.check_climatology_file(tmp_path / "good.nc")
+    with pytest.raises(UserError, match="287 time steps"):
+        M.check_climatology_file(tmp_path / "short.nc")
+    not_climatology = tmp_path / "not_climatology.nc"
+    xr.Dataset({"2t": (("x",), np.zeros(3))}).to_netcdf(not_climatology)
+    with pytest.raises(UserError, match="no variable by month and hour on a lat/lon grid"):
+        M.check_climatology_file(not_climatology)

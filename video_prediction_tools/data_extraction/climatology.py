@@ -8,6 +8,8 @@ Usage example::
     mpiexec -n 4 python -m video_prediction_tools.main_scripts.main_climatology --source_dir ExtractedData \\
         --years 2017 2018 --variable t_850 --out clim_t850.nc --overwrite
 
+Postprocessing reads this file, or the original's CDO file, through ``postprocess.metrics.load_climatology``.
+
 Output: variable ``<variable>`` float32 with dims ``(month, hour, lat, lon)``, ``month`` = 1..12 and ``hour`` = 0..23
 (NaN where the data hold no such month/hour), ``lat``/``lon`` as in the source; ``n_samples`` (month, hour) counts
 the time steps averaged. Each month's partial mean goes to ``<out>.parts/`` (netCDF) and is merged by rank 0, so

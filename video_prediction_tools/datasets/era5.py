@@ -24,7 +24,8 @@ itself): a ``tf.data`` pipeline costs more per batch than the whole copy of a ba
 
 Normalisation: from the statistics of the TRAINING months of the data split only (merged exactly), method from
 the hparam ``normalization`` (``minmax`` default, or ``znorm``), unless a :class:`Normalization` is passed
-(postprocessing passes the one saved with the model).
+(postprocessing passes the one saved with the model). ``normalization_months="all"`` takes the statistics of every
+preprocessed month instead (val and test included), as the original AMBS did for its published models.
 
 Example::
 
@@ -280,7 +281,7 @@ class ERA5Dataset:
     """Windows of one data-split mode of a step-2 output; see the module docstring."""
 
     def __init__(self, input_dir, datasplit, mode: str, hparams: dict | None = None, seed: int = 1234,
-                 normalization: Normalization | None = None):
+                 normalization: Normalization | None = None, normalization_months: str = "train"):
         if mode not in MODES:
             raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         self.tfrecord_dir = resolve_tfrecord_dir(input_dir)
@@ -328,10 +329,8 @@ class ERA5Dataset:
             raise UserError(f"no window of {self.sequence_length} consecutive hours fits in the '{mode}' months "
                             f"{', '.join(month_key(*m) for m in self.months)}")
         if normalization is None:
-            train_months = split_months(self.datasplit, "train")
-            if not train_months:
-                raise UserError("the data split has no 'train' months to compute the normalisation from")
-            stats = merge_stats([info["months"][month_key(*m)]["stats"] for m in train_months])
+            stats = merge_stats([info["months"][key]["stats"] for key in self._statistics_months(info,
+                                                                                                 normalization_months)])
             normalization = Normalization(hparams.get("normalization", "minmax"), stats, self.variables)
         elif normalization.variables != self.variables:
             raise UserError(f"the normalisation is for variables {normalization.variables}, the data has "
@@ -341,6 +340,18 @@ class ERA5Dataset:
         # MONTHS_IN_MEMORY + MONTHS_READ_AHEAD + 1 months (322 MB for 31-day months of the GMD shape)
         self._month_buffers = _BufferPool(keep=MONTHS_IN_MEMORY + MONTHS_READ_AHEAD + 1)
         self._batch_buffers = _BufferPool(keep=4)
+
+    def _statistics_months(self, info: dict, normalization_months: str) -> list[str]:
+        """Month keys whose statistics make the normalisation: the train split's, or (``"all"``) every month of
+        the step-2 output."""
+        if normalization_months == "all":
+            return sorted(info["months"])
+        if normalization_months != "train":
+            raise UserError(f"normalization months {normalization_months!r}: expected train or all")
+        train_months = split_months(self.datasplit, "train")
+        if not train_months:
+            raise UserError("the data split has no 'train' months to compute the normalisation from")
+        return [month_key(*m) for m in train_months]
 
     def _gap_free_starts(self, blocks) -> np.ndarray:
         starts, first_row = [np.zeros(0, np.int64)], 0

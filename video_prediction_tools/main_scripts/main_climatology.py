@@ -13,14 +13,17 @@ written next to ``--out`` (see :mod:`video_prediction_tools.data_extraction.clim
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from pathlib import Path
 from typing import Sequence
 
-from ..data_extraction.climatology import compute_climatology
-from ..utils.errors import UserError, run_cli
-from ..utils.log import setup_logging
-from ..utils.ranges import parse_int_ranges
+from video_prediction_tools.data_extraction.climatology import compute_climatology
+from video_prediction_tools.utils.errors import UserError, run_cli
+from video_prediction_tools.utils.log import setup_logging
+from video_prediction_tools.utils.ranges import parse_int_ranges
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,18 +15,21 @@ of the year is extracted.
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 import logging
 from pathlib import Path
 from typing import Sequence
 
-from ..data_extraction.extract import extract_month
-from ..utils.ranges import parse_int_ranges
-from ..data_extraction.varmapping import load_varmapping
-from ..utils.errors import UserError, run_cli
-from ..utils.io import check_writable_directory
-from ..utils.log import setup_logging
-from ..utils.parallel import run_units
+from video_prediction_tools.data_extraction.extract import extract_month
+from video_prediction_tools.utils.ranges import parse_int_ranges
+from video_prediction_tools.data_extraction.varmapping import load_varmapping
+from video_prediction_tools.utils.errors import UserError, run_cli
+from video_prediction_tools.utils.io import check_writable_directory
+from video_prediction_tools.utils.log import setup_logging
+from video_prediction_tools.utils.parallel import run_units
 
 log = logging.getLogger("ambs")
 

@@ -11,8 +11,11 @@ questions, checks and templates are in :mod:`video_prediction_tools.runscript_ge
 """
 from __future__ import annotations
 
-from ..runscript_generator.wizard import main
-from ..utils.errors import run_cli
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
+from video_prediction_tools.runscript_generator.wizard import main
+from video_prediction_tools.utils.errors import run_cli
 
 __all__ = ["main"]
 

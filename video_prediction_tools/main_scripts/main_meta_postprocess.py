@@ -11,13 +11,16 @@ compatibility with older runscripts they also accept a value (``--enable_skill_s
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from typing import Sequence
 
-from ..postprocess.meta import run_meta_postprocess
-from ..postprocess.metrics import METRICS
-from ..utils.errors import run_cli
-from ..utils.parallel import on_root
+from video_prediction_tools.postprocess.meta import run_meta_postprocess
+from video_prediction_tools.postprocess.metrics import METRICS
+from video_prediction_tools.utils.errors import run_cli
+from video_prediction_tools.utils.parallel import on_root
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")

@@ -14,11 +14,15 @@ Example (the GMD domain, 92 x 56 points at 0.3° with SW corner 38.4N 0.0E)::
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from typing import Sequence
 
-from ..data_preprocess.step1 import preprocess_step1
-from ..utils.errors import run_cli
+from video_prediction_tools.data_preprocess.step1 import preprocess_step1
+from video_prediction_tools.main_scripts import legacy_options
+from video_prediction_tools.utils.errors import run_cli
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -38,6 +42,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nyx", "-nyx", type=int, nargs=2, required=True, metavar=("NY", "NX"),
                         help="number of grid points north-south (NY) and west-east (NX), each at least 2")
     parser.add_argument("--overwrite", action="store_true", help="redo months that are already finished")
+    legacy_options.ignored(parser, "--rsync_status", reason="every month that is not finished yet is processed "
+                                                            "(--overwrite redoes finished ones)")
+    legacy_options.ignored(parser, "--experimental_id", "-exp_id",
+                           reason="the experiment directory is named after the years, domain and variables; a run "
+                                  "is named at training (--output_dir)")
     return parser.parse_args(argv)
 
 

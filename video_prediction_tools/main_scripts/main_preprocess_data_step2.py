@@ -19,9 +19,13 @@ a month that step 1 redid is rewritten.
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from typing import Sequence
 
+from video_prediction_tools.main_scripts import legacy_options
 from video_prediction_tools.utils.errors import run_cli
 
 
@@ -37,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset", choices=("era5", "moving_mnist"), default="era5")
     parser.add_argument("--overwrite", action="store_true", help="rewrite months whose output exists")
     parser.add_argument("--keep_netcdf", action="store_true", help="keep X_<MM>.nc after conversion")
+    legacy_options.ignored(parser, "--sequences_per_file", "-sequences_per_file",
+                           reason="each month becomes one TFRecord file holding every hour once; training cuts "
+                                  "the windows")
     args = parser.parse_args(argv)
     if args.dataset == "moving_mnist":
         from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist

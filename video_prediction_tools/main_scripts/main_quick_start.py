@@ -12,14 +12,17 @@ either way), 2 on a user error. :mod:`video_prediction_tools.quick_start` descri
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 import shutil
 from pathlib import Path
 from typing import Sequence
 
-from ..quick_start import Demo, load_preset, report
-from ..utils.errors import UserError, run_cli
-from ..utils.settings import repo_root, resolve_venv
+from video_prediction_tools.quick_start import Demo, load_preset, report
+from video_prediction_tools.utils.errors import UserError, run_cli
+from video_prediction_tools.utils.settings import repo_root, resolve_venv
 
 
 def main(argv: Sequence[str] | None = None) -> int:

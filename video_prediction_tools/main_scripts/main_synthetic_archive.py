@@ -12,14 +12,17 @@ seed gives byte-identical files; :mod:`video_prediction_tools.data_extraction.sy
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 import logging
 from typing import Sequence
 
-from ..data_extraction.synthetic import Grid, generate_archive
-from ..utils.errors import run_cli
-from ..utils.log import setup_logging
-from ..utils.ranges import parse_int_ranges
+from video_prediction_tools.data_extraction.synthetic import Grid, generate_archive
+from video_prediction_tools.utils.errors import run_cli
+from video_prediction_tools.utils.log import setup_logging
+from video_prediction_tools.utils.ranges import parse_int_ranges
 
 log = logging.getLogger("ambs")
 

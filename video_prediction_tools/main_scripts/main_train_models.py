@@ -20,10 +20,17 @@ Example::
 """
 from __future__ import annotations
 
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
+
 import argparse
 from typing import Sequence
 
-from ..utils.errors import run_cli
+from video_prediction_tools.main_scripts import legacy_options
+from video_prediction_tools.utils.errors import run_cli
+
+#: why the original's --gpu_mem_frac is not needed
+GPU_MEMORY_NOTE = "TensorFlow takes GPU memory as it needs it"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -56,12 +63,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="delete the training outputs of --output_dir (checkpoints, logs, JSON files written "
                              "by training) and train from scratch; without it, a rerun resumes only the same run "
                              "(same data split, hyper-parameters, seed and input data)")
+    parser.add_argument("--normalization_months", choices=["train", "all"], default="train",
+                        help="statistics that normalise the data: of the train split (default) or of every "
+                             "preprocessed month, as the original did (ERA5 only)")
+    legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
+    legacy_options.ignored(parser, "--test_mode", "-test", takes_value=False,
+                           reason="the best checkpoint is chosen on the validation loss, without bootstrapping")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from ..training.trainer import TrainingOptions, train
+    from video_prediction_tools.training.trainer import TrainingOptions, train
 
     train(TrainingOptions(**vars(args)))
     return 0

@@ -10,19 +10,26 @@ Example (after training)::
 ``--checkpoint`` is a training run directory (best checkpoint, else the newest) or one ``checkpoint_<step>``
 directory. By default every metric is computed, ``acc`` and ``weighted_acc`` only when ``--climatology_file`` is
 given; requesting them without a climatology file, or with one lacking a month or hour of the forecasts' valid
-times, is an error before any forecasting. ``--lquick_evaluation``
-computes the model's metrics only. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
+times, is an error before any forecasting. The climatology is the file of ``main_climatology`` or the original's
+CDO file (``climatology_t2m_1991-2020.nc``: ``var167``, 288 steps month x hour). ``--lquick_evaluation``
+computes the model's metrics only. ``--metric_conventions gmd2022`` reproduces the original's (published) metric
+definitions. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
 """
 from __future__ import annotations
+
+if not __package__:  # run by path, as the original's runscripts do: make the package importable
+    import _run_by_path  # noqa: F401
 
 import argparse
 from typing import Sequence
 
-from ..postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
-from ..postprocess.forecast import PostprocessOptions, run_postprocess
-from ..postprocess.metrics import CLIMATOLOGY_METRICS, METRICS
-from ..utils.errors import run_cli
-from ..utils.parallel import on_root
+from video_prediction_tools.postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
+from video_prediction_tools.postprocess.forecast import PostprocessOptions, run_postprocess
+from video_prediction_tools.postprocess.metrics import CLIMATOLOGY_METRICS, CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
+from video_prediction_tools.main_scripts import legacy_options
+from video_prediction_tools.main_scripts.main_train_models import GPU_MEMORY_NOTE
+from video_prediction_tools.utils.errors import run_cli
+from video_prediction_tools.utils.parallel import on_root
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -47,7 +54,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nboots", type=int, default=NBOOTS, help="number of bootstrap replicates")
     parser.add_argument("--data_range", type=float, default=None,
                         help="data range of PSNR and SSIM in the variable's units (default: range of each truth field)")
+    parser.add_argument("--metric_conventions", default=DEFAULT_CONVENTIONS, choices=list(CONVENTIONS),
+                        help="metric definitions (default %(default)s): " + "; ".join(
+                            f"{name}: {conventions.description}" for name, conventions in CONVENTIONS.items()))
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
+    legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
+    legacy_options.renamed(parser, "--evaluation_metric_quick", "-metric_quick", dest="evaluation_metrics",
+                           convert=lambda name: [name], new="--evaluation_metrics {}")
+    legacy_options.renamed(parser, "--test_mode", "-test", dest="block_length", value=1, new="--block_length 1")
+    legacy_options.refused(parser, "--frac_data", "-f_dt",
+                           replacement="the whole --mode split is evaluated (the original crashed on this option); "
+                                       "choose the split with --mode")
     return parser.parse_args(argv)
 
 

@@ -55,7 +55,8 @@ from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
 from .coastlines import find_coastline_file
-from .metrics import METRICS, check_metric_names, load_climatology, make_metrics, needs_climatology
+from .metrics import ACC, DEFAULT_CONVENTIONS, METRICS, check_conventions, check_metric_names, load_climatology, \
+    make_metrics, needs_climatology
 
 log = logging.getLogger("ambs")
 EVALUATION_FILE = "evaluation_metrics.nc"
@@ -98,6 +99,8 @@ class PostprocessOptions:
     block_length: int = BLOCK_LENGTH
     nboots: int = NBOOTS
     data_range: float | None = None
+    #: metric definitions (``metrics.CONVENTIONS``): ``ambs`` or ``gmd2022`` (the original's published numbers)
+    metric_conventions: str = DEFAULT_CONVENTIONS
     overwrite: bool = False
 
 
@@ -380,6 +383,7 @@ def open_job(options: PostprocessOptions) -> _Job:
 
     setup_logging()  # console only until the results directory exists
     _check_options(options)
+    conventions = check_conventions(options.metric_conventions, options.data_range)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
     model, run = load_trained_model(options.checkpoint)
     if run.dataset != "era5":
@@ -394,8 +398,10 @@ def open_job(options: PostprocessOptions) -> _Job:
     climatology = None
     if any(needs_climatology(name) for name in metric_names):
         climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon)
+        hour_offset = np.timedelta64(conventions.parameters_for(ACC).get("climatology_hour_offset", 0), "h")
         check_climatology_covers(climatology, forecast_valid_times(dataset, model.context_frames,
-                                                                   model.forecast_frames), options.climatology_file)
+                                                                   model.forecast_frames) + hour_offset,
+                                 options.climatology_file)
     number_of_blocks(dataset.num_windows, options.block_length)  # fail now, not after hours of forecasting
     if not options.lquick_evaluation:
         find_coastline_file(0.0)  # likewise a bad $AMBS_COASTLINES
@@ -491,11 +497,13 @@ def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.d
 
 def summarise(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
     """Bootstrap and averages → ``evaluation_metrics.nc``; the summary table; return the evaluation dataset."""
-    raw = evaluation.raw_dataset({**job.provenance, "products": " ".join(job.products)})
+    raw = evaluation.raw_dataset({**job.provenance, "products": " ".join(job.products),
+                                  "metric_conventions": job.options.metric_conventions})
     result = summarize_metrics(raw, job.options.block_length, job.options.nboots, SEED)
     write_netcdf(result, job.results_dir / EVALUATION_FILE)
     perfect = {name: METRICS[name].perfect_score for name in job.metric_names}
-    write_table(skill_summary_rows(result, job.variable, job.run.model_name, job.metric_names, perfect),
+    rows = skill_summary_rows(result, job.variable, job.run.model_name, job.metric_names, perfect)
+    write_table([{**row, "metric_conventions": job.options.metric_conventions} for row in rows],
                 job.results_dir / SUMMARY_STEM)
     return result
 
@@ -509,7 +517,8 @@ def run_postprocess(options: PostprocessOptions) -> Path:
         return run_moving_mnist_postprocess(options)
     job = open_job(options)
     start_results(job)
-    evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range), job.products,
+    evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range,
+                                          options.metric_conventions), job.products,
                              job.variable, job.lead_hours, quantiles=not job.quick)
     timer = _StepTimer()
     number_of_samples = 0

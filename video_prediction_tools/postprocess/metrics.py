@@ -58,6 +58,9 @@ PSNR_CAP_DB = 100.0
 #: number of 2-D fields processed at once: float64 temporaries of a few MB stay in cache and bound the memory
 FIELDS_PER_CHUNK = 16
 SPATIAL_DIMS = ("lat", "lon")
+#: coordinates of a month x hour-of-day climatology
+MONTHS = np.arange(1, 13)
+HOURS = np.arange(24)
 
 
 def _valid_times(field: xr.DataArray) -> xr.DataArray:
@@ -292,6 +295,8 @@ class ACC(Metric):
     ``climatology``: DataArray ``(month, hour, lat, lon)`` on the forecast grid (see :func:`load_climatology`).
     ``centred``: remove the (weighted) domain-mean anomaly first; default False = the original's uncentred ACC.
     ``weighted``: cos(lat) weights (WeatherBench).
+    ``climatology_hour_offset``: hours added to the valid time before the climatology is looked up; 0 (default)
+    is right, -1 reproduces the original (climatology of the hour before the valid time, ``gmd2022`` conventions).
     """
 
     name: ClassVar[str] = "acc"
@@ -302,6 +307,7 @@ class ACC(Metric):
     climatology: xr.DataArray = field(repr=False)
     centred: bool = False
     weighted: bool = False
+    climatology_hour_offset: int = 0
 
     def __post_init__(self):
         if tuple(self.climatology.dims) != ("month", "hour", "lat", "lon"):
@@ -311,7 +317,8 @@ class ACC(Metric):
         _check_same_grid(forecast, self.climatology,
                          "the climatology is not on the forecast's lat/lon grid (use load_climatology)")
         valid = _valid_times(forecast).broadcast_like(forecast.isel(lat=0, lon=0, drop=True))
-        valid = valid.transpose(*forecast.dims[:-2]).values.ravel()
+        valid = valid.transpose(*forecast.dims[:-2]).values.ravel() \
+            + np.timedelta64(self.climatology_hour_offset, "h")
         months = valid.astype("datetime64[M]").astype(int) % 12 + 1
         hours = (valid.astype("datetime64[h]") - valid.astype("datetime64[D]")).astype(int)
         month_index = _positions(self.climatology["month"].values, months, "month")
@@ -423,6 +430,41 @@ DEFAULT_METRICS = tuple(METRICS)
 CLIMATOLOGY_METRICS = tuple(name for name in METRICS if needs_climatology(name))
 
 
+@dataclass(frozen=True)
+class Conventions:
+    """A set of metric definitions: parameter values given to every metric of a class (and its subclasses)."""
+
+    name: str
+    description: str
+    #: metric base class → {dataclass field: value}
+    parameters: dict = field(default_factory=dict)
+
+    def parameters_for(self, cls: type[Metric]) -> dict:
+        """The parameter values this convention sets for metric class ``cls``."""
+        values = {}
+        for base, parameters in self.parameters.items():
+            if issubclass(cls, base):
+                values.update(parameters)
+        return values
+
+
+#: ``ambs`` (default): the definitions of this module's docstring. ``gmd2022``: the original AMBS's definitions,
+#: which produced the numbers published in the GMD paper (2022): ACC against the climatology of the hour *before*
+#: the valid time, PSNR with R = 1 (PSNR = -10 log10(MSE [K^2])), SSIM with R = 2 (scikit-image's implicit range of
+#: float data). Texture is identical in both (the original's grid-spacing error cancels in the ratio on grids with
+#: equal lat/lon spacing, as the paper's 0.3 deg grid), and so are MSE and RMSE. The ConvLSTM gating of the paper
+#: is a model hyper-parameter (``"legacy_gates": true``), not a metric definition.
+CONVENTIONS = {
+    "ambs": Conventions("ambs", "AMBS definitions: ACC at the valid time, PSNR and SSIM with the truth's data range "
+                                "(or --data_range)"),
+    "gmd2022": Conventions("gmd2022", "original AMBS / GMD 2022 definitions: ACC with the climatology of the hour "
+                                      "before the valid time, PSNR with data range 1, SSIM with data range 2",
+                           {PSNR: {"data_range": 1.0}, SSIM: {"data_range": 2.0},
+                            ACC: {"climatology_hour_offset": -1}}),
+}
+DEFAULT_CONVENTIONS = "ambs"
+
+
 def check_metric_names(names: Sequence[str]) -> list[str]:
     """The names, validated (unknown → UserError listing the known ones), duplicates dropped, order kept."""
     unknown = [name for name in names if name not in METRICS]
@@ -431,10 +473,23 @@ def check_metric_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_conventions(name: str, data_range: float | None = None) -> Conventions:
+    """The :data:`CONVENTIONS` entry ``name``; unknown, or ``gmd2022`` with a stated data range → UserError."""
+    if name not in CONVENTIONS:
+        raise UserError(f"unknown metric conventions {name!r}; known: {', '.join(CONVENTIONS)}")
+    conventions = CONVENTIONS[name]
+    if data_range is not None and any("data_range" in values for values in conventions.parameters.values()):
+        raise UserError(f"--data_range {data_range:g} contradicts --metric_conventions {name}, which fixes the data "
+                        f"ranges of PSNR and SSIM; give only one of them")
+    return conventions
+
+
 def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None,
-                 data_range: float | None = None) -> list[Metric]:
+                 data_range: float | None = None, conventions: str = DEFAULT_CONVENTIONS) -> list[Metric]:
     """Metric objects for ``names``: each gets the run inputs its dataclass fields name (``climatology``, a
-    :func:`load_climatology` DataArray; ``data_range``, the stated range of PSNR and SSIM, None: truth range)."""
+    :func:`load_climatology` DataArray; ``data_range``, the stated range of PSNR and SSIM, None: truth range), then
+    the parameters of ``conventions`` (a :data:`CONVENTIONS` name)."""
+    convention = check_conventions(conventions, data_range)
     inputs = {"climatology": climatology, "data_range": data_range}
     metrics = []
     for name in check_metric_names(names):
@@ -442,13 +497,15 @@ def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None,
         missing = sorted(need for need in cls.needs if inputs[need] is None)
         if missing:
             raise ValueError(f"metric {name} needs a {' and a '.join(missing)}")
-        metrics.append(cls(**{item.name: inputs[item.name] for item in fields(cls) if item.name in inputs}))
+        parameters = {item.name: inputs[item.name] for item in fields(cls) if item.name in inputs}
+        metrics.append(cls(**{**parameters, **convention.parameters_for(cls)}))
     return metrics
 
 
 def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | None, what: str,
                      path: Path) -> np.ndarray:
-    """Index of the nearest ``source`` coordinate for every ``target`` value, each within half a grid step."""
+    """Index of the nearest ``source`` coordinate for every ``target`` value, each within half a grid step of the
+    source (:data:`CLIMATOLOGY_TOLERANCE_STEPS`); ``period`` (360 for longitudes) makes 359.7 and -0.3 equal."""
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     distance = target[:, None] - source[None, :]
@@ -456,36 +513,113 @@ def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | Non
         distance = (distance + period / 2) % period - period / 2
     nearest = np.abs(distance).argmin(axis=1)
     step = np.median(np.abs(np.diff(source))) if len(source) > 1 else 0.0
-    off = np.abs(distance[np.arange(len(target)), nearest]) > step / 2 + 1e-6
+    tolerance = CLIMATOLOGY_TOLERANCE_STEPS * step + 1e-6
+    off = np.abs(distance[np.arange(len(target)), nearest]) > tolerance
     if off.any():
         raise UserError(f"climatology {path} does not cover the domain: no {what} within half a grid step "
-                        f"({step / 2:g} deg) of {target[off][:3].tolist()} (its {what} range is "
+                        f"({tolerance:g} deg) of {target[off][:3].tolist()} (its {what} range is "
                         f"{source.min():g}..{source.max():g})")
     return nearest
 
 
-def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float]) -> xr.DataArray:
-    """Read a month x hour climatology (file format of the climatology step) for the domain ``lat``/``lon``.
+#: a domain point takes the climatology value of the nearest climatology grid point, which must lie within this
+#: many climatology grid steps (+ 1e-6 deg): half a step accepts float noise of any size (the original compared
+#: coordinates rounded to 0.1 deg and silently dropped the points that differed) and any domain inside the grid
+CLIMATOLOGY_TOLERANCE_STEPS = 0.5
+#: groups of names under which one variable is found in climatology files: AMBS's and ERA5's short names and
+#: CDO's GRIB-code name (``var167`` in the published ``climatology_t2m_1991-2020.nc``)
+CLIMATOLOGY_ALIASES = (("2t", "t2m", "var167"),)
+#: time steps of a climatology in CDO layout ``(time, lat, lon)``: month 1..12 x hour 0..23, by month then hour
+CDO_TIME_STEPS = 12 * 24
 
-    The file holds ``variable`` with dims ``(month, hour, lat, lon)``; grid points are matched to the domain by
-    the nearest coordinates (longitudes modulo 360), each within half a grid step, else UserError. Returns a
-    float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's ``lat``/``lon`` coordinates.
+
+def _climatology_names(variable: str) -> list[str]:
+    """``variable`` followed by its aliases (:data:`CLIMATOLOGY_ALIASES`)."""
+    for group in CLIMATOLOGY_ALIASES:
+        if variable in group:
+            return [variable] + [name for name in group if name != variable]
+    return [variable]
+
+
+def _month_hour_field(field: xr.DataArray, path: Path) -> xr.DataArray:
+    """A climatology variable as ``(month, hour, lat, lon)``, from either accepted layout.
+
+    * AMBS (the climatology step): dims ``(month, hour, lat, lon)`` in any order.
+    * CDO (the original's ``climatology_t2m_1991-2020.nc``): dims ``(time, lat, lon)`` with 288 time steps, month
+      1..12 x hour 0..23 ordered by month, then hour. When the time coordinate holds dates, their months and hours
+      must follow that order (else UserError), so a file in another order is never misread.
+    ``latitude``/``longitude`` dims are renamed ``lat``/``lon``.
     """
+    field = field.rename({old: new for old, new in (("latitude", "lat"), ("longitude", "lon")) if old in field.dims})
+    name = field.name
+    if set(field.dims) == {"month", "hour", "lat", "lon"}:
+        return field.transpose("month", "hour", "lat", "lon")
+    if set(field.dims) != {"time", "lat", "lon"}:
+        raise UserError(f"climatology {path}: variable {name!r} must have dims (month, hour, lat, lon) or CDO's "
+                        f"(time, lat, lon) with {CDO_TIME_STEPS} time steps, got {field.dims}")
+    field = field.transpose("time", "lat", "lon")
+    if field.sizes["time"] != CDO_TIME_STEPS:
+        raise UserError(f"climatology {path}: variable {name!r} has {field.sizes['time']} time steps, expected "
+                        f"{CDO_TIME_STEPS} (month 1..12 x hour 0..23, ordered by month, then hour)")
+    expected_months, expected_hours = np.repeat(MONTHS, 24), np.tile(HOURS, 12)
+    try:
+        months, hours = field["time"].dt.month.values, field["time"].dt.hour.values
+    except (AttributeError, TypeError):  # undecoded time values: the order is taken as documented
+        months, hours = expected_months, expected_hours
+    wrong = np.flatnonzero((months != expected_months) | (hours != expected_hours))
+    if wrong.size:
+        step = int(wrong[0])
+        raise UserError(f"climatology {path}: time step {step} is month {months[step]} hour {hours[step]}, expected "
+                        f"month {expected_months[step]} hour {expected_hours[step]} (288 steps ordered by month, "
+                        f"then hour)")
+    values = field.values.reshape(12, 24, field.sizes["lat"], field.sizes["lon"])
+    return xr.DataArray(values, dims=("month", "hour", "lat", "lon"), name=name, attrs=field.attrs,
+                        coords={"month": MONTHS, "hour": HOURS, "lat": field["lat"].values,
+                                "lon": field["lon"].values})
+
+
+def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
+    """The climatology of ``variable`` (or an alias) in ``path`` as ``(month, hour, lat, lon)``; ``variable``
+    None: the first data variable with lat/lon dims. Missing file, variable or wrong layout → UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"climatology file not found: {path}")
+        raise UserError(f"climatology file {path} does not exist")
     try:
         with xr.open_dataset(path) as dataset:
-            if variable not in dataset:
-                raise UserError(f"climatology {path} has no variable {variable!r} (it has "
-                                f"{', '.join(map(str, dataset.data_vars)) or 'none'})")
-            field = dataset[variable].load()
+            present = [str(name) for name in dataset.data_vars]
+            if variable is None:
+                candidates = [name for name in present if {"lat", "lon"} <= set(dataset[name].dims)
+                              or {"latitude", "longitude"} <= set(dataset[name].dims)]
+            else:
+                candidates = [name for name in _climatology_names(variable) if name in dataset]
+            if not candidates:
+                wanted = (f"by month and hour on a lat/lon grid, dims (month, hour, lat, lon) or CDO's (time, lat, "
+                          f"lon)" if variable is None else " or ".join(map(repr, _climatology_names(variable))))
+                raise UserError(f"climatology {path} has no variable {wanted} (it has {', '.join(present) or 'none'})")
+            field = dataset[candidates[0]].load()
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read climatology {path}: {err}") from None
-    if set(field.dims) != {"month", "hour", "lat", "lon"}:
-        raise UserError(f"climatology {path}: variable {variable!r} must have dims (month, hour, lat, lon), "
-                        f"got {field.dims}")
-    field = field.transpose("month", "hour", "lat", "lon")
+    return _month_hour_field(field, path)
+
+
+def check_climatology_file(path: str | Path, variable: str | None = None) -> None:
+    """UserError unless ``path`` is a climatology that :func:`load_climatology` reads (either layout; the domain is
+    checked only when postprocessing knows it). For the runscript generator, which does not know the variable."""
+    _read_climatology(path, variable)
+
+
+def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float]) -> xr.DataArray:
+    """Read a month x hour climatology of ``variable`` for the domain ``lat``/``lon`` [degrees].
+
+    Accepted files (see :func:`_month_hour_field`): the climatology step's ``(month, hour, lat, lon)`` file, or the
+    original's CDO file (``climatology_t2m_1991-2020.nc``: ``(time, lat, lon)``, 288 steps month x hour), float32 or
+    float64, the variable under its name or an alias (``2t``/``t2m``/``var167``). Latitudes may run either way,
+    longitudes may be 0..360 or -180..180. Every domain point takes the nearest climatology grid point, which must
+    lie within half a climatology grid step (:data:`CLIMATOLOGY_TOLERANCE_STEPS`), else UserError (a domain not
+    covered). Returns a float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's coordinates.
+    """
+    path = Path(path)
+    field = _read_climatology(path, variable)
     lat_index = _nearest_indices(field["lat"].values, np.asarray(lat), None, "latitude", path)
     lon_index = _nearest_indices(field["lon"].values, np.asarray(lon), 360.0, "longitude", path)
     field = field.isel(lat=lat_index, lon=lon_index).astype(np.float32)

@@ -213,21 +213,13 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def climatology_file(text: str) -> Path | None:
-    """Empty → no climatology; otherwise a netCDF file with dimensions month and hour (data_extraction.climatology)."""
+    """Empty → no climatology; otherwise a climatology file that postprocessing reads (AMBS or CDO layout)."""
     if not str(text).strip():
         return None
     path = Path(str(text).strip()).expanduser()
-    if not path.is_file():
-        raise UserError(f"climatology file {path} does not exist")
-    import xarray as xr
+    from ..postprocess.metrics import check_climatology_file
 
-    try:
-        with xr.open_dataset(path) as dataset:
-            dims = set(dataset.dims)
-    except Exception as err:  # noqa: BLE001 - any reader failure means "not a netCDF file we can use"
-        raise UserError(f"climatology file {path} cannot be read as netCDF: {err}") from None
-    if not {"month", "hour"} <= dims:
-        raise UserError(f"climatology file {path} must have dimensions month and hour, has {sorted(dims)}")
+    check_climatology_file(path)
     return path.resolve()
 
 

@@ -83,6 +83,9 @@ class TrainingOptions:
     stop_after_steps: int | None = None
     #: delete the training outputs of ``output_dir`` first (to retrain a run directory with other inputs)
     start_over: bool = False
+    #: months whose statistics normalise the data (ERA5): ``train`` (the train split) or ``all`` (every
+    #: preprocessed month, as the original AMBS)
+    normalization_months: str = "train"
 
     def with_absolute_paths(self) -> "TrainingOptions":
         """The same options with every path absolute, so the saved options.json works from any directory."""
@@ -351,8 +354,9 @@ def open_splits(run: PreparedRun) -> OpenedSplits:
     normalization = None
     if run.resume_from is not None and (run.resume_from.parent / checkpoints.NORMALIZATION_FILE).is_file():
         normalization = Normalization.from_dict(read_json(run.resume_from.parent / checkpoints.NORMALIZATION_FILE))
+    months = {} if options.normalization_months == "train" else {"normalization_months": options.normalization_months}
     train_data = dataset_class(options.input_dir, options.datasplit_dict, "train", hparams=hparams,
-                               seed=options.seed, normalization=normalization)
+                               seed=options.seed, normalization=normalization, **months)
     val_data = dataset_class(options.input_dir, options.datasplit_dict, "val", hparams=hparams,
                              seed=options.seed, normalization=train_data.normalization)
     batch_size = int(hparams["batch_size"])
