@@ -5,10 +5,13 @@
 * ``model``, ``dataset``, ``seed``,
 * ``data_split``: the data split (as given),
 * ``hparams``: the resolved hyper-parameters (defaults included),
-* ``input_fingerprint``: sha256 over the name, size (bytes) and modification time (ns) of every step-2 month file
-  the training and validation splits read, plus the content of the dataset's JSON descriptions
-  (``statistics.json``, ``dataset_info.json``) where they exist. Cheap (no data file is read) and deterministic;
-  rerunning step 2 or touching a month file changes it.
+* ``normalization_months``: which months the normalisation statistics come from (``train`` or ``all``),
+* ``input_fingerprint``: sha256 over the name, size and content digest (SHA-256) of every step-2 month file the
+  training and validation splits read, plus the content of the dataset's JSON descriptions (``statistics.json``,
+  ``dataset_info.json``) where they exist. Content, not times, defines it: a copied or touched file with the same
+  bytes is the same input, a rewritten one with other bytes is not. The file digests are kept in
+  ``input_files`` (with size, times and inode, as :mod:`..utils.provenance` records them) and recomputed only for
+  files whose size, times or inode changed, so a resume reads no data file that was not touched.
 
 A rerun whose identity differs in any of these is refused with one line naming what differs: continue under a new
 ``exp_id``/``--output_dir``, or pass ``--start_over`` to delete the run's training outputs and train again.
@@ -17,18 +20,21 @@ misstate how the weights were trained. Needs no TensorFlow.
 
 Example::
 
-    identity = run_identity("convLSTM", "era5", 1234, split, hparams, input_fingerprint(files, json_files))
+    fingerprint, file_digests = input_fingerprint(files, json_files, recorded_file_digests(run_dir))
+    identity = run_identity("convLSTM", "era5", 1234, split, hparams, fingerprint, file_digests)
     check_same_run(run_dir, identity)        # UserError if run_dir holds another run
     write_json(run_dir / IDENTITY_FILE, identity)
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..utils import provenance
 from ..utils.errors import UserError
 from ..utils.io import read_json
 from . import checkpoints
@@ -41,26 +47,46 @@ RUN_OUTPUTS = (IDENTITY_FILE, checkpoints.OPTIONS_FILE, checkpoints.HPARAMS_FILE
                "val_losses.csv", "losses.json", "plot_train.png", "train.log", "logs")
 #: what each identity key is, in refusal messages
 _DESCRIPTIONS = {"model": "model", "dataset": "dataset", "seed": "--seed", "data_split": "data split",
-                 "hparams": "hyper-parameters", "input_fingerprint": "input data (step-2 files or statistics)"}
+                 "hparams": "hyper-parameters", "normalization_months": "--normalization_months",
+                 "input_fingerprint": "input data (step-2 files or statistics)"}
+#: the value of a key that identities written before it existed stand for
+_DEFAULTS = {"normalization_months": "train"}
 
 
-def input_fingerprint(data_files: Iterable[str | os.PathLike], description_files: Iterable[str | os.PathLike]) -> str:
-    """sha256 hex digest over ``(name, size, mtime_ns)`` of each data file (sorted by name) and the bytes of each
-    existing description file."""
+def recorded_file_digests(run_dir: Path) -> dict[str, Any]:
+    """The file digests recorded in ``run_dir``'s identity (empty for a new run or an unreadable record)."""
+    path = run_dir / IDENTITY_FILE
+    try:
+        recorded = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    files = recorded.get("input_files") if isinstance(recorded, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
+def input_fingerprint(data_files: Iterable[str | os.PathLike], description_files: Iterable[str | os.PathLike],
+                      recorded: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """``(fingerprint, file digests)``: sha256 hex digest over ``(name, size, SHA-256)`` of each data file (sorted by
+    name) and the bytes of each existing description file; the per-file digests (:func:`provenance.fingerprint`,
+    reused from ``recorded`` for untouched files)."""
+    recorded = recorded or {}
     digest = hashlib.sha256()
+    files = {}
     for path in sorted({Path(p) for p in data_files}, key=lambda p: p.name):
-        stat = path.stat()
-        digest.update(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        files[path.name] = provenance.fingerprint(path, recorded.get(path.name))
+        digest.update(f"{path.name}\0{files[path.name]['size']}\0{files[path.name]['sha256']}\n".encode())
     for path in sorted({Path(p) for p in description_files}):
         if path.is_file():
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\n")
-    return digest.hexdigest()
+    return digest.hexdigest(), files
 
 
 def run_identity(model: str, dataset: str, seed: int, data_split: dict[str, Any], hparams: dict[str, Any],
-                 fingerprint: str) -> dict[str, Any]:
+                 fingerprint: str, file_digests: dict[str, Any], normalization_months: str = "train") -> dict[str, Any]:
+    """The identity record (``input_files`` caches the digests; it is not compared)."""
     return {"model": model, "dataset": dataset, "seed": int(seed), "data_split": data_split, "hparams": hparams,
-            "input_fingerprint": fingerprint}
+            "normalization_months": normalization_months, "input_fingerprint": fingerprint,
+            "input_files": file_digests}
 
 
 def _differences(recorded: dict[str, Any], identity: dict[str, Any]) -> list[str]:
@@ -72,7 +98,7 @@ def _differences(recorded: dict[str, Any], identity: dict[str, Any]) -> list[str
             if keys:
                 found.append(description + " (" + ", ".join(
                     f"{k}: {recorded[key].get(k)!r} → {identity[key].get(k)!r}" for k in keys) + ")")
-        elif recorded.get(key) != identity[key]:
+        elif recorded.get(key, _DEFAULTS.get(key)) != identity[key]:
             found.append(description)
     return found
 

@@ -52,7 +52,8 @@ from ..utils.io import read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from . import checkpoints
 from .distribute import distribute_batch, make_strategy, padded_batch, worker_identity
-from .run_identity import IDENTITY_FILE, check_same_run, clear_run_outputs, input_fingerprint, run_identity
+from .run_identity import (IDENTITY_FILE, check_same_run, clear_run_outputs, input_fingerprint,
+                           recorded_file_digests, run_identity)
 from .run_logs import summary_scalar, write_loss_logs
 
 log = logging.getLogger("ambs")
@@ -389,8 +390,9 @@ def record_run(run: PreparedRun, splits: OpenedSplits) -> None:
     """Refuse a run directory that holds another run (``--start_over``: delete its training outputs, keeping this
     command's input files), then (chief) write the run's identity and JSON files."""
     options = run.options
-    identity = run_identity(options.model, options.dataset, options.seed, run.datasplit, run.hparams,
-                            input_fingerprint(*_input_files(splits)))
+    fingerprint, file_digests = input_fingerprint(*_input_files(splits), recorded_file_digests(run.run_dir))
+    identity = run_identity(options.model, options.dataset, options.seed, run.datasplit, run.hparams, fingerprint,
+                            file_digests, options.normalization_months)
     if not options.start_over:
         check_same_run(run.run_dir, identity)
     # inputs are valid: from here on the run directory is written
