@@ -333,6 +333,11 @@ REJECTIONS = [
     ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
     ("train", {"hparams": {"no_such_key": 1}}, "hparams", "no_such_key"),
     ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
+    ("train", {"hparams": {"batch_size": -4}}, "hparams", "'batch_size' of model convLSTM must be an integer >= 1"),
+    ("train", {"hparams": {"max_epochs": 0}}, "hparams", "'max_epochs' of model convLSTM must be an integer >= 1"),
+    ("train", {"hparams": {"loss_fun": "bogus"}}, "hparams", "one of mse, cross_entropy"),
+    ("train", {"hparams": {"context_frames": 24}}, "hparams", "smaller than sequence_length (24)"),
+    ("train", {"hparams": {"lr": "fast"}}, "hparams", "'lr' of model convLSTM must be a number"),
     ("postprocess", {"run": "20990101T000000_x_none"}, "run", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_15"}, "checkpoint", "not one of"),    # incomplete
@@ -386,6 +391,29 @@ def test_cli_errors_are_one_line(tmp_path, data):
     result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv), "--answers", str(answers)],
                             capture_output=True, text=True)
     assert_user_error(result, "not valid YAML")
+
+
+def test_generator_never_imports_tensorflow(tmp_path, data):
+    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys and checks
+    come from the templates and light modules, so the generator answers without TensorFlow's start-up."""
+    venv = make_venv(tmp_path, data["base"])
+    files = []
+    for step in steps_module.STEPS:
+        answers = answers_for(step, data)
+        if step == "train":
+            answers["hparams"] = {"lr": 0.002, "batch_size": 2}
+        files.append(tmp_path / f"{step}.yaml")
+        files[-1].write_text(yaml.safe_dump({"step": step, **answers}))
+    script = ("import sys\nfrom video_prediction_tools.runscript_generator import wizard\n"
+              "for path in sys.argv[3:]:\n"
+              "    assert wizard.main(['--venv_path', sys.argv[1], '--runscript_dir', sys.argv[2], '--dry-run', "
+              "'--answers', path]) == 0\n"
+              "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
+    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), *map(str, files)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("#!/") == len(steps_module.STEPS)     # every runscript was rendered
+    assert "HEAVY []" in result.stdout, result.stdout[-2000:]
 
 
 def test_help_works_from_any_directory(tmp_path):

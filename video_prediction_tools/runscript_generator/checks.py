@@ -253,10 +253,21 @@ def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:
     load_datasplit(content, available=available)
 
 
-def hparams(content: Any, model: str) -> None:
+def hparams(content: Any, model: str, template: Path) -> None:
+    """Validate hyper-parameters with training's own rules (keys, types, ranges, ``context_frames`` <
+    ``sequence_length``). When every given key is in the model's JSON ``template``, the template serves as the
+    defaults, so no model module (and no TensorFlow, seconds of start-up) is imported; a key the template does not
+    list is checked against the model's own defaults."""
     from ..models.registry import resolve_hparams
 
-    resolve_hparams(model, content, source="model_hparams.json")
+    try:
+        listed = json.loads(template.read_text())
+    except (OSError, json.JSONDecodeError):  # no usable template: the model's own defaults decide
+        listed = None
+    if isinstance(listed, dict) and isinstance(content, dict) and set(content) <= set(listed):
+        resolve_hparams(model, content, source="model_hparams.json", defaults=listed)
+    else:
+        resolve_hparams(model, content, source="model_hparams.json")
 
 
 # ----------------------------------------------------------------------------------------------- SLURM values

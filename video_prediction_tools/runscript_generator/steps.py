@@ -309,7 +309,7 @@ class Train(Step):
         split = p.edit_json("datasplit", "data split (train/val/test years and months)", split_template,
                             lambda content, path: checks.datasplit(content, available))
         hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_template,
-                              lambda content, path: checks.hparams(content, model))
+                              lambda content, path: checks.hparams(content, model, hparams_template))
         seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
         return StepResult(f"train_model_{DATASET}_{exp_id}.sh",
                           dict(input_dir=experiment_dir, output_dir=run_dir, model=model, seed=seed),
