@@ -75,11 +75,11 @@ def only_runscript(tmp_path) -> Path:
 
 def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
     editor(json.dumps(VARMAPPING))
-    keys = (ENTER                        # step: extract (first in the list)
+    keys = (UP * 5 + ENTER               # step: offered meta_postprocess (every other step is done); up to extract
             + str(data["grib"]) + ENTER  # GRIB directory
             + ENTER                      # years: default = years found (2017)
-            + ENTER                      # months: default 1-12 is rejected (only 1, 2 exist) ...
-            + typed("1-2")               # ... and asked again
+            + ENTER                      # months: default = months found (1,2)
+            + DOWN + ENTER               # variable mapping: edit (not "use as is")
             + typed("3"))                # MPI processes
     assert run_wizard(tmp_path, venv, keys) == 0
     script = only_runscript(tmp_path)
@@ -93,13 +93,13 @@ def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
 def test_preprocess1_reasks_until_the_domain_fits(tmp_path, venv, data):
     keys = (ENTER                 # extracted-data directory: default ExtractedData
             + ENTER               # years: 2017
-            + typed("1,2")        # months
+            + ENTER               # months: the default is the months found: 1,2
             + typed("2t,msl")     # msl is not in the data → asked again
+            + typed("2t,2t")      # a channel twice → asked again
             + typed("t_850,2t")   # channel order as typed
-            + ENTER               # default SW corner 38.4, 0.0 lies south of the grid → asked again
+            + typed("38.4, 0.0")  # the GMD corner lies south of the grid → asked again
             + typed("43.5, 0.3")
-            + ENTER               # default 56, 92 does not fit → asked again
-            + typed("8, 30")      # 30 columns do not fit either
+            + typed("8, 30")      # 30 columns do not fit (the default, 16, 23, would)
             + typed("8, 12")
             + ENTER)              # MPI processes: 2
     assert run_wizard(tmp_path, venv, keys, "--step", "preprocess1") == 0
@@ -143,14 +143,17 @@ def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, edi
     keys = (ENTER              # experiment (the only one with TFRecords)
             + ENTER            # model: default convLSTM
             + "inter" + ENTER  # experiment id
+            + DOWN + ENTER     # data split: edit the offered one
             + "y"              # re-open the editor after the JSON error
             + "y"              # re-open after the missing month
+            + ENTER            # hyper-parameters: use the template as is
             + typed("7"))      # seed
     assert run_wizard(tmp_path, venv, keys, "--step", "train") == 0
     script = only_runscript(tmp_path)
     run_dir = Path(variable_line(script, "OUTPUT_DIR"))
     assert run_dir.parent == data["base"] / "Models" / EXPNAME / "convLSTM" and run_dir.name.endswith("_inter")
-    assert json.loads((run_dir / "data_split.json").read_text()) == DATASPLIT
+    assert not run_dir.exists()       # made by the training
+    assert json.loads(Path(variable_line(script, "DATASPLIT_DICT")).read_text()) == DATASPLIT
     assert variable_line(script, "SEED") == "7"
 
 
@@ -158,7 +161,8 @@ def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, edit
     editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     with pytest.raises(UserError, match="nothing was written"):
-        run_wizard(tmp_path, venv, ENTER + ENTER + "abort" + ENTER + "n", "--step", "train")
+        run_wizard(tmp_path, venv, ENTER + ENTER + "abort" + ENTER + DOWN + ENTER + DOWN + ENTER + "n",
+                   "--step", "train")
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
 
@@ -168,19 +172,20 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
             + ENTER                       # model convLSTM
             + UP + ENTER                  # run: default is the newest (RUN2); go up to RUN
             + DOWN + DOWN + ENTER         # checkpoint: [auto, checkpoint_5, checkpoint_10] → checkpoint_10
-            + DOWN + ENTER                # mode: val
+            + ENTER                       # mode: test (the run's split has no val months)
             + typed("2")                  # batch size
             + ENTER                       # stochastic samples 1
             + typed("mse,acc")            # metrics
             + str(data["climatology"]) + ENTER
-            + typed("24")                 # bootstrap block length
+            + typed("24")                 # block length: 50 test forecasts hold 10 blocks of at most 5 ...
+            + typed("4")                  # ... so 24 is asked again
             + "y")                        # quick evaluation
     assert run_wizard(tmp_path, venv, keys, "--step", "postprocess") == 0
     script = only_runscript(tmp_path)
     assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
     assert variable_line(script, "CHECKPOINT") == str(data["run_dir"] / "checkpoint_10")
-    assert variable_line(script, "MODE") == "val" and variable_line(script, "BATCH_SIZE") == "2"
-    assert variable_line(script, "METRICS") == "(mse acc)" and variable_line(script, "BLOCK_LENGTH") == "24"
+    assert variable_line(script, "MODE") == "test" and variable_line(script, "BATCH_SIZE") == "2"
+    assert variable_line(script, "METRICS") == "(mse acc)" and variable_line(script, "BLOCK_LENGTH") == "4"
     assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
 
 
@@ -230,8 +235,20 @@ def test_overwrite_needs_confirmation(tmp_path, venv, data):
 def test_interrupt_or_eof_writes_nothing(tmp_path, venv, data, editor, capsys, ending):
     editor(json.dumps(DATASPLIT), json.dumps({}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
-    # train: experiment, model, id, then interrupted (or input ends) at the seed question after both edits
+    # train: experiment, model, id, then interrupted (or input ends) at the data-split choice
     assert run_wizard(tmp_path, venv, ENTER + ENTER + "stop" + ENTER + ending, "--step", "train") == 130
     assert "nothing was written" in capsys.readouterr().err
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
+
+
+def test_rejected_years_and_months_are_asked_again(tmp_path, venv, data, editor):
+    """Years are checked at the year question (not one question later), months against the years chosen."""
+    editor(json.dumps(VARMAPPING))
+    keys = (str(data["grib"]) + ENTER
+            + typed("2018") + typed("2017")     # 2018 has no GRIB files
+            + typed("1-3") + typed("2")         # March has none either
+            + ENTER + ENTER)                    # variable mapping as offered, MPI processes 2
+    assert run_wizard(tmp_path, venv, keys, "--step", "extract") == 0
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(2)"

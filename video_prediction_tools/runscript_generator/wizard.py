@@ -44,7 +44,7 @@ from ..utils.settings import read_settings, resolve_venv
 from . import checks
 from .profiles import SLURM_KEYS, known_profiles, slurm_defaults
 from .render import Plan, render_runscript, write_plan
-from .steps import STEPS, Context, Step
+from .steps import STEPS, Context, Step, next_step
 
 Parser = Callable[[str], Any]
 
@@ -97,10 +97,18 @@ class AnswersPrompter:
         self.source = Path(source)
         self.answers: dict[str, Any] = {}
         self.asked: set[str] = set()
+        #: keys the file does not answer and whose offered default was taken (listed in the output)
+        self.defaulted: list[str] = []
 
-    def check_all_used(self, tolerated: Sequence[str] = ("slurm", "mpi_processes")) -> None:
-        """An answer no question asked for is most likely a typo: name it. ``tolerated`` keys belong to the other
-        mode (SLURM or not), so one answers file serves both."""
+    def check_all_used(self, hpc: bool) -> None:
+        """An answer no question asked for is most likely a typo, or belongs to the other mode (``slurm:`` without
+        SLURM, ``mpi_processes`` with it): name it rather than ignore it."""
+        other_mode = {"mpi_processes": "is for runscripts without SLURM (with SLURM set slurm: {ntasks: N})",
+                      "slurm": "is for SLURM runscripts (this venv is set up without SLURM; give --hpc or "
+                               "mpi_processes)"}
+        for key, why in other_mode.items():
+            if key in self.given and key not in self.asked and not any(a.startswith(key + ".") for a in self.asked):
+                raise UserError(f"answers file {self.source}: '{key}' {why}")
         def keys(mapping: dict, prefix: str = ""):
             for key, value in mapping.items():
                 dotted = f"{prefix}{key}"
@@ -108,7 +116,7 @@ class AnswersPrompter:
                     continue
                 if isinstance(value, dict) and any(a.startswith(dotted + ".") for a in self.asked):
                     yield from keys(value, dotted + ".")
-                elif dotted not in tolerated:
+                else:
                     yield dotted
 
         unused = list(keys(self.given))
@@ -125,6 +133,7 @@ class AnswersPrompter:
         if value is None:
             if default is None:
                 self._fail(key, message, "no answer given")
+            self.defaulted.append(key)
             return default
         return value
 
@@ -164,12 +173,15 @@ class AnswersPrompter:
         _set(self.answers, key, raw)
         return raw
 
-    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
-        """The content is the answer itself (a mapping), ``template`` (use the template unchanged) or the path of
-        a JSON file (relative to the answers file)."""
-        raw = self._raw(key, what, None)
-        if isinstance(raw, str):
-            path = template if raw == "template" else (self.source.parent / raw).expanduser()
+    def edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                  name: str = "") -> Any:
+        """The content is the answer itself (a mapping), ``template`` (the offered content, also used when the key
+        is missing) or the path of a JSON file (relative to the answers file)."""
+        raw = self._raw(key, what, "template")
+        if raw == "template":
+            text = offered
+        elif isinstance(raw, str):
+            path = (self.source.parent / raw).expanduser()
             if not path.is_file():
                 self._fail(key, what, f"JSON file {path} does not exist")
             text = path.read_text()
@@ -184,6 +196,9 @@ class AnswersPrompter:
 
     def info(self, message: str) -> None:
         print(message, file=sys.stderr)
+
+
+USE_AS_IS, EDIT = "use as is", "edit in $EDITOR"
 
 
 class InteractivePrompter:
@@ -239,18 +254,35 @@ class InteractivePrompter:
         _set(self.answers, key, answer)
         return answer
 
-    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
-        """Open a copy of ``template`` in $EDITOR until it is valid; declining to re-open aborts (nothing written)."""
+    def edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                  name: str = "") -> Any:
+        """Show the offered content and ask whether to use it as is or edit it in $EDITOR; an edit is re-opened
+        until it is valid, declining to re-open or an editor that fails (vim's ``:cq``) aborts (nothing written)."""
+        self.info(f"Offered {what}:\n{_strip_comment_lines(offered).strip()}")
+        try:
+            valid_offer = _validated_json(offered, what, validate)
+        except UserError as err:
+            self.info(f"The offered {what} does not fit the data: {err}")
+            valid_offer = None
+        if valid_offer is not None and self.select(f"{key}_how", f"Use this {what}?",
+                                                   [USE_AS_IS, EDIT], default=USE_AS_IS) == USE_AS_IS:
+            self.answers.pop(f"{key}_how", None)
+            _set(self.answers, key, valid_offer)
+            return valid_offer
+        self.answers.pop(f"{key}_how", None)
         editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
         tmp_dir = Path(tempfile.mkdtemp(prefix="ambs-edit-"))
         try:
-            path = tmp_dir / template.name.replace("_template", "")
-            shutil.copyfile(template, path)
+            path = tmp_dir / ((name or key).replace("_template", "") or "content.json")
+            path.write_text(offered)
             while True:
                 self.info(f"*** Please configure the {what} in {' '.join(editor)} ***")
                 if shutil.which(editor[0]) is None and not Path(editor[0]).is_file():
                     raise UserError(f"editor {editor[0]!r} not found; set $EDITOR")
-                subprocess.run([*editor, str(path)], check=False)
+                status = subprocess.run([*editor, str(path)], check=False).returncode
+                if status != 0:
+                    raise UserError(f"editor {editor[0]} ended with exit status {status} while editing the {what}; "
+                                    f"aborted, nothing was written")
                 try:
                     content = _validated_json(path.read_text(), what, validate)
                     break
@@ -279,10 +311,14 @@ _SLURM_PARSERS: dict[str, Parser] = {
     "time": checks.slurm_time,
     "gpus": lambda t: checks.parse_int(t, "GPUs per node", 0),
     "mail_user": lambda t: checks.slurm_word(t, "mail user"),
-    "mail_type": lambda t: checks.slurm_word(t, "mail type"),
-    "srun_options": lambda t: " ".join(shlex.split(t)),
+    "mail_type": checks.slurm_mail_type,
+    "srun_options": checks.srun_options,
     "extra": checks.slurm_extra,
 }
+
+
+def _defaulted(key: str, value: Any) -> str:
+    return f"{key}=" + ("(the offered content)" if isinstance(value, dict) else _as_text(value))
 
 
 def ask_slurm(p, step: Step) -> dict[str, Any]:
@@ -321,7 +357,11 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     result = step.ask(p, ctx)
     resources = ask_resources(p, ctx, step)
     if not p.interactive:
-        p.check_all_used()
+        p.check_all_used(ctx.hpc)
+        if p.defaulted:
+            print(f"Defaults used for answers the file does not give: "
+                  f"{', '.join(_defaulted(key, _get(p.answers, key)) for key in p.defaulted)} (saved with the "
+                  f"runscript's answers)", file=sys.stderr)
     runscript = ctx.runscript_dir / result.runscript_name
     log_prefix = runscript.with_suffix("")
     if ctx.hpc:
@@ -335,7 +375,7 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     if result.derived:
         answers["derived"] = result.derived
     plan = Plan(runscript=runscript, text=render_runscript(step.template, variables), answers=answers,
-                json_files=result.json_files, new_directory=result.new_directory)
+                json_files=result.json_files)
     if dry_run:
         print(plan.text, end="")
         for path, content in plan.json_files.items():
@@ -349,12 +389,23 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     write_plan(plan, overwrite=overwrite)
     print(f"Runscript written: {runscript}\nAnswers saved: {plan.answers_file}\n"
           f"Run it with: {'sbatch' if ctx.hpc else 'bash'} {shlex.quote(str(runscript))}")
-    if plan.new_directory is not None:
-        print(f"Run directory created: {plan.new_directory} (open it for other AMBS users if needed)")
     return plan
 
 
-def load_answers(path: str | Path) -> dict[str, Any]:
+def _placeholders(value: Any, key: str = ""):
+    """``(key, text)`` of every answer still holding a ``${...}`` placeholder (an unfilled template)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _placeholders(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _placeholders(item, key)
+    elif isinstance(value, str) and "${" in value:
+        yield key, value
+
+
+def load_answers(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answers of a YAML/JSON file and its ``derived`` section (values a generation computed and saved)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"answers file {path} not found")
@@ -365,8 +416,12 @@ def load_answers(path: str | Path) -> dict[str, Any]:
                         f"{' '.join(str(err).split())}")
     if not isinstance(given, dict):
         raise UserError(f"answers file {path} must hold a mapping of question keys to answers")
-    given.pop("derived", None)
-    return given
+    unfilled = list(_placeholders(given))
+    if unfilled:
+        raise UserError(f"answers file {path}: '{unfilled[0][0]}' holds the unfilled placeholder "
+                        f"{unfilled[0][1]!r}; replace it by a value")
+    derived = given.pop("derived", None)
+    return given, derived if isinstance(derived, dict) else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base_dir", help="base data directory (default: as recorded by create_env.sh)")
     parser.add_argument("--runscript_dir", help="where runscripts go (default: HPC_scripts/ or no_HPC_scripts/)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing runscript of the same name")
+    parser.add_argument("--new-run", "--new_run", dest="new_run", action="store_true",
+                        help="with --answers of a saved <runscript>.answers.yaml: a new training run or comparison "
+                             "(new timestamped exp_id) instead of regenerating the same runscript")
     parser.add_argument("--chain", action="store_true",
                         help="allow input that earlier generated but not yet run runscripts will produce (for "
                              "sbatch --dependency chains); their data is then checked at run time")
@@ -413,7 +471,9 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
     args = build_parser().parse_args(argv)
     ctx = make_context(args)
     if args.answers:
-        given = load_answers(args.answers)
+        given, derived = load_answers(args.answers)
+        if not args.new_run:
+            ctx.replayed_exp_id = derived.get("exp_id")
         step = args.step or given.get("step")
         if step is None:
             raise UserError(f"answers file {args.answers} has no 'step' and --step was not given")
@@ -422,11 +482,16 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
                             f"--step {args.step!r} (known steps: {', '.join(STEPS)})")
         prompter = AnswersPrompter({k: v for k, v in given.items() if k != "step"}, args.answers)
     else:
+        if input is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UserError("the wizard needs a terminal: run it in one, or answer every question from a file with "
+                            "--answers <file.yaml> (see --help; each runscript's answers are saved as "
+                            "<runscript>.answers.yaml)")
         prompter = InteractivePrompter(input=input, output=output)
     try:
         if not args.answers:
             step = args.step or prompter.select(
-                "step", "Workflow step for which a runscript should be created:", list(STEPS), default="extract")
+                "step", "Workflow step for which a runscript should be created (the first not done yet is "
+                        "offered):", list(STEPS), default=next_step(ctx.base_dir))
             prompter.answers.pop("step", None)
         generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite)
     except (KeyboardInterrupt, EOFError):
