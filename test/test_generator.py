@@ -392,10 +392,10 @@ def test_bad_climatology_content_rejected(tmp_path, venv, data):
 
 
 def test_missing_answer_is_an_error_naming_the_question(tmp_path, venv, data):
-    train = answers_for("train", data)
-    del train["exp_id"]
-    with pytest.raises(UserError, match=r"'exp_id' \(Experiment id.*no answer given"):
-        generate(tmp_path, venv, "train", train)
+    extract = answers_for("extract", data)
+    del extract["source_dir"]
+    with pytest.raises(UserError, match=r"'source_dir' \(Directory of the ERA5 GRIB files.*no answer given"):
+        generate(tmp_path, venv, "extract", extract)
 
 
 def test_cli_errors_are_one_line(tmp_path, data):

@@ -142,7 +142,7 @@ def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, edi
            json.dumps({}))                            # hparams
     keys = (ENTER              # experiment (the only one with TFRecords)
             + ENTER            # model: default convLSTM
-            + "inter" + ENTER  # experiment id
+            + typed("inter")  # experiment id
             + DOWN + ENTER     # data split: edit the offered one
             + "y"              # re-open the editor after the JSON error
             + "y"              # re-open after the missing month
@@ -161,7 +161,7 @@ def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, edit
     editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     with pytest.raises(UserError, match="nothing was written"):
-        run_wizard(tmp_path, venv, ENTER + ENTER + "abort" + ENTER + DOWN + ENTER + DOWN + ENTER + "n",
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n",
                    "--step", "train")
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
@@ -192,7 +192,7 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
 def test_meta_postprocess_checkbox(tmp_path, venv, data):
     keys = (SPACE + DOWN + SPACE + ENTER  # both runs
             + DOWN + ENTER                # metric: rmse
-            + "cmp" + ENTER               # id
+            + typed("cmp")               # id
             + "n" + "y")                  # skill scores no, persistence plot yes
     assert run_wizard(tmp_path, venv, keys, "--step", "meta_postprocess") == 0
     script = only_runscript(tmp_path)
@@ -236,7 +236,7 @@ def test_interrupt_or_eof_writes_nothing(tmp_path, venv, data, editor, capsys, e
     editor(json.dumps(DATASPLIT), json.dumps({}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     # train: experiment, model, id, then interrupted (or input ends) at the data-split choice
-    assert run_wizard(tmp_path, venv, ENTER + ENTER + "stop" + ENTER + ending, "--step", "train") == 130
+    assert run_wizard(tmp_path, venv, ENTER + ENTER + typed("stop") + ending, "--step", "train") == 130
     assert "nothing was written" in capsys.readouterr().err
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()

@@ -159,6 +159,16 @@ def years_with_data(root: Path, has_data: Callable[[Path], bool]) -> list[int]:
                   if any(has_data(month) for month in year.glob("[0-9][0-9]")))
 
 
+def longest_month_hours(experiment_dir: Path) -> int | None:
+    """Calendar hours of the longest month step 1 finished in an experiment (``<YYYY>/stat_<MM>.json``, one per
+    month): no window of step 2 can be longer. None when no month is there yet (chain mode)."""
+    import calendar
+
+    months = [(int(path.parent.name), int(path.stem[len("stat_"):]))
+              for path in experiment_dir.glob("[0-9][0-9][0-9][0-9]/stat_[0-9][0-9].json")]
+    return max((24 * calendar.monthrange(year, month)[1] for year, month in months), default=None)
+
+
 def dataset_variables(path: Path) -> list[str]:
     """Data variables of one extracted netCDF file (only those with lat and lon dimensions)."""
     import xarray as xr

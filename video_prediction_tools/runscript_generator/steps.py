@@ -319,9 +319,12 @@ class Preprocess2(Step):
     def ask(self, p, ctx):
         experiment = _experiment(p, ctx, "Experiment (PreprocessedData/<EXPNAME>) to convert to TFRecords:",
                                  lambda d: (d / "metadata.json").is_file(), "metadata.json from step 1")
+        longest = checks.longest_month_hours(ctx.base_dir / "PreprocessedData" / experiment)
         sequence_length = p.text("sequence_length", "Window length in hours to check the data for (context + "
-                                                    "forecast frames):",
-                                 lambda text: checks.parse_int(text, "sequence length", 2, 744), default="24",
+                                                    "forecast frames"
+                                 + (f"; the longest month holds at most {longest} hours" if longest else "") + "):",
+                                 lambda text: checks.parse_int(text, "sequence length", 2, longest or 744),
+                                 default=str(min(24, longest or 24)),
                                  guidance="GMD: 24 (12 context + 12 forecast hours). Step 2 only checks that "
                                           "windows this long fit into the data; the training window length is "
                                           "the train step's hyper-parameter sequence_length.")
@@ -352,7 +355,8 @@ class Train(Step):
             if not template.is_file():
                 raise UserError(f"template {template} is missing; cannot configure model {model}")
         typed = p.text("exp_id", "Experiment id (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx), guidance="A short name for this training run, e.g. gmd_reference.")
+                       _exp_id_parser(ctx), default=model,
+                       guidance="A short name for this training run, e.g. gmd_reference.")
         exp_id = ctx.exp_id(typed)
         run_dir = ctx.base_dir / "Models" / experiment / model / exp_id
         if run_dir.exists() and exp_id != ctx.replayed_exp_id:
@@ -553,7 +557,7 @@ class MetaPostprocess(Step):
         metric = p.select("metric", "Metric to compare (those every chosen run has):", metrics,
                           default="mse" if "mse" in metrics else metrics[0])
         typed = p.text("exp_id", "Id of this comparison (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx))
+                       _exp_id_parser(ctx), default="comparison")
         skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence?"
                           + ("" if persistence_in_all else " (some runs were evaluated without persistence)"),
                           default=persistence_in_all)

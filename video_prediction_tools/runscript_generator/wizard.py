@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -214,17 +215,25 @@ class InteractivePrompter:
              separator: str = ",") -> Any:
         import questionary
 
+        def asks_help(text: str) -> bool:
+            return text.strip().lower() in ("help", "?")
+
         def validate(text: str):
-            if text.strip().lower() in ("help", "?"):
-                return guidance or message
+            if asks_help(text):
+                return True
             try:
                 parse(text)
             except UserError as err:
                 return str(err)
             return True
 
-        raw = questionary.text(message, default=default or "", validate=validate,
-                               instruction="(help: guidance)" if guidance else None, **self.io).unsafe_ask()
+        while True:
+            raw = questionary.text(message, default=default or "", validate=validate,
+                                   instruction="(type help for guidance)" if guidance else None,
+                                   **self.io).unsafe_ask()
+            if not asks_help(raw):
+                break
+            self.info(guidance or message, wrap=True)  # over several lines, then the question again
         _set(self.answers, key, raw)
         return parse(raw)
 
@@ -297,8 +306,20 @@ class InteractivePrompter:
         _set(self.answers, key, content)
         return content
 
-    def info(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    def info(self, message: str, wrap: bool = False) -> None:
+        """A note between questions (on the prompts' output); ``wrap``: fitted to the terminal width."""
+        from prompt_toolkit import print_formatted_text
+
+        if wrap:
+            columns = self.io["output"].get_size().columns if "output" in self.io else \
+                shutil.get_terminal_size().columns
+            width = max(40, columns - 4)
+            message = "\n".join(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="  ")
+                                 for line in message.splitlines())
+        if "output" in self.io:
+            print_formatted_text(message, output=self.io["output"])
+        else:
+            print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- resources
@@ -340,13 +361,22 @@ def ask_slurm(p, step: Step) -> dict[str, Any]:
     return settings
 
 
-def ask_resources(p, ctx: Context, step: Step) -> dict[str, Any]:
+def ask_resources(p, ctx: Context, step: Step, result) -> dict[str, Any]:
+    """SLURM settings, or the MPI processes of a step without SLURM (a warning when there are more than cores
+    here or months to share out)."""
     if ctx.hpc:
         return {"slurm": ask_slurm(p, step), "nprocs": 1}
     nprocs = 1
     if step.mpi:
-        nprocs = p.text("mpi_processes", "Number of MPI processes (mpiexec -n N; months are shared out):",
+        cores = len(os.sched_getaffinity(0))
+        nprocs = p.text("mpi_processes", f"Number of MPI processes (mpiexec -n N; months are shared out; "
+                                         f"{cores} cores here):",
                         lambda t: checks.parse_int(t, "number of MPI processes", 1), default="2")
+        months = len(result.variables.get("years", [1])) * len(result.variables.get("months", [])) or None
+        if nprocs > cores:
+            p.info(f"Warning: {nprocs} MPI processes on {cores} cores here; they will share cores.")
+        if months is not None and nprocs > months:
+            p.info(f"Warning: {nprocs} MPI processes for {months} month(s); {nprocs - months} will have no month.")
     return {"slurm": {}, "nprocs": nprocs}
 
 
@@ -355,7 +385,7 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers."""
     step = STEPS[step_name]
     result = step.ask(p, ctx)
-    resources = ask_resources(p, ctx, step)
+    resources = ask_resources(p, ctx, step, result)
     if not p.interactive:
         p.check_all_used(ctx.hpc)
         if p.defaulted:
@@ -469,6 +499,9 @@ def make_context(args) -> Context:
 def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # noqa: A002
     """Entry point of ``env_setup/generate_runscript.py``; ``input``/``output`` drive the prompts in tests."""
     args = build_parser().parse_args(argv)
+    # a module that does import TensorFlow (a hyper-parameter outside the model's template) must not print its
+    # start-up log lines into the dialogue
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx = make_context(args)
     if args.answers:
         given, derived = load_answers(args.answers)
