@@ -190,7 +190,7 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
 
 
 def test_meta_postprocess_checkbox(tmp_path, venv, data):
-    keys = (SPACE + DOWN + SPACE + ENTER  # both runs
+    keys = (SPACE + SPACE + ENTER         # both runs (ticked already; untick and tick the first again)
             + DOWN + ENTER                # metric: rmse
             + typed("cmp")               # id
             + "n" + "y")                  # skill scores no, persistence plot yes
@@ -252,3 +252,128 @@ def test_rejected_years_and_months_are_asked_again(tmp_path, venv, data, editor)
     assert run_wizard(tmp_path, venv, keys, "--step", "extract") == 0
     script = only_runscript(tmp_path)
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(2)"
+
+
+# ------------------------------------------------------------------------------------------------ a real terminal
+class Terminal:
+    """The generator CLI on a pseudo-terminal (what a user's shell gives it): keys are written to the terminal,
+    its screen output is read back with the escape sequences removed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        import fcntl
+        import os
+        import pty
+        import struct
+        import subprocess
+        import termios
+
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                        start_new_session=True)
+        os.close(slave)
+        self.screen = ""
+        self._seen = 0
+
+    def _read(self, timeout: float) -> bool:
+        import os
+        import select
+
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # the program ended and closed the terminal
+            return False
+        self.screen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r", "", chunk.decode(errors="replace"))
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 120.0) -> None:
+        """Wait until ``text`` appears after what earlier calls matched."""
+        deadline = time.monotonic() + timeout
+        while text not in self.screen[self._seen:]:
+            if time.monotonic() > deadline or (not self._read(0.5) and self.process.poll() is not None):
+                raise AssertionError(f"{text!r} not shown; the screen ends with:\n{self.screen[-3000:]}")
+        self._seen = self.screen.index(text, self._seen) + len(text)
+
+    def answer(self, question: str, keys: str = ENTER) -> None:
+        self.expect(question)
+        time.sleep(0.3)  # let the prompt finish drawing before the keys arrive
+        import os
+        os.write(self.master, keys.encode())
+
+    def finish(self, timeout: float = 120.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.5)
+        while self._read(0.1):
+            pass
+        return self.process.wait(timeout=5)
+
+
+#: the questions of each step, in order; a newcomer presses Enter at each (the archive path is typed)
+NEWCOMER_QUESTIONS = {
+    "extract": ["Directory of the ERA5 GRIB files", "Years to extract", "Months to extract",
+                "Use this variable mapping", "Number of MPI processes"],
+    "preprocess1": ["Directory of the extracted netCDF files", "Years to preprocess", "Months to preprocess",
+                    "Variables (channels", "SW corner of the domain", "Grid points of the domain",
+                    "Number of MPI processes"],
+    "preprocess2": ["Experiment (PreprocessedData", "Window length in hours", "Number of MPI processes"],
+    "train": ["Experiment whose TFRecords", "Model to train", "Experiment id", "Use this data split",
+              "Use this hyper-parameters", "Random seed"],
+    "postprocess": ["Experiment the model was trained on", "Trained model", "Training run", "Checkpoint to evaluate",
+                    "Data split to evaluate", "Batch size", "Stochastic samples", "Evaluation metrics",
+                    "Climatology netCDF", "Bootstrap block length", "Quick evaluation"],
+    "meta_postprocess": ["Runs to compare", "Metric to compare", "Id of this comparison", "Plot skill scores",
+                         "Also plot the persistence curves"],
+}
+
+
+@pytest.mark.slow
+def test_newcomer_accepts_every_default_and_every_runscript_runs(tmp_path):
+    """All six steps on a terminal, on a fresh base directory and a synthetic archive (3 months of 3 days, 8 x 12
+    points): the step menu offers the next step, every other question is answered by Enter (only the archive path
+    is typed), and each generated runscript runs to the end before the next step is generated."""
+    import os
+    import subprocess
+    import sys
+
+    from video_prediction_tools.data_extraction.synthetic import Grid, generate_archive
+    from video_prediction_tools.utils.settings import create_base_tree, write_settings
+
+    grib = tmp_path / "era5_grib"
+    generate_archive(grib, [2017], [1, 2, 3], Grid(lat_south=45.0, lat_north=47.1, lon_west=6.0, lon_east=9.3,
+                                                     resolution=0.3), seed=0, days=3)
+    base = tmp_path / "ambs_data"
+    create_base_tree(base)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+    write_settings(venv, base, False, None)
+    env = dict(os.environ, TERM="xterm", COLUMNS="160", LINES="50")
+    runscripts = tmp_path / "runscripts"
+    for step, questions in NEWCOMER_QUESTIONS.items():
+        terminal = Terminal([PYTHON, str(Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"),
+                             "--venv_path", str(venv), "--runscript_dir", str(runscripts)], env)
+        terminal.answer("Workflow step")             # the first step not done yet is offered ...
+        terminal.expect(f"Workflow step for which a runscript should be created (the first not done yet is "
+                        f"offered): {step}")       # ... and it is this one
+        for question in questions:
+            terminal.answer(question, str(grib) + ENTER if question.startswith("Directory of the ERA5") else ENTER)
+        assert terminal.finish() == 0, terminal.screen[-3000:]
+        assert "Traceback" not in terminal.screen and "oneDNN" not in terminal.screen
+        written = re.search(r"Runscript written: (\S+)", terminal.screen)
+        assert written, terminal.screen[-3000:]
+        result = subprocess.run(["bash", written.group(1)], capture_output=True, text=True, timeout=1200, env=env)
+        assert result.returncode == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
+    # what the defaults chose: the whole 8 x 12 grid, the three months split val/train/test, and a block length
+    # the 49 test windows (3 days of 24 h windows) support: 49 // 10 = 4
+    (experiment,) = (base / "PreprocessedData").iterdir()
+    assert experiment.name == "era5-Y2017-2017M01to03-12x8-4500N0600E-2t_tcc_t_850"
+    (post,) = runscripts.glob("visualize_postprocess_*.sh")
+    assert "BLOCK_LENGTH='4'" in post.read_text()
+    (split_file,) = runscripts.glob("train_model_*_data_split.json")
+    assert json.loads(split_file.read_text()) == {"train": {"2017": [2]}, "val": {"2017": [1]},
+                                                  "test": {"2017": [3]}}
+    assert list((base / "meta_postprocess").glob("*_comparison/*"))

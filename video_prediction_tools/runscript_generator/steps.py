@@ -545,7 +545,8 @@ class MetaPostprocess(Step):
         if not runs:
             raise UserError(f"no postprocessed runs (evaluation_metrics.nc) under {results_root}; run the "
                             f"postprocessing step first")
-        chosen = p.checkbox("runs", "Runs to compare (<EXPNAME>/<model>/<exp_id>):", sorted(runs))
+        chosen = p.checkbox("runs", "Runs to compare (<EXPNAME>/<model>/<exp_id>; all are ticked):", sorted(runs),
+                            default=sorted(runs))
         metrics, persistence_in_all = list(checks.known_metrics()), True
         for run in chosen:
             if (runs[run] / "evaluation_metrics.nc").is_file():  # chain mode: planned runs are not there yet

@@ -155,8 +155,8 @@ class AnswersPrompter:
         _set(self.answers, key, raw)
         return raw
 
-    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
-        raw = self._raw(key, message, None)
+    def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+        raw = self._raw(key, message, list(default) or None)
         items = raw if isinstance(raw, list) else [item.strip() for item in str(raw).split(",") if item.strip()]
         unknown = [str(item) for item in items if item not in choices]
         if unknown or not items:
@@ -247,10 +247,11 @@ class InteractivePrompter:
         _set(self.answers, key, answer)
         return answer
 
-    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
+    def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
         import questionary
 
-        answer = questionary.checkbox(message, choices=list(choices),
+        answer = questionary.checkbox(message, choices=[questionary.Choice(choice, checked=choice in default)
+                                                        for choice in choices],
                                       validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
                                       **self.io).unsafe_ask()
         _set(self.answers, key, answer)
