@@ -719,3 +719,23 @@ def test_slurm_forms_are_checked(tmp_path, data):
     script = generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data),
                                                       "slurm": {"mail_type": "end,fail", "mail_user": "a@b.c"}})
     assert "#SBATCH --mail-type=END,FAIL" in script.read_text()
+
+
+def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
+    """Step 2's window length is checked against the longest month step 1 finished (February 2017: 672 hours);
+    more MPI processes than months is a warning."""
+    data = make_base(tmp_path)
+    (data["experiment"] / "2017").mkdir()
+    (data["experiment"] / "2017" / "stat_02.json").write_text("{}")
+    venv = make_venv(tmp_path, data["base"])
+    with pytest.raises(UserError, match="'sequence_length'.*must be in 2..672, got 700"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
+    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
+    assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+
+
+def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"])
+    result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert_user_error(result, "needs a terminal", "--answers")

@@ -377,3 +377,14 @@ def test_newcomer_accepts_every_default_and_every_runscript_runs(tmp_path):
     assert json.loads(split_file.read_text()) == {"train": {"2017": [2]}, "val": {"2017": [1]},
                                                   "test": {"2017": [3]}}
     assert list((base / "meta_postprocess").glob("*_comparison/*"))
+
+
+def test_failing_editor_aborts(tmp_path, venv, data, monkeypatch):
+    """An editor that exits with an error (vim's :cq) aborts instead of keeping the offered content."""
+    failing = tmp_path / "failing_editor.sh"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(failing))
+    with pytest.raises(UserError, match="exit status 1 while editing the data split.*nothing was written"):
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("x") + DOWN + ENTER, "--step", "train")
+    assert not (tmp_path / "runscripts").exists()
