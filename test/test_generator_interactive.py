@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -388,3 +389,25 @@ def test_failing_editor_aborts(tmp_path, venv, data, monkeypatch):
     with pytest.raises(UserError, match="exit status 1 while editing the data split.*nothing was written"):
         run_wizard(tmp_path, venv, ENTER + ENTER + typed("x") + DOWN + ENTER, "--step", "train")
     assert not (tmp_path / "runscripts").exists()
+
+
+def test_back_asks_the_previous_question_again(tmp_path, venv, data):
+    keys = (typed("back")          # first question: nothing to go back to, asked again
+            + ENTER                # extracted-data directory
+            + ENTER                # years 2017
+            + typed("back")        # at the months: back to the years (their answer is the default) ...
+            + ENTER                # ... kept
+            + ENTER                # months 1,2
+            + typed("back")        # at the variables: back to the months ...
+            + typed("1")           # ... changed
+            + typed("t_850")       # variables
+            + ENTER + ENTER        # SW corner, grid size (defaults)
+            + typed("back")        # at the MPI processes: back to the grid size ...
+            + typed("4, 5")        # ... changed
+            + ENTER)               # MPI processes
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess1") == 0
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "MONTHS") == "(1)" and variable_line(script, "VARIABLES") == "(t_850)"
+    assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "NYX") == "(4 5)"
+    saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
+    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "2"

@@ -50,6 +50,10 @@ from .steps import STEPS, Context, Step, next_step
 Parser = Callable[[str], Any]
 
 
+class GoBack(Exception):
+    """The user typed ``back``: ask the previous question of the step again."""
+
+
 def _set(answers: dict, key: str, value: Any) -> None:
     """Record ``value`` under a dotted key (``slurm.ntasks`` → ``answers["slurm"]["ntasks"]``)."""
     *parents, last = key.split(".")
@@ -210,16 +214,51 @@ class InteractivePrompter:
     def __init__(self, input=None, output=None):  # noqa: A002 - the names questionary uses
         self.io = {key: value for key, value in (("input", input), ("output", output)) if value is not None}
         self.answers: dict[str, Any] = {}
+        #: ``(key, value, saved answer)`` of the questions answered in this step, in order
+        self.history: list[tuple[str, Any, Any]] = []
+        #: after ``back``: the answers to give again without asking, and the old answer of the re-asked question
+        self.replay: list[tuple[str, Any, Any]] = []
+        self.previous: dict[str, Any] = {}
+
+    def _remember(self, key: str, ask: Callable[[], Any]) -> Any:
+        """Answer from the replay after ``back`` (while the same questions come), else ask; record the answer."""
+        if self.replay:
+            replayed_key, value, saved = self.replay[0]
+            if replayed_key == key:
+                self.history.append(self.replay.pop(0))
+                _set(self.answers, key, saved)
+                return value
+            self.replay = []  # another question than before: ask from here on
+        start = len(self.history)
+        value = ask()
+        del self.history[start:]  # questions asked inside this one (e.g. "use as is / edit") are part of it
+        self.history.append((key, value, _get(self.answers, key)))
+        return value
+
+    def go_back(self) -> None:
+        """Ask the previous question again (its old answer as the default); the ones before it are replayed."""
+        key, _, saved = self.history.pop()
+        self.previous[key] = saved
+        self.replay, self.history, self.answers = self.history, [], {}
 
     def text(self, key: str, message: str, parse: Parser, default: str | None = None, guidance: str = "",
              separator: str = ",") -> Any:
+        return self._remember(key, lambda: self._text(key, message, parse, default, guidance))
+
+    def _text(self, key: str, message: str, parse: Parser, default: str | None, guidance: str) -> Any:
         import questionary
+
+        if isinstance(self.previous.get(key), str):
+            default = self.previous.pop(key)
 
         def asks_help(text: str) -> bool:
             return text.strip().lower() in ("help", "?")
 
+        def asks_back(text: str) -> bool:
+            return text.strip().lower() in ("back", "<")
+
         def validate(text: str):
-            if asks_help(text):
+            if asks_help(text) or asks_back(text):
                 return True
             try:
                 parse(text)
@@ -229,15 +268,22 @@ class InteractivePrompter:
 
         while True:
             raw = questionary.text(message, default=default or "", validate=validate,
-                                   instruction="(type help for guidance)" if guidance else None,
-                                   **self.io).unsafe_ask()
-            if not asks_help(raw):
+                                   instruction="(help: guidance, back: previous question)", **self.io).unsafe_ask()
+            if asks_back(raw):
+                if self.history:
+                    raise GoBack
+                self.info("This is the first question of the step; Ctrl-C leaves (nothing is written).")
+            elif asks_help(raw):
+                self.info(guidance or message, wrap=True)  # over several lines, then the question again
+            else:
                 break
-            self.info(guidance or message, wrap=True)  # over several lines, then the question again
         _set(self.answers, key, raw)
         return parse(raw)
 
     def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
+        return self._remember(key, lambda: self._select(key, message, choices, self.previous.pop(key, default)))
+
+    def _select(self, key: str, message: str, choices: Sequence[str], default: str | None) -> str:
         import questionary
 
         if not choices:
@@ -248,6 +294,10 @@ class InteractivePrompter:
         return answer
 
     def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+        return self._remember(key, lambda: self._checkbox(key, message, choices,
+                                                          self.previous.pop(key, None) or default))
+
+    def _checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str]) -> list[str]:
         import questionary
 
         answer = questionary.checkbox(message, choices=[questionary.Choice(choice, checked=choice in default)
@@ -258,6 +308,9 @@ class InteractivePrompter:
         return answer
 
     def confirm(self, key: str, message: str, default: bool) -> bool:
+        return self._remember(key, lambda: self._confirm(key, message, self.previous.pop(key, default)))
+
+    def _confirm(self, key: str, message: str, default: bool) -> bool:
         import questionary
 
         answer = questionary.confirm(message, default=default, **self.io).unsafe_ask()
@@ -266,6 +319,11 @@ class InteractivePrompter:
 
     def edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
                   name: str = "") -> Any:
+        self.previous.pop(key, None)  # going back to an edited content offers the template again
+        return self._remember(key, lambda: self._edit_json(key, what, offered, validate, name))
+
+    def _edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                   name: str = "") -> Any:
         """Show the offered content and ask whether to use it as is or edit it in $EDITOR; an edit is re-opened
         until it is valid, declining to re-open or an editor that fails (vim's ``:cq``) aborts (nothing written)."""
         self.info(f"Offered {what}:\n{_strip_comment_lines(offered).strip()}")
@@ -385,8 +443,13 @@ def ask_resources(p, ctx: Context, step: Step, result) -> dict[str, Any]:
 def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False) -> Plan:
     """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers."""
     step = STEPS[step_name]
-    result = step.ask(p, ctx)
-    resources = ask_resources(p, ctx, step, result)
+    while True:
+        try:
+            result = step.ask(p, ctx)
+            resources = ask_resources(p, ctx, step, result)
+            break
+        except GoBack:
+            p.go_back()
     if not p.interactive:
         p.check_all_used(ctx.hpc)
         if p.defaulted:
@@ -527,6 +590,7 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
                 "step", "Workflow step for which a runscript should be created (the first not done yet is "
                         "offered):", list(STEPS), default=next_step(ctx.base_dir))
             prompter.answers.pop("step", None)
+            prompter.history.clear()  # "back" goes back within the step
         generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite)
     except (KeyboardInterrupt, EOFError):
         print("\nAborted: nothing was written.", file=sys.stderr)
