@@ -169,22 +169,25 @@ def longest_month_hours(experiment_dir: Path) -> int | None:
     return max((24 * calendar.monthrange(year, month)[1] for year, month in months), default=None)
 
 
+# netCDF files are read with netCDF4 (not xarray, whose import alone takes seconds): the generator answers at once
 def dataset_variables(path: Path) -> list[str]:
     """Data variables of one extracted netCDF file (only those with lat and lon dimensions)."""
-    import xarray as xr
+    import netCDF4
 
-    with xr.open_dataset(path) as dataset:
-        return [name for name, var in dataset.data_vars.items() if {"lat", "lon"} <= set(var.dims)]
+    with netCDF4.Dataset(path) as dataset:
+        return [name for name, var in dataset.variables.items()
+                if name not in dataset.dimensions and {"lat", "lon"} <= set(var.dimensions)]
 
 
 def grid_of(path: Path):
     """``(lat, lon)`` numpy arrays of an extracted netCDF file."""
-    import xarray as xr
+    import netCDF4
+    import numpy as np
 
-    with xr.open_dataset(path) as dataset:
-        if "lat" not in dataset.coords or "lon" not in dataset.coords:
+    with netCDF4.Dataset(path) as dataset:
+        if "lat" not in dataset.variables or "lon" not in dataset.variables:
             raise UserError(f"{path} has no lat/lon coordinates")
-        return dataset["lat"].values.astype(float), dataset["lon"].values.astype(float)
+        return (np.asarray(dataset["lat"][:], dtype=float), np.asarray(dataset["lon"][:], dtype=float))
 
 
 def parse_variables(text: str, available_per_file: dict[Path, list[str]]) -> list[str]:
@@ -280,11 +283,11 @@ def climatology_file(text: str) -> Path | None:
     path = Path(str(text).strip()).expanduser()
     if not path.is_file():
         raise UserError(f"climatology file {path} does not exist")
-    import xarray as xr
+    import netCDF4
 
     try:
-        with xr.open_dataset(path) as dataset:
-            dims = set(dataset.dims)
+        with netCDF4.Dataset(path) as dataset:
+            dims = set(dataset.dimensions)
     except Exception as err:  # noqa: BLE001 - any reader failure means "not a netCDF file we can use"
         raise UserError(f"climatology file {path} cannot be read as netCDF: {err}") from None
     if not {"month", "hour"} <= dims:
