@@ -2,7 +2,9 @@
 
 Each step class asks its questions through a *prompter* (interactive questionary front end or answers file,
 see :mod:`.wizard`), checks every answer against what earlier steps produced (:mod:`.checks`), and returns a
-:class:`StepResult`: the runscript name, template variables, JSON files to write and a run directory to create.
+:class:`StepResult`: the runscript name, template variables, JSON files to write and values saved for later steps.
+Defaults come from the data too (the months found, a domain box that fits the grid, a data split of the months with
+TFRecords, a block length the evaluated split supports), so that accepting them leads to runscripts that run.
 
 With ``Context.chain`` set, the data of earlier steps need not exist yet (runscripts chained with
 ``sbatch --dependency=afterok``): a step then accepts what an earlier generated runscript will produce (read from

@@ -3,10 +3,14 @@
 Two prompters answer the questions of a step (:mod:`.steps`):
 
 * :class:`InteractivePrompter` — questionary prompts: select lists for known choices, text with validation that
-  re-asks (``help`` shows guidance), defaults; JSON templates opened in ``$EDITOR`` and validated, re-opened or
-  aborted on error;
-* :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); a missing or invalid answer is
-  a :class:`UserError` naming the question.
+  re-asks (``help`` shows guidance over several lines, ``back`` asks the previous question again), defaults;
+  JSON contents shown first ("use as is" or edit in ``$EDITOR``, validated, re-opened or aborted on error; an
+  editor exiting with an error aborts);
+* :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); an invalid answer, a key no
+  question asks for (or one of the other mode: ``slurm`` without SLURM, ``mpi_processes`` with it) or an unfilled
+  ``${...}`` placeholder is a :class:`UserError` naming the question; a missing answer takes the offered default
+  (listed in the output) or, without one, is an error. Replaying a saved ``<runscript>.answers.yaml`` keeps its
+  ``exp_id`` (``--new-run``: a new one).
 
 Example (what ``env_setup/generate_runscript.py`` runs)::
 
