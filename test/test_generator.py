@@ -51,15 +51,17 @@ def write_extracted_month(path: Path, year: int, month: int, variables=("2t", "t
 
 
 def write_grib_hour(path: Path, year: int, month: int) -> None:
-    """A GRIB file of one 2 m temperature field at 00 UTC of the first day of the month on the grid LAT x LON."""
+    """A GRIB file of every field of the synthetic archive (surface fields, temperature on pressure levels) at
+    00 UTC of the first day of the month on the grid LAT x LON (the generator reads their headers only)."""
     from video_prediction_tools.data_extraction.synthetic import GribWriter, Grid
 
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GribWriter(Grid(lat_south=LAT[-1], lat_north=LAT[0], lon_west=LON[0], lon_east=LON[-1], resolution=0.3))
     try:
         with open(path, "wb") as stream:
-            writer.write_message(stream, ("sf", "2t", 0), np.datetime64(f"{year:04d}-{month:02d}-01T00"),
-                                 np.full((len(LAT), len(LON)), 280.0))
+            for key in writer.templates:
+                writer.write_message(stream, key, np.datetime64(f"{year:04d}-{month:02d}-01T00"),
+                                     np.full((len(LAT), len(LON)), 280.0))
     finally:
         writer.close()
 
@@ -330,6 +332,8 @@ REJECTIONS = [
     ("extract", {"months": "1-3"}, "months", "2017-03"),
     ("extract", {"months": "13"}, "months", "13"),
     ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", "missing key(s) 'multi'"),
+    ("extract", {"varmapping": {"surface": ["2t", "zz_notavar"], "multi": {}}}, "varmapping",
+     "field(s) zz_notavar are not in the GRIB files"),
     ("preprocess1", {"years": "2016"}, "years", "2016"),
     ("preprocess1", {"months": "3"}, "months", "2017-03"),
     ("preprocess1", {"variables": "2t,msl"}, "variables", "msl"),

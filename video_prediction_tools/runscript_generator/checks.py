@@ -303,11 +303,27 @@ def parse_json_text(text: str, what: str) -> Any:
         raise UserError(f"{what} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
 
 
-def varmapping(content: Any, path: Path) -> None:
-    """Validate a variable mapping with the extraction's own validator."""
+#: GRIB files whose fields are listed to check a variable mapping (the first hours of a month: every field the
+#: archive has is in the files of its first hour, whether one file holds an hour or a month)
+FILES_SCANNED_FOR_FIELDS = 4
+
+
+def varmapping(content: Any, path: Path, month_dir: Path | None = None) -> None:
+    """Validate a variable mapping with the extraction's own validator and, given a month folder of the archive,
+    check that its GRIB files hold every field it names (shortNames)."""
+    from ..data_extraction.grib import index_messages
     from ..data_extraction.varmapping import load_varmapping
 
-    load_varmapping(path)
+    mapping = load_varmapping(path)
+    if month_dir is None:
+        return
+    seen: set[str] = set()
+    index_messages(grib_files(month_dir)[:FILES_SCANNED_FOR_FIELDS], wanted_short_names=set(),
+                   seen_short_names=seen)
+    missing = sorted({*mapping.surface, *(item.short_name for item in mapping.levels)} - seen)
+    if missing:
+        raise UserError(f"field(s) {', '.join(missing)} are not in the GRIB files of {month_dir} (they hold: "
+                        f"{', '.join(sorted(seen)) or 'nothing'})")
 
 
 def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:

@@ -169,7 +169,9 @@ class Extract(Step):
         runscript = "data_extraction_era5.sh"
         varmap_file = ctx.runscript_dir / "data_extraction_era5_varmapping.json"
         mapping = p.edit_json("varmapping", "variable mapping (which GRIB fields to extract)", template.read_text(),
-                              lambda content, path: checks.varmapping(content, path), template.name)
+                              lambda content, path: checks.varmapping(
+                                  content, path, source_dir / f"{years[0]:04d}" / f"{months[0]:02d}"),
+                              template.name)
         # the grid of the extracted data, for a chained preprocess1 (which names its experiment after the grid
         # point nearest the corner it is given)
         grid = checks.grib_grid(source_dir / f"{years[0]:04d}" / f"{months[0]:02d}")
