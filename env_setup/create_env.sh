@@ -2,21 +2,25 @@
 # Set up (or reuse) the AMBS virtual environment and record the user's settings.
 #
 # Usage (from any directory; sourcing keeps the venv active in your shell):
-#   source env_setup/create_env.sh <venv_name> [-base_dir=<dir>] [-tf_container=<image.sif>] [-l_nocontainer] [-l_nohpc]
+#   source env_setup/create_env.sh <venv_name> [-base_dir=<dir>] [-tf_container=<image.sif>] [-l_nocontainer]
+#                                  [-l_nohpc | -l_hpc]
 #   bash   env_setup/create_env.sh <venv_name> ...            # same, without activating afterwards
 #
 #   <venv_name>            name of the venv, created as virtual_envs/<venv_name> at the repository root
 #   -base_dir=<dir>        base directory of all workflow data (default: <repo>/ambs_data); its parent must exist
 #   -tf_container=<image>  Singularity/Apptainer TensorFlow 2 image: the venv is built inside it and uses its TF
 #   -l_nocontainer         ignore -tf_container (plain venv with TensorFlow from PyPI)
-#   -l_nohpc               workstation mode: runscripts go to no_HPC_scripts/ (default: HPC if sbatch exists)
+#   -l_nohpc               workstation mode: bash runscripts in no_HPC_scripts/
+#   -l_hpc                 HPC mode: SLURM runscripts in HPC_scripts/
+#                          (neither: the mode an existing venv recorded, else HPC exactly when sbatch is on PATH)
 #   -keep_settings         keep the settings an existing venv already has (used by the quick start)
 #
 # The settings (base directory, HPC or not, container) are written to virtual_envs/<venv_name>/ambs_settings.json,
 # which generate_runscript.py reads. A healthy existing venv is reused; a failed build leaves nothing behind.
 
 _ambs_usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  # the comment block at the top of this file, up to its first line of code
+  awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "${BASH_SOURCE[0]}"
 }
 
 _ambs_error() {
@@ -37,8 +41,9 @@ _ambs_create_env() {
       -tf_container=*) container="${arg#-tf_container=}" ;;
       -l_nocontainer) use_container=0 ;;
       -l_nohpc) hpc=0 ;;
+      -l_hpc) hpc=1 ;;
       -keep_settings) keep_settings=1 ;;
-      -*) _ambs_error "unknown option '$arg' (accepted: -base_dir=<dir> -tf_container=<image> -l_nocontainer -l_nohpc -keep_settings)"; return 2 ;;
+      -*) _ambs_error "unknown option '$arg' (accepted: -base_dir=<dir> -tf_container=<image> -l_nocontainer -l_nohpc -l_hpc -keep_settings)"; return 2 ;;
       *)
         if [[ -n "$venv_name" ]]; then
           _ambs_error "more than one venv name given ('$venv_name' and '$arg')"; return 2
@@ -57,9 +62,6 @@ _ambs_create_env() {
   base_dir="${base_dir/#\~/$HOME}"
   if [[ ! -d "$(dirname "$base_dir")" ]]; then
     _ambs_error "-base_dir=$base_dir: its parent directory $(dirname "$base_dir") does not exist"; return 2
-  fi
-  if [[ -z "$hpc" ]]; then
-    if command -v sbatch >/dev/null 2>&1; then hpc=1; else hpc=0; fi
   fi
 
   local runtime=""
@@ -111,6 +113,23 @@ _ambs_create_env() {
   if [[ "$keep_settings" == 1 && -f "$venv_dir/ambs_settings.json" ]]; then
     echo "Keeping the settings in $venv_dir/ambs_settings.json"
   else
+    local why recorded
+    if [[ -n "$hpc" ]]; then
+      why="as asked"
+    elif recorded=$("${python_cmd[@]}" -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["hpc"]))' \
+                    "$venv_dir/ambs_settings.json" 2>/dev/null); then
+      hpc=$recorded
+      why="as recorded in $venv_dir/ambs_settings.json (-l_hpc or -l_nohpc changes it)"
+    elif command -v sbatch >/dev/null 2>&1; then
+      hpc=1 why="because sbatch is on PATH (-l_nohpc for workstation runscripts)"
+    else
+      hpc=0 why="because sbatch is not on PATH (-l_hpc for SLURM runscripts)"
+    fi
+    if [[ "$hpc" == 1 ]]; then
+      echo "Mode: HPC (SLURM runscripts in HPC_scripts/), $why"
+    else
+      echo "Mode: workstation (bash runscripts in no_HPC_scripts/), $why"
+    fi
     "${python_cmd[@]}" -m video_prediction_tools.utils.settings write "$venv_dir" \
         --base_dir "$base_dir" --hpc "$hpc" --container "$container" || return $?
   fi

@@ -81,11 +81,21 @@ def test_reuses_healthy_venv_records_settings_and_stays_active_when_sourced(tmp_
                         "container": None, "repo_root": str(REPO_ROOT)}
     assert sorted(p.name for p in base.iterdir()) == sorted(
         ["ExtractedData", "PreprocessedData", "Models", "Results", "meta_postprocess"])
-    # executed (not sourced), HPC mode, from another directory: settings follow
+    assert "Mode: workstation (bash runscripts in no_HPC_scripts/), as asked" in result.stdout
+    # executed (not sourced), from another directory, no mode asked: the recorded mode is kept, whatever sbatch
     executed = run_script(name, f"-base_dir={base}", cwd="/")
     assert executed.returncode == 0, executed.stderr
+    assert "Mode: workstation" in executed.stdout and "as recorded in" in executed.stdout
+    assert json.loads(settings_file.read_text())["hpc"] is False
+    switched = run_script(name, f"-base_dir={base}", "-l_hpc")
+    assert switched.returncode == 0 and "Mode: HPC (SLURM runscripts in HPC_scripts/), as asked" in switched.stdout
+    assert json.loads(settings_file.read_text())["hpc"] is True
+    # a venv without recorded settings: HPC exactly when sbatch is on PATH, and the output says so
+    settings_file.unlink()
+    guessed = run_script(name, f"-base_dir={base}")
     hpc_expected = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True).returncode == 0
     assert json.loads(settings_file.read_text())["hpc"] is hpc_expected
+    assert ("because sbatch is on PATH" if hpc_expected else "because sbatch is not on PATH") in guessed.stdout
     # -keep_settings (the quick start) leaves recorded settings alone
     kept = run_script(name, f"-base_dir={tmp_path}", "-l_nohpc", "-keep_settings")
     assert kept.returncode == 0, kept.stderr
@@ -103,3 +113,10 @@ def test_failed_install_leaves_no_venv(tmp_path):
     assert "installation into" in result.stderr.strip().splitlines()[-1]
     assert not (REPO_ROOT / "virtual_envs" / name).exists()
     assert not (tmp_path / "base").exists()
+
+
+def test_help_is_the_usage_text_only():
+    result = run_script("--help")
+    assert result.returncode == 0 and "Usage" in result.stdout and "-l_hpc" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert "generate_runscript.py reads" in last and "() {" not in result.stdout

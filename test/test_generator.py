@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +51,17 @@ def write_extracted_month(path: Path, year: int, month: int, variables=("2t", "t
 
 
 def write_grib_hour(path: Path, year: int, month: int) -> None:
-    """A GRIB file of one 2 m temperature field at 00 UTC of the first day of the month on the grid LAT x LON."""
+    """A GRIB file of every field of the synthetic archive (surface fields, temperature on pressure levels) at
+    00 UTC of the first day of the month on the grid LAT x LON (the generator reads their headers only)."""
     from video_prediction_tools.data_extraction.synthetic import GribWriter, Grid
 
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = GribWriter(Grid(lat_south=LAT[-1], lat_north=LAT[0], lon_west=LON[0], lon_east=LON[-1], resolution=0.3))
     try:
         with open(path, "wb") as stream:
-            writer.write_message(stream, ("sf", "2t", 0), np.datetime64(f"{year:04d}-{month:02d}-01T00"),
-                                 np.full((len(LAT), len(LON)), 280.0))
+            for key in writer.templates:
+                writer.write_message(stream, key, np.datetime64(f"{year:04d}-{month:02d}-01T00"),
+                                     np.full((len(LAT), len(LON)), 280.0))
     finally:
         writer.close()
 
@@ -77,6 +80,16 @@ def plant_checkpoint(run_dir: Path, step: int, complete: bool) -> None:
     assert checkpoints.is_complete(checkpoint) == complete
 
 
+def write_evaluation(results: Path, metrics, persistence: bool) -> None:
+    """An ``evaluation_metrics.nc`` as postprocessing writes it, as far as the generator reads it: the model and
+    variable attributes and the bootstrapped ``2t_<model>_<metric>`` (and persistence) scores."""
+    results.mkdir(parents=True)
+    models = ("convLSTM", "persistence") if persistence else ("convLSTM",)
+    scores = {f"2t_{model}_{metric}_bootstrapped": (("iboot", "fcst_hour"), np.ones((2, 3)))
+              for model in models for metric in metrics}
+    xr.Dataset(scores, attrs={"model": "convLSTM", "variable": "2t"}).to_netcdf(results / "evaluation_metrics.nc")
+
+
 def make_base(root: Path, name: str = "base") -> dict[str, Path]:
     """A base directory with what every earlier step would have produced, plus a GRIB archive and a climatology."""
     base = root / name
@@ -91,14 +104,18 @@ def make_base(root: Path, name: str = "base") -> dict[str, Path]:
     (experiment / "metadata.json").write_text(json.dumps({"expname": EXPNAME}))
     for month in (1, 2):
         (experiment / "tfrecords" / f"sequence_Y_2017_M_{month:02d}.tfrecords").write_bytes(b"")
+    # step 2's summary: January 3 days of hours in one block, February 4 days in two blocks (48 h each)
+    (experiment / "tfrecords" / "dataset_info.json").write_text(json.dumps({"months": {
+        "2017-01": {"blocks": [[2017010100, 72]]}, "2017-02": {"blocks": [[2017020100, 48], [2017020300, 48]]}}}))
     for run in (RUN, RUN2):
         run_dir = base / "Models" / EXPNAME / "convLSTM" / run
         for step in (5, 10):
             plant_checkpoint(run_dir, step, complete=True)
+        (run_dir / "data_split.json").write_text(json.dumps(DATASPLIT))
+        (run_dir / "model_hparams.json").write_text(json.dumps({"sequence_length": 24}))
         plant_checkpoint(run_dir, 15, complete=False)
-        results = base / "Results" / EXPNAME / "convLSTM" / run
-        results.mkdir(parents=True)
-        xr.Dataset({"2t_convLSTM_mse": (("fcst_hour",), np.arange(3.0))}).to_netcdf(results / "evaluation_metrics.nc")
+        write_evaluation(base / "Results" / EXPNAME / "convLSTM" / run, ("mse", "rmse", "ssim") if run == RUN
+                         else ("mse", "rmse"), persistence=True)
     climatology = root / f"{name}_climatology.nc"
     xr.Dataset({"2t": (("month", "hour", "lat", "lon"), np.zeros((12, 24, len(LAT), len(LON)), np.float32))},
                coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": LAT, "lon": LON}
@@ -229,7 +246,7 @@ def test_preprocess2_answers(tmp_path, venv, data):
     assert variable_line(script, "SEQUENCE_LENGTH") == "12"
 
 
-def test_train_answers_creates_run_dir(tmp_path, venv, data):
+def test_train_answers_leave_the_run_dir_to_the_training(tmp_path, venv, data):
     script = generate(tmp_path, venv, "train", answers_for("train", data, exp_id="answers"))
     exp_id = script.name[len("train_model_era5_"):-len(".sh")]
     stamp, user, typed = exp_id.split("_", 2)
@@ -238,8 +255,10 @@ def test_train_answers_creates_run_dir(tmp_path, venv, data):
     assert variable_line(script, "OUTPUT_DIR") == str(run_dir)
     assert variable_line(script, "INPUT_DIR") == str(data["experiment"])
     assert variable_line(script, "MODEL") == "convLSTM"
-    assert json.loads((run_dir / "data_split.json").read_text()) == DATASPLIT
-    assert json.loads((run_dir / "model_hparams.json").read_text()) == {}
+    assert not run_dir.exists()            # made when the training runs
+    assert json.loads(Path(variable_line(script, "DATASPLIT_DICT")).read_text()) == DATASPLIT
+    assert json.loads(Path(variable_line(script, "MODEL_HPARAMS")).read_text()) == {}
+    assert Path(variable_line(script, "MODEL_HPARAMS")).parent == script.parent
     assert_clean_shell(script)
 
 
@@ -251,7 +270,7 @@ def test_postprocess_answers(tmp_path, venv, data):
     assert variable_line(script, "CLIMATOLOGY_FILE") == str(data["climatology"])
     assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
     assert variable_line(script, "METRICS") == f"({' '.join(DEFAULT_METRICS)})"
-    assert variable_line(script, "BLOCK_LENGTH") == "168"
+    assert variable_line(script, "BLOCK_LENGTH") == "5"     # 50 test windows / 10 blocks
 
 
 def test_postprocess_auto_checkpoint_and_no_quick(tmp_path, venv, data):
@@ -309,10 +328,12 @@ def test_saved_answers_regenerate_the_same_runscript(tmp_path, venv, data):
 REJECTIONS = [
     ("extract", {"source_dir": "/nonexistent/grib"}, "source_dir", "not an existing directory"),
     ("extract", {"years": "2017,1939"}, "years", "1939"),
-    ("extract", {"years": "2018"}, "months", "2018-01"),
+    ("extract", {"years": "2018"}, "years", "no GRIB files for year(s) 2018"),
     ("extract", {"months": "1-3"}, "months", "2017-03"),
     ("extract", {"months": "13"}, "months", "13"),
     ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", "missing key(s) 'multi'"),
+    ("extract", {"varmapping": {"surface": ["2t", "zz_notavar"], "multi": {}}}, "varmapping",
+     "field(s) zz_notavar are not in the GRIB files"),
     ("preprocess1", {"years": "2016"}, "years", "2016"),
     ("preprocess1", {"months": "3"}, "months", "2017-03"),
     ("preprocess1", {"variables": "2t,msl"}, "variables", "msl"),
@@ -333,6 +354,11 @@ REJECTIONS = [
     ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
     ("train", {"hparams": {"no_such_key": 1}}, "hparams", "no_such_key"),
     ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
+    ("train", {"hparams": {"batch_size": -4}}, "hparams", "'batch_size' of model convLSTM must be an integer >= 1"),
+    ("train", {"hparams": {"max_epochs": 0}}, "hparams", "'max_epochs' of model convLSTM must be an integer >= 1"),
+    ("train", {"hparams": {"loss_fun": "bogus"}}, "hparams", "one of mse, cross_entropy"),
+    ("train", {"hparams": {"context_frames": 24}}, "hparams", "smaller than sequence_length (24)"),
+    ("train", {"hparams": {"lr": "fast"}}, "hparams", "'lr' of model convLSTM must be a number"),
     ("postprocess", {"run": "20990101T000000_x_none"}, "run", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_15"}, "checkpoint", "not one of"),    # incomplete
@@ -340,9 +366,13 @@ REJECTIONS = [
     ("postprocess", {"evaluation_metrics": "mse,foo"}, "evaluation_metrics", "foo"),
     ("postprocess", {"batch_size": 0}, "batch_size", ">= 1"),
     ("postprocess", {"block_length": "week"}, "block_length", "integer"),
+    # the test split (February) holds 2 x (48 - 24 + 1) = 50 windows: blocks of at most 5 give 10 blocks
+    ("postprocess", {"block_length": 168}, "block_length", "the test split holds 50 forecasts, so at most 5"),
+    ("preprocess1", {"variables": "2t,2t"}, "variables", "2t given more than once"),
     ("postprocess", {"lquick_evaluation": "maybe"}, "lquick_evaluation", "true or false"),
     ("meta_postprocess", {"runs": ["x/y/z"]}, "runs", "x/y/z"),
     ("meta_postprocess", {"metric": "bias"}, "metric", "not one of"),
+    ("meta_postprocess", {"metric": "ssim"}, "metric", "not one of: mse, rmse"),  # RUN2 has no ssim
 ]
 
 
@@ -366,10 +396,10 @@ def test_bad_climatology_content_rejected(tmp_path, venv, data):
 
 
 def test_missing_answer_is_an_error_naming_the_question(tmp_path, venv, data):
-    train = answers_for("train", data)
-    del train["exp_id"]
-    with pytest.raises(UserError, match=r"'exp_id' \(Experiment id.*no answer given"):
-        generate(tmp_path, venv, "train", train)
+    extract = answers_for("extract", data)
+    del extract["source_dir"]
+    with pytest.raises(UserError, match=r"'source_dir' \(Directory of the ERA5 GRIB files.*no answer given"):
+        generate(tmp_path, venv, "extract", extract)
 
 
 def test_cli_errors_are_one_line(tmp_path, data):
@@ -386,6 +416,29 @@ def test_cli_errors_are_one_line(tmp_path, data):
     result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv), "--answers", str(answers)],
                             capture_output=True, text=True)
     assert_user_error(result, "not valid YAML")
+
+
+def test_generator_never_imports_tensorflow(tmp_path, data):
+    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys and checks
+    come from the templates and light modules, so the generator answers without TensorFlow's start-up."""
+    venv = make_venv(tmp_path, data["base"])
+    files = []
+    for step in steps_module.STEPS:
+        answers = answers_for(step, data)
+        if step == "train":
+            answers["hparams"] = {"lr": 0.002, "batch_size": 2}
+        files.append(tmp_path / f"{step}.yaml")
+        files[-1].write_text(yaml.safe_dump({"step": step, **answers}))
+    script = ("import sys\nfrom video_prediction_tools.runscript_generator import wizard\n"
+              "for path in sys.argv[3:]:\n"
+              "    assert wizard.main(['--venv_path', sys.argv[1], '--runscript_dir', sys.argv[2], '--dry-run', "
+              "'--answers', path]) == 0\n"
+              "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
+    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), *map(str, files)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("#!/") == len(steps_module.STEPS)     # every runscript was rendered
+    assert "HEAVY []" in result.stdout, result.stdout[-2000:]
 
 
 def test_help_works_from_any_directory(tmp_path):
@@ -498,7 +551,7 @@ def test_injection_payloads_stay_inert(tmp_path):
     assert option(by_module["main_preprocess_data_step1"], "--destination_dir") == f"{base}/PreprocessedData"
     train_out = option(by_module["main_train_models"], "--output_dir")
     assert train_out.startswith(f"{base}/Models/{EXPNAME}/convLSTM/") and train_out.endswith(f"_id {PAYLOAD}")
-    assert Path(train_out, "data_split.json").is_file()
+    assert Path(option(by_module["main_train_models"], "--datasplit_dict")).is_file()
     assert option(by_module["main_visualize_postprocess"], "--climatology_file") == str(data["climatology"])
     meta_id = option(by_module["main_meta_postprocess"], "--exp_id")
     assert meta_id.endswith(f"_id {PAYLOAD}")
@@ -520,7 +573,7 @@ def test_runscript_refuses_missing_input(tmp_path, data):
 
 def test_hpc_ids_must_suit_sbatch_log_names(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
-    with pytest.raises(UserError, match="'exp_id'.*sbatch"):
+    with pytest.raises(UserError, match="'exp_id'.*experiment id 'with blank'.*sbatch"):
         generate(tmp_path, venv, "train", answers_for("train", data, exp_id="with blank"))
 
 
@@ -577,9 +630,116 @@ def test_unknown_answer_keys_are_named(tmp_path, data):
     venv = make_venv(tmp_path, data["base"])
     with pytest.raises(UserError, match="no question has the key.*sequence_lenght"):
         generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_lenght": 12})
-    # the resources of the other mode are tolerated, so one answers file serves with and without SLURM
-    generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"ntasks": 2}})
+    # the resources of the other mode are refused, not ignored
+    with pytest.raises(UserError, match="'slurm' is for SLURM runscripts"):
+        generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"ntasks": 2}})
     hpc_venv = make_venv(tmp_path / "hpc", data["base"], hpc=True)
+    with pytest.raises(UserError, match="'mpi_processes' is for runscripts without SLURM"):
+        generate(tmp_path, hpc_venv, "preprocess2", {**answers_for("preprocess2", data), "mpi_processes": 2},
+                 runscript_dir=tmp_path / "hpc_scripts")
     with pytest.raises(UserError, match="slurm.ntask\\b"):
         generate(tmp_path, hpc_venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"ntask": 2}},
                  runscript_dir=tmp_path / "hpc_scripts")
+
+
+# ------------------------------------------------------------------------------------------------ defaults from data
+def test_defaults_come_from_the_data(tmp_path, venv, data, capsys):
+    """Answers left out take the defaults the data suggest, and the output lists them: the months found, a box
+    that fits the 16 x 24 grid from its SW point, a split of the two months with TFRecords, a block length the
+    test split supports (50 windows / 10 blocks)."""
+    extract = generate(tmp_path, venv, "extract", {"source_dir": str(data["grib"]), "varmapping": "template"})
+    assert variable_line(extract, "YEARS") == "(2017)" and variable_line(extract, "MONTHS") == "(1 2)"
+    assert "Defaults used" in capsys.readouterr().err
+    pre1 = generate(tmp_path, venv, "preprocess1", {})
+    assert variable_line(pre1, "MONTHS") == "(1 2)" and variable_line(pre1, "VARIABLES") == "(2t tcc t_850)"
+    assert variable_line(pre1, "SW_CORNER") == "(43.5 0.0)" and variable_line(pre1, "NYX") == "(16 24)"
+    assert "sw_corner=43.5, 0, nyx=16, 24" in capsys.readouterr().err
+    train = generate(tmp_path, venv, "train", {"experiment": EXPNAME, "exp_id": "defaults"})
+    assert json.loads(Path(variable_line(train, "DATASPLIT_DICT")).read_text()) == {"train": {"2017": [1]},
+                                                                                     "val": {"2017": [2]}}
+    post = generate(tmp_path, venv, "postprocess", {"experiment": EXPNAME, "model": "convLSTM", "run": RUN})
+    assert variable_line(post, "BLOCK_LENGTH") == "5" and variable_line(post, "CHECKPOINT") == str(data["run_dir"])
+
+
+def test_split_proposal_of_many_months(tmp_path):
+    template = tmp_path / "split.json"
+    template.write_text(json.dumps({"train": {"2007": [1]}}))
+    months = {(2016, m) for m in range(1, 13)} | {(2017, m) for m in range(1, 9)}   # 20 months: a tenth is 2
+    proposal = json.loads(steps_module.proposed_split(template, months))
+    assert proposal == {"train": {"2016": list(range(3, 13)), "2017": list(range(1, 7))},
+                        "val": {"2016": [1, 2]}, "test": {"2017": [7, 8]}}
+    assert steps_module.proposed_split(template, {(2007, 1)}) == template.read_text()   # the template fits
+
+
+def test_step_menu_offers_the_first_step_not_done(tmp_path, data):
+    base = tmp_path / "fresh"
+    create_base_tree(base)
+    assert steps_module.next_step(base) == "extract"
+    write_extracted_month(base / "ExtractedData" / "2017" / "01" / "era5_2017_01.nc", 2017, 1)
+    assert steps_module.next_step(base) == "preprocess1"
+    assert steps_module.next_step(data["base"]) == "meta_postprocess"
+
+
+def test_meta_metrics_and_skill_default_follow_the_runs(tmp_path, data):
+    base = make_base(tmp_path, "nopersistence")
+    write_evaluation(base["base"] / "Results" / EXPNAME / "convLSTM" / "20240103T000000_bob_np", ("mse",),
+                     persistence=False)
+    venv = make_venv(tmp_path, base["base"])
+    runs = [f"{EXPNAME}/convLSTM/{RUN}", f"{EXPNAME}/convLSTM/20240103T000000_bob_np"]
+    with pytest.raises(UserError, match="'metric'.*'rmse' is not one of: mse$"):
+        generate(tmp_path, venv, "meta_postprocess", {"runs": runs, "metric": "rmse", "exp_id": "x"})
+    script = generate(tmp_path, venv, "meta_postprocess", {"runs": runs, "metric": "mse", "exp_id": "x"})
+    assert "--enable_skill_scores)" not in script.read_text()      # default off without persistence scores
+
+
+def test_answers_file_rules(tmp_path, venv, data):
+    """'best' names the automatic checkpoint; an unfilled ${...} is named; replaying a saved answers file
+    regenerates the same runscript (same exp_id) unless --new-run is given."""
+    post = generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "checkpoint": "best"})
+    assert variable_line(post, "CHECKPOINT") == str(data["run_dir"])
+    with pytest.raises(UserError, match=r"'exp_id' holds the unfilled placeholder '\$\{exp_id\}'"):
+        generate(tmp_path, venv, "train", {**answers_for("train", data), "exp_id": "${exp_id}"})
+    first = generate(tmp_path, venv, "train", answers_for("train", data, exp_id="replay"))
+    saved = str(first) + ".answers.yaml"
+    common = ["--venv_path", str(venv), "--answers", saved, "--runscript_dir", str(tmp_path / "runscripts")]
+    with pytest.raises(UserError, match="exists already; pass --overwrite"):
+        wizard.main(common)
+    assert wizard.main([*common, "--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runscripts").glob("train_*.sh")) == [first.name]
+    (data["base"] / "Models" / EXPNAME / "convLSTM" / first.stem[len("train_model_era5_"):]).mkdir()  # it ran
+    assert wizard.main([*common, "--overwrite"]) == 0
+    time.sleep(1.1)  # a new run gets a new timestamp
+    assert wizard.main([*common, "--new-run"]) == 0
+    assert len(list((tmp_path / "runscripts").glob("train_*.sh"))) == 2
+
+
+def test_slurm_forms_are_checked(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    for change, fragment in (({"mail_type": "SOMETIMES"}, "'slurm.mail_type'.*one or more .* of NONE, BEGIN"),
+                             ({"time": "00:99:00"}, "'slurm.time'.*below 60"),
+                             ({"srun_options": "hostname"}, "'slurm.srun_options'.*must start with '-'")):
+        with pytest.raises(UserError, match=fragment):
+            generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": change})
+    script = generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data),
+                                                      "slurm": {"mail_type": "end,fail", "mail_user": "a@b.c"}})
+    assert "#SBATCH --mail-type=END,FAIL" in script.read_text()
+
+
+def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
+    """Step 2's window length is checked against the longest month step 1 finished (February 2017: 672 hours);
+    more MPI processes than months is a warning."""
+    data = make_base(tmp_path)
+    (data["experiment"] / "2017").mkdir()
+    (data["experiment"] / "2017" / "stat_02.json").write_text("{}")
+    venv = make_venv(tmp_path, data["base"])
+    with pytest.raises(UserError, match="'sequence_length'.*must be in 2..672, got 700"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
+    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
+    assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+
+
+def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
+    venv = make_venv(tmp_path, data["base"])
+    result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL)
+    assert_user_error(result, "needs a terminal", "--answers")

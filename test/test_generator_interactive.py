@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -76,11 +77,11 @@ def only_runscript(tmp_path) -> Path:
 def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
     editor(json.dumps(VARMAPPING))
     keys = (ENTER                        # dataset: era5 (the default)
-            + ENTER                      # step: extract (first in the list)
+            + UP * 5 + ENTER             # step: offered meta_postprocess (every other step is done); up to extract
             + str(data["grib"]) + ENTER  # GRIB directory
             + ENTER                      # years: default = years found (2017)
-            + ENTER                      # months: default 1-12 is rejected (only 1, 2 exist) ...
-            + typed("1-2")               # ... and asked again
+            + ENTER                      # months: default = months found (1,2)
+            + DOWN + ENTER               # variable mapping: edit (not "use as is")
             + typed("3"))                # MPI processes
     assert run_wizard(tmp_path, venv, keys) == 0
     script = only_runscript(tmp_path)
@@ -94,13 +95,13 @@ def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
 def test_preprocess1_reasks_until_the_domain_fits(tmp_path, venv, data):
     keys = (ENTER                 # extracted-data directory: default ExtractedData
             + ENTER               # years: 2017
-            + typed("1,2")        # months
+            + ENTER               # months: the default is the months found: 1,2
             + typed("2t,msl")     # msl is not in the data → asked again
+            + typed("2t,2t")      # a channel twice → asked again
             + typed("t_850,2t")   # channel order as typed
-            + ENTER               # default SW corner 38.4, 0.0 lies south of the grid → asked again
+            + typed("38.4, 0.0")  # the GMD corner lies south of the grid → asked again
             + typed("43.5, 0.3")
-            + ENTER               # default 56, 92 does not fit → asked again
-            + typed("8, 30")      # 30 columns do not fit either
+            + typed("8, 30")      # 30 columns do not fit (the default, 16, 23, would)
             + typed("8, 12")
             + ENTER)              # MPI processes: 2
     assert run_wizard(tmp_path, venv, keys, "--step", "preprocess1") == 0
@@ -143,15 +144,18 @@ def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, edi
            json.dumps({}))                            # hparams
     keys = (ENTER              # experiment (the only one with TFRecords)
             + ENTER            # model: default convLSTM
-            + "inter" + ENTER  # experiment id
+            + typed("inter")  # experiment id
+            + DOWN + ENTER     # data split: edit the offered one
             + "y"              # re-open the editor after the JSON error
             + "y"              # re-open after the missing month
+            + ENTER            # hyper-parameters: use the template as is
             + typed("7"))      # seed
     assert run_wizard(tmp_path, venv, keys, "--step", "train") == 0
     script = only_runscript(tmp_path)
     run_dir = Path(variable_line(script, "OUTPUT_DIR"))
     assert run_dir.parent == data["base"] / "Models" / EXPNAME / "convLSTM" and run_dir.name.endswith("_inter")
-    assert json.loads((run_dir / "data_split.json").read_text()) == DATASPLIT
+    assert not run_dir.exists()       # made by the training
+    assert json.loads(Path(variable_line(script, "DATASPLIT_DICT")).read_text()) == DATASPLIT
     assert variable_line(script, "SEED") == "7"
 
 
@@ -159,7 +163,8 @@ def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, edit
     editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     with pytest.raises(UserError, match="nothing was written"):
-        run_wizard(tmp_path, venv, ENTER + ENTER + "abort" + ENTER + "n", "--step", "train")
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n",
+                   "--step", "train")
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
 
@@ -169,26 +174,27 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
             + ENTER                       # model convLSTM
             + UP + ENTER                  # run: default is the newest (RUN2); go up to RUN
             + DOWN + DOWN + ENTER         # checkpoint: [auto, checkpoint_5, checkpoint_10] → checkpoint_10
-            + DOWN + ENTER                # mode: val
+            + ENTER                       # mode: test (the run's split has no val months)
             + typed("2")                  # batch size
             + ENTER                       # stochastic samples 1
             + typed("mse,acc")            # metrics
             + str(data["climatology"]) + ENTER
-            + typed("24")                 # bootstrap block length
+            + typed("24")                 # block length: 50 test forecasts hold 10 blocks of at most 5 ...
+            + typed("4")                  # ... so 24 is asked again
             + "y")                        # quick evaluation
     assert run_wizard(tmp_path, venv, keys, "--step", "postprocess") == 0
     script = only_runscript(tmp_path)
     assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
     assert variable_line(script, "CHECKPOINT") == str(data["run_dir"] / "checkpoint_10")
-    assert variable_line(script, "MODE") == "val" and variable_line(script, "BATCH_SIZE") == "2"
-    assert variable_line(script, "METRICS") == "(mse acc)" and variable_line(script, "BLOCK_LENGTH") == "24"
+    assert variable_line(script, "MODE") == "test" and variable_line(script, "BATCH_SIZE") == "2"
+    assert variable_line(script, "METRICS") == "(mse acc)" and variable_line(script, "BLOCK_LENGTH") == "4"
     assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
 
 
 def test_meta_postprocess_checkbox(tmp_path, venv, data):
-    keys = (SPACE + DOWN + SPACE + ENTER  # both runs
+    keys = (SPACE + SPACE + ENTER         # both runs (ticked already; untick and tick the first again)
             + DOWN + ENTER                # metric: rmse
-            + "cmp" + ENTER               # id
+            + typed("cmp")               # id
             + "n" + "y")                  # skill scores no, persistence plot yes
     assert run_wizard(tmp_path, venv, keys, "--step", "meta_postprocess") == 0
     script = only_runscript(tmp_path)
@@ -231,8 +237,178 @@ def test_overwrite_needs_confirmation(tmp_path, venv, data):
 def test_interrupt_or_eof_writes_nothing(tmp_path, venv, data, editor, capsys, ending):
     editor(json.dumps(DATASPLIT), json.dumps({}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
-    # train: experiment, model, id, then interrupted (or input ends) at the seed question after both edits
-    assert run_wizard(tmp_path, venv, ENTER + ENTER + "stop" + ENTER + ending, "--step", "train") == 130
+    # train: experiment, model, id, then interrupted (or input ends) at the data-split choice
+    assert run_wizard(tmp_path, venv, ENTER + ENTER + typed("stop") + ending, "--step", "train") == 130
     assert "nothing was written" in capsys.readouterr().err
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
+
+
+def test_rejected_years_and_months_are_asked_again(tmp_path, venv, data, editor):
+    """Years are checked at the year question (not one question later), months against the years chosen."""
+    editor(json.dumps(VARMAPPING))
+    keys = (str(data["grib"]) + ENTER
+            + typed("2018") + typed("2017")     # 2018 has no GRIB files
+            + typed("1-3") + typed("2")         # March has none either
+            + ENTER + ENTER)                    # variable mapping as offered, MPI processes 2
+    assert run_wizard(tmp_path, venv, keys, "--step", "extract") == 0
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(2)"
+
+
+# ------------------------------------------------------------------------------------------------ a real terminal
+class Terminal:
+    """The generator CLI on a pseudo-terminal (what a user's shell gives it): keys are written to the terminal,
+    its screen output is read back with the escape sequences removed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        import fcntl
+        import os
+        import pty
+        import struct
+        import subprocess
+        import termios
+
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+                                        start_new_session=True)
+        os.close(slave)
+        self.screen = ""
+        self._seen = 0
+
+    def _read(self, timeout: float) -> bool:
+        import os
+        import select
+
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # the program ended and closed the terminal
+            return False
+        self.screen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r", "", chunk.decode(errors="replace"))
+        return bool(chunk)
+
+    def expect(self, text: str, timeout: float = 120.0) -> None:
+        """Wait until ``text`` appears after what earlier calls matched."""
+        deadline = time.monotonic() + timeout
+        while text not in self.screen[self._seen:]:
+            if time.monotonic() > deadline or (not self._read(0.5) and self.process.poll() is not None):
+                raise AssertionError(f"{text!r} not shown; the screen ends with:\n{self.screen[-3000:]}")
+        self._seen = self.screen.index(text, self._seen) + len(text)
+
+    def answer(self, question: str, keys: str = ENTER) -> None:
+        self.expect(question)
+        time.sleep(0.3)  # let the prompt finish drawing before the keys arrive
+        import os
+        os.write(self.master, keys.encode())
+
+    def finish(self, timeout: float = 120.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.5)
+        while self._read(0.1):
+            pass
+        return self.process.wait(timeout=5)
+
+
+#: the questions of each step, in order; a newcomer presses Enter at each (the archive path is typed)
+NEWCOMER_QUESTIONS = {
+    "extract": ["Directory of the ERA5 GRIB files", "Years to extract", "Months to extract",
+                "Use this variable mapping", "Number of MPI processes"],
+    "preprocess1": ["Directory of the extracted netCDF files", "Years to preprocess", "Months to preprocess",
+                    "Variables (channels", "SW corner of the domain", "Grid points of the domain",
+                    "Number of MPI processes"],
+    "preprocess2": ["Experiment (PreprocessedData", "Window length in hours", "Number of MPI processes"],
+    "train": ["Experiment whose TFRecords", "Model to train", "Experiment id", "Use this data split",
+              "Use this hyper-parameters", "Random seed"],
+    "postprocess": ["Experiment the model was trained on", "Trained model", "Training run", "Checkpoint to evaluate",
+                    "Data split to evaluate", "Batch size", "Stochastic samples", "Evaluation metrics",
+                    "Climatology netCDF", "Bootstrap block length", "Quick evaluation"],
+    "meta_postprocess": ["Runs to compare", "Metric to compare", "Id of this comparison", "Plot skill scores",
+                         "Also plot the persistence curves"],
+}
+
+
+@pytest.mark.slow
+def test_newcomer_accepts_every_default_and_every_runscript_runs(tmp_path):
+    """All six steps on a terminal, on a fresh base directory and a synthetic archive (3 months of 3 days, 8 x 12
+    points): the step menu offers the next step, every other question is answered by Enter (only the archive path
+    is typed), and each generated runscript runs to the end before the next step is generated."""
+    import os
+    import subprocess
+    import sys
+
+    from video_prediction_tools.data_extraction.synthetic import Grid, generate_archive
+    from video_prediction_tools.utils.settings import create_base_tree, write_settings
+
+    grib = tmp_path / "era5_grib"
+    generate_archive(grib, [2017], [1, 2, 3], Grid(lat_south=45.0, lat_north=47.1, lon_west=6.0, lon_east=9.3,
+                                                     resolution=0.3), seed=0, days=3)
+    base = tmp_path / "ambs_data"
+    create_base_tree(base)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+    write_settings(venv, base, False, None)
+    env = dict(os.environ, TERM="xterm", COLUMNS="160", LINES="50")
+    runscripts = tmp_path / "runscripts"
+    for step, questions in NEWCOMER_QUESTIONS.items():
+        terminal = Terminal([PYTHON, str(Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"),
+                             "--venv_path", str(venv), "--runscript_dir", str(runscripts)], env)
+        terminal.answer("Workflow step")             # the first step not done yet is offered ...
+        terminal.expect(f"Workflow step for which a runscript should be created (the first not done yet is "
+                        f"offered): {step}")       # ... and it is this one
+        for question in questions:
+            terminal.answer(question, str(grib) + ENTER if question.startswith("Directory of the ERA5") else ENTER)
+        assert terminal.finish() == 0, terminal.screen[-3000:]
+        assert "Traceback" not in terminal.screen and "oneDNN" not in terminal.screen
+        written = re.search(r"Runscript written: (\S+)", terminal.screen)
+        assert written, terminal.screen[-3000:]
+        result = subprocess.run(["bash", written.group(1)], capture_output=True, text=True, timeout=1200, env=env)
+        assert result.returncode == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
+    # what the defaults chose: the whole 8 x 12 grid, the three months split val/train/test, and a block length
+    # the 49 test windows (3 days of 24 h windows) support: 49 // 10 = 4
+    (experiment,) = (base / "PreprocessedData").iterdir()
+    assert experiment.name == "era5-Y2017-2017M01to03-12x8-4500N0600E-2t_tcc_t_850"
+    (post,) = runscripts.glob("visualize_postprocess_*.sh")
+    assert "BLOCK_LENGTH='4'" in post.read_text()
+    (split_file,) = runscripts.glob("train_model_*_data_split.json")
+    assert json.loads(split_file.read_text()) == {"train": {"2017": [2]}, "val": {"2017": [1]},
+                                                  "test": {"2017": [3]}}
+    assert list((base / "meta_postprocess").glob("*_comparison/*"))
+
+
+def test_failing_editor_aborts(tmp_path, venv, data, monkeypatch):
+    """An editor that exits with an error (vim's :cq) aborts instead of keeping the offered content."""
+    failing = tmp_path / "failing_editor.sh"
+    failing.write_text("#!/bin/sh\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(failing))
+    with pytest.raises(UserError, match="exit status 1 while editing the data split.*nothing was written"):
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("x") + DOWN + ENTER, "--step", "train")
+    assert not (tmp_path / "runscripts").exists()
+
+
+def test_back_asks_the_previous_question_again(tmp_path, venv, data):
+    keys = (typed("back")          # first question: nothing to go back to, asked again
+            + ENTER                # extracted-data directory
+            + ENTER                # years 2017
+            + typed("back")        # at the months: back to the years (their answer is the default) ...
+            + ENTER                # ... kept
+            + ENTER                # months 1,2
+            + typed("back")        # at the variables: back to the months ...
+            + typed("1")           # ... changed
+            + typed("t_850")       # variables
+            + ENTER + ENTER        # SW corner, grid size (defaults)
+            + typed("back")        # at the MPI processes: back to the grid size ...
+            + typed("4, 5")        # ... changed
+            + ENTER)               # MPI processes
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess1") == 0
+    script = only_runscript(tmp_path)
+    assert variable_line(script, "MONTHS") == "(1)" and variable_line(script, "VARIABLES") == "(t_850)"
+    assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "NYX") == "(4 5)"
+    saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
+    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "2"

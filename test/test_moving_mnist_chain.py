@@ -5,6 +5,7 @@ per-frame MSE recomputed here from the raw file."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 
 import numpy as np
@@ -70,10 +71,15 @@ def test_generator_renders_the_moving_mnist_steps(mnist_base, tmp_path):
     train = generate(tmp_path, venv, {"step": "train", "dataset": "moving_mnist", "experiment": "moving_mnist",
                                       "model": "convLSTM", "exp_id": "mm", "datasplit": SPLIT, "hparams": HPARAMS})
     assert train.name.startswith("train_model_moving_mnist_") and "--dataset moving_mnist" in train.read_text()
-    run_dir = next((base / "Models" / "moving_mnist" / "convLSTM").iterdir())
-    assert json.loads((run_dir / "data_split.json").read_text()) == SPLIT
+    # the run directory is made by the training; until then the data split waits next to the runscript
+    run_dir = Path(yaml.safe_load(train.with_name(train.name + ".answers.yaml").read_text())["derived"]["run_dir"])
+    assert run_dir.parent == base / "Models" / "moving_mnist" / "convLSTM" and not run_dir.exists()
+    split_file = train.with_name(train.stem + "_data_split.json")
+    assert variable_line(train, "DATASPLIT_DICT") == str(split_file)
+    assert json.loads(split_file.read_text()) == SPLIT
     assert_clean_shell(train)
 
+    run_dir.mkdir(parents=True)  # as the training would
     plant_checkpoint(run_dir, 4, complete=True)
     post = generate(tmp_path, venv, {"step": "postprocess", "dataset": "moving_mnist", "experiment": "moving_mnist",
                                      "model": "convLSTM", "run": run_dir.name, "checkpoint": "checkpoint_4"})

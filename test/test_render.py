@@ -78,8 +78,7 @@ def test_undefined_template_variables_are_programming_errors():
 def plan(tmp_path: Path, **changes) -> render.Plan:
     fields = dict(runscript=tmp_path / "scripts" / "train.sh", text="#!/bin/bash\necho hi\n",
                   answers={"step": "train", "exp_id": "it's"},
-                  json_files={tmp_path / "run" / "model_hparams.json": {"batch_size": 4}},
-                  new_directory=tmp_path / "run")
+                  json_files={tmp_path / "scripts" / "train_model_hparams.json": {"batch_size": 4}})
     fields.update(changes)
     (tmp_path / "scripts").mkdir(exist_ok=True)
     return render.Plan(**fields)
@@ -91,17 +90,26 @@ def test_write_plan_writes_everything_and_never_replaces_silently(tmp_path):
     assert written.runscript.read_text() == "#!/bin/bash\necho hi\n" and written.runscript.stat().st_mode & 0o100
     assert written.answers_file == tmp_path / "scripts" / "train.sh.answers.yaml"
     assert yaml.safe_load(written.answers_file.read_text()) == {"step": "train", "exp_id": "it's"}
-    assert json.loads((tmp_path / "run" / "model_hparams.json").read_text()) == {"batch_size": 4}
+    assert json.loads((tmp_path / "scripts" / "train_model_hparams.json").read_text()) == {"batch_size": 4}
     with pytest.raises(UserError, match="exists already; pass --overwrite"):
-        render.write_plan(plan(tmp_path, new_directory=None, json_files={}))
-    with pytest.raises(UserError, match="run directory .* exists already"):
-        render.write_plan(plan(tmp_path), overwrite=True)
+        render.write_plan(plan(tmp_path, json_files={}))
+    render.write_plan(plan(tmp_path, text="#!/bin/bash\necho again\n"), overwrite=True)
+    assert written.runscript.read_text() == "#!/bin/bash\necho again\n"
 
 
 def test_write_plan_leaves_nothing_behind_when_a_file_fails(tmp_path):
-    failing = plan(tmp_path, json_files={tmp_path / "run" / "model_hparams.json": {"ok": 1},
-                                         tmp_path / "run" / "data_split.json": {"bad": object()}})
+    failing = plan(tmp_path, json_files={tmp_path / "scripts" / "train_model_hparams.json": {"ok": 1},
+                                         tmp_path / "scripts" / "train_data_split.json": {"bad": object()}})
     with pytest.raises(TypeError):
         render.write_plan(failing)
-    assert not (tmp_path / "run").exists()
     assert list((tmp_path / "scripts").iterdir()) == []
+
+
+def test_paths_in_comments_are_quoted_for_copying(tmp_path):
+    """A header line such as '# Run it with: bash <path>' copied into a shell runs no $(...) of the path."""
+    marker = tmp_path / "marker"
+    path = f"/runs/a $(touch {marker}) 'b'\nc"
+    line = render.environment().from_string("# Run it with: echo {{ path | qline }}\n").render(path=path)
+    copied = line.splitlines()[0][len("# Run it with: "):]
+    assert len(line.splitlines()) == 1
+    assert bash(copied + "\n", tmp_path).stdout == path.replace("\n", " ") + "\n" and not marker.exists()

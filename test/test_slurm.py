@@ -21,6 +21,7 @@ from typing import Callable
 
 import pytest
 import xarray as xr
+import yaml
 
 from fixtures.common import BIN_DIR, run_module
 from test_generator import _templates, generator_templates, make_venv  # noqa: F401
@@ -186,6 +187,12 @@ def _run_dirs(paths):
     return sorted((paths["base"] / "Models" / EXPNAME / "convLSTM").iterdir())
 
 
+def _planned_run(paths) -> str:
+    """The exp_id of the generated (chained, not yet run) training: the run directory is made when it runs."""
+    (answers,) = (paths["base"].parent / "HPC_scripts").glob("train_model_era5_*.sh.answers.yaml")
+    return yaml.safe_load(answers.read_text())["derived"]["exp_id"]
+
+
 def _check_trained(paths):
     (run_dir,) = _run_dirs(paths)
     assert list(run_dir.glob("checkpoint_*")) and (run_dir / "normalization.json").is_file()
@@ -211,10 +218,10 @@ STAGES = [
           _check_tfrecords),
     Stage("train", lambda p: {"experiment": EXPNAME, "model": "convLSTM", "exp_id": "slurm", "datasplit": DATASPLIT,
                               "hparams": TINY_HPARAMS, "slurm": SERIAL_SLURM_ANSWERS}, _check_trained),
-    Stage("postprocess", lambda p: {"experiment": EXPNAME, "model": "convLSTM", "run": _run_dirs(p)[0].name,
+    Stage("postprocess", lambda p: {"experiment": EXPNAME, "model": "convLSTM", "run": _planned_run(p),
                                     "checkpoint": AUTO_CHECKPOINT, "evaluation_metrics": "mse,rmse",
                                     "block_length": 3, "slurm": SERIAL_SLURM_ANSWERS}, _check_postprocessed),
-    Stage("meta_postprocess", lambda p: {"runs": [f"{EXPNAME}/convLSTM/{_run_dirs(p)[0].name}"], "metric": "mse",
+    Stage("meta_postprocess", lambda p: {"runs": [f"{EXPNAME}/convLSTM/{_planned_run(p)}"], "metric": "mse",
                                          "exp_id": "slurm", "slurm": SERIAL_SLURM_ANSWERS}, _check_meta),
 ]
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import xarray as xr
 
 from ..utils.errors import UserError
 
@@ -80,6 +79,8 @@ def _select_runs(data, dim: str, indices: np.ndarray):
             parts.append(data.isel({dim: slice(int(run[0]), int(run[-1]) + 1)}))
     if len(parts) == 1:
         return parts[0]
+    import xarray as xr  # here, not at the top: the runscript generator uses find_domain and must start at once
+
     return xr.concat(parts, dim=dim, data_vars="minimal", coords="minimal", compat="override")
 
 

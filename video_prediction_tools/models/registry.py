@@ -145,10 +145,13 @@ def _check_type(model: str, key: str, value: Any, default: Any, source: str, acc
     return value
 
 
-def resolve_hparams(name: str, user: dict[str, Any] | None, source: str = "model hparams") -> dict[str, Any]:
+def resolve_hparams(name: str, user: dict[str, Any] | None, source: str = "model hparams",
+                    defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults of ``name`` overridden by ``user``; an unknown key or a wrong type is a :class:`UserError`
-    naming the key and the accepted keys. ``source`` names the file in messages."""
-    hparams = default_hparams(name)
+    naming the key and the accepted keys. ``source`` names the file in messages. ``defaults`` replaces the
+    model's own defaults (e.g. its JSON template, so that a configuration tool validates without importing the
+    model's module and TensorFlow)."""
+    hparams = dict(defaults) if defaults is not None else default_hparams(name)
     if user is None:
         return hparams
     if not isinstance(user, dict):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -135,6 +136,21 @@ def netcdf_files(month_dir: Path) -> list[Path]:
     return sorted(month_dir.glob("*.nc")) if month_dir.is_dir() else []
 
 
+def months_with_data(root: Path, years: list[int], has_data: Callable[[Path], bool]) -> list[int]:
+    """Months that hold data in EVERY one of ``years`` (``<root>/<YYYY>/<MM>``): the months a step can take."""
+    return [month for month in range(1, 13)
+            if years and all(has_data(root / f"{year:04d}" / f"{month:02d}") for year in years)]
+
+
+def require_years(years: list[int], found: list[int], root: Path, what: str) -> list[int]:
+    """``years`` all among ``found`` (the years of ``root`` holding ``what``), else a UserError naming them."""
+    missing = [str(year) for year in years if year not in found]
+    if missing:
+        raise UserError(f"no {what} for year(s) {', '.join(missing)} in {root} "
+                        f"(years found: {format_numbers(found) or 'none'})")
+    return years
+
+
 def years_with_data(root: Path, has_data: Callable[[Path], bool]) -> list[int]:
     """Years ``<root>/<YYYY>`` with at least one month folder that holds data."""
     if not root.is_dir():
@@ -143,29 +159,46 @@ def years_with_data(root: Path, has_data: Callable[[Path], bool]) -> list[int]:
                   if any(has_data(month) for month in year.glob("[0-9][0-9]")))
 
 
+def longest_month_hours(experiment_dir: Path) -> int | None:
+    """Calendar hours of the longest month step 1 finished in an experiment (``<YYYY>/stat_<MM>.json``, one per
+    month): no window of step 2 can be longer. None when no month is there yet (chain mode)."""
+    import calendar
+
+    months = [(int(path.parent.name), int(path.stem[len("stat_"):]))
+              for path in experiment_dir.glob("[0-9][0-9][0-9][0-9]/stat_[0-9][0-9].json")]
+    return max((24 * calendar.monthrange(year, month)[1] for year, month in months), default=None)
+
+
+# netCDF files are read with netCDF4 (not xarray, whose import alone takes seconds): the generator answers at once
 def dataset_variables(path: Path) -> list[str]:
     """Data variables of one extracted netCDF file (only those with lat and lon dimensions)."""
-    import xarray as xr
+    import netCDF4
 
-    with xr.open_dataset(path) as dataset:
-        return [name for name, var in dataset.data_vars.items() if {"lat", "lon"} <= set(var.dims)]
+    with netCDF4.Dataset(path) as dataset:
+        return [name for name, var in dataset.variables.items()
+                if name not in dataset.dimensions and {"lat", "lon"} <= set(var.dimensions)]
 
 
 def grid_of(path: Path):
     """``(lat, lon)`` numpy arrays of an extracted netCDF file."""
-    import xarray as xr
+    import netCDF4
+    import numpy as np
 
-    with xr.open_dataset(path) as dataset:
-        if "lat" not in dataset.coords or "lon" not in dataset.coords:
+    with netCDF4.Dataset(path) as dataset:
+        if "lat" not in dataset.variables or "lon" not in dataset.variables:
             raise UserError(f"{path} has no lat/lon coordinates")
-        return dataset["lat"].values.astype(float), dataset["lon"].values.astype(float)
+        return (np.asarray(dataset["lat"][:], dtype=float), np.asarray(dataset["lon"][:], dtype=float))
 
 
 def parse_variables(text: str, available_per_file: dict[Path, list[str]]) -> list[str]:
-    """One or more variable names (order kept, duplicates allowed) present in EVERY given file."""
+    """One or more distinct variable names (order kept: the channel order) present in EVERY given file."""
     names = [name.lower() for name in _split(text)]
     if not names:
         raise UserError("give at least one variable name")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"variable(s) {', '.join(repeated)} given more than once; each channel must be a "
+                        f"different variable")
     for path, available in available_per_file.items():
         missing = [name for name in names if name not in available]
         if missing:
@@ -203,6 +236,37 @@ def known_metrics() -> tuple[str, ...]:
     return tuple(METRICS)
 
 
+def evaluated_metrics(results_dir: Path) -> tuple[list[str] | None, bool]:
+    """The bootstrapped metrics of a postprocessed run (its ``evaluation_metrics.nc`` variables
+    ``<variable>_<model>_<metric>_bootstrapped``; None when the file does not say which model and variable it
+    holds) and whether it has persistence scores."""
+    import netCDF4
+
+    with netCDF4.Dataset(results_dir / "evaluation_metrics.nc") as dataset:
+        names = list(dataset.variables)
+        attributes = {name: getattr(dataset, name, None) for name in ("model", "variable")}
+    persistence = any("_persistence_" in name for name in names)
+    if not all(attributes.values()):
+        return None, persistence
+    prefix, suffix = f"{attributes['variable']}_{attributes['model']}_", "_bootstrapped"
+    metrics = [name[len(prefix):-len(suffix)] for name in names if name.startswith(prefix) and name.endswith(suffix)]
+    return [name for name in known_metrics() if name in metrics], persistence
+
+
+def evaluated_windows(tfrecords_dir: Path, months: Iterable[tuple[int, int]], sequence_length: int) -> int | None:
+    """Windows of ``sequence_length`` hours that the step-2 files of ``months`` hold (windows never leave a
+    gap-free block of a month; blocks from step 2's ``dataset_info.json``); None if that file is missing."""
+    from ..data_preprocess.records import DATASET_INFO, month_key
+
+    try:
+        info = json.loads((tfrecords_dir / DATASET_INFO).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    entries = info.get("months", {}) if isinstance(info, dict) else {}
+    return sum(max(0, int(hours) - sequence_length + 1) for year, month in months
+               for _, hours in entries.get(month_key(year, month), {}).get("blocks", []))
+
+
 def parse_metrics(text: str) -> list[str]:
     names = [name.lower() for name in _split(text)]
     unknown = [name for name in names if name not in known_metrics()]
@@ -231,11 +295,27 @@ def parse_json_text(text: str, what: str) -> Any:
         raise UserError(f"{what} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
 
 
-def varmapping(content: Any, path: Path) -> None:
-    """Validate a variable mapping with the extraction's own validator."""
+#: GRIB files whose fields are listed to check a variable mapping (the first hours of a month: every field the
+#: archive has is in the files of its first hour, whether one file holds an hour or a month)
+FILES_SCANNED_FOR_FIELDS = 4
+
+
+def varmapping(content: Any, path: Path, month_dir: Path | None = None) -> None:
+    """Validate a variable mapping with the extraction's own validator and, given a month folder of the archive,
+    check that its GRIB files hold every field it names (shortNames)."""
+    from ..data_extraction.grib import index_messages
     from ..data_extraction.varmapping import load_varmapping
 
-    load_varmapping(path)
+    mapping = load_varmapping(path)
+    if month_dir is None:
+        return
+    seen: set[str] = set()
+    index_messages(grib_files(month_dir)[:FILES_SCANNED_FOR_FIELDS], wanted_short_names=set(),
+                   seen_short_names=seen)
+    missing = sorted({*mapping.surface, *(item.short_name for item in mapping.levels)} - seen)
+    if missing:
+        raise UserError(f"field(s) {', '.join(missing)} are not in the GRIB files of {month_dir} (they hold: "
+                        f"{', '.join(sorted(seen)) or 'nothing'})")
 
 
 def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:
@@ -245,10 +325,21 @@ def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:
     load_datasplit(content, available=available)
 
 
-def hparams(content: Any, model: str) -> None:
+def hparams(content: Any, model: str, template: Path) -> None:
+    """Validate hyper-parameters with training's own rules (keys, types, ranges, ``context_frames`` <
+    ``sequence_length``). When every given key is in the model's JSON ``template``, the template serves as the
+    defaults, so no model module (and no TensorFlow, seconds of start-up) is imported; a key the template does not
+    list is checked against the model's own defaults."""
     from ..models.registry import resolve_hparams
 
-    resolve_hparams(model, content, source="model_hparams.json")
+    try:
+        listed = json.loads(template.read_text())
+    except (OSError, json.JSONDecodeError):  # no usable template: the model's own defaults decide
+        listed = None
+    if isinstance(listed, dict) and isinstance(content, dict) and set(content) <= set(listed):
+        resolve_hparams(model, content, source="model_hparams.json", defaults=listed)
+    else:
+        resolve_hparams(model, content, source="model_hparams.json")
 
 
 # ----------------------------------------------------------------------------------------------- SLURM values
@@ -260,10 +351,38 @@ def slurm_word(value: Any, what: str) -> str:
 
 
 def slurm_time(value: Any) -> str:
+    """A SLURM time limit: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (minutes and seconds < 60)."""
     text = str(value).strip()
-    if not _SLURM_TIME.match(text):
-        raise UserError(f"SLURM time {text!r}: expected minutes, HH:MM:SS or D-HH:MM:SS")
+    if not _SLURM_TIME.match(text) or any(int(part) > 59 for part in text.split("-")[-1].split(":")[1:]):
+        raise UserError(f"SLURM time {text!r}: expected minutes, HH:MM:SS or D-HH:MM:SS (minutes and seconds "
+                        f"below 60)")
     return text
+
+
+#: the values sbatch accepts for --mail-type (comma-separated)
+SLURM_MAIL_TYPES = ("NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT",
+                    "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS")
+
+
+def slurm_mail_type(value: Any) -> str:
+    text = str(value).strip()
+    unknown = [item for item in text.split(",") if item.strip().upper() not in SLURM_MAIL_TYPES]
+    if not text or unknown:
+        raise UserError(f"SLURM mail type {text!r}: expected one or more (comma-separated) of "
+                        f"{', '.join(SLURM_MAIL_TYPES)}")
+    return ",".join(item.strip().upper() for item in text.split(","))
+
+
+def srun_options(value: Any) -> str:
+    """Options passed to srun: shell words, each an option (``--mpi=pmi2``) or the value after one."""
+    try:
+        words = shlex.split(str(value))
+    except ValueError as err:
+        raise UserError(f"srun options {value!r}: {err}") from None
+    if words and not words[0].startswith("-"):
+        raise UserError(f"srun options {value!r}: expected options such as --mpi=pmi2 --cpu-bind=none "
+                        f"(the first word must start with '-')")
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def slurm_extra(value: Any) -> list[str]:
@@ -275,6 +394,14 @@ def slurm_extra(value: Any) -> list[str]:
             raise UserError(f"extra SBATCH option {line!r}: expected --name or --name=value "
                             f"(value of letters, digits and _.,:=/@+%-)")
     return lines
+
+
+def sbatch_id(typed: str) -> str:
+    """An id that becomes part of the ``#SBATCH --output`` log names (read unquoted by sbatch)."""
+    if re.search(r"[\s\"'\\%$`]", typed):
+        raise UserError(f"experiment id {typed!r}: with SLURM it names the job's log files, which sbatch cannot "
+                        f"take with blanks, quotes, '%', '$' or '`'; use letters, digits, '_', '-' or '.'")
+    return typed
 
 
 def sbatch_path(path: Path) -> str:

@@ -95,19 +95,26 @@ class MnistTrain(Step):
                        _exp_id_parser(ctx), guidance="A short name for this training run, e.g. mnist_reference.")
         exp_id = ctx.exp_id(typed)
         run_dir = ctx.base_dir / "Models" / experiment / model / exp_id
-        if run_dir.exists():
+        if run_dir.exists() and exp_id != ctx.replayed_exp_id:
             raise UserError(f"run directory {run_dir} exists already; choose another experiment id")
+        split_template = templates_dir() / "data_split" / DATASET / "datasplit_template.json"
         split = p.edit_json("datasplit", "data split (train/val/test sequence-index ranges)",
-                            templates_dir() / "data_split" / DATASET / "datasplit_template.json",
-                            lambda content, path: load_index_split(content, num_sequences=sizes[experiment]))
-        hparams = p.edit_json("hparams", f"hyper-parameters of {model}",
-                              templates_dir() / "hparams" / DATASET / model / "model_hparams_template.json",
-                              lambda content, path: checks.hparams(content, model))
+                            split_template.read_text(),
+                            lambda content, path: load_index_split(content, num_sequences=sizes[experiment]),
+                            split_template.name)
+        hparams_template = templates_dir() / "hparams" / DATASET / model / "model_hparams_template.json"
+        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_template.read_text(),
+                              lambda content, path: checks.hparams(content, model, hparams_template),
+                              hparams_template.name)
         seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
-        return StepResult(f"train_model_{DATASET}_{exp_id}.sh",
-                          dict(input_dir=root / experiment, output_dir=run_dir, model=model, seed=seed),
-                          json_files={run_dir / "data_split.json": split, run_dir / "model_hparams.json": hparams},
-                          new_directory=run_dir,
+        stem = f"train_model_{DATASET}_{exp_id}"
+        # the run directory is made by the training when it runs; until then the files wait next to the runscript
+        split_file, hparams_file = (ctx.runscript_dir / f"{stem}_data_split.json",
+                                    ctx.runscript_dir / f"{stem}_model_hparams.json")
+        return StepResult(f"{stem}.sh",
+                          dict(input_dir=root / experiment, output_dir=run_dir, model=model, seed=seed,
+                               datasplit_file=split_file, hparams_file=hparams_file),
+                          json_files={split_file: split, hparams_file: hparams},
                           derived={"expname": experiment, "model": model, "exp_id": exp_id, "run_dir": str(run_dir)})
 
 

@@ -2,9 +2,10 @@
 
 Every user value goes through the ``q`` filter (always single-quoted, as :func:`shlex.quote` does for unsafe
 strings), lists through ``qlist``, so paths and ids holding blanks, quotes, ``$()``, backticks or ``;`` stay
-inert; values written into comments go through ``oneline`` (a line break would end the comment). Undefined
-template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically, a
-run directory is created only when every file is ready, and an existing runscript is never replaced unless asked.
+inert; values written into comments go through ``oneline`` (a line break would end the comment), paths there
+through ``qline`` (also quoted, so that a path copied from a comment runs no ``$(...)``). Undefined template variables are errors
+(``StrictUndefined``). Writing is all-or-nothing: files are written atomically, what was written is removed again
+when a later file fails, and an existing runscript is never replaced unless asked.
 
 Example::
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,15 @@ def _oneline(value) -> str:
     return " ".join(str(value).splitlines())
 
 
+def _qline(value) -> str:
+    """For paths in comments: quoted as well, so that a copied line runs no ``$(...)``."""
+    return _quote(_oneline(value))
+
+
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir() / "runscripts")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    env.filters.update(q=_quote, qlist=_qlist, qwords=_qwords, oneline=_oneline)
+    env.filters.update(q=_quote, qlist=_qlist, qwords=_qwords, oneline=_oneline, qline=_qline)
     return env
 
 
@@ -63,14 +68,12 @@ def render_runscript(template: str, variables: dict[str, Any]) -> str:
 
 @dataclass
 class Plan:
-    """Everything one generation writes: the runscript, its answers file, JSON files, a new run directory."""
+    """Everything one generation writes: the runscript, its answers file and JSON files."""
 
     runscript: Path
     text: str
     answers: dict[str, Any]
     json_files: dict[Path, Any] = field(default_factory=dict)
-    #: a directory that must not exist yet (the training run directory); created when the files are written
-    new_directory: Path | None = None
 
     @property
     def answers_file(self) -> Path:
@@ -86,18 +89,12 @@ def dump_answers(answers: dict[str, Any]) -> str:
 
 
 def write_plan(plan: Plan, overwrite: bool = False) -> None:
-    """Write the plan; on any failure remove what this call created (the run directory included)."""
+    """Write the plan; on any failure remove what this call wrote."""
     if plan.runscript.exists() and not overwrite:
         raise UserError(f"runscript {plan.runscript} exists already; pass --overwrite (or confirm in the wizard) "
                         f"to replace it")
-    if plan.new_directory is not None and plan.new_directory.exists():
-        raise UserError(f"run directory {plan.new_directory} exists already; choose another experiment id")
-    created_directory = False
     written: list[Path] = []
     try:
-        if plan.new_directory is not None:
-            plan.new_directory.mkdir(parents=True)
-            created_directory = True
         for path, content in plan.json_files.items():
             write_json(path, content)
             written.append(path)
@@ -106,8 +103,6 @@ def write_plan(plan: Plan, overwrite: bool = False) -> None:
         write_text(plan.runscript, plan.text)
         os.chmod(plan.runscript, 0o755)
     except BaseException:
-        if created_directory:
-            shutil.rmtree(plan.new_directory, ignore_errors=True)
         for path in written:
             path.unlink(missing_ok=True)
         raise

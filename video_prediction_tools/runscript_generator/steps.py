@@ -2,7 +2,9 @@
 
 Each step class asks its questions through a *prompter* (interactive questionary front end or answers file,
 see :mod:`.wizard`), checks every answer against what earlier steps produced (:mod:`.checks`), and returns a
-:class:`StepResult`: the runscript name, template variables, JSON files to write and a run directory to create.
+:class:`StepResult`: the runscript name, template variables, JSON files to write and values saved for later steps.
+Defaults come from the data too (the months found, a domain box that fits the grid, a data split of the months with
+TFRecords, a block length the evaluated split supports), so that accepting them leads to runscripts that run.
 
 With ``Context.chain`` set, the data of earlier steps need not exist yet (runscripts chained with
 ``sbatch --dependency=afterok``): a step then accepts what an earlier generated runscript will produce (read from
@@ -14,6 +16,7 @@ Steps, in workflow order, with the original generator's names: ``extract``, ``pr
 from __future__ import annotations
 
 import getpass
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +31,8 @@ from . import checks
 from .render import answers_path
 
 DATASET = "era5"
+#: models that give the same forecast every time (more stochastic samples only repeat it)
+DETERMINISTIC_MODELS = ("convLSTM", "mcnet")
 
 
 @dataclass
@@ -41,13 +46,18 @@ class Context:
     chain: bool = False
     now: datetime = field(default_factory=datetime.now)
     user: str = field(default_factory=lambda: os.environ.get("USER") or getpass.getuser())
+    #: the full id saved with a replayed answers file: replaying regenerates the same runscript (same run)
+    replayed_exp_id: str | None = None
 
     @property
     def base_dir(self) -> Path:
         return Path(self.settings.base_dir)
 
     def exp_id(self, typed: str) -> str:
-        """``<YYYYmmddTHHMMSS>_<USER>_<typed id>``: the id of a training run, as the original named it."""
+        """``<YYYYmmddTHHMMSS>_<USER>_<typed id>``: the id of a training run, as the original named it (the
+        replayed id when it ends with the typed one)."""
+        if self.replayed_exp_id and self.replayed_exp_id.endswith(f"_{typed}"):
+            return self.replayed_exp_id
         return f"{self.now:%Y%m%dT%H%M%S}_{self.user}_{typed}"
 
     def planned(self, runscript_name: str) -> dict[str, Any]:
@@ -66,7 +76,6 @@ class StepResult:
     runscript_name: str
     variables: dict[str, Any]
     json_files: dict[Path, Any] = field(default_factory=dict)
-    new_directory: Path | None = None
     #: values computed from the answers, saved under ``derived`` in the answers file (for later steps)
     derived: dict[str, Any] = field(default_factory=dict)
 
@@ -92,10 +101,41 @@ def _exp_id_parser(ctx: Context):
     def parse(text: str) -> str:
         typed = checks.parse_identifier(text)
         if ctx.hpc:
-            checks.sbatch_path(ctx.runscript_dir / typed)
+            checks.sbatch_id(typed)
         return typed
 
     return parse
+
+
+#: the GMD domain: its SW corner (degrees) and size (rows, columns), the default where it fits the data
+GMD_SW_CORNER = (38.4, 0.0)
+GMD_NYX = (56, 92)
+
+
+def _grid_extent(grid) -> str:
+    """``lat 43.5 to 48 (16 points), lon 0 to 6.9 (24 points)``: what a user needs to choose a box."""
+    lat, lon = grid
+    return (f"lat {min(lat):g} to {max(lat):g} ({len(lat)} points), "
+            f"lon {lon[0]:g} to {lon[-1]:g} ({len(lon)} points, west to east)")
+
+
+def _default_box(grid, corner: tuple[float, float] | None = None):
+    """A SW corner and ``(ny, nx)`` that fit the grid: the GMD box where it fits, else the grid's SW point (or the
+    given ``corner``) with as many rows and columns as fit, at most the GMD size."""
+    import numpy as np
+
+    lat, lon = np.asarray(grid[0], float), np.asarray(grid[1], float)
+    if corner is None:
+        try:
+            checks.find_domain(lat, lon, GMD_SW_CORNER, GMD_NYX)
+            return GMD_SW_CORNER, GMD_NYX
+        except UserError:
+            corner = (float(lat.min()), float(lon[0]))
+    row = int(np.argmin(abs(lat - corner[0])))
+    column = int(np.argmin(abs((lon - corner[1] + 180.0) % 360.0 - 180.0)))
+    rows = int(np.sum(lat >= lat[row]))
+    columns = len(lon) - column
+    return corner, (max(2, min(GMD_NYX[0], rows)), max(2, min(GMD_NYX[1], columns)))
 
 
 # --------------------------------------------------------------------------------------------------- extract
@@ -111,18 +151,27 @@ class Extract(Step):
                             guidance="The archive root: one folder per year, one per month, GRIB files inside "
                                      "(e.g. /p/fastdata/slmet/slmet111/met_data/ecmwf/era5/grib, or the output "
                                      "of python -m video_prediction_tools.main_scripts.main_synthetic_archive).")
-        found = checks.years_with_data(source_dir, lambda d: bool(checks.grib_files(d)))
+        has_grib = lambda d: bool(checks.grib_files(d))  # noqa: E731
+        found = checks.years_with_data(source_dir, has_grib)
         years = p.text("years", f"Years to extract (found: {checks.format_numbers(found)}):",
-                       checks.parse_years, default=checks.format_numbers(found) or None,
-                       guidance="Comma-separated years or ranges, e.g. 2017,2018 or 2007-2019.")
-        months = p.text("months", "Months to extract:", lambda text: self._months(text, source_dir, years),
-                        default="1-12", guidance="Comma-separated months or ranges, e.g. 1-12 or 1,2,3. Every "
-                                                 "chosen year must hold GRIB files for every chosen month.")
+                       lambda text: checks.require_years(checks.parse_years(text), found, source_dir, "GRIB files"),
+                       default=checks.format_numbers(found) or None,
+                       guidance="Comma-separated years or ranges, e.g. 2017,2018 or 2007-2019, among the years "
+                                "found in the GRIB directory.")
+        months_found = checks.months_with_data(source_dir, years, has_grib)
+        months = p.text("months", f"Months to extract (found in every chosen year: "
+                                  f"{checks.format_numbers(months_found) or 'none'}):",
+                        lambda text: self._months(text, source_dir, years),
+                        default=checks.format_numbers(months_found) or None,
+                        guidance="Comma-separated months or ranges, e.g. 1-12 or 1,2,3. Every chosen year must hold "
+                                 "GRIB files for every chosen month.")
         template = templates_dir() / "data_extraction" / "era5_varmapping_template.json"
         runscript = "data_extraction_era5.sh"
         varmap_file = ctx.runscript_dir / "data_extraction_era5_varmapping.json"
-        mapping = p.edit_json("varmapping", "variable mapping (which GRIB fields to extract)", template,
-                              lambda content, path: checks.varmapping(content, path))
+        mapping = p.edit_json("varmapping", "variable mapping (which GRIB fields to extract)", template.read_text(),
+                              lambda content, path: checks.varmapping(
+                                  content, path, source_dir / f"{years[0]:04d}" / f"{months[0]:02d}"),
+                              template.name)
         # the grid of the extracted data, for a chained preprocess1 (which names its experiment after the grid
         # point nearest the corner it is given)
         grid = checks.grib_grid(source_dir / f"{years[0]:04d}" / f"{months[0]:02d}")
@@ -160,9 +209,14 @@ class Preprocess1(Step):
                        lambda text: self._years(text, source_dir, found, ctx),
                        default=checks.format_numbers(found) or None,
                        guidance="Comma-separated years or ranges among those extracted.")
-        months = p.text("months", "Months to preprocess:",
-                        lambda text: self._months(text, source_dir, years, ctx), default="1-12",
-                        guidance="Every chosen year must have extracted files for every chosen month.")
+        months_found = checks.months_with_data(source_dir, years, has_nc) if not ctx.chain else \
+            planned.get("months", [])
+        months = p.text("months", f"Months to preprocess (found in every chosen year: "
+                                  f"{checks.format_numbers(months_found) or 'none'}):",
+                        lambda text: self._months(text, source_dir, years, ctx),
+                        default=checks.format_numbers(months_found) or None,
+                        guidance="Comma-separated months or ranges, e.g. 1-3. Every chosen year must have "
+                                 "extracted files for every chosen month.")
         # variables and grid come from a file of the first chosen month of every chosen year (none yet in chain mode)
         reference_files = [] if ctx.chain else [
             checks.netcdf_files(source_dir / f"{year:04d}" / f"{months[0]:02d}")[0] for year in years]
@@ -175,14 +229,20 @@ class Preprocess1(Step):
                            guidance="One or more comma-separated names from the list; order = channel order; "
                                     "a name may repeat. The GMD experiment uses 2t,tcc,t_850.")
         grid = checks.grid_of(reference) if reference is not None else self._planned_grid(ctx)
-        sw_corner = p.text("sw_corner", "SW corner of the domain as 'lat, lon' in degrees (e.g. 38.4, 0.0):",
-                           lambda text: self._sw_corner(text, grid), default="38.4, 0.0",
+        extent = _grid_extent(grid)
+        corner_default, _ = _default_box(grid)
+        sw_corner = p.text("sw_corner", f"SW corner of the domain as 'lat, lon' in degrees ({extent}):",
+                           lambda text: self._sw_corner(text, grid), default=f"{corner_default[0]:g}, "
+                                                                             f"{corner_default[1]:g}",
                            guidance="Latitude in [-90, 90] (negative = south), longitude in degrees east "
-                                    "([0, 360) or negative for west); the nearest grid point is used.")
-        nyx = p.text("nyx", "Grid points of the domain as 'ny, nx' (rows north of, columns east of the corner):",
-                     lambda text: self._nyx(text, grid, sw_corner), default="56, 92",
-                     guidance="Both at least 2; the box must fit into the grid of the extracted data "
-                              "(the GMD domain is 56, 92 at 0.3°).")
+                                    "([0, 360) or negative for west); the nearest grid point is used.\n"
+                                    f"The extracted grid: {extent}.\nThe GMD domain starts at 38.4, 0.0.")
+        _, nyx_default = _default_box(grid, sw_corner)
+        nyx = p.text("nyx", f"Grid points of the domain as 'ny, nx' (rows north of, columns east of the corner; "
+                            f"at most {nyx_default[0]}, {nyx_default[1]} from this corner up to the GMD size):",
+                     lambda text: self._nyx(text, grid, sw_corner), default=f"{nyx_default[0]}, {nyx_default[1]}",
+                     guidance="Both at least 2; the box must fit into the grid of the extracted data.\n"
+                              f"The extracted grid: {extent}.\nThe GMD domain is 56, 92 at 0.3°.")
         # step 1's own rule (nearest grid point) names the experiment, also in chain mode
         domain = checks.find_domain(*grid, sw_corner, nyx)
         derived = {"years": years, "months": months, "expname": expname(years, months, domain, variables)}
@@ -212,11 +272,7 @@ class Preprocess1(Step):
     @staticmethod
     def _years(text, source_dir, found, ctx):
         years = checks.parse_years(text)
-        missing = [str(y) for y in years if y not in found]
-        if missing and not ctx.chain:
-            raise UserError(f"no extracted data for year(s) {', '.join(missing)} in {source_dir} "
-                            f"(found: {checks.format_numbers(found) or 'none'})")
-        return years
+        return years if ctx.chain else checks.require_years(years, found, source_dir, "extracted data")
 
     @staticmethod
     def _months(text, source_dir, years, ctx):
@@ -267,9 +323,12 @@ class Preprocess2(Step):
     def ask(self, p, ctx):
         experiment = _experiment(p, ctx, "Experiment (PreprocessedData/<EXPNAME>) to convert to TFRecords:",
                                  lambda d: (d / "metadata.json").is_file(), "metadata.json from step 1")
+        longest = checks.longest_month_hours(ctx.base_dir / "PreprocessedData" / experiment)
         sequence_length = p.text("sequence_length", "Window length in hours to check the data for (context + "
-                                                    "forecast frames):",
-                                 lambda text: checks.parse_int(text, "sequence length", 2, 744), default="24",
+                                                    "forecast frames"
+                                 + (f"; the longest month holds at most {longest} hours" if longest else "") + "):",
+                                 lambda text: checks.parse_int(text, "sequence length", 2, longest or 744),
+                                 default=str(min(24, longest or 24)),
                                  guidance="GMD: 24 (12 context + 12 forecast hours). Step 2 only checks that "
                                           "windows this long fit into the data; the training window length is "
                                           "the train step's hyper-parameter sequence_length.")
@@ -300,21 +359,28 @@ class Train(Step):
             if not template.is_file():
                 raise UserError(f"template {template} is missing; cannot configure model {model}")
         typed = p.text("exp_id", "Experiment id (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx), guidance="A short name for this training run, e.g. gmd_reference.")
+                       _exp_id_parser(ctx), default=model,
+                       guidance="A short name for this training run, e.g. gmd_reference.")
         exp_id = ctx.exp_id(typed)
         run_dir = ctx.base_dir / "Models" / experiment / model / exp_id
-        if run_dir.exists():
+        if run_dir.exists() and exp_id != ctx.replayed_exp_id:
             raise UserError(f"run directory {run_dir} exists already; choose another experiment id")
         available = self._available_months(ctx, experiment, experiment_dir)
-        split = p.edit_json("datasplit", "data split (train/val/test years and months)", split_template,
-                            lambda content, path: checks.datasplit(content, available))
-        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_template,
-                              lambda content, path: checks.hparams(content, model))
+        split = p.edit_json("datasplit", "data split (train/val/test years and months)",
+                            proposed_split(split_template, available),
+                            lambda content, path: checks.datasplit(content, available), split_template.name)
+        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_template.read_text(),
+                              lambda content, path: checks.hparams(content, model, hparams_template),
+                              hparams_template.name)
         seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
-        return StepResult(f"train_model_{DATASET}_{exp_id}.sh",
-                          dict(input_dir=experiment_dir, output_dir=run_dir, model=model, seed=seed),
-                          json_files={run_dir / "data_split.json": split, run_dir / "model_hparams.json": hparams},
-                          new_directory=run_dir,
+        stem = f"train_model_{DATASET}_{exp_id}"
+        # the run directory is made by the training when it runs; until then the files wait next to the runscript
+        split_file, hparams_file = (ctx.runscript_dir / f"{stem}_data_split.json",
+                                    ctx.runscript_dir / f"{stem}_model_hparams.json")
+        return StepResult(f"{stem}.sh",
+                          dict(input_dir=experiment_dir, output_dir=run_dir, model=model, seed=seed,
+                               datasplit_file=split_file, hparams_file=hparams_file),
+                          json_files={split_file: split, hparams_file: hparams},
                           derived={"expname": experiment, "model": model, "exp_id": exp_id, "run_dir": str(run_dir)})
 
     @staticmethod
@@ -328,8 +394,32 @@ class Train(Step):
         return None
 
 
+def proposed_split(template: Path, available: set[tuple[int, int]] | None) -> str:
+    """The data split offered for the months with TFRecords (JSON text): the template where all its months are
+    available (or none are known yet), else the first tenth of the months (at least one) for validation, the
+    last tenth for testing and the rest for training (two months: train and val; one: train only)."""
+    text = template.read_text()
+    try:
+        checks.datasplit(checks.parse_json_text(text, "data split template"), available)
+        return text
+    except UserError:
+        pass
+    months = sorted(available or ())
+    share = max(1, len(months) // 10)
+    if len(months) >= 3:
+        parts = {"train": months[share:-share], "val": months[:share], "test": months[-share:]}
+    else:
+        parts = {"train": months[:1], "val": months[1:]}
+    split: dict[str, dict[str, list[int]]] = {}
+    for mode, chosen in parts.items():
+        for year, month in chosen:
+            split.setdefault(mode, {}).setdefault(str(year), []).append(month)
+    return json.dumps(split, indent=2) + "\n"
+
+
 # --------------------------------------------------------------------------------------------------- postprocess
-AUTO_CHECKPOINT = "best (or newest) checkpoint at run time"
+#: the checkpoint answer that lets postprocessing take the best (or newest) checkpoint of the run at run time
+AUTO_CHECKPOINT = "best"
 
 
 class Postprocess(Step):
@@ -339,25 +429,36 @@ class Postprocess(Step):
 
     def ask(self, p, ctx):
         models_root = ctx.base_dir / "Models"
-        experiments = [name for name in _subdirs(models_root) if _subdirs(models_root / name)]
-        if not experiments:
+        trained = {tuple(path.relative_to(models_root).parts) for path in models_root.glob("*/*/*") if path.is_dir()}
+        if ctx.chain:  # training runs whose runscripts are generated but not run yet
+            for answers in ctx.runscript_dir.glob(f"train_model_{DATASET}_*.sh.answers.yaml"):
+                planned = ctx.planned(answers.name[: -len(".answers.yaml")])
+                if planned.get("exp_id"):
+                    trained.add((planned["expname"], planned["model"], planned["exp_id"]))
+        if not trained:
             raise UserError(f"no trained models in {models_root}; generate and run a training runscript first")
-        experiment = p.select("experiment", "Experiment the model was trained on:", experiments)
-        model = p.select("model", "Trained model:", _subdirs(models_root / experiment))
-        runs = _subdirs(models_root / experiment / model)
-        if not runs:
-            raise UserError(f"no training runs in {models_root / experiment / model}")
+        experiment = p.select("experiment", "Experiment the model was trained on:", sorted({t[0] for t in trained}))
+        model = p.select("model", "Trained model:", sorted({t[1] for t in trained if t[0] == experiment}))
+        runs = sorted(t[2] for t in trained if t[:2] == (experiment, model))
         run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>):", runs, default=runs[-1])
         run_dir = models_root / experiment / model / run
         checkpoint_choices = [AUTO_CHECKPOINT] + checks.checkpoints(run_dir)
-        checkpoint = p.select("checkpoint", "Checkpoint to evaluate:", checkpoint_choices, default=AUTO_CHECKPOINT)
+        checkpoint = p.select("checkpoint", f"Checkpoint to evaluate ({AUTO_CHECKPOINT}: the best, or newest, "
+                                            f"checkpoint when the runscript runs):", checkpoint_choices,
+                              default=AUTO_CHECKPOINT)
         if checkpoint == AUTO_CHECKPOINT and not ctx.chain and not checks.checkpoints(run_dir):
             raise UserError(f"run {run_dir} has no checkpoint_<step> directory yet; train it first "
                             f"(or use --chain when its training runscript is still to run)")
-        mode = p.select("mode", "Data split to evaluate:", ["test", "val"], default="test")
+        split = self._split(run_dir)
+        modes = [mode for mode in ("test", "val") if split is None or split.get(mode)]
+        if not modes:
+            raise UserError(f"the data split of run {run_dir} has neither test nor val months to evaluate")
+        mode = p.select("mode", "Data split to evaluate (those the run's data split has):", modes, default=modes[0])
         batch_size = p.text("batch_size", "Batch size:", lambda t: checks.parse_int(t, "batch size", 1), default="4")
         samples = p.text("num_stochastic_samples", "Stochastic samples per forecast (1 for deterministic models):",
                          lambda t: checks.parse_int(t, "number of stochastic samples", 1), default="1")
+        if samples > 1 and model in DETERMINISTIC_MODELS:
+            p.info(f"Warning: {model} is deterministic; its {samples} samples per forecast will all be the same.")
         from ..postprocess.metrics import CLIMATOLOGY_METRICS
 
         metrics = p.text("evaluation_metrics", f"Evaluation metrics ({', '.join(checks.known_metrics())}):",
@@ -370,9 +471,15 @@ class Postprocess(Step):
         if climatology is None and set(metrics) & set(CLIMATOLOGY_METRICS):
             metrics = checks.parse_metrics(",".join(name for name in metrics if name not in CLIMATOLOGY_METRICS))
             p.info("Note: no climatology file given, so ACC is left out (postprocessing refuses it without one).")
-        block_length = p.text("block_length", "Bootstrap block length in samples (168 = one week of hourly "
-                                               "forecasts; at least 10 blocks are needed):",
-                              lambda t: checks.parse_int(t, "block length", 1), default="168")
+        from ..postprocess.bootstrap import BLOCK_LENGTH, MIN_BLOCKS
+
+        windows = self._windows(ctx, experiment, run_dir, split, mode)
+        block_default = BLOCK_LENGTH if windows is None else max(1, min(BLOCK_LENGTH, windows // MIN_BLOCKS))
+        block_length = p.text("block_length", f"Bootstrap block length in forecasts ({BLOCK_LENGTH} = one week of "
+                                               f"hourly forecasts; at least {MIN_BLOCKS} blocks are needed"
+                                               + (f"; the {mode} split holds {windows} forecasts" if windows is not None
+                                                  else "") + "):",
+                              lambda t: self._block_length(t, windows, mode), default=str(block_default))
         quick = p.confirm("lquick_evaluation", "Quick evaluation (metrics of the model only, no plots or "
                                                "per-sample files)?", default=False)
         results_dir = ctx.base_dir / "Results" / experiment / model / run
@@ -383,6 +490,40 @@ class Postprocess(Step):
                                climatology_file=climatology or "", lquick_evaluation=quick,
                                block_length=block_length),
                           derived={"results_dir": str(results_dir)})
+
+
+    @staticmethod
+    def _split(run_dir) -> dict | None:
+        """The run's data split (None before its training ran, or if unreadable: then nothing is assumed)."""
+        try:
+            split = json.loads((run_dir / "data_split.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return split if isinstance(split, dict) else None
+
+    @staticmethod
+    def _windows(ctx, experiment, run_dir, split, mode) -> int | None:
+        """Forecasts of the evaluated split: its windows in the step-2 files (None while the run's data split,
+        hyper-parameters or the step-2 summary are not there, e.g. before its training ran)."""
+        from ..datasets.datasplit import split_months
+
+        try:
+            length = json.loads((run_dir / "model_hparams.json").read_text())["sequence_length"]
+            months = split_months(split, mode)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return checks.evaluated_windows(ctx.base_dir / "PreprocessedData" / experiment / "tfrecords", months,
+                                        int(length))
+
+    @staticmethod
+    def _block_length(text, windows, mode):
+        from ..postprocess.bootstrap import MIN_BLOCKS
+
+        length = checks.parse_int(text, "block length", 1)
+        if windows is not None and length * MIN_BLOCKS > windows:
+            raise UserError(f"block length {length}: the {mode} split holds {windows} forecasts, so at most "
+                            f"{max(windows // MIN_BLOCKS, 0)} (at least {MIN_BLOCKS} blocks are needed)")
+        return length
 
 
 # --------------------------------------------------------------------------------------------------- meta
@@ -408,11 +549,23 @@ class MetaPostprocess(Step):
         if not runs:
             raise UserError(f"no postprocessed runs (evaluation_metrics.nc) under {results_root}; run the "
                             f"postprocessing step first")
-        chosen = p.checkbox("runs", "Runs to compare (<EXPNAME>/<model>/<exp_id>):", sorted(runs))
-        metric = p.select("metric", "Metric to compare:", list(checks.known_metrics()), default="mse")
+        chosen = p.checkbox("runs", "Runs to compare (<EXPNAME>/<model>/<exp_id>; all are ticked):", sorted(runs),
+                            default=sorted(runs))
+        metrics, persistence_in_all = list(checks.known_metrics()), True
+        for run in chosen:
+            if (runs[run] / "evaluation_metrics.nc").is_file():  # chain mode: planned runs are not there yet
+                present, has_persistence = checks.evaluated_metrics(runs[run])
+                metrics = [name for name in metrics if present is None or name in present]
+                persistence_in_all &= has_persistence
+        if not metrics:
+            raise UserError(f"the chosen runs have no metric in common ({', '.join(chosen)}); choose other runs")
+        metric = p.select("metric", "Metric to compare (those every chosen run has):", metrics,
+                          default="mse" if "mse" in metrics else metrics[0])
         typed = p.text("exp_id", "Id of this comparison (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx))
-        skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence?", default=True)
+                       _exp_id_parser(ctx), default="comparison")
+        skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence?"
+                          + ("" if persistence_in_all else " (some runs were evaluated without persistence)"),
+                          default=persistence_in_all)
         persistence = p.confirm("enable_persit_plot", "Also plot the persistence curves?", default=False)
         exp_id = ctx.exp_id(typed)
         labels = [f"{run.split('/')[1]}_{run.split('/')[2]}" for run in chosen]
@@ -425,9 +578,22 @@ class MetaPostprocess(Step):
                           dict(root_dir=ctx.base_dir, analysis_config=config_file, metric=metric, exp_id=exp_id,
                                result_dirs=[runs[run] for run in chosen], enable_skill_scores=skill,
                                enable_persit_plot=persistence),
-                          json_files={config_file: config})
+                          json_files={config_file: config}, derived={"exp_id": exp_id})
 
 
 STEPS: dict[str, Step] = {step.name: step for step in
                           (Extract(), Preprocess1(), Preprocess2(), Train(), Postprocess(), MetaPostprocess())}
+
+#: what each step leaves in the base directory (a glob), to offer the first step not done yet
+STEP_OUTPUTS = {"extract": "ExtractedData/*/*/*.nc", "preprocess1": "PreprocessedData/*/metadata.json",
+                "preprocess2": "PreprocessedData/*/tfrecords/*.tfrecords",
+                "train": "Models/*/*/*/checkpoint_*", "postprocess": "Results/*/*/*/evaluation_metrics.nc"}
+
+
+def next_step(base_dir: Path) -> str:
+    """The first workflow step whose outputs are not in ``base_dir`` yet (meta-postprocessing when all are)."""
+    for name in STEPS:
+        if name in STEP_OUTPUTS and next(base_dir.glob(STEP_OUTPUTS[name]), None) is None:
+            return name
+    return "meta_postprocess"
 

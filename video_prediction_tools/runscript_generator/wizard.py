@@ -3,10 +3,14 @@
 Two prompters answer the questions of a step (:mod:`.steps`):
 
 * :class:`InteractivePrompter` — questionary prompts: select lists for known choices, text with validation that
-  re-asks (``help`` shows guidance), defaults; JSON templates opened in ``$EDITOR`` and validated, re-opened or
-  aborted on error;
-* :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); a missing or invalid answer is
-  a :class:`UserError` naming the question.
+  re-asks (``help`` shows guidance over several lines, ``back`` asks the previous question again), defaults;
+  JSON contents shown first ("use as is" or edit in ``$EDITOR``, validated, re-opened or aborted on error; an
+  editor exiting with an error aborts);
+* :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); an invalid answer, a key no
+  question asks for (or one of the other mode: ``slurm`` without SLURM, ``mpi_processes`` with it) or an unfilled
+  ``${...}`` placeholder is a :class:`UserError` naming the question; a missing answer takes the offered default
+  (listed in the output) or, without one, is an error. Replaying a saved ``<runscript>.answers.yaml`` keeps its
+  ``exp_id`` (``--new-run``: a new one).
 
 Example (what ``env_setup/generate_runscript.py`` runs)::
 
@@ -33,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -45,9 +50,13 @@ from . import checks
 from .profiles import SLURM_KEYS, known_profiles, slurm_defaults
 from .render import Plan, render_runscript, write_plan
 from .moving_mnist_steps import ALL_STEP_NAMES, DATASETS, ask_dataset, steps_of
-from .steps import STEPS, Context, Step
+from .steps import STEPS, Context, Step, next_step
 
 Parser = Callable[[str], Any]
+
+
+class GoBack(Exception):
+    """The user typed ``back``: ask the previous question of the step again."""
 
 
 def _set(answers: dict, key: str, value: Any) -> None:
@@ -98,10 +107,18 @@ class AnswersPrompter:
         self.source = Path(source)
         self.answers: dict[str, Any] = {}
         self.asked: set[str] = set()
+        #: keys the file does not answer and whose offered default was taken (listed in the output)
+        self.defaulted: list[str] = []
 
-    def check_all_used(self, tolerated: Sequence[str] = ("slurm", "mpi_processes")) -> None:
-        """An answer no question asked for is most likely a typo: name it. ``tolerated`` keys belong to the other
-        mode (SLURM or not), so one answers file serves both."""
+    def check_all_used(self, hpc: bool) -> None:
+        """An answer no question asked for is most likely a typo, or belongs to the other mode (``slurm:`` without
+        SLURM, ``mpi_processes`` with it): name it rather than ignore it."""
+        other_mode = {"mpi_processes": "is for runscripts without SLURM (with SLURM set slurm: {ntasks: N})",
+                      "slurm": "is for SLURM runscripts (this venv is set up without SLURM; give --hpc or "
+                               "mpi_processes)"}
+        for key, why in other_mode.items():
+            if key in self.given and key not in self.asked and not any(a.startswith(key + ".") for a in self.asked):
+                raise UserError(f"answers file {self.source}: '{key}' {why}")
         def keys(mapping: dict, prefix: str = ""):
             for key, value in mapping.items():
                 dotted = f"{prefix}{key}"
@@ -109,7 +126,7 @@ class AnswersPrompter:
                     continue
                 if isinstance(value, dict) and any(a.startswith(dotted + ".") for a in self.asked):
                     yield from keys(value, dotted + ".")
-                elif dotted not in tolerated:
+                else:
                     yield dotted
 
         unused = list(keys(self.given))
@@ -126,6 +143,7 @@ class AnswersPrompter:
         if value is None:
             if default is None:
                 self._fail(key, message, "no answer given")
+            self.defaulted.append(key)
             return default
         return value
 
@@ -146,8 +164,8 @@ class AnswersPrompter:
         _set(self.answers, key, raw)
         return raw
 
-    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
-        raw = self._raw(key, message, None)
+    def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+        raw = self._raw(key, message, list(default) or None)
         items = raw if isinstance(raw, list) else [item.strip() for item in str(raw).split(",") if item.strip()]
         unknown = [str(item) for item in items if item not in choices]
         if unknown or not items:
@@ -165,12 +183,15 @@ class AnswersPrompter:
         _set(self.answers, key, raw)
         return raw
 
-    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
-        """The content is the answer itself (a mapping), ``template`` (use the template unchanged) or the path of
-        a JSON file (relative to the answers file)."""
-        raw = self._raw(key, what, None)
-        if isinstance(raw, str):
-            path = template if raw == "template" else (self.source.parent / raw).expanduser()
+    def edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                  name: str = "") -> Any:
+        """The content is the answer itself (a mapping), ``template`` (the offered content, also used when the key
+        is missing) or the path of a JSON file (relative to the answers file)."""
+        raw = self._raw(key, what, "template")
+        if raw == "template":
+            text = offered
+        elif isinstance(raw, str):
+            path = (self.source.parent / raw).expanduser()
             if not path.is_file():
                 self._fail(key, what, f"JSON file {path} does not exist")
             text = path.read_text()
@@ -187,6 +208,9 @@ class AnswersPrompter:
         print(message, file=sys.stderr)
 
 
+USE_AS_IS, EDIT = "use as is", "edit in $EDITOR"
+
+
 class InteractivePrompter:
     """questionary prompts; ``input``/``output`` (prompt_toolkit objects) make it testable through a pipe."""
 
@@ -195,26 +219,76 @@ class InteractivePrompter:
     def __init__(self, input=None, output=None):  # noqa: A002 - the names questionary uses
         self.io = {key: value for key, value in (("input", input), ("output", output)) if value is not None}
         self.answers: dict[str, Any] = {}
+        #: ``(key, value, saved answer)`` of the questions answered in this step, in order
+        self.history: list[tuple[str, Any, Any]] = []
+        #: after ``back``: the answers to give again without asking, and the old answer of the re-asked question
+        self.replay: list[tuple[str, Any, Any]] = []
+        self.previous: dict[str, Any] = {}
+
+    def _remember(self, key: str, ask: Callable[[], Any]) -> Any:
+        """Answer from the replay after ``back`` (while the same questions come), else ask; record the answer."""
+        if self.replay:
+            replayed_key, value, saved = self.replay[0]
+            if replayed_key == key:
+                self.history.append(self.replay.pop(0))
+                _set(self.answers, key, saved)
+                return value
+            self.replay = []  # another question than before: ask from here on
+        start = len(self.history)
+        value = ask()
+        del self.history[start:]  # questions asked inside this one (e.g. "use as is / edit") are part of it
+        self.history.append((key, value, _get(self.answers, key)))
+        return value
+
+    def go_back(self) -> None:
+        """Ask the previous question again (its old answer as the default); the ones before it are replayed."""
+        key, _, saved = self.history.pop()
+        self.previous[key] = saved
+        self.replay, self.history, self.answers = self.history, [], {}
 
     def text(self, key: str, message: str, parse: Parser, default: str | None = None, guidance: str = "",
              separator: str = ",") -> Any:
+        return self._remember(key, lambda: self._text(key, message, parse, default, guidance))
+
+    def _text(self, key: str, message: str, parse: Parser, default: str | None, guidance: str) -> Any:
         import questionary
 
+        if isinstance(self.previous.get(key), str):
+            default = self.previous.pop(key)
+
+        def asks_help(text: str) -> bool:
+            return text.strip().lower() in ("help", "?")
+
+        def asks_back(text: str) -> bool:
+            return text.strip().lower() in ("back", "<")
+
         def validate(text: str):
-            if text.strip().lower() in ("help", "?"):
-                return guidance or message
+            if asks_help(text) or asks_back(text):
+                return True
             try:
                 parse(text)
             except UserError as err:
                 return str(err)
             return True
 
-        raw = questionary.text(message, default=default or "", validate=validate,
-                               instruction="(help: guidance)" if guidance else None, **self.io).unsafe_ask()
+        while True:
+            raw = questionary.text(message, default=default or "", validate=validate,
+                                   instruction="(help: guidance, back: previous question)", **self.io).unsafe_ask()
+            if asks_back(raw):
+                if self.history:
+                    raise GoBack
+                self.info("This is the first question of the step; Ctrl-C leaves (nothing is written).")
+            elif asks_help(raw):
+                self.info(guidance or message, wrap=True)  # over several lines, then the question again
+            else:
+                break
         _set(self.answers, key, raw)
         return parse(raw)
 
     def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
+        return self._remember(key, lambda: self._select(key, message, choices, self.previous.pop(key, default)))
+
+    def _select(self, key: str, message: str, choices: Sequence[str], default: str | None) -> str:
         import questionary
 
         if not choices:
@@ -224,34 +298,64 @@ class InteractivePrompter:
         _set(self.answers, key, answer)
         return answer
 
-    def checkbox(self, key: str, message: str, choices: Sequence[str]) -> list[str]:
+    def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
+        return self._remember(key, lambda: self._checkbox(key, message, choices,
+                                                          self.previous.pop(key, None) or default))
+
+    def _checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str]) -> list[str]:
         import questionary
 
-        answer = questionary.checkbox(message, choices=list(choices),
+        answer = questionary.checkbox(message, choices=[questionary.Choice(choice, checked=choice in default)
+                                                        for choice in choices],
                                       validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
                                       **self.io).unsafe_ask()
         _set(self.answers, key, answer)
         return answer
 
     def confirm(self, key: str, message: str, default: bool) -> bool:
+        return self._remember(key, lambda: self._confirm(key, message, self.previous.pop(key, default)))
+
+    def _confirm(self, key: str, message: str, default: bool) -> bool:
         import questionary
 
         answer = questionary.confirm(message, default=default, **self.io).unsafe_ask()
         _set(self.answers, key, answer)
         return answer
 
-    def edit_json(self, key: str, what: str, template: Path, validate: Callable[[Any, Path], None]) -> Any:
-        """Open a copy of ``template`` in $EDITOR until it is valid; declining to re-open aborts (nothing written)."""
+    def edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                  name: str = "") -> Any:
+        self.previous.pop(key, None)  # going back to an edited content offers the template again
+        return self._remember(key, lambda: self._edit_json(key, what, offered, validate, name))
+
+    def _edit_json(self, key: str, what: str, offered: str, validate: Callable[[Any, Path], None],
+                   name: str = "") -> Any:
+        """Show the offered content and ask whether to use it as is or edit it in $EDITOR; an edit is re-opened
+        until it is valid, declining to re-open or an editor that fails (vim's ``:cq``) aborts (nothing written)."""
+        self.info(f"Offered {what}:\n{_strip_comment_lines(offered).strip()}")
+        try:
+            valid_offer = _validated_json(offered, what, validate)
+        except UserError as err:
+            self.info(f"The offered {what} does not fit the data: {err}")
+            valid_offer = None
+        if valid_offer is not None and self.select(f"{key}_how", f"Use this {what}?",
+                                                   [USE_AS_IS, EDIT], default=USE_AS_IS) == USE_AS_IS:
+            self.answers.pop(f"{key}_how", None)
+            _set(self.answers, key, valid_offer)
+            return valid_offer
+        self.answers.pop(f"{key}_how", None)
         editor = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
         tmp_dir = Path(tempfile.mkdtemp(prefix="ambs-edit-"))
         try:
-            path = tmp_dir / template.name.replace("_template", "")
-            shutil.copyfile(template, path)
+            path = tmp_dir / ((name or key).replace("_template", "") or "content.json")
+            path.write_text(offered)
             while True:
                 self.info(f"*** Please configure the {what} in {' '.join(editor)} ***")
                 if shutil.which(editor[0]) is None and not Path(editor[0]).is_file():
                     raise UserError(f"editor {editor[0]!r} not found; set $EDITOR")
-                subprocess.run([*editor, str(path)], check=False)
+                status = subprocess.run([*editor, str(path)], check=False).returncode
+                if status != 0:
+                    raise UserError(f"editor {editor[0]} ended with exit status {status} while editing the {what}; "
+                                    f"aborted, nothing was written")
                 try:
                     content = _validated_json(path.read_text(), what, validate)
                     break
@@ -266,8 +370,20 @@ class InteractivePrompter:
         _set(self.answers, key, content)
         return content
 
-    def info(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+    def info(self, message: str, wrap: bool = False) -> None:
+        """A note between questions (on the prompts' output); ``wrap``: fitted to the terminal width."""
+        from prompt_toolkit import print_formatted_text
+
+        if wrap:
+            columns = self.io["output"].get_size().columns if "output" in self.io else \
+                shutil.get_terminal_size().columns
+            width = max(40, columns - 4)
+            message = "\n".join(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="  ")
+                                 for line in message.splitlines())
+        if "output" in self.io:
+            print_formatted_text(message, output=self.io["output"])
+        else:
+            print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- resources
@@ -280,10 +396,14 @@ _SLURM_PARSERS: dict[str, Parser] = {
     "time": checks.slurm_time,
     "gpus": lambda t: checks.parse_int(t, "GPUs per node", 0),
     "mail_user": lambda t: checks.slurm_word(t, "mail user"),
-    "mail_type": lambda t: checks.slurm_word(t, "mail type"),
-    "srun_options": lambda t: " ".join(shlex.split(t)),
+    "mail_type": checks.slurm_mail_type,
+    "srun_options": checks.srun_options,
     "extra": checks.slurm_extra,
 }
+
+
+def _defaulted(key: str, value: Any) -> str:
+    return f"{key}=" + ("(the offered content)" if isinstance(value, dict) else _as_text(value))
 
 
 def ask_slurm(p, step: Step) -> dict[str, Any]:
@@ -305,26 +425,51 @@ def ask_slurm(p, step: Step) -> dict[str, Any]:
     return settings
 
 
-def ask_resources(p, ctx: Context, step: Step) -> dict[str, Any]:
+def ask_resources(p, ctx: Context, step: Step, result) -> dict[str, Any]:
+    """SLURM settings, or the MPI processes of a step without SLURM (a warning when there are more than cores
+    here or months to share out)."""
     if ctx.hpc:
         return {"slurm": ask_slurm(p, step), "nprocs": 1}
     nprocs = 1
     if step.mpi:
-        nprocs = p.text("mpi_processes", "Number of MPI processes (mpiexec -n N; months are shared out):",
+        cores = len(os.sched_getaffinity(0))
+        nprocs = p.text("mpi_processes", f"Number of MPI processes (mpiexec -n N; months are shared out; "
+                                         f"{cores} cores here):",
                         lambda t: checks.parse_int(t, "number of MPI processes", 1), default="2")
+        months = len(result.variables.get("years", [1])) * len(result.variables.get("months", [])) or None
+        if nprocs > cores:
+            p.info(f"Warning: {nprocs} MPI processes on {cores} cores here; they will share cores.")
+        if months is not None and nprocs > months:
+            p.info(f"Warning: {nprocs} MPI processes for {months} month(s); {nprocs - months} will have no month.")
     return {"slurm": {}, "nprocs": nprocs}
 
 
 # ---------------------------------------------------------------------------------------------------- generation
+def _offered_step(ctx: Context, steps: dict[str, Step]) -> str:
+    """The step the menu offers: for ERA5 the first whose outputs are not there yet, else the dataset's first."""
+    if steps is STEPS:
+        return next_step(ctx.base_dir)
+    return next(iter(steps))
+
+
 def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False,
              steps: dict[str, Step] = STEPS) -> Plan:
     """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers;
     ``steps``: those of the chosen dataset."""
     step = steps[step_name]
-    result = step.ask(p, ctx)
-    resources = ask_resources(p, ctx, step)
+    while True:
+        try:
+            result = step.ask(p, ctx)
+            resources = ask_resources(p, ctx, step, result)
+            break
+        except GoBack:
+            p.go_back()
     if not p.interactive:
-        p.check_all_used()
+        p.check_all_used(ctx.hpc)
+        if p.defaulted:
+            print(f"Defaults used for answers the file does not give: "
+                  f"{', '.join(_defaulted(key, _get(p.answers, key)) for key in p.defaulted)} (saved with the "
+                  f"runscript's answers)", file=sys.stderr)
     runscript = ctx.runscript_dir / result.runscript_name
     log_prefix = runscript.with_suffix("")
     if ctx.hpc:
@@ -338,7 +483,7 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     if result.derived:
         answers["derived"] = result.derived
     plan = Plan(runscript=runscript, text=render_runscript(step.template, variables), answers=answers,
-                json_files=result.json_files, new_directory=result.new_directory)
+                json_files=result.json_files)
     if dry_run:
         print(plan.text, end="")
         for path, content in plan.json_files.items():
@@ -352,12 +497,23 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
     write_plan(plan, overwrite=overwrite)
     print(f"Runscript written: {runscript}\nAnswers saved: {plan.answers_file}\n"
           f"Run it with: {'sbatch' if ctx.hpc else 'bash'} {shlex.quote(str(runscript))}")
-    if plan.new_directory is not None:
-        print(f"Run directory created: {plan.new_directory} (open it for other AMBS users if needed)")
     return plan
 
 
-def load_answers(path: str | Path) -> dict[str, Any]:
+def _placeholders(value: Any, key: str = ""):
+    """``(key, text)`` of every answer still holding a ``${...}`` placeholder (an unfilled template)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _placeholders(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _placeholders(item, key)
+    elif isinstance(value, str) and "${" in value:
+        yield key, value
+
+
+def load_answers(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The answers of a YAML/JSON file and its ``derived`` section (values a generation computed and saved)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"answers file {path} not found")
@@ -368,8 +524,12 @@ def load_answers(path: str | Path) -> dict[str, Any]:
                         f"{' '.join(str(err).split())}")
     if not isinstance(given, dict):
         raise UserError(f"answers file {path} must hold a mapping of question keys to answers")
-    given.pop("derived", None)
-    return given
+    unfilled = list(_placeholders(given))
+    if unfilled:
+        raise UserError(f"answers file {path}: '{unfilled[0][0]}' holds the unfilled placeholder "
+                        f"{unfilled[0][1]!r}; replace it by a value")
+    derived = given.pop("derived", None)
+    return given, derived if isinstance(derived, dict) else {}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -394,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base_dir", help="base data directory (default: as recorded by create_env.sh)")
     parser.add_argument("--runscript_dir", help="where runscripts go (default: HPC_scripts/ or no_HPC_scripts/)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing runscript of the same name")
+    parser.add_argument("--new-run", "--new_run", dest="new_run", action="store_true",
+                        help="with --answers of a saved <runscript>.answers.yaml: a new training run or comparison "
+                             "(new timestamped exp_id) instead of regenerating the same runscript")
     parser.add_argument("--chain", action="store_true",
                         help="allow input that earlier generated but not yet run runscripts will produce (for "
                              "sbatch --dependency chains); their data is then checked at run time")
@@ -417,9 +580,14 @@ def make_context(args) -> Context:
 def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # noqa: A002
     """Entry point of ``env_setup/generate_runscript.py``; ``input``/``output`` drive the prompts in tests."""
     args = build_parser().parse_args(argv)
+    # a module that does import TensorFlow (a hyper-parameter outside the model's template) must not print its
+    # start-up log lines into the dialogue
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ctx = make_context(args)
     if args.answers:
-        given = load_answers(args.answers)
+        given, derived = load_answers(args.answers)
+        if not args.new_run:
+            ctx.replayed_exp_id = derived.get("exp_id")
         step = args.step or given.get("step")
         if step is None:
             raise UserError(f"answers file {args.answers} has no 'step' and --step was not given")
@@ -428,14 +596,19 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
                             f"--step {args.step!r} (known steps: {', '.join(ALL_STEP_NAMES)})")
         prompter = AnswersPrompter({k: v for k, v in given.items() if k != "step"}, args.answers)
     else:
+        if input is None and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise UserError("the wizard needs a terminal: run it in one, or answer every question from a file with "
+                            "--answers <file.yaml> (see --help; each runscript's answers are saved as "
+                            "<runscript>.answers.yaml)")
         prompter = InteractivePrompter(input=input, output=output)
     try:
         steps = steps_of(ask_dataset(prompter, args.dataset, step if args.answers else args.step))
         if not args.answers:
             step = args.step or prompter.select(
-                "step", "Workflow step for which a runscript should be created:", list(steps),
-                default=next(iter(steps)))
+                "step", "Workflow step for which a runscript should be created (the first not done yet is "
+                        "offered):", list(steps), default=_offered_step(ctx, steps))
             prompter.answers.pop("step", None)
+            prompter.history.clear()  # "back" goes back within the step
         generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite, steps=steps)
     except (KeyboardInterrupt, EOFError):
         print("\nAborted: nothing was written.", file=sys.stderr)
