@@ -743,3 +743,14 @@ def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
     result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv)], capture_output=True, text=True,
                             stdin=subprocess.DEVNULL)
     assert_user_error(result, "needs a terminal", "--answers")
+
+
+def test_a_model_without_a_template_is_offered_its_own_defaults(tmp_path):
+    """The train step offers a model's JSON template, or, for a model without one, its ``default_hparams()``."""
+    from video_prediction_tools.models.registry import default_hparams
+    from video_prediction_tools.runscript_generator.steps import _hparams_offered
+
+    template = tmp_path / "model_hparams_template.json"
+    assert json.loads(_hparams_offered("convLSTM", template)) == default_hparams("convLSTM")
+    template.write_text('{"lr": 0.5}')
+    assert json.loads(_hparams_offered("convLSTM", template)) == {"lr": 0.5}

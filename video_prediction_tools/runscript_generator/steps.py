@@ -71,6 +71,15 @@ class Context:
             return {}
 
 
+def _hparams_offered(model: str, template: Path) -> str:
+    """The hyper-parameters offered for ``model``: its JSON template, or (a model without one) its own defaults."""
+    if template.is_file():
+        return template.read_text()
+    from ..models.registry import default_hparams
+
+    return json.dumps(default_hparams(model), indent=2) + "\n"
+
+
 @dataclass
 class StepResult:
     runscript_name: str
@@ -355,9 +364,8 @@ class Train(Step):
         model = p.select("model", "Model to train:", models, default="convLSTM" if "convLSTM" in models else None)
         hparams_template = templates_dir() / "hparams" / DATASET / model / "model_hparams_template.json"
         split_template = templates_dir() / "data_split" / DATASET / "datasplit_template.json"
-        for template in (hparams_template, split_template):
-            if not template.is_file():
-                raise UserError(f"template {template} is missing; cannot configure model {model}")
+        if not split_template.is_file():
+            raise UserError(f"template {split_template} is missing; cannot propose a data split")
         typed = p.text("exp_id", "Experiment id (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
                        _exp_id_parser(ctx), default=model,
                        guidance="A short name for this training run, e.g. gmd_reference.")
@@ -369,7 +377,7 @@ class Train(Step):
         split = p.edit_json("datasplit", "data split (train/val/test years and months)",
                             proposed_split(split_template, available),
                             lambda content, path: checks.datasplit(content, available), split_template.name)
-        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_template.read_text(),
+        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", _hparams_offered(model, hparams_template),
                               lambda content, path: checks.hparams(content, model, hparams_template),
                               hparams_template.name)
         seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
