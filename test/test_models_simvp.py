@@ -2,7 +2,9 @@
 the layer shapes (and the published weather configuration at 56 x 92 x 3), grids not multiples of the
 downsampling, forecasts blind to the future, overfitting a fixed batch, weight round trips, TAU's differential
 divergence against numpy, the cosine learning-rate schedule and strict hyper-parameters."""
+import json
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -231,3 +233,43 @@ def test_hparams_templates_hold_accepted_keys_with_published_values(dataset, nam
                  "moving_mnist": {"hid_S": 64, "hid_T": 512, "N_S": 4, "N_T": 8, "context_frames": 10,
                                   "sequence_length": 20, "opt_var": "all"}}[dataset]
     assert {k: template[k] for k in published} == published
+
+
+# --- the workflow through generated runscripts ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path, monkeypatch):
+    """The tiny quick-start chain prepares the data; simvp is then trained, postprocessed and meta-postprocessed
+    through runscripts that the generator writes from the quick-start answers files naming model simvp."""
+    import sys
+
+    import yaml
+    from fixtures.common import run_module
+    from video_prediction_tools import quick_start
+
+    demo_dir = tmp_path / "demo"
+    result = run_module("video_prediction_tools.quick_start", "--venv_path", sys.prefix, "--preset", "tiny",
+                        "--demo_dir", demo_dir, "--exp_id", "conv", timeout=1200)
+    assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-4000:]
+    answers = tmp_path / "answers"
+    answers.mkdir()
+    for source in quick_start.quick_start_dir().glob("*.yaml"):
+        (answers / source.name).write_text(source.read_text().replace("model: convLSTM", "model: simvp"))
+    monkeypatch.setattr(quick_start, "quick_start_dir", lambda: answers)
+    preset = yaml.safe_load((REPO_ROOT / "templates/quick_start/presets.yaml").read_text())["tiny"]
+    demo = quick_start.Demo(venv_dir=Path(sys.prefix), demo_dir=demo_dir, preset=preset, exp_id="sim")
+    expname = next(demo_dir.glob("PreprocessedData/*/metadata.json")).parent.name
+    hparams = {"batch_size": 16, "lr": 0.001, "max_epochs": 1, "normalization": "minmax", "hid_S": 8, "hid_T": 32,
+               "N_T": 2}
+    run = demo.run_step("train", {"expname": expname, "exp_id": "sim", "datasplit": json.dumps(preset["datasplit"]),
+                                  "hparams": json.dumps(hparams)})["exp_id"]
+    run_dir = demo_dir / "Models" / expname / "simvp" / run
+    trained = read_json(run_dir / "model_hparams.json")
+    assert {k: trained[k] for k in hparams} == hparams and trained["translator"] == "gsta"
+    assert (run_dir / "best_checkpoint.json").is_file()
+    results_dir = Path(demo.run_step("postprocess", dict(expname=expname, run=run,
+                                                          **preset["postprocess"]))["results_dir"])
+    rows = quick_start.read_summary(results_dir)
+    assert [int(row["fcst_hour"]) for row in rows] == list(range(1, 13))
+    assert all(np.isfinite(row["simvp_mse"]) and row["simvp_mse"] > 0 for row in rows)
+    demo.run_step("meta_postprocess", {"run_key": f"{expname}/simvp/{run}", "exp_id": "sim"})
+    assert list(demo_dir.glob("meta_postprocess/*_sim/*.png"))
