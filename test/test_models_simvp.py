@@ -1,9 +1,11 @@
 """Tests of the SimVP-family models ``simvp`` (gSTA and Inception translators) and ``tau``: parameter counts from
 the layer shapes (and the published weather configuration at 56 x 92 x 3), grids not multiples of the
 downsampling, forecasts blind to the future, overfitting a fixed batch, weight round trips, TAU's differential
-divergence against numpy, the cosine learning-rate schedule and strict hyper-parameters."""
+divergence against numpy, the cosine learning-rate schedule, strict hyper-parameters, and (slow) simvp through
+generated runscripts: training, postprocessing and meta-postprocessing."""
 import json
 import math
+import sys
 from pathlib import Path
 
 import keras
@@ -11,8 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fixtures.common import REPO_ROOT
+from fixtures.common import REPO_ROOT, run_module
 from test_models import parameter_count, train, waves
+from video_prediction_tools import quick_start
 from video_prediction_tools.models.layers import pad_to_multiple
 from video_prediction_tools.models.registry import build_model, resolve_hparams
 from video_prediction_tools.models.simvp_blocks import differential_divergence
@@ -240,22 +243,16 @@ def test_hparams_templates_hold_accepted_keys_with_published_values(dataset, nam
 def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path, monkeypatch):
     """The tiny quick-start chain prepares the data; simvp is then trained, postprocessed and meta-postprocessed
     through runscripts that the generator writes from the quick-start answers files naming model simvp."""
-    import sys
-
-    import yaml
-    from fixtures.common import run_module
-    from video_prediction_tools import quick_start
-
     demo_dir = tmp_path / "demo"
     result = run_module("video_prediction_tools.quick_start", "--venv_path", sys.prefix, "--preset", "tiny",
                         "--demo_dir", demo_dir, "--exp_id", "conv", timeout=1200)
     assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-4000:]
+    preset = quick_start.load_preset("tiny")
     answers = tmp_path / "answers"
     answers.mkdir()
     for source in quick_start.quick_start_dir().glob("*.yaml"):
         (answers / source.name).write_text(source.read_text().replace("model: convLSTM", "model: simvp"))
     monkeypatch.setattr(quick_start, "quick_start_dir", lambda: answers)
-    preset = yaml.safe_load((REPO_ROOT / "templates/quick_start/presets.yaml").read_text())["tiny"]
     demo = quick_start.Demo(venv_dir=Path(sys.prefix), demo_dir=demo_dir, preset=preset, exp_id="sim")
     expname = next(demo_dir.glob("PreprocessedData/*/metadata.json")).parent.name
     hparams = {"batch_size": 16, "lr": 0.001, "max_epochs": 1, "normalization": "minmax", "hid_S": 8, "hid_T": 32,
