@@ -67,7 +67,7 @@ def test_listing_models_and_checking_values_need_no_tensorflow():
     result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', "
-                                     "'vae'] False False")
+                                     "'simvp', 'tau', 'vae'] False False")
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -37,6 +37,8 @@ TINY_HPARAMS = {
     "savp": {"ngf": 4, "ndf": 4, "nef": 4, "nz": 2, "clip_length": 4, "lr": 0.001},
     "ours_gan": {"ngf": 4, "ndf": 4, "nef": 4, "nz": 2, "clip_length": 4, "lr": 0.001},
     "ours_vae_l1": {"ngf": 4, "ndf": 4, "nef": 4, "nz": 2, "clip_length": 4, "lr": 0.001},
+    "simvp": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
+    "tau": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
 }
 SLOW_MODELS = {"savp", "ours_gan", "ours_vae_l1", "mcnet", "vae"}
 #: convLSTM run used by the resume, kill and multi-worker tests: 4 epochs x 4 steps of a global batch of 32

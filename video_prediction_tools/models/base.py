@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -78,6 +80,19 @@ def constant_learning_rate(lr: float) -> Callable[[tf.Tensor], tf.Tensor]:
     return lambda step: tf.constant(lr, tf.float32)
 
 
+def cosine_learning_rate(lr: float, total_steps: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Cosine decay from ``lr`` at step 0 to 0 at ``total_steps`` (0 after it):
+    ``lr · (1 + cos(π · min(step / total_steps, 1))) / 2``."""
+    if total_steps < 1:
+        raise ValueError(f"cosine decay needs total_steps >= 1, got {total_steps}")
+
+    def schedule(step):
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(total_steps), 1.0)
+        return lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+
+    return schedule
+
+
 class VideoPredictionModel(keras.Model):
     """Base class: subclasses set :attr:`model_name`, extend :meth:`default_hparams` and implement
     :meth:`predict_frames` and :meth:`optimization_phases`."""
@@ -86,6 +101,9 @@ class VideoPredictionModel(keras.Model):
     stochastic: ClassVar[bool] = False
     #: name of the loss component reported as "the" training loss (as in the original's tracked loss)
     tracked_loss: ClassVar[str] = "total_loss"
+    #: number of training steps of the run, set by the trainer before it asks for the optimisation phases
+    #: (schedules that decay over the whole run need it); None outside a training run
+    training_steps: int | None = None
 
     def __init__(self, hparams: dict[str, Any], frame_shape: tuple[int, int, int], **kwargs):
         super().__init__(**kwargs)

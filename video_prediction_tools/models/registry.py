@@ -30,11 +30,14 @@ from ..utils.settings import templates_dir
 #: hyper-parameters that are counts (>= 1); counts for which 0 means "none" (``nz``: no latent variables,
 #: ``num_transformed_images``) are checked by their models
 COUNT_HPARAMS = frozenset({"batch_size", "max_epochs", "context_frames", "sequence_length", "num_features",
-                           "filter_size", "df_dim", "gf_dim", "ndf", "ngf", "nef", "n_layers", "clip_length"})
+                           "filter_size", "df_dim", "gf_dim", "ndf", "ngf", "nef", "n_layers", "clip_length",
+                           "hid_S", "hid_T", "N_S", "N_T"})
 #: hyper-parameters that are rates (> 0)
 RATE_HPARAMS = frozenset({"lr"})
 #: accepted values of string hyper-parameters with a fixed list
-HPARAM_CHOICES: dict[str, tuple[str, ...]] = {"loss_fun": ("mse", "cross_entropy")}
+HPARAM_CHOICES: dict[str, tuple[str, ...]] = {"loss_fun": ("mse", "cross_entropy"),
+                                              "translator": ("gsta", "incepu"),
+                                              "lr_schedule": ("constant", "cosine")}
 #: hints for values of the original system that are no longer accepted
 _RENAMED_VALUES = {("loss_fun", "rmse"): "the original computed the mean squared error under that name; write "
                                          "\"mse\" for the same loss"}

@@ -415,6 +415,7 @@ def build_or_restore(run: PreparedRun, splits: OpenedSplits):
     keras.utils.set_random_seed(run.options.seed)
     with run.strategy.scope():
         model = build_model(run.options.model, run.hparams, frame_shape=tuple(splits.frame_shape))
+        model.training_steps = splits.schedule.total_steps  # for schedules decaying over the whole run
         phases = model.optimization_phases()
         optimizers = build_optimizers(model, phases)
     if run.resume_from is None:
