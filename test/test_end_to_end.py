@@ -126,3 +126,13 @@ def test_meta_postprocessing(tiny_demo):
     assert pngs
     for png in pngs:
         _assert_png(png)
+
+
+def test_summary_rows_keep_the_conventions_column(tmp_path):
+    """The quick start's summary reader takes scores as numbers and the metric conventions as text."""
+    from video_prediction_tools.quick_start import read_summary
+
+    (tmp_path / "summary_metrics.csv").write_text("fcst_hour,convLSTM_mse,persistence_mse,metric_conventions\n"
+                                                  "1,0.5,2.25,ambs\n")
+    assert read_summary(tmp_path) == [{"fcst_hour": 1.0, "convLSTM_mse": 0.5, "persistence_mse": 2.25,
+                                       "metric_conventions": "ambs"}]

@@ -183,12 +183,20 @@ class Demo:
 
 # ---------------------------------------------------------------------------------------------------- report
 def read_summary(results_dir: Path) -> list[dict]:
-    """Rows of ``summary_metrics.csv`` (one per lead hour) as dicts of floats."""
+    """Rows of ``summary_metrics.csv`` (one per lead hour): the scores as floats, text columns (the metric
+    conventions) as they are."""
     path = results_dir / "summary_metrics.csv"
     if not path.is_file():
         raise UserError(f"postprocessing wrote no summary table {path}")
+
+    def number_or_text(value: str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
     with path.open() as handle:
-        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+        return [{key: number_or_text(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 def beats_persistence(rows: list[dict], model: str = "convLSTM", metric: str = "mse") -> list[int]:
