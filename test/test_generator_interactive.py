@@ -358,6 +358,7 @@ def test_newcomer_accepts_every_default_and_every_runscript_runs(tmp_path):
     for step, questions in NEWCOMER_QUESTIONS.items():
         terminal = Terminal([PYTHON, str(Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"),
                              "--venv_path", str(venv), "--runscript_dir", str(runscripts)], env)
+        terminal.answer("Dataset")                   # ERA5, the default
         terminal.answer("Workflow step")             # the first step not done yet is offered ...
         terminal.expect(f"Workflow step for which a runscript should be created (the first not done yet is "
                         f"offered): {step}")       # ... and it is this one
