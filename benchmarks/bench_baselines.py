@@ -8,8 +8,8 @@ load affects all alike. Reported: parameters, median seconds per step and sample
 
 ``--part skill``: the three models trained for the same wall-clock budget on the quick-start demo archive
 (synthetic ERA5-like, 24 x 32 points, 3 channels, train February / val January / test March 2017). The demo
-directory must hold a finished ``python -m video_prediction_tools.quick_start --demo_dir DIR --exp_id conv`` run
-(its convLSTM training defines the budget: the ``train_time`` of its ``results.json``). simvp and tau go through
+directory must hold a finished
+``python -m video_prediction_tools.main_scripts.main_quick_start --demo_dir DIR --exp_id conv`` run (its convLSTM training defines the budget: the ``train_time`` of its ``results.json``). simvp and tau go through
 the same chain: runscripts generated from the quick-start answers files with the model's name put in, training,
 postprocessing (test MSE of 2 m temperature per lead hour, K², against persistence: the same hour of the
 previous day) and meta-postprocessing, with the ERA5 template but the smaller widths of :data:`DEMO_WIDTHS`.

@@ -244,8 +244,8 @@ def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path, m
     """The tiny quick-start chain prepares the data; simvp is then trained, postprocessed and meta-postprocessed
     through runscripts that the generator writes from the quick-start answers files naming model simvp."""
     demo_dir = tmp_path / "demo"
-    result = run_module("video_prediction_tools.quick_start", "--venv_path", sys.prefix, "--preset", "tiny",
-                        "--demo_dir", demo_dir, "--exp_id", "conv", timeout=1200)
+    result = run_module("video_prediction_tools.main_scripts.main_quick_start", "--venv_path", sys.prefix,
+                        "--preset", "tiny", "--demo_dir", demo_dir, "--exp_id", "conv", timeout=1200)
     assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-4000:]
     preset = quick_start.load_preset("tiny")
     answers = tmp_path / "answers"
