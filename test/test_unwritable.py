@@ -125,6 +125,6 @@ def test_training_into_a_read_only_directory(read_only_dir, tmp_path, tiny_tfrec
 def test_postprocessing_into_a_read_only_directory(read_only_dir, tiny_trained_run):
     result = run_unprivileged("video_prediction_tools.main_scripts.main_visualize_postprocess",
                               "--checkpoint", tiny_trained_run, "--results_dir", read_only_dir / "results",
-                              "--evaluation_metrics", "mse", "--lquick_evaluation")
+                              "--evaluation_metrics", "mse", "--lquick_evaluation", "--block_length", 4)
     assert_user_error(result, "Permission denied", str(read_only_dir))
     assert_nothing_created(read_only_dir)
