@@ -7,8 +7,8 @@ msl 10u 10v and t on 4 pressure levels), then times, on the same files:
 * ``plain``: per hour, ``xarray.open_dataset(engine="cfgrib")`` of the surface file and of t at 850 hPa of the
   upper-air file, merged and written with ``to_netcdf`` (one netCDF per hour, as the original did);
 
-and, with ``--model_levels`` (upper air as ERA5 model levels 70-137 with lnsp, as the original read it), on a
-second synthetic month:
+and, with ``--model_levels`` (upper air as the whole column of ERA5's 137 model levels with lnsp, as the original
+read it: CDO's ``ml2pl`` interpolates only whole columns), on a second synthetic month:
 
 * ``ambs``: the same mapping, ``t_850`` interpolated from the model levels by ``extract_month``;
 * ``cdo``: the original's path, when ``cdo`` is on PATH (Debian: ``apt-get install cdo``; without it the line
@@ -16,7 +16,8 @@ second synthetic month:
   copy -selname,t -ml2pl,85000`` of the model-level file, ``cdo chname,t,t_850``, ``cdo merge`` of the hour; then
   ``cdo mergetime`` of the month's hourly files into one file (what AMBS writes).
 
-Ratios are throughput ambs / other (> 1: AMBS is faster).
+Ratios are throughput ambs / other (> 1: AMBS is faster). With CDO, the largest difference between CDO's and
+AMBS's month files is printed too (both interpolate ``t`` to 850 hPa from the same model levels).
 
 Usage example::
 
@@ -94,6 +95,16 @@ def cdo_original_path(month_dir: Path, out_dir: Path) -> Path:
     return month
 
 
+def compare_with_cdo(workdir: Path) -> None:
+    """Print the largest absolute difference per variable between AMBS's and CDO's month files."""
+    name = f"era5_{YEAR}_{MONTH:02d}.nc"
+    with xr.open_dataset(workdir / "ambs" / f"{YEAR}" / f"{MONTH:02d}" / name) as ours, \
+            xr.open_dataset(workdir / "cdo" / name) as theirs:
+        for variable in [*MAPPING["surface"], "t_850"]:
+            difference = abs(ours[variable].values - theirs[variable].values.reshape(ours[variable].shape)).max()
+            print(f"largest |AMBS - CDO| of {variable}: {difference:.4g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=None, help="only the first N days (default: the whole month)")
@@ -106,7 +117,8 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_extraction_"))
     try:
         start = time.perf_counter()
-        generate_archive(workdir / "grib", [YEAR], [MONTH], GMD_GRID, days=args.days, model_levels=args.model_levels)
+        generate_archive(workdir / "grib", [YEAR], [MONTH], GMD_GRID, days=args.days, model_levels=args.model_levels,
+                         full_column=args.model_levels)
         month_dir = workdir / "grib" / f"{YEAR}" / f"{MONTH:02d}"
         files = sorted(month_dir.glob("*.grb"))
         megabytes = sum(path.stat().st_size for path in files) / 1e6
@@ -129,6 +141,8 @@ def main() -> None:
         for name, seconds in times.items():
             print(f"ratio ambs/{name} throughput: {statistics.median(seconds) / ambs:.2f}x (medians of "
                   f"{args.repeats}, load {os.getloadavg()[0]:.1f})")
+        if "cdo" in times:
+            compare_with_cdo(workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

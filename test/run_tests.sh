@@ -4,28 +4,30 @@
 # CI runs everything (bash test/run_tests.sh -q). The fast lane for development leaves out the tests marked slow
 # (model training, end-to-end chains, postprocessing CLI runs):
 #   bash test/run_tests.sh -m "not slow" -q
-# Installs the system packages some tests need (slurm-wlm, python-cartopy-data; as root with apt), creates or reuses the
+# Installs the system packages some tests need (slurm-wlm, python-cartopy-data, cdo; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.
 # Under CI (CI=true) a SLURM that cannot be installed ends the run with an error: the SLURM test is never skipped there.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AMBS_TEST_VENV:-ambs_test}
 
-# system packages some tests use: a real SLURM (runscript chain test), GSHHS coastlines for the maps
+# system packages some tests use: a real SLURM (runscript chain test), GSHHS coastlines for the maps, CDO (the
+# original's extraction tool, an independent check of the model-level interpolation)
 have_slurm() { command -v slurmctld >/dev/null 2>&1 || [[ -x /usr/sbin/slurmctld ]]; }
 packages=()
 have_slurm || packages+=(slurm-wlm)
 [[ -f /usr/share/cartopy/data/shapefiles/gshhs/c/GSHHS_c_L1.shp ]] || packages+=(python-cartopy-data)
+command -v cdo >/dev/null 2>&1 || packages+=(cdo)
 if (( ${#packages[@]} )); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "Installing ${packages[*]} for the SLURM runscript and coastline tests"
+    echo "Installing ${packages[*]} for the SLURM runscript, coastline and CDO comparison tests"
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }; then
-      echo "WARNING: ${packages[*]} could not be installed; the SLURM test is skipped (fails under CI=true)," \
-           "the GSHHS coastline test fails"
+      echo "WARNING: ${packages[*]} could not be installed; the SLURM and CDO tests are skipped (fail under" \
+           "CI=true), the GSHHS coastline test fails"
     fi
   else
-    echo "NOTE: ${packages[*]} not installed (needs root and apt); the SLURM test is skipped (fails under CI=true)," \
-         "the GSHHS coastline test fails"
+    echo "NOTE: ${packages[*]} not installed (needs root and apt); the SLURM and CDO tests are skipped (fail under" \
+         "CI=true), the GSHHS coastline test fails"
   fi
 fi
 

@@ -53,6 +53,8 @@ log = logging.getLogger("ambs")
 PRESSURE_LEVELS_HPA = (1000, 850, 700, 500)
 #: hybrid model levels written with --model_levels (the lowest 68 of ERA5's 137)
 MODEL_LEVELS = tuple(range(70, 138))
+#: every level of ERA5's L137 column, written with --full_column (CDO's ``ml2pl`` interpolates only whole columns)
+FULL_COLUMN_LEVELS = tuple(range(1, 138))
 SURFACE_VARIABLES = ("2t", "tcc", "msl", "10u", "10v")
 
 # ERA5 / IFS L137 half-level coefficients (ECMWF "L137 model level definitions"), half levels 0 (top) .. 137
@@ -326,17 +328,18 @@ class SyntheticAtmosphere:
 class GribWriter:
     """Message templates for one grid; ``write_hour`` appends an hour's messages to open files."""
 
-    def __init__(self, grid: Grid, edition: int = 1, model_levels: bool = False):
+    def __init__(self, grid: Grid, edition: int = 1, model_levels: bool = False, full_column: bool = False):
         import eccodes
 
         self.eccodes = eccodes
         self.model_levels = model_levels
+        self.levels = FULL_COLUMN_LEVELS if full_column else MODEL_LEVELS
         self.templates: dict = {}
         for name in SURFACE_VARIABLES:
             self.templates[("sf", name, 0)] = self._template(grid, edition, "sfc", name, None, None)
         if model_levels:
             # ERA5 model-level data are GRIB 2: GRIB 1 cannot hold the 276 pv values
-            for level in MODEL_LEVELS:
+            for level in self.levels:
                 self.templates[("ml", "t", level)] = self._template(grid, 2, "pl", "t", "hybrid", level)
             self.templates[("ml", "lnsp", 1)] = self._template(grid, 2, "pl", "lnsp", "hybrid", 1)
         else:
@@ -394,7 +397,7 @@ def write_month(out_dir: Path, year: int, month: int, atmosphere: SyntheticAtmos
     for start in progress(range(0, len(times), 24), desc=f"synthetic {year}-{month:02d}", unit="day"):
         state = atmosphere.state(times[start:start + 24])
         if writer.model_levels:
-            level_temperature = state.model_level_temperature(MODEL_LEVELS)
+            level_temperature = state.model_level_temperature(writer.levels)
         else:
             level_temperature = np.stack([state.temperature(100.0 * p) for p in PRESSURE_LEVELS_HPA])
         for index, valid_time in enumerate(state.times):
@@ -404,7 +407,7 @@ def write_month(out_dir: Path, year: int, month: int, atmosphere: SyntheticAtmos
                 for name in SURFACE_VARIABLES:
                     writer.write_message(stream, ("sf", name, 0), valid_time, state.fields[name][index])
             with atomic_path(upper_path) as tmp, open(tmp, "wb") as stream:
-                levels = MODEL_LEVELS if writer.model_levels else PRESSURE_LEVELS_HPA
+                levels = writer.levels if writer.model_levels else PRESSURE_LEVELS_HPA
                 for level_index, level in enumerate(levels):
                     writer.write_message(stream, ("ml", "t", level), valid_time, level_temperature[level_index, index])
                 if writer.model_levels:
@@ -414,14 +417,19 @@ def write_month(out_dir: Path, year: int, month: int, atmosphere: SyntheticAtmos
 
 
 def generate_archive(out_dir, years: Sequence[int], months: Sequence[int], grid: Grid = Grid(), seed: int = 0,
-                     model_levels: bool = False, days: int | None = None, edition: int = 1) -> list[Path]:
-    """Write the synthetic archive for every (year, month); returns the list of files written."""
+                     model_levels: bool = False, days: int | None = None, edition: int = 1,
+                     full_column: bool = False) -> list[Path]:
+    """Write the synthetic archive for every (year, month); returns the list of files written.
+
+    ``full_column`` (with ``model_levels``): all 137 hybrid levels instead of the lowest 68."""
     if days is not None and not 1 <= days <= 31:
         raise UserError(f"--days {days}: expected 1..31")
     if edition not in (1, 2):
         raise UserError(f"--edition {edition}: expected 1 or 2")
     atmosphere = SyntheticAtmosphere(grid, seed)
-    writer = GribWriter(grid, edition=edition, model_levels=model_levels)
+    if full_column and not model_levels:
+        raise UserError("--full_column applies to model levels only: add --model_levels")
+    writer = GribWriter(grid, edition=edition, model_levels=model_levels, full_column=full_column)
     try:
         written = []
         for year in years:

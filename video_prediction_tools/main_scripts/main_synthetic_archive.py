@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_levels", action="store_true",
                         help="write t on L137 hybrid levels 70..137 plus lnsp (GRIB 2) instead of pressure levels")
+    parser.add_argument("--full_column", action="store_true",
+                        help="with --model_levels: all 137 hybrid levels (what CDO's ml2pl needs; files twice the size)")
     parser.add_argument("--days", type=int, default=None, help="only the first N days of each month (tiny archives)")
     parser.add_argument("--edition", type=int, default=1, help="GRIB edition of surface / pressure-level files")
     args = parser.parse_args(argv)
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = Grid(args.lat_range[0], args.lat_range[1], args.lon_range[0], args.lon_range[1], args.resolution)
     setup_logging()
     written = generate_archive(args.out, years, months, grid, seed=args.seed, model_levels=args.model_levels,
-                               days=args.days, edition=args.edition)
+                               days=args.days, edition=args.edition, full_column=args.full_column)
     log.info("synthetic archive: %d files on a %dx%d grid under %s", len(written), grid.ny, grid.nx, args.out)
     return 0
 
