@@ -15,7 +15,7 @@ from video_prediction_tools.utils.settings import templates_dir
 MODULE = "video_prediction_tools.main_scripts.main_meta_postprocess"
 
 
-def write_results(results_dir, model, scale, seed, with_persistence=True):
+def write_results(results_dir, model, scale, seed, with_persistence=True, conventions=None):
     """A Results dir whose evaluation_metrics.nc holds mse and acc of ``model`` (MSE = scale x lead) and
     persistence (MSE = 2 x scale x lead)."""
     rng = np.random.default_rng(seed)
@@ -27,7 +27,8 @@ def write_results(results_dir, model, scale, seed, with_persistence=True):
         data.update({"2t_persistence_mse": 2 * mse, "2t_persistence_acc": 1 - 0.02 * mse})
     raw = xr.Dataset({name: (("init_time", "fcst_hour"), values, {"units": "K^2" if "mse" in name else "1"})
                       for name, values in data.items()}, coords=coords,
-                     attrs={"model": model, "variable": "2t", "products": f"{model} persistence"})
+                     attrs={"model": model, "variable": "2t", "products": f"{model} persistence",
+                            **({"metric_conventions": conventions} if conventions else {})})
     results_dir.mkdir(parents=True)
     summarize_metrics(raw, block_length=6, nboots=200).to_netcdf(results_dir / "evaluation_metrics.nc")
     return mse
@@ -115,6 +116,23 @@ def test_skill_scores_need_persistence(tmp_path):
     assert_user_error(result, "persistence", "quick run")
     assert not (root / "meta_postprocess").exists()  # refused before writing its config, log or a plot
     result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--enable_persit_plot")
+    assert result.returncode == 0, result.stderr
+
+
+def test_runs_whose_metric_definitions_differ_are_not_compared(tmp_path):
+    root = tmp_path / "base"
+    write_results(root / "a", "convLSTM", 1.0, 0, conventions="ambs")
+    write_results(root / "b", "savp", 0.5, 1, conventions="gmd2022")
+    write_results(root / "c", "vae", 1.5, 2)  # written before conventions existed: the AMBS definitions
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"results": {"ours": "a", "paper": "b", "old": "c"}}))
+    # ACC: gmd2022 takes the climatology of the hour before the valid time, ambs that of the valid time
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--metric", "acc")
+    assert_user_error(result, "--metric acc is defined differently", "ours (ambs), old (ambs); paper (gmd2022)",
+                      "--metric_conventions")
+    assert not (root / "meta_postprocess").exists()
+    # MSE is the same under both conventions: the comparison runs
+    result = run_module(MODULE, "--root_dir", root, "--analysis_config", config, "--metric", "mse")
     assert result.returncode == 0, result.stderr
 
 

@@ -34,7 +34,7 @@ from ..utils.errors import UserError
 from ..utils.io import read_json, write_json
 from ..utils.log import setup_logging
 from .bootstrap import skill_score, write_table
-from .metrics import METRICS
+from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
 from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
 
 log = logging.getLogger("ambs")
@@ -57,6 +57,8 @@ class RunScores:
     persistence: xr.DataArray | None
     marker: str
     colour: str
+    #: the metric definitions the run was evaluated with (a ``CONVENTIONS`` name)
+    conventions: str = DEFAULT_CONVENTIONS
 
 
 def load_meta_config(path: str | Path) -> dict:
@@ -98,8 +100,25 @@ def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: st
                             f"{name}_bootstrapped missing); metrics present: {', '.join(available) or 'none'}")
         persistence_name = f"{variable}_persistence_{metric}_bootstrapped"
         persistence = dataset[persistence_name].load() if persistence_name in dataset else None
+        # files written before conventions could be chosen used the AMBS definitions
+        conventions = dataset.attrs.get("metric_conventions", DEFAULT_CONVENTIONS)
+        if conventions not in CONVENTIONS:
+            raise UserError(f"{path}: unknown metric_conventions {conventions!r}; known: {', '.join(CONVENTIONS)}")
         return RunScores(label, results_dir, model, variable, dataset[f"{name}_bootstrapped"].load(),
-                         dataset[f"{name}_avg"].load(), persistence, marker, colour)
+                         dataset[f"{name}_avg"].load(), persistence, marker, colour, conventions)
+
+
+def check_same_definition(runs: Sequence[RunScores], metric: str) -> None:
+    """Refuse to compare runs whose ``metric`` was computed under conventions that define it differently (e.g. ACC
+    of ``ambs`` and ``gmd2022`` runs); runs differing only in conventions that agree on ``metric`` (MSE) pass."""
+    definitions: dict[str, list[str]] = {}
+    for run in runs:
+        parameters = CONVENTIONS[run.conventions].parameters_for(METRICS[metric])
+        definitions.setdefault(repr(sorted(parameters.items())), []).append(f"{run.label} ({run.conventions})")
+    if len(definitions) > 1:
+        groups = "; ".join(", ".join(labels) for labels in definitions.values())
+        raise UserError(f"--metric {metric} is defined differently in the runs' metric conventions: {groups}; "
+                        f"postprocess them with the same --metric_conventions to compare them")
 
 
 def _band(replicates: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,6 +209,7 @@ def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metr
             directory = root_dir / directory
         runs.append(load_run(label, directory, metric, markers[index % len(markers)],
                              colours[index % len(colours)]))
+    check_same_definition(runs, metric)
     missing = [run.label for run in runs if run.persistence is None]
     if enable_skill_scores and missing:
         raise UserError(f"skill scores need the persistence scores, missing for {', '.join(missing)} (their "
