@@ -131,6 +131,26 @@ def check_mnist_metrics(requested) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
+#: ERA5-only options → why they cannot apply to Moving MNIST
+_ERA5_ONLY = {
+    "block_length": "scores are means over the sequences, not block-bootstrapped",
+    "nboots": "scores are means over the sequences, not block-bootstrapped",
+    "channel": "the sequences have one channel",
+    "overwrite": "no per-sample files are written and the results are always rewritten",
+}
+
+
+def _refuse_era5_only_options(options) -> None:
+    """An ERA5-only option given with a value other than its default would silently have no effect: refuse it."""
+    from dataclasses import fields
+
+    defaults = {field.name: field.default for field in fields(options)}
+    for name, reason in _ERA5_ONLY.items():
+        if getattr(options, name) != defaults[name]:
+            raise UserError(f"--{name} {getattr(options, name)}: has no effect on Moving MNIST runs ({reason}); "
+                            f"drop the option")
+
+
 def open_mnist_job(options) -> MnistJob:
     """Validate the options, restore the model and open the split, writing nothing."""
     from ..datasets.moving_mnist import MovingMnist
@@ -150,6 +170,7 @@ def open_mnist_job(options) -> MnistJob:
     if options.data_range is not None:
         raise UserError(f"--data_range {options.data_range}: Moving MNIST intensities are scored on [0, 1] "
                         f"(data range 1); drop the option")
+    _refuse_era5_only_options(options)
     metric_names = check_mnist_metrics(options.evaluation_metrics)
     model, run = load_trained_model(options.checkpoint)
     if run.dataset != DATASET:
