@@ -418,27 +418,40 @@ def test_cli_errors_are_one_line(tmp_path, data):
     assert_user_error(result, "not valid YAML")
 
 
-def test_generator_never_imports_tensorflow(tmp_path, data):
-    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys and checks
-    come from the templates and light modules, so the generator answers without TensorFlow's start-up."""
+def test_generator_never_imports_tensorflow_nor_xarray(tmp_path, data):
+    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys, metric names
+    and checks come from the templates and light modules, so the generator answers without TensorFlow's start-up
+    (seconds) nor xarray, scipy or matplotlib (about a second together). Only reading a climatology file, which
+    postprocessing reads the same way, takes xarray; never TensorFlow."""
     venv = make_venv(tmp_path, data["base"])
     files = []
     for step in steps_module.STEPS:
         answers = answers_for(step, data)
         if step == "train":
             answers["hparams"] = {"lr": 0.002, "batch_size": 2}
+        if step == "postprocess":
+            answers.pop("climatology_file")
         files.append(tmp_path / f"{step}.yaml")
         files[-1].write_text(yaml.safe_dump({"step": step, **answers}))
+    with_climatology = tmp_path / "postprocess_climatology.yaml"
+    with_climatology.write_text(yaml.safe_dump({"step": "postprocess", **answers_for("postprocess", data)}))
     script = ("import sys\nfrom video_prediction_tools.runscript_generator import wizard\n"
-              "for path in sys.argv[3:]:\n"
+              "def generate(path):\n"
               "    assert wizard.main(['--venv_path', sys.argv[1], '--runscript_dir', sys.argv[2], '--dry-run', "
               "'--answers', path]) == 0\n"
-              "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
-    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), *map(str, files)],
-                            capture_output=True, text=True)
+              "def loaded(*names):\n"
+              "    return sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in names})\n"
+              "for path in sys.argv[4:]:\n"
+              "    generate(path)\n"
+              "print('HEAVY', loaded('tensorflow', 'keras', 'xarray', 'scipy', 'matplotlib'))\n"
+              "generate(sys.argv[3])\n"
+              "print('TENSORFLOW', loaded('tensorflow', 'keras'))\n")
+    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), str(with_climatology),
+                             *map(str, files)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("#!/") == len(steps_module.STEPS)     # every runscript was rendered
+    assert result.stdout.count("#!/") == len(steps_module.STEPS) + 1   # every runscript was rendered
     assert "HEAVY []" in result.stdout, result.stdout[-2000:]
+    assert "TENSORFLOW []" in result.stdout, result.stdout[-2000:]
 
 
 def test_help_works_from_any_directory(tmp_path):
