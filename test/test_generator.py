@@ -662,7 +662,9 @@ def test_defaults_come_from_the_data(tmp_path, venv, data, capsys):
     test split supports (50 windows / 10 blocks)."""
     extract = generate(tmp_path, venv, "extract", {"source_dir": str(data["grib"]), "varmapping": "template"})
     assert variable_line(extract, "YEARS") == "(2017)" and variable_line(extract, "MONTHS") == "(1 2)"
-    assert "Defaults used" in capsys.readouterr().err
+    listed = capsys.readouterr().err
+    assert "Defaults used for answers the file does not give: years=2017, months=1,2, mpi_processes=2 (saved" in listed
+    assert "dataset" not in listed      # ERA5's dataset answer is implied, not saved: not a default taken
     pre1 = generate(tmp_path, venv, "preprocess1", {})
     assert variable_line(pre1, "MONTHS") == "(1 2)" and variable_line(pre1, "VARIABLES") == "(2t tcc t_850)"
     assert variable_line(pre1, "SW_CORNER") == "(43.5 0.0)" and variable_line(pre1, "NYX") == "(16 24)"
@@ -749,6 +751,23 @@ def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
         generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
     generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
     assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+
+
+def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, venv, data, capsys):
+    """The SW-corner and grid-size questions state the extracted grid's extent (latitude and longitude) and what
+    fits; more stochastic samples than a deterministic model gives, or more MPI processes than cores here, are
+    warnings (the runscript is still written)."""
+    with pytest.raises(UserError, match=r"'sw_corner' \(SW corner of the domain as 'lat, lon' in degrees \(lat 43.5 to "
+                                        r"48 \(16 points\), lon 0 to 6.9 \(24 points, west to east\)\)\)"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "sw_corner": "20, 0.3"})
+    with pytest.raises(UserError, match=r"'nyx' \(Grid points .* at most 16, 23 from this corner"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "nyx": "8, 30"})
+    cores = len(os.sched_getaffinity(0))
+    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": cores + 1})
+    assert f"Warning: {cores + 1} MPI processes on {cores} cores here" in capsys.readouterr().err
+    generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "num_stochastic_samples": 3})
+    assert "Warning: convLSTM is deterministic; its 3 samples per forecast will all be the same" in \
+        capsys.readouterr().err
 
 
 def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
