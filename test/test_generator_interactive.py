@@ -436,8 +436,8 @@ def generator_on_terminal(venv, runscripts: Path, *options: str, rows: int = 50,
 
 
 def test_back_at_every_kind_of_question(tmp_path, venv, data):
-    """On a terminal, going back works at a tick list and a yes/no question (Ctrl-B) and a menu (its « back
-    choice) as at a text question: the previous question comes again with the earlier answer offered."""
+    """On a terminal, going back works at a tick list, a yes/no and a text question (Ctrl-B) and a menu (its « back
+    choice): the previous question comes again with the earlier answer offered."""
     terminal = generator_on_terminal(venv, tmp_path / "runscripts")
     terminal.answer("Dataset")                                    # ERA5
     terminal.answer("Workflow step", ENTER)                       # offered: meta_postprocess
@@ -448,6 +448,8 @@ def test_back_at_every_kind_of_question(tmp_path, venv, data):
     terminal.answer(wizard.BACK_CHOICE, DOWN + DOWN + ENTER)      # menu [mse, rmse, « back]: back to the runs ...
     terminal.answer("Runs to compare", SPACE + ENTER)             # ... where the first run is unticked
     terminal.answer("Metric to compare", DOWN + ENTER)            # rmse
+    terminal.answer("Id of this comparison", CTRL_B)              # text: back to the metric menu ...
+    terminal.answer("Metric to compare", ENTER)                   # ... which offers rmse, chosen before
     terminal.answer("Id of this comparison", typed("cmp"))
     terminal.answer("Plot skill scores", CTRL_B)                  # yes/no: back to the id ...
     terminal.answer("Id of this comparison", ENTER)               # ... offered as typed before: cmp
