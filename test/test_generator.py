@@ -418,27 +418,40 @@ def test_cli_errors_are_one_line(tmp_path, data):
     assert_user_error(result, "not valid YAML")
 
 
-def test_generator_never_imports_tensorflow(tmp_path, data):
-    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys and checks
-    come from the templates and light modules, so the generator answers without TensorFlow's start-up."""
+def test_generator_never_imports_tensorflow_nor_xarray(tmp_path, data):
+    """Every step answered from a file, in one fresh interpreter: model names, hyper-parameter keys, metric names
+    and checks come from the templates and light modules, so the generator answers without TensorFlow's start-up
+    (seconds) nor xarray, scipy or matplotlib (about a second together). Only reading a climatology file, which
+    postprocessing reads the same way, takes xarray; never TensorFlow."""
     venv = make_venv(tmp_path, data["base"])
     files = []
     for step in steps_module.STEPS:
         answers = answers_for(step, data)
         if step == "train":
             answers["hparams"] = {"lr": 0.002, "batch_size": 2}
+        if step == "postprocess":
+            answers.pop("climatology_file")
         files.append(tmp_path / f"{step}.yaml")
         files[-1].write_text(yaml.safe_dump({"step": step, **answers}))
+    with_climatology = tmp_path / "postprocess_climatology.yaml"
+    with_climatology.write_text(yaml.safe_dump({"step": "postprocess", **answers_for("postprocess", data)}))
     script = ("import sys\nfrom video_prediction_tools.runscript_generator import wizard\n"
-              "for path in sys.argv[3:]:\n"
+              "def generate(path):\n"
               "    assert wizard.main(['--venv_path', sys.argv[1], '--runscript_dir', sys.argv[2], '--dry-run', "
               "'--answers', path]) == 0\n"
-              "print('HEAVY', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
-    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), *map(str, files)],
-                            capture_output=True, text=True)
+              "def loaded(*names):\n"
+              "    return sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in names})\n"
+              "for path in sys.argv[4:]:\n"
+              "    generate(path)\n"
+              "print('HEAVY', loaded('tensorflow', 'keras', 'xarray', 'scipy', 'matplotlib'))\n"
+              "generate(sys.argv[3])\n"
+              "print('TENSORFLOW', loaded('tensorflow', 'keras'))\n")
+    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), str(with_climatology),
+                             *map(str, files)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("#!/") == len(steps_module.STEPS)     # every runscript was rendered
+    assert result.stdout.count("#!/") == len(steps_module.STEPS) + 1   # every runscript was rendered
     assert "HEAVY []" in result.stdout, result.stdout[-2000:]
+    assert "TENSORFLOW []" in result.stdout, result.stdout[-2000:]
 
 
 def test_help_works_from_any_directory(tmp_path):
@@ -649,7 +662,9 @@ def test_defaults_come_from_the_data(tmp_path, venv, data, capsys):
     test split supports (50 windows / 10 blocks)."""
     extract = generate(tmp_path, venv, "extract", {"source_dir": str(data["grib"]), "varmapping": "template"})
     assert variable_line(extract, "YEARS") == "(2017)" and variable_line(extract, "MONTHS") == "(1 2)"
-    assert "Defaults used" in capsys.readouterr().err
+    listed = capsys.readouterr().err
+    assert "Defaults used for answers the file does not give: years=2017, months=1,2, mpi_processes=2 (saved" in listed
+    assert "dataset" not in listed      # ERA5's dataset answer is implied, not saved: not a default taken
     pre1 = generate(tmp_path, venv, "preprocess1", {})
     assert variable_line(pre1, "MONTHS") == "(1 2)" and variable_line(pre1, "VARIABLES") == "(2t tcc t_850)"
     assert variable_line(pre1, "SW_CORNER") == "(43.5 0.0)" and variable_line(pre1, "NYX") == "(16 24)"
@@ -736,6 +751,23 @@ def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
         generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
     generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
     assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+
+
+def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, venv, data, capsys):
+    """The SW-corner and grid-size questions state the extracted grid's extent (latitude and longitude) and what
+    fits; more stochastic samples than a deterministic model gives, or more MPI processes than cores here, are
+    warnings (the runscript is still written)."""
+    with pytest.raises(UserError, match=r"'sw_corner' \(SW corner of the domain as 'lat, lon' in degrees \(lat 43.5 to "
+                                        r"48 \(16 points\), lon 0 to 6.9 \(24 points, west to east\)\)\)"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "sw_corner": "20, 0.3"})
+    with pytest.raises(UserError, match=r"'nyx' \(Grid points .* at most 16, 23 from this corner"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "nyx": "8, 30"})
+    cores = len(os.sched_getaffinity(0))
+    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": cores + 1})
+    assert f"Warning: {cores + 1} MPI processes on {cores} cores here" in capsys.readouterr().err
+    generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "num_stochastic_samples": 3})
+    assert "Warning: convLSTM is deterministic; its 3 samples per forecast will all be the same" in \
+        capsys.readouterr().err
 
 
 def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):

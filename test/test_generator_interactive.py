@@ -22,7 +22,7 @@ from test_generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, _template
 from video_prediction_tools.runscript_generator import wizard
 from video_prediction_tools.utils.errors import UserError
 
-ENTER, DOWN, UP, CLEAR, CTRL_C, SPACE = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03", " "
+ENTER, DOWN, UP, CLEAR, CTRL_C, SPACE, CTRL_B = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03", " ", "\x02"
 
 
 def typed(text: str) -> str:
@@ -259,9 +259,10 @@ def test_rejected_years_and_months_are_asked_again(tmp_path, venv, data, editor)
 # ------------------------------------------------------------------------------------------------ a real terminal
 class Terminal:
     """The generator CLI on a pseudo-terminal (what a user's shell gives it): keys are written to the terminal,
-    its screen output is read back with the escape sequences removed."""
+    its screen output is read back with the escape sequences removed. Like a script driving a terminal (and
+    unlike most terminal emulators) it does not answer cursor-position requests."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]):
+    def __init__(self, argv: list[str], env: dict[str, str], rows: int = 50, columns: int = 160):
         import fcntl
         import os
         import pty
@@ -270,7 +271,7 @@ class Terminal:
         import termios
 
         self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
                                         start_new_session=True)
         os.close(slave)
@@ -302,8 +303,19 @@ class Terminal:
     def answer(self, question: str, keys: str = ENTER) -> None:
         self.expect(question)
         time.sleep(0.3)  # let the prompt finish drawing before the keys arrive
+        self.type(keys)
+
+    def type(self, keys: str) -> None:
         import os
         os.write(self.master, keys.encode())
+
+    def shown_for(self, seconds: float) -> str:
+        """What the screen shows in the next ``seconds`` (after what earlier calls matched)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._read(0.1)
+        shown, self._seen = self.screen[self._seen:], len(self.screen)
+        return shown
 
     def finish(self, timeout: float = 120.0) -> int:
         deadline = time.monotonic() + timeout
@@ -413,3 +425,62 @@ def test_back_asks_the_previous_question_again(tmp_path, venv, data):
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "NYX") == "(4 5)"
     saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
     assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "2"
+
+
+def generator_on_terminal(venv, runscripts: Path, *options: str, rows: int = 50, columns: int = 160) -> Terminal:
+    import os
+
+    return Terminal([PYTHON, str(Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"),
+                     "--venv_path", str(venv), "--runscript_dir", str(runscripts), *options],
+                    dict(os.environ, TERM="xterm", COLUMNS=str(columns), LINES=str(rows)), rows, columns)
+
+
+def test_back_at_every_kind_of_question(tmp_path, venv, data):
+    """On a terminal, going back works at a tick list, a yes/no and a text question (Ctrl-B) and a menu (its « back
+    choice): the previous question comes again with the earlier answer offered."""
+    terminal = generator_on_terminal(venv, tmp_path / "runscripts")
+    terminal.answer("Dataset")                                    # ERA5
+    terminal.answer("Workflow step", ENTER)                       # offered: meta_postprocess
+    terminal.answer("Runs to compare", CTRL_B)                    # tick list: back to the step menu ...
+    terminal.expect("Workflow step")
+    terminal.answer("» meta_postprocess", ENTER)                  # ... which offers the earlier choice
+    terminal.answer("Runs to compare", ENTER)
+    terminal.answer(wizard.BACK_CHOICE, DOWN + DOWN + ENTER)      # menu [mse, rmse, « back]: back to the runs ...
+    terminal.answer("Runs to compare", SPACE + ENTER)             # ... where the first run is unticked
+    terminal.answer("Metric to compare", DOWN + ENTER)            # rmse
+    terminal.answer("Id of this comparison", CTRL_B)              # text: back to the metric menu ...
+    terminal.answer("Metric to compare", ENTER)                   # ... which offers rmse, chosen before
+    terminal.answer("Id of this comparison", typed("cmp"))
+    terminal.answer("Plot skill scores", CTRL_B)                  # yes/no: back to the id ...
+    terminal.answer("Id of this comparison", ENTER)               # ... offered as typed before: cmp
+    terminal.answer("Plot skill scores", "n")
+    terminal.answer("Also plot the persistence curves", CTRL_B)   # back to the skill scores ...
+    terminal.answer("Plot skill scores", "y")                     # ... changed to yes
+    terminal.answer("Also plot the persistence curves", "y")
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    script = only_runscript(tmp_path)
+    assert script.name.startswith("meta_postprocess_era5_") and script.name.endswith("_cmp.sh")
+    config = json.loads(Path(variable_line(script, "ANALYSIS_CONFIG")).read_text())
+    assert [Path(p).name for p in config["results"].values()] == [RUN2]
+    assert variable_line(script, "METRIC") == "rmse"
+    text = script.read_text()
+    assert "EXTRA_OPTIONS+=(--enable_skill_scores)" in text and "EXTRA_OPTIONS+=(--enable_persit_plot)" in text
+
+
+def test_rejected_answer_keeps_its_question_once_and_shows_the_whole_reason(tmp_path, venv, data):
+    """At 80 columns a long question whose answer is rejected stays on the screen once (prompt_toolkit drew it again
+    after waiting for a cursor-position answer the terminal did not give), and the reason, longer than a line, is
+    shown in full below it."""
+    terminal = generator_on_terminal(venv, tmp_path / "runscripts", "--step", "preprocess1", rows=24, columns=80)
+    for question in ("Directory of the extracted netCDF files", "Years to preprocess", "Months to preprocess",
+                     "Variables (channels", "SW corner of the domain"):
+        terminal.answer(question)
+    terminal.answer("Grid points of the domain", typed("800, 3000"))
+    shown = terminal.shown_for(4.0)  # longer than prompt_toolkit waits for a cursor-position answer (2 s)
+    assert "Grid points of the domain" not in shown and "CPR" not in shown, shown
+    assert "".join(("a domain of 800 rows with SW corner latitude 43.5 reaches beyond the northern edge of the grid "
+                    "(48 degrees_north); at most 16 rows fit").split()) in "".join(shown.split()), shown
+    terminal.type(typed("8, 12"))
+    terminal.answer("Number of MPI processes")
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    assert variable_line(only_runscript(tmp_path), "NYX") == "(8 12)"

@@ -21,12 +21,15 @@ import csv
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from ..utils.errors import UserError
 from ..utils.io import write_text
+
+if TYPE_CHECKING:  # xarray is imported where used: the runscript generator reads the block-length rules
+    import xarray as xr
 
 BLOCK_LENGTH = 168
 NBOOTS = 1000
@@ -56,6 +59,8 @@ def block_bootstrap(metrics: xr.Dataset | xr.DataArray, block_length: int = BLOC
                     seed: int = SEED, dim: str = "init_time") -> xr.Dataset | xr.DataArray:
     """Bootstrap replicates of the mean over ``dim``: ``[dim, ...]`` → ``[iboot, ...]`` for every variable
     having ``dim`` (others are dropped). NaN samples are skipped inside block means (nanmean)."""
+    import xarray as xr
+
     metrics = metrics.sortby(dim)
     nsamples = metrics.sizes[dim]
     nblocks = number_of_blocks(nsamples, block_length)

@@ -43,13 +43,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
-import xarray as xr
-from scipy.ndimage import uniform_filter1d
 
 from ..utils.errors import UserError
+
+if TYPE_CHECKING:  # xarray and scipy are imported where used: the runscript generator reads the metric names
+    import xarray as xr
 
 #: mean Earth radius [m] used by the spherical gradient
 EARTH_RADIUS_M = 6371.0e3
@@ -148,6 +149,8 @@ class Metric:
             scores[chunk] = self._score(forecast_values[chunk], truth_values[chunk], context, chunk)
         coords = {name: coord for name, coord in forecast.coords.items()
                   if not set(coord.dims) & set(SPATIAL_DIMS)}
+        import xarray as xr
+
         return xr.DataArray(scores.reshape(leading_shape), dims=leading_dims, coords=coords, name=self.name,
                             attrs={"long_name": self.long_name, "units": self.units(truth.attrs.get("units", ""))})
 
@@ -239,6 +242,8 @@ class PSNR(Metric):
 def _window_means(fields: np.ndarray, window: int) -> np.ndarray:
     """Means over every ``window`` x ``window`` box lying inside the domain: ``[n, ny, nx]`` →
     ``[n, ny - window + 1, nx - window + 1]`` (separable running means, as scikit-image's uniform filter)."""
+    from scipy.ndimage import uniform_filter1d
+
     half = window // 2
     means = uniform_filter1d(fields, window, axis=1, mode="constant")[:, half:fields.shape[1] - half]
     return uniform_filter1d(means, window, axis=2, mode="constant")[:, :, half:fields.shape[2] - half]
@@ -573,6 +578,8 @@ def _month_hour_field(field: xr.DataArray, path: Path) -> xr.DataArray:
                         f"month {expected_months[step]} hour {expected_hours[step]} (288 steps ordered by month, "
                         f"then hour)")
     values = field.values.reshape(12, 24, field.sizes["lat"], field.sizes["lon"])
+    import xarray as xr
+
     return xr.DataArray(values, dims=("month", "hour", "lat", "lon"), name=name, attrs=field.attrs,
                         coords={"month": MONTHS, "hour": HOURS, "lat": field["lat"].values,
                                 "lon": field["lon"].values})
@@ -581,6 +588,8 @@ def _month_hour_field(field: xr.DataArray, path: Path) -> xr.DataArray:
 def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
     """The climatology of ``variable`` (or an alias) in ``path`` as ``(month, hour, lat, lon)``; ``variable``
     None: the first data variable with lat/lon dims. Missing file, variable or wrong layout → UserError."""
+    import xarray as xr
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"climatology file {path} does not exist")

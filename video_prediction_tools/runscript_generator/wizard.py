@@ -3,7 +3,9 @@
 Two prompters answer the questions of a step (:mod:`.steps`):
 
 * :class:`InteractivePrompter` — questionary prompts: select lists for known choices, text with validation that
-  re-asks (``help`` shows guidance over several lines, ``back`` asks the previous question again), defaults;
+  re-asks (the reason below the question, wrapped to the terminal width), defaults; ``help`` shows guidance over
+  several lines; the previous question is asked again by ``back`` at a text question, the "« back" choice of a
+  menu, or Ctrl-B at any question (lists, ticks and yes/no included);
   JSON contents shown first ("use as is" or edit in ``$EDITOR``, validated, re-opened or aborted on error; an
   editor exiting with an error aborts);
 * :class:`AnswersPrompter` — every answer from a YAML/JSON mapping (``--answers``); an invalid answer, a key no
@@ -56,7 +58,14 @@ Parser = Callable[[str], Any]
 
 
 class GoBack(Exception):
-    """The user typed ``back``: ask the previous question of the step again."""
+    """The user asked for the previous question (``back`` typed, the "« back" choice of a menu, or Ctrl-B)."""
+
+
+#: the last choice of a select menu when there is a previous question to go back to
+BACK_CHOICE = "« back"
+#: the key that asks the previous question again at every question (lists, yes/no and text alike)
+BACK_KEY = "c-b"
+BACK_HINT = "Ctrl-B: previous question"
 
 
 def _set(answers: dict, key: str, value: Any) -> None:
@@ -211,18 +220,33 @@ class AnswersPrompter:
 USE_AS_IS, EDIT = "use as is", "edit in $EDITOR"
 
 
+def _terminal_output():
+    """The terminal's prompt_toolkit output, without cursor-position requests. A terminal that does not answer
+    them in time (a pseudo-terminal driven by a script, some emulators, a slow link) made prompt_toolkit print a
+    warning into the dialogue and draw the question once more, so that a rejected answer showed its question again;
+    without them the reason for a rejection appears right below the question rather than at the bottom of the
+    screen."""
+    from prompt_toolkit.output import create_output
+
+    output = create_output()
+    output.enable_cpr = False
+    return output
+
+
 class InteractivePrompter:
     """questionary prompts; ``input``/``output`` (prompt_toolkit objects) make it testable through a pipe."""
 
     interactive = True
 
     def __init__(self, input=None, output=None):  # noqa: A002 - the names questionary uses
-        self.io = {key: value for key, value in (("input", input), ("output", output)) if value is not None}
+        self.io = {key: value for key, value in (("input", input), ("output", output or _terminal_output()))
+                   if value is not None}
         self.answers: dict[str, Any] = {}
-        #: ``(key, value, saved answer)`` of the questions answered in this step, in order
+        #: ``(key, value, saved answer)`` of the questions answered so far (dataset and step menus included), in order
         self.history: list[tuple[str, Any, Any]] = []
-        #: after ``back``: the answers to give again without asking, and the old answer of the re-asked question
+        #: after ``back``: the answers to give again without asking
         self.replay: list[tuple[str, Any, Any]] = []
+        #: the answers given before going back, offered as defaults when their questions come again
         self.previous: dict[str, Any] = {}
 
     def _remember(self, key: str, ask: Callable[[], Any]) -> Any:
@@ -240,6 +264,33 @@ class InteractivePrompter:
         self.history.append((key, value, _get(self.answers, key)))
         return value
 
+    def _ask(self, question) -> Any:
+        """Ask a questionary ``question``; where there is a previous question, Ctrl-B ends it with :class:`GoBack`.
+        A validation error is shown in full below the question (prompt_toolkit's own line is cut at the terminal
+        width)."""
+        from prompt_toolkit.filters import to_filter
+        from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+        from prompt_toolkit.layout import Window
+
+        app = question.application
+        if self.history:
+            bindings = KeyBindings()
+
+            @bindings.add(BACK_KEY, eager=True)
+            def _back(event):
+                event.app.exit(exception=GoBack())
+
+            app.key_bindings = merge_key_bindings([app.key_bindings, bindings])
+        for container in app.layout.walk():
+            text = getattr(getattr(container, "content", None), "text", None)
+            if isinstance(container, Window) and "ValidationToolbar" in getattr(text, "__qualname__", ""):
+                container.height, container.wrap_lines = None, to_filter(True)
+        return question.unsafe_ask()
+
+    def _hint(self, hint: str) -> str:
+        """A question's key hint, with Ctrl-B where there is a previous question."""
+        return f"({hint}; {BACK_HINT})" if self.history else f"({hint})"
+
     def go_back(self) -> None:
         """Ask the previous question again (its old answer as the default); the ones before it are replayed."""
         key, _, saved = self.history.pop()
@@ -254,7 +305,7 @@ class InteractivePrompter:
         import questionary
 
         if isinstance(self.previous.get(key), str):
-            default = self.previous.pop(key)
+            default = self.previous[key]
 
         def asks_help(text: str) -> bool:
             return text.strip().lower() in ("help", "?")
@@ -272,12 +323,13 @@ class InteractivePrompter:
             return True
 
         while True:
-            raw = questionary.text(message, default=default or "", validate=validate,
-                                   instruction="(help: guidance, back: previous question)", **self.io).unsafe_ask()
+            raw = self._ask(questionary.text(
+                message, default=default or "", validate=validate, **self.io,
+                instruction="(help: guidance, back: previous question)" if self.history else "(help: guidance)"))
             if asks_back(raw):
                 if self.history:
                     raise GoBack
-                self.info("This is the first question of the step; Ctrl-C leaves (nothing is written).")
+                self.info("This is the first question; Ctrl-C leaves (nothing is written).")
             elif asks_help(raw):
                 self.info(guidance or message, wrap=True)  # over several lines, then the question again
             else:
@@ -286,39 +338,44 @@ class InteractivePrompter:
         return parse(raw)
 
     def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
-        return self._remember(key, lambda: self._select(key, message, choices, self.previous.pop(key, default)))
+        return self._remember(key, lambda: self._select(key, message, choices, self.previous.get(key, default)))
 
     def _select(self, key: str, message: str, choices: Sequence[str], default: str | None) -> str:
         import questionary
 
         if not choices:
             raise UserError(f"nothing to choose for: {message}")
-        answer = questionary.select(message, choices=list(choices), default=default if default in choices else None,
-                                    **self.io).unsafe_ask()
+        back = [questionary.Separator(), BACK_CHOICE] if self.history else []
+        answer = self._ask(questionary.select(message, choices=[*choices, *back],
+                                              default=default if default in choices else None,
+                                              instruction=self._hint("arrow keys, Enter"), **self.io))
+        if answer == BACK_CHOICE:
+            raise GoBack
         _set(self.answers, key, answer)
         return answer
 
     def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
         return self._remember(key, lambda: self._checkbox(key, message, choices,
-                                                          self.previous.pop(key, None) or default))
+                                                          self.previous.get(key) or default))
 
     def _checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str]) -> list[str]:
         import questionary
 
-        answer = questionary.checkbox(message, choices=[questionary.Choice(choice, checked=choice in default)
-                                                        for choice in choices],
-                                      validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
-                                      **self.io).unsafe_ask()
+        answer = self._ask(questionary.checkbox(
+            message, choices=[questionary.Choice(choice, checked=choice in default) for choice in choices],
+            validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
+            instruction=self._hint("space: tick, a: all, i: invert, Enter"), **self.io))
         _set(self.answers, key, answer)
         return answer
 
     def confirm(self, key: str, message: str, default: bool) -> bool:
-        return self._remember(key, lambda: self._confirm(key, message, self.previous.pop(key, default)))
+        return self._remember(key, lambda: self._confirm(key, message, self.previous.get(key, default)))
 
     def _confirm(self, key: str, message: str, default: bool) -> bool:
         import questionary
 
-        answer = questionary.confirm(message, default=default, **self.io).unsafe_ask()
+        answer = self._ask(questionary.confirm(message, default=default, **self.io,
+                                               instruction=self._hint("Y/n" if default else "y/N") + " "))
         _set(self.answers, key, answer)
         return answer
 
@@ -455,25 +512,28 @@ def _offered_step(ctx: Context, steps: dict[str, Step]) -> str:
 def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: bool = False,
              steps: dict[str, Step] = STEPS) -> Plan:
     """Ask the step's questions, render its runscript and (unless ``dry_run``) write it with its answers;
-    ``steps``: those of the chosen dataset."""
+    ``steps``: those of the chosen dataset. A :class:`GoBack` of the interactive prompter goes to the caller,
+    which asks the questions again from the dataset on (answered from the prompter's history up to the previous
+    question)."""
     step = steps[step_name]
-    while True:
-        try:
-            result = step.ask(p, ctx)
-            resources = ask_resources(p, ctx, step, result)
-            break
-        except GoBack:
-            p.go_back()
+    result = step.ask(p, ctx)
+    resources = ask_resources(p, ctx, step, result)
     if not p.interactive:
         p.check_all_used(ctx.hpc)
-        if p.defaulted:
+        defaulted = [key for key in p.defaulted if _get(p.answers, key) is not None]  # not those set aside again
+        if defaulted:
             print(f"Defaults used for answers the file does not give: "
-                  f"{', '.join(_defaulted(key, _get(p.answers, key)) for key in p.defaulted)} (saved with the "
+                  f"{', '.join(_defaulted(key, _get(p.answers, key)) for key in defaulted)} (saved with the "
                   f"runscript's answers)", file=sys.stderr)
     runscript = ctx.runscript_dir / result.runscript_name
     log_prefix = runscript.with_suffix("")
     if ctx.hpc:
         checks.sbatch_path(log_prefix)
+    if not dry_run and runscript.exists() and not overwrite and p.interactive:
+        overwrite = p.confirm("overwrite", f"{runscript} exists. Replace it?", False)
+        p.answers.pop("overwrite", None)
+        if not overwrite:
+            raise UserError(f"runscript {runscript} kept; nothing was written")
     variables = dict(step=step.name, hpc=ctx.hpc, mpi=step.mpi, generated=f"{ctx.now:%Y-%m-%d %H:%M:%S}",
                      runscript=runscript, answers_file=runscript.with_name(runscript.name + ".answers.yaml"),
                      venv_dir=ctx.venv_dir, container=ctx.settings.container or "",
@@ -489,11 +549,6 @@ def generate(ctx: Context, step_name: str, p, dry_run: bool = False, overwrite: 
         for path, content in plan.json_files.items():
             print(f"# --- {path} ---\n# " + "\n# ".join(json.dumps(content, indent=2).splitlines()))
         return plan
-    if runscript.exists() and not overwrite and p.interactive:
-        overwrite = p.confirm("overwrite", f"{runscript} exists. Replace it?", False)
-        p.answers.pop("overwrite", None)
-        if not overwrite:
-            raise UserError(f"runscript {runscript} kept; nothing was written")
     write_plan(plan, overwrite=overwrite)
     print(f"Runscript written: {runscript}\nAnswers saved: {plan.answers_file}\n"
           f"Run it with: {'sbatch' if ctx.hpc else 'bash'} {shlex.quote(str(runscript))}")
@@ -601,15 +656,22 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
                             "--answers <file.yaml> (see --help; each runscript's answers are saved as "
                             "<runscript>.answers.yaml)")
         prompter = InteractivePrompter(input=input, output=output)
+        prompter.info("AMBS runscript generator. Enter takes the offered answer, 'help' shows guidance, 'back' (in "
+                      f"menus {BACK_CHOICE}, at every question Ctrl-B) asks the previous question again, Ctrl-C "
+                      f"leaves (nothing is written).", wrap=True)
     try:
-        steps = steps_of(ask_dataset(prompter, args.dataset, step if args.answers else args.step))
-        if not args.answers:
-            step = args.step or prompter.select(
-                "step", "Workflow step for which a runscript should be created (the first not done yet is "
-                        "offered):", list(steps), default=_offered_step(ctx, steps))
-            prompter.answers.pop("step", None)
-            prompter.history.clear()  # "back" goes back within the step
-        generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite, steps=steps)
+        while True:
+            try:
+                steps = steps_of(ask_dataset(prompter, args.dataset, step if args.answers else args.step))
+                if not args.answers:
+                    step = args.step or prompter.select(
+                        "step", "Workflow step for which a runscript should be created (the first not done yet is "
+                                "offered):", list(steps), default=_offered_step(ctx, steps))
+                    prompter.answers.pop("step", None)
+                generate(ctx, step, prompter, dry_run=args.dry_run, overwrite=args.overwrite, steps=steps)
+                break
+            except GoBack:  # the earlier questions are answered again from the history, the previous one asked
+                prompter.go_back()
     except (KeyboardInterrupt, EOFError):
         print("\nAborted: nothing was written.", file=sys.stderr)
         return 130
