@@ -180,6 +180,50 @@ def test_plots_are_written_and_closed(tmp_path):
     assert plots.example_leads(range(1, 13)) == [1, 5, 8, 12]
 
 
+def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(tmp_path):
+    """The figure reused for every lead hour gives the same pixels as a figure made for each plot, whatever the
+    plot before it left (other bins, counts, labels, a plot without any data)."""
+    import matplotlib.image
+
+    rng = np.random.default_rng(4)
+    results = []
+    for spread in (3.0, 8.0, 1.0):
+        quantiles = plots.ConditionalQuantiles()
+        truth = rng.normal(280.0, spread, 3000)
+        quantiles.add(truth + rng.normal(0.0, 1.0, 3000), truth)
+        results.append(quantiles.result())
+    results.insert(2, plots.ConditionalQuantiles().result())  # nothing counted
+    labels = [(f"2t from model {k} [K]", f"2t from ERA5 {k} [K]", f"lead {k} h") for k in range(len(results))]
+    with plots.ConditionalQuantileFigure() as figure:
+        reused = [figure.save(result, *label[:2], tmp_path / f"reused_{k}.png", title=label[2])
+                  for k, (result, label) in enumerate(zip(results, labels))]
+    for k, (result, label) in enumerate(zip(results, labels)):
+        # the reference: a figure made from scratch for this plot alone
+        figure, axis = plt.subplots(figsize=(8, 5))
+        centres, counts = result["bin_center"].values, result["counts"].values
+        present = counts > 0
+        limits = [centres[present].min() - 0.5, centres[present].max() + 0.5] if present.any() else [0, 1]
+        axis.plot(limits, limits, color="tab:grey", linewidth=0.8, label="1:1")
+        for q in result["quantile"].values:
+            axis.plot(centres, result["quantile_panel"].sel(quantile=q).values, color="black",
+                      linestyle="-" if q == 0.5 else "--", linewidth=1.5 if q == 0.5 else 1.0, label=f"{q:.0%} quantile")
+        axis.set_xlabel(label[0])
+        axis.set_ylabel(label[1])
+        axis.set_xlim(limits)
+        axis.legend(loc="upper left")
+        counts_axis = axis.twinx()
+        counts_axis.bar(centres, counts, width=1.0, color="grey", alpha=0.3)
+        counts_axis.set_yscale("log")
+        counts_axis.set_ylabel("counts")
+        counts_axis.set_ylim((0.5, counts.max() ** 3) if present.any() else (1, 10))
+        axis.set_title(label[2])
+        figure.savefig(tmp_path / f"fresh_{k}.png", format="png", dpi=100)
+        plt.close(figure)
+        np.testing.assert_array_equal(matplotlib.image.imread(reused[k]),
+                                      matplotlib.image.imread(tmp_path / f"fresh_{k}.png"))
+    assert plt.get_fignums() == []
+
+
 def test_conditional_quantiles_match_numpy_within_resolution():
     rng = np.random.default_rng(3)
     condition = rng.normal(280.0, 4.0, 20000)
