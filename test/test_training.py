@@ -522,3 +522,33 @@ def test_loading_a_missing_or_incomplete_checkpoint_is_a_user_error(tmp_path):
         checkpoints.load_trained_model(incomplete)
     with pytest.raises(UserError, match="no complete checkpoint_"):
         checkpoints.load_trained_model(tmp_path)
+
+
+def test_loss_logs_written_in_the_background_hold_the_histories_of_the_request(tmp_path):
+    """The loss-log thread writes the histories as they were when asked (later steps are not in those files),
+    the last request wins, and an error in the thread reaches the training loop."""
+    from types import SimpleNamespace
+
+    from video_prediction_tools.training.run_logs import LossLogWriter
+
+    state = SimpleNamespace(train_history=[], val_history=[])
+    writer = LossLogWriter(tmp_path, "total_loss")
+    for step in range(1, 5):
+        state.train_history.append({"step": step, "epoch": 0, "seconds": 0.5, "loss": 1.0 / step})
+        if step % 2 == 0:
+            state.val_history.append({"step": step, "val_loss": 2.0 / step})
+            writer.submit(state)
+    state.train_history.append({"step": 5, "epoch": 0, "seconds": 0.5, "loss": 0.2})  # after the last request
+    writer.close()
+    with open(tmp_path / "train_losses.csv") as rows:
+        assert [float(row["loss"]) for row in csv.DictReader(rows)] == [1.0, 0.5, 1 / 3, 0.25]
+    with open(tmp_path / "val_losses.csv") as rows:
+        assert [(int(row["step"]), float(row["val_loss"])) for row in csv.DictReader(rows)] == [(2, 1.0), (4, 0.5)]
+    assert json.loads((tmp_path / "losses.json").read_text())["train"][-1]["step"] == 4
+    assert (tmp_path / "plot_train.png").read_bytes()[:4] == b"\x89PNG"
+
+    (tmp_path / "a_file").write_text("")
+    failing = LossLogWriter(tmp_path / "a_file", "total_loss")  # a file where the run directory should be
+    failing.submit(state)
+    with pytest.raises(OSError):
+        failing.close()
