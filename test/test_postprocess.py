@@ -180,6 +180,25 @@ def test_plots_are_written_and_closed(tmp_path):
     assert plots.example_leads(range(1, 13)) == [1, 5, 8, 12]
 
 
+def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
+    """The example-forecast figure reused for a series of forecasts gives the same pixels as a new figure per
+    forecast: other values and colour ranges, persistence unavailable, other leads (a new layout)."""
+    import matplotlib.image
+
+    samples = [_sample(members=1, seed=seed)[0] for seed in range(3)]
+    samples[1]["2t_persistence_fcst"][:] = np.nan  # "not available" in the persistence column
+    samples[2]["2t_ref"] += 5.0  # another colour range
+    series = [(sample, None) for sample in samples] + [(samples[0], [2, 6]), (samples[2], None)]
+    with plots.ExampleForecastFigure() as figure:
+        for k, (sample, leads) in enumerate(series):
+            figure.save(sample, "2t", "convLSTM", tmp_path / f"reused_{k}.png", leads=leads)
+    for k, (sample, leads) in enumerate(series):
+        plots.plot_example_forecast(sample, "2t", "convLSTM", tmp_path / f"new_{k}.png", leads=leads)
+        np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / f"reused_{k}.png"),
+                                      matplotlib.image.imread(tmp_path / f"new_{k}.png"))
+    assert plt.get_fignums() == []
+
+
 def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(tmp_path):
     """The figure reused for every lead hour gives the same pixels as a figure made for each plot, whatever the
     plot before it left (other bins, counts, labels, a plot without any data)."""

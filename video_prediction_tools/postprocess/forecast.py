@@ -547,16 +547,17 @@ def run_postprocess(options: PostprocessOptions) -> Path:
         raw = raw_scores(job, evaluation)
         # the example maps need only the per-forecast scores and the sample files: the worker starts on them
         # while this process bootstraps and draws the other figures
-        examples = [] if job.quick else [(worker.submit(_plot_example_file, *example), example) for example in
-                                         _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name,
-                                                        sample_files, job.results_dir)]
+        examples = [] if job.quick else [
+            (worker.submit(_plot_example_files, part), (part,)) for part in _parts(
+                _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
+                               job.results_dir), EXAMPLES_PER_TASK)]
         with timer("summary"):
             result = summarise(job, raw)
         if not job.quick:
             with timer("plots"):
                 _plot_scores(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
                              job.results_dir)
-                _share_work(examples, _plot_example_file)
+                _share_work(examples, _plot_example_files)
     log.info("evaluation of %d forecasts written to %s (%s)", number_of_samples, job.results_dir, timer)
     return job.results_dir
 
@@ -690,10 +691,22 @@ def _plot_scores(result, evaluation: _Evaluation, metric_names, products, variab
     _plot_conditional_quantiles(evaluation, variable, model_name, results_dir)
 
 
-def _plot_example_file(sample_path: Path, variable: str, model_name: str, path: Path) -> None:
-    """``plots.plot_example_forecast`` of a sample file."""
-    with xr.open_dataset(sample_path) as sample:
-        plots.plot_example_forecast(sample.load(), variable, model_name, path)
+#: example maps drawn per task of the plotting worker (on one reused figure), so that the main process can take
+#: over the tasks the worker has not started
+EXAMPLES_PER_TASK = 3
+
+
+def _parts(items: list, size: int) -> list[list]:
+    """``items`` in consecutive lists of ``size`` (the last one shorter)."""
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+def _plot_example_files(examples: list[tuple[Path, str, str, Path]]) -> None:
+    """The example map of each (sample file, variable, model, PNG path), on one reused figure."""
+    with plots.ExampleForecastFigure() as figure:
+        for sample_path, variable, model_name, path in examples:
+            with xr.open_dataset(sample_path) as sample:
+                figure.save(sample.load(), variable, model_name, path)
 
 
 def _plot_conditional_quantiles(evaluation: _Evaluation, variable: str, model_name: str, results_dir: Path) -> None:
