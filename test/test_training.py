@@ -169,6 +169,7 @@ def test_every_model_trains_and_writes_its_run_directory(model, tiny_tfrecords, 
     assert run.step == steps and run.model_name == model and run.hparams == resolved
 
 
+@pytest.mark.slow  # trains the tiny run (tiny_trained_run), which no fast test needs
 def test_validation_is_the_physical_mse_of_the_whole_val_split(tiny_trained_run, tiny_tfrecords):
     """Recompute the logged validation loss with numpy: every val window, forecast from its context only,
     denormalised, squared error of channel 0 (2t) in K²."""

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -654,6 +655,20 @@ def _warm_up() -> None:
     """Nothing: the worker's first task, so that its start and imports overlap the forecasts."""
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initialiser: end the worker as soon as its parent is gone (a killed postprocessing run must not
+    leave it waiting for tasks forever); checks twice a second in a daemon thread."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 @contextmanager
 def _plot_worker(enabled: bool = True):
     """A spawned process for figures (None when not ``enabled``), started at once: the example maps are drawn
@@ -662,7 +677,8 @@ def _plot_worker(enabled: bool = True):
     if not enabled:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
     try:
         pool.submit(_warm_up)
         yield pool
