@@ -105,7 +105,8 @@ def test_grids_not_multiples_of_the_downsampling_are_padded_inside_the_model(n_s
     assert model.encoder(tf.zeros((1, *padded, 2)))[0].shape[1:3] == latent
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", [config if config == "simvp" else pytest.param(config, marks=pytest.mark.slow)
+                                    for config in sorted(CONFIGS)])  # the fast lane overfits simvp only
 def test_builds_forecasts_and_overfits_a_fixed_batch(config):
     model = tiny_model(config)
     images = waves()
