@@ -40,7 +40,7 @@ TINY_HPARAMS = {
     "simvp": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
     "tau": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
 }
-SLOW_MODELS = {"savp", "ours_gan", "ours_vae_l1", "mcnet", "vae"}
+SLOW_MODELS = {"savp", "ours_gan", "ours_vae_l1", "mcnet", "vae", "simvp", "tau"}
 #: convLSTM run used by the resume, kill and multi-worker tests: 4 epochs x 4 steps of a global batch of 32
 RESUME_HPARAMS = {**COMMON, **TINY_HPARAMS["convLSTM"], "context_frames": 4, "sequence_length": 8,
                   "max_epochs": 4, "batch_size": 32}
@@ -323,6 +323,7 @@ def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfreco
 
 
 # --- same run, end-of-run work, divergence ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_rerun_resumes_only_the_same_run(tiny_tfrecords, tmp_path):
     """Split, hyper-parameters, seed and input data define the run: a rerun differing in any is refused with one
     line naming it; the identical rerun resumes; --start_over trains the changed run from scratch."""
@@ -467,6 +468,7 @@ print(json.dumps([train(tf.distribute.get_strategy()),
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_devices_matches_one_device():
     """The several-GPUs path (MirroredStrategy, each replica taking its share of the global batch) on two logical
     CPU devices: the same losses and weights as one device on the same global batch."""
@@ -483,6 +485,7 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
 
 
 # --- bad inputs ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_inputs_end_with_one_clear_line(tiny_tfrecords, tmp_path):
     hparams = {**COMMON, **TINY_HPARAMS["convLSTM"]}
     hparams_file, split_file = write_inputs(tmp_path, hparams, tiny_tfrecords.datasplit)
