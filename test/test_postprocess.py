@@ -393,9 +393,25 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert np.isnan(evaluation["2t_persistence_mse"].values[0]).all()
     assert np.isfinite(evaluation["2t_persistence_mse_avg"].values).all()
 
+    # every stored MSE / RMSE and the averages over the forecasts against a hand computation from the sample
+    # files (file names sort like the init times, as evaluation_metrics.nc does)
+    hand_mse = []
+    for sample_path in samples:
+        with xr.open_dataset(sample_path) as sample:
+            error = sample["2t_convLSTM_fcst"].values.astype(np.float64) - sample["2t_ref"].values
+            hand_mse.append((error ** 2).mean(axis=(1, 2)))
+    hand_mse = np.array(hand_mse)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_mse"].values, hand_mse, rtol=1e-5)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_rmse"].values, np.sqrt(hand_mse), rtol=1e-5)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_mse_avg"].values, hand_mse.mean(axis=0), rtol=1e-5)
+    # the example maps show the forecasts at the 0, 10, ..., 100 % percentiles of the lead-averaged MSE
+    order = np.argsort(evaluation["2t_convLSTM_mse"].mean("fcst_hour").values, kind="stable")
+    stamps = [str(np.datetime64(evaluation["init_time"].values[order[int(round(p / 100 * 48))]], "h"))
+              for p in range(0, 101, 10)]
+    assert sorted(path.name for path in results.glob("forecast_2t_*percentile.png")) == sorted(
+        f"forecast_2t_{stamp.replace('-', '')}00_mse_{p}percentile.png" for stamp, p in zip(stamps, range(0, 101, 10)))
     for metric in ("mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"):
         assert (results / f"evaluation_{metric}.png").is_file()
-    assert len(list(results.glob("forecast_2t_*_mse_*percentile.png"))) == 11
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_calibration_refinement.png"))) == 12
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_likelihood-base_rate.png"))) == 12
     summary = (results / "summary_metrics.csv").read_text().splitlines()
