@@ -225,7 +225,8 @@ def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(t
         axis.plot(limits, limits, color="tab:grey", linewidth=0.8, label="1:1")
         for q in result["quantile"].values:
             axis.plot(centres, result["quantile_panel"].sel(quantile=q).values, color="black",
-                      linestyle="-" if q == 0.5 else "--", linewidth=1.5 if q == 0.5 else 1.0, label=f"{q:.0%} quantile")
+                      linestyle="-" if q == 0.5 else "--", linewidth=1.5 if q == 0.5 else 1.0,
+                      label=f"{q:.0%} quantile")
         axis.set_xlabel(label[0])
         axis.set_ylabel(label[1])
         axis.set_xlim(limits)
