@@ -2,7 +2,8 @@
 # The AMBS test command (what the README names and .ci/run calls):
 #   bash test/run_tests.sh [pytest options]
 # CI runs everything (bash test/run_tests.sh -q). The fast lane for development leaves out the tests marked slow
-# (model training, end-to-end chains, postprocessing CLI runs):
+# (model training runs, end-to-end chains, postprocessing CLI runs, two-rank MPI variants, the SLURM chain; see
+# benchmarks/README.md, "Test lanes", for the times):
 #   bash test/run_tests.sh -m "not slow" -q
 # Installs the system packages some tests need (slurm-wlm, python-cartopy-data, cdo; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.

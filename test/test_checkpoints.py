@@ -124,6 +124,7 @@ def test_a_run_directory_resolves_to_its_best_checkpoint_and_never_silently_to_a
     assert checkpoints.resolve_checkpoint(tmp_path / "checkpoint_6").name == "checkpoint_6"  # explicit choice
 
 
+@pytest.mark.slow  # trains the tiny run (tiny_trained_run), which no fast test needs
 def test_postprocessing_refuses_a_run_whose_best_checkpoint_is_incomplete(tiny_trained_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_trained_run, run_dir)

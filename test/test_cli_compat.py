@@ -33,6 +33,7 @@ def test_every_main_script_runs_by_path(script, tmp_path):
     assert result.stdout.startswith("usage: ") and "ImportError" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_script_run_by_path_runs_this_checkout(tmp_path):
     """The error comes from the training code, not from an import, and that code is this checkout's (python -v
     names the file of every imported module), even where another copy of the package is installed."""

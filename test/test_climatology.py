@@ -50,6 +50,7 @@ def test_climatology_is_the_mean_by_month_and_hour(tmp_path, tiny_extracted_arch
     assert (tmp_path / "clim_2t.log").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_one_and_two_ranks_identical_rerun_skips_overwrite_redoes(tmp_path, tiny_extracted_archive):
     outputs = []

@@ -68,6 +68,7 @@ def venv_copy():
     shutil.rmtree(copy)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs the suite to run inside a virtual environment")
 def test_reuses_healthy_venv_records_settings_and_stays_active_when_sourced(tmp_path, venv_copy):
     name, settings_file = venv_copy.name, venv_copy / "ambs_settings.json"

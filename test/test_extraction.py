@@ -213,6 +213,7 @@ def test_model_level_errors(tmp_path, model_level_archive):
 
 
 # ---- MPI, rerun, overwrite ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_one_and_two_ranks_give_identical_files(tmp_path, tiny_grib_archive, tiny_extracted_archive, repo_root):
     mapping = tiny_extracted_archive.parent / "varmapping.json"
@@ -370,6 +371,7 @@ def test_missing_directories(tmp_path, tiny_grib_archive, repo_root):
                       "parent directory does not exist")
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_a_failing_month_under_mpi_fails_the_job_but_not_the_other_month(tmp_path, tiny_grib_archive, repo_root):
     source = tmp_path / "grib"

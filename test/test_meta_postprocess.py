@@ -143,6 +143,7 @@ def test_template_is_a_valid_config():
     assert len(config["markers"]) == len(config["colors"]) == len(config["results"])
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_under_mpi_the_outputs_are_written_once(three_runs):
     root, config_path, _ = three_runs

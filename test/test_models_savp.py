@@ -226,6 +226,7 @@ def test_each_phase_changes_only_its_own_variables():
         assert {id(v) for v in phase.variables()} <= modified, phase.name  # every variable got a gradient
 
 
+@pytest.mark.slow
 def test_training_lowers_the_l1_loss_on_a_fixed_batch():
     keras.utils.set_random_seed(2)
     # the VAE + L1 variant keeps the traced step small (no discriminator); the GAN phases are exercised above

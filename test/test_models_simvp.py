@@ -26,6 +26,9 @@ FRAME_SHAPE = (10, 13, 2)
 TINY = {"context_frames": 3, "sequence_length": 6, "opt_var": "all", "lr": 0.005, "hid_S": 4, "hid_T": 16,
         "N_S": 2, "N_T": 2}
 CONFIGS = {"simvp": ("simvp", {}), "simvp_incepu": ("simvp", {"translator": "incepu"}), "tau": ("tau", {})}
+#: the configurations of the per-model tests: simvp in the fast lane, the others only in the full run (slow)
+ONLY_SIMVP_FAST = [config if config == "simvp" else pytest.param(config, marks=pytest.mark.slow)
+                   for config in sorted(CONFIGS)]
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +81,8 @@ def expected_parameters(channels, hid_s, hid_t, n_s, n_t, context, forecast, tra
     return encoder + middle + decoder
 
 
-@pytest.mark.parametrize("name, translator, count", [("simvp", "gsta", 12_758_947), ("tau", "tau", 12_226_339)])
+@pytest.mark.parametrize("name, translator, count", [("simvp", "gsta", 12_758_947),
+                                                     pytest.param("tau", "tau", 12_226_339, marks=pytest.mark.slow)])
 def test_parameter_count_of_the_weather_configuration_at_the_gmd_shape(name, translator, count):
     """The published weather configuration (hid_S 32, hid_T 256, N_S 2, N_T 8, 12 -> 12 frames) on 3 channels."""
     template = read_json(REPO_ROOT / "templates/hparams/era5" / name / "model_hparams_template.json")
@@ -105,7 +109,7 @@ def test_grids_not_multiples_of_the_downsampling_are_padded_inside_the_model(n_s
     assert model.encoder(tf.zeros((1, *padded, 2)))[0].shape[1:3] == latent
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", ONLY_SIMVP_FAST)
 def test_builds_forecasts_and_overfits_a_fixed_batch(config):
     model = tiny_model(config)
     images = waves()
@@ -118,7 +122,7 @@ def test_builds_forecasts_and_overfits_a_fixed_batch(config):
     assert forecast_mse < 0.3 * float(tf.reduce_mean(tf.square(forecast - images[:, 3:])))
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", ONLY_SIMVP_FAST)
 def test_forecast_ignores_frames_after_the_context(config):
     model = tiny_model(config)
     images = waves()
@@ -129,7 +133,7 @@ def test_forecast_ignores_frames_after_the_context(config):
     assert not np.allclose(model.forecast(images), model.forecast(other_context))
 
 
-@pytest.mark.parametrize("config", sorted(CONFIGS))
+@pytest.mark.parametrize("config", ONLY_SIMVP_FAST)
 def test_save_load_round_trip_gives_identical_outputs(config, tmp_path):
     model = tiny_model(config)
     images = waves()

@@ -66,6 +66,7 @@ def test_shorter_sequences_order_and_normalisation(mnist):
     np.testing.assert_allclose(collect(z)[0][0, ..., 0], expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bad_inputs(mnist, tmp_path):
     root, _ = mnist
     with pytest.raises(UserError, match="beyond the 10 sequences"):

@@ -69,6 +69,7 @@ def test_two_digits_deterministic_for_a_seed(digits):
         generate_moving_mnist(digits, 0)
 
 
+@pytest.mark.slow
 def test_generate_and_convert_clis(tmp_path):
     output = tmp_path / "data" / "mnist_test_seq.npy"
     result = run_module(GENERATE, "--output", output, "--num_sequences", 3, "--seed", 5)

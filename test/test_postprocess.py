@@ -180,6 +180,70 @@ def test_plots_are_written_and_closed(tmp_path):
     assert plots.example_leads(range(1, 13)) == [1, 5, 8, 12]
 
 
+def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
+    """The example-forecast figure reused for a series of forecasts gives the same pixels as a new figure per
+    forecast: other values and colour ranges, persistence unavailable, other leads (a new layout)."""
+    import matplotlib.image
+
+    samples = [_sample(members=1, seed=seed)[0] for seed in range(3)]
+    samples[1]["2t_persistence_fcst"][:] = np.nan  # "not available" in the persistence column
+    samples[2]["2t_ref"] += 5.0  # another colour range
+    series = [(sample, None) for sample in samples] + [(samples[0], [2, 6])]
+    with plots.ExampleForecastFigure() as figure:
+        for k, (sample, leads) in enumerate(series):
+            figure.save(sample, "2t", "convLSTM", tmp_path / f"reused_{k}.png", leads=leads)
+    for k, (sample, leads) in enumerate(series):
+        plots.plot_example_forecast(sample, "2t", "convLSTM", tmp_path / f"new_{k}.png", leads=leads)
+        np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / f"reused_{k}.png"),
+                                      matplotlib.image.imread(tmp_path / f"new_{k}.png"))
+    assert plt.get_fignums() == []
+
+
+def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(tmp_path):
+    """The figure reused for every lead hour gives the same pixels as a figure made for each plot, whatever the
+    plot before it left (other bins, counts, labels, a plot without any data)."""
+    import matplotlib.image
+
+    rng = np.random.default_rng(4)
+    results = []
+    for spread in (3.0, 8.0, 1.0):
+        quantiles = plots.ConditionalQuantiles()
+        truth = rng.normal(280.0, spread, 3000)
+        quantiles.add(truth + rng.normal(0.0, 1.0, 3000), truth)
+        results.append(quantiles.result())
+    results.insert(2, plots.ConditionalQuantiles().result())  # nothing counted
+    labels = [(f"2t from model {k} [K]", f"2t from ERA5 {k} [K]", f"lead {k} h") for k in range(len(results))]
+    with plots.ConditionalQuantileFigure() as figure:
+        reused = [figure.save(result, *label[:2], tmp_path / f"reused_{k}.png", title=label[2])
+                  for k, (result, label) in enumerate(zip(results, labels))]
+    for k, (result, label) in enumerate(zip(results, labels)):
+        # the reference: a figure made from scratch for this plot alone
+        figure, axis = plt.subplots(figsize=(8, 5))
+        centres, counts = result["bin_center"].values, result["counts"].values
+        present = counts > 0
+        limits = [centres[present].min() - 0.5, centres[present].max() + 0.5] if present.any() else [0, 1]
+        axis.plot(limits, limits, color="tab:grey", linewidth=0.8, label="1:1")
+        for q in result["quantile"].values:
+            axis.plot(centres, result["quantile_panel"].sel(quantile=q).values, color="black",
+                      linestyle="-" if q == 0.5 else "--", linewidth=1.5 if q == 0.5 else 1.0,
+                      label=f"{q:.0%} quantile")
+        axis.set_xlabel(label[0])
+        axis.set_ylabel(label[1])
+        axis.set_xlim(limits)
+        axis.legend(loc="upper left")
+        counts_axis = axis.twinx()
+        counts_axis.bar(centres, counts, width=1.0, color="grey", alpha=0.3)
+        counts_axis.set_yscale("log")
+        counts_axis.set_ylabel("counts")
+        counts_axis.set_ylim((0.5, counts.max() ** 3) if present.any() else (1, 10))
+        axis.set_title(label[2])
+        figure.savefig(tmp_path / f"fresh_{k}.png", format="png", dpi=100)
+        plt.close(figure)
+        np.testing.assert_array_equal(matplotlib.image.imread(reused[k]),
+                                      matplotlib.image.imread(tmp_path / f"fresh_{k}.png"))
+    assert plt.get_fignums() == []
+
+
 def test_conditional_quantiles_match_numpy_within_resolution():
     rng = np.random.default_rng(3)
     condition = rng.normal(280.0, 4.0, 20000)
@@ -330,9 +394,25 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert np.isnan(evaluation["2t_persistence_mse"].values[0]).all()
     assert np.isfinite(evaluation["2t_persistence_mse_avg"].values).all()
 
+    # every stored MSE / RMSE and the averages over the forecasts against a hand computation from the sample
+    # files (file names sort like the init times, as evaluation_metrics.nc does)
+    hand_mse = []
+    for sample_path in samples:
+        with xr.open_dataset(sample_path) as sample:
+            error = sample["2t_convLSTM_fcst"].values.astype(np.float64) - sample["2t_ref"].values
+            hand_mse.append((error ** 2).mean(axis=(1, 2)))
+    hand_mse = np.array(hand_mse)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_mse"].values, hand_mse, rtol=1e-5)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_rmse"].values, np.sqrt(hand_mse), rtol=1e-5)
+    np.testing.assert_allclose(evaluation["2t_convLSTM_mse_avg"].values, hand_mse.mean(axis=0), rtol=1e-5)
+    # the example maps show the forecasts at the 0, 10, ..., 100 % percentiles of the lead-averaged MSE
+    order = np.argsort(evaluation["2t_convLSTM_mse"].mean("fcst_hour").values, kind="stable")
+    stamps = [str(np.datetime64(evaluation["init_time"].values[order[int(round(p / 100 * 48))]], "h"))
+              for p in range(0, 101, 10)]
+    assert sorted(path.name for path in results.glob("forecast_2t_*percentile.png")) == sorted(
+        f"forecast_2t_{stamp.replace('-', '')}00_mse_{p}percentile.png" for stamp, p in zip(stamps, range(0, 101, 10)))
     for metric in ("mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"):
         assert (results / f"evaluation_{metric}.png").is_file()
-    assert len(list(results.glob("forecast_2t_*_mse_*percentile.png"))) == 11
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_calibration_refinement.png"))) == 12
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_likelihood-base_rate.png"))) == 12
     summary = (results / "summary_metrics.csv").read_text().splitlines()

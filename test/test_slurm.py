@@ -226,6 +226,7 @@ STAGES = [
 ]
 
 
+@pytest.mark.slow
 def test_generated_runscripts_run_chained_under_slurm(slurm, tmp_path):
     grib = tmp_path / "grib"
     made = run_module("video_prediction_tools.main_scripts.main_synthetic_archive", "--years", "2017", "--months", "1-3",

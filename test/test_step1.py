@@ -100,6 +100,7 @@ def test_monthly_stats_are_exact_and_merge_to_the_concatenation(tiny_preprocesse
 # MPI, rerun, overwrite, several files per month, duplicates
 # ----------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_one_and_two_ranks_write_identical_files(tiny_extracted_netcdf, tmp_path):
     args = ["--source_dir", tiny_extracted_netcdf.source_dir, "--years", 2017, 2018, "--vars", "t_850", "2t",

@@ -97,6 +97,7 @@ def test_keep_netcdf_rerun_skips_and_overwrite(experiment):
     np.testing.assert_array_equal(images, data + 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_mpi_one_and_two_ranks_identical(tmp_path):
     outputs = []
@@ -114,6 +115,7 @@ def test_mpi_one_and_two_ranks_identical(tmp_path):
     assert len(outputs[0]) == 5 and "tfrecords/sequence_Y_2017_M_03.tfrecords" in outputs[0]
 
 
+@pytest.mark.slow
 @pytest.mark.mpi
 def test_mpi_failure_of_one_month_ends_every_rank_cleanly(experiment):
     exp_dir, raw = experiment
@@ -166,6 +168,7 @@ def test_sequence_length_longer_than_every_gap_free_span_is_refused(experiment):
     assert not (exp_dir / "statistics.json").exists()
 
 
+@pytest.mark.slow
 def test_months_without_a_window_are_named_in_a_warning(experiment):
     """41 hours fit into January (60) only: February (20 + 27) and March (40) are named."""
     exp_dir, _ = experiment

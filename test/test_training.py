@@ -40,7 +40,7 @@ TINY_HPARAMS = {
     "simvp": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
     "tau": {"hid_S": 4, "hid_T": 8, "N_T": 2, "lr": 0.005},
 }
-SLOW_MODELS = {"savp", "ours_gan", "ours_vae_l1", "mcnet", "vae"}
+SLOW_MODELS = {"savp", "ours_gan", "ours_vae_l1", "mcnet", "vae", "simvp", "tau"}
 #: convLSTM run used by the resume, kill and multi-worker tests: 4 epochs x 4 steps of a global batch of 32
 RESUME_HPARAMS = {**COMMON, **TINY_HPARAMS["convLSTM"], "context_frames": 4, "sequence_length": 8,
                   "max_epochs": 4, "batch_size": 32}
@@ -169,6 +169,7 @@ def test_every_model_trains_and_writes_its_run_directory(model, tiny_tfrecords, 
     assert run.step == steps and run.model_name == model and run.hparams == resolved
 
 
+@pytest.mark.slow  # trains the tiny run (tiny_trained_run), which no fast test needs
 def test_validation_is_the_physical_mse_of_the_whole_val_split(tiny_trained_run, tiny_tfrecords):
     """Recompute the logged validation loss with numpy: every val window, forecast from its context only,
     denormalised, squared error of channel 0 (2t) in K²."""
@@ -322,6 +323,7 @@ def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfreco
 
 
 # --- same run, end-of-run work, divergence ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_rerun_resumes_only_the_same_run(tiny_tfrecords, tmp_path):
     """Split, hyper-parameters, seed and input data define the run: a rerun differing in any is refused with one
     line naming it; the identical rerun resumes; --start_over trains the changed run from scratch."""
@@ -466,6 +468,7 @@ print(json.dumps([train(tf.distribute.get_strategy()),
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_devices_matches_one_device():
     """The several-GPUs path (MirroredStrategy, each replica taking its share of the global batch) on two logical
     CPU devices: the same losses and weights as one device on the same global batch."""
@@ -482,6 +485,7 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
 
 
 # --- bad inputs ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_bad_inputs_end_with_one_clear_line(tiny_tfrecords, tmp_path):
     hparams = {**COMMON, **TINY_HPARAMS["convLSTM"]}
     hparams_file, split_file = write_inputs(tmp_path, hparams, tiny_tfrecords.datasplit)
@@ -522,3 +526,33 @@ def test_loading_a_missing_or_incomplete_checkpoint_is_a_user_error(tmp_path):
         checkpoints.load_trained_model(incomplete)
     with pytest.raises(UserError, match="no complete checkpoint_"):
         checkpoints.load_trained_model(tmp_path)
+
+
+def test_loss_logs_written_in_the_background_hold_the_histories_of_the_request(tmp_path):
+    """The loss-log thread writes the histories as they were when asked (later steps are not in those files),
+    the last request wins, and an error in the thread reaches the training loop."""
+    from types import SimpleNamespace
+
+    from video_prediction_tools.training.run_logs import LossLogWriter
+
+    state = SimpleNamespace(train_history=[], val_history=[])
+    writer = LossLogWriter(tmp_path, "total_loss")
+    for step in range(1, 5):
+        state.train_history.append({"step": step, "epoch": 0, "seconds": 0.5, "loss": 1.0 / step})
+        if step % 2 == 0:
+            state.val_history.append({"step": step, "val_loss": 2.0 / step})
+            writer.submit(state)
+    state.train_history.append({"step": 5, "epoch": 0, "seconds": 0.5, "loss": 0.2})  # after the last request
+    writer.close()
+    with open(tmp_path / "train_losses.csv") as rows:
+        assert [float(row["loss"]) for row in csv.DictReader(rows)] == [1.0, 0.5, 1 / 3, 0.25]
+    with open(tmp_path / "val_losses.csv") as rows:
+        assert [(int(row["step"]), float(row["val_loss"])) for row in csv.DictReader(rows)] == [(2, 1.0), (4, 0.5)]
+    assert json.loads((tmp_path / "losses.json").read_text())["train"][-1]["step"] == 4
+    assert (tmp_path / "plot_train.png").read_bytes()[:4] == b"\x89PNG"
+
+    (tmp_path / "a_file").write_text("")
+    failing = LossLogWriter(tmp_path / "a_file", "total_loss")  # a file where the run directory should be
+    failing.submit(state)
+    with pytest.raises(OSError):
+        failing.close()

@@ -122,6 +122,7 @@ def test_training_into_a_read_only_directory(read_only_dir, tmp_path, tiny_tfrec
     assert_nothing_created(read_only_dir)
 
 
+@pytest.mark.slow  # trains the tiny run (tiny_trained_run), which no fast test needs
 def test_postprocessing_into_a_read_only_directory(read_only_dir, tiny_trained_run):
     result = run_unprivileged("video_prediction_tools.main_scripts.main_visualize_postprocess",
                               "--checkpoint", tiny_trained_run, "--results_dir", read_only_dir / "results",

@@ -29,8 +29,9 @@ forecasts' valid times: by default they are computed only when a climatology fil
 without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
 validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
 one process (forecasting a split is one unit of work; a thread writes the sample files while the next batch is
-forecast, and a spawned helper process draws the example maps). The log's last line gives the time of each step. An interrupted run is resumed by running it again: the
-sample files already written are kept, the rest are written, and the results are byte-identical to an
+forecast, and a helper process, spawned at the start, draws the example maps while the bootstrap and the other
+figures are made). The log's last line gives the time of each step. An interrupted run is resumed by running it
+again: the sample files already written are kept, the rest are written, and the results are byte-identical to an
 uninterrupted run.
 """
 from __future__ import annotations
@@ -38,7 +39,8 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+import os
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -325,12 +327,18 @@ class _Evaluation:
                     score = score.mean("sample", keep_attrs=True)
                 self.scores.setdefault(f"{self.variable}_{product}_{metric.name}", []).append(score)
         if self.calibration:
+            # pairs (model member, truth) per lead hour; one broadcast of the truth over the members and plain
+            # numpy per lead (xarray's selection and alignment per lead cost as much as all the metrics)
             model = forecasts[self.products[0]]
+            model_values = model.values
+            truth_values = truth.broadcast_like(model).transpose(*model.dims).values
+            lead_axis, leads = model.get_axis_num("fcst_hour"), model.indexes["fcst_hour"]
             for lead in self.lead_hours:
-                model_lead, truth_lead = model.sel(fcst_hour=lead), truth.sel(fcst_hour=lead)
-                truth_lead = truth_lead.broadcast_like(model_lead)
-                self.calibration[lead].add(model_lead.values, truth_lead.values)
-                self.likelihood[lead].add(truth_lead.values, model_lead.values)
+                position = leads.get_loc(lead)
+                model_lead = np.take(model_values, position, axis=lead_axis)
+                truth_lead = np.take(truth_values, position, axis=lead_axis)
+                self.calibration[lead].add(model_lead, truth_lead)
+                self.likelihood[lead].add(truth_lead, model_lead)
 
     def raw_dataset(self, attrs: dict) -> xr.Dataset:
         data = {}
@@ -495,10 +503,16 @@ def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.d
     return written
 
 
-def summarise(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
-    """Bootstrap and averages → ``evaluation_metrics.nc``; the summary table; return the evaluation dataset."""
-    raw = evaluation.raw_dataset({**job.provenance, "products": " ".join(job.products),
-                                  "metric_conventions": job.options.metric_conventions})
+def raw_scores(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
+    """The per-forecast scores ``<var>_<product>_<metric> [init_time, fcst_hour]`` sorted by initialisation time,
+    with the run's provenance as attributes."""
+    return evaluation.raw_dataset({**job.provenance, "products": " ".join(job.products),
+                                   "metric_conventions": job.options.metric_conventions})
+
+
+def summarise(job: _Job, raw: xr.Dataset) -> xr.Dataset:
+    """Bootstrap and averages of the ``raw`` scores (:func:`raw_scores`) → ``evaluation_metrics.nc``; the summary
+    table; return the evaluation dataset."""
     result = summarize_metrics(raw, job.options.block_length, job.options.nboots, SEED)
     write_netcdf(result, job.results_dir / EVALUATION_FILE)
     perfect = {name: METRICS[name].perfect_score for name in job.metric_names}
@@ -522,7 +536,7 @@ def run_postprocess(options: PostprocessOptions) -> Path:
                              job.variable, job.lead_hours, quantiles=not job.quick)
     timer = _StepTimer()
     number_of_samples = 0
-    with SampleWriter(job) as writer:
+    with SampleWriter(job) as writer, _plot_worker(enabled=not job.quick) as worker:
         for batch in timer.timed("forecast", forecast_batches(job)):
             with timer("metrics"):
                 evaluate_batch(job, evaluation, batch)
@@ -531,12 +545,20 @@ def run_postprocess(options: PostprocessOptions) -> Path:
             number_of_samples += len(batch.init_times)
         with timer("sample files (rest)"):
             sample_files = writer.finish()
-    with timer("summary"):
-        result = summarise(job, evaluation)
-    if not job.quick:
-        with timer("plots"):
-            _plot_all(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
-                      sample_files, job.results_dir)
+        raw = raw_scores(job, evaluation)
+        # the example maps need only the per-forecast scores and the sample files: the worker starts on them
+        # while this process bootstraps and draws the other figures
+        examples = [] if job.quick else [
+            (worker.submit(_plot_example_files, part), (part,)) for part in _parts(
+                _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
+                               job.results_dir), EXAMPLES_PER_TASK)]
+        with timer("summary"):
+            result = summarise(job, raw)
+        if not job.quick:
+            with timer("plots"):
+                _plot_scores(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
+                             job.results_dir)
+                _share_work(examples, _plot_example_files)
     log.info("evaluation of %d forecasts written to %s (%s)", number_of_samples, job.results_dir, timer)
     return job.results_dir
 
@@ -613,46 +635,105 @@ def example_sample_positions(per_sample_score: np.ndarray, percentiles=range(0, 
     return {int(p): int(order[int(round(p / 100 * (len(order) - 1)))]) for p in percentiles}
 
 
-def _plot_all(result, evaluation: _Evaluation, metric_names, products, variable, model_name, sample_files,
-              results_dir: Path) -> None:
-    labels = {product: product for product in products}
-    for metric in metric_names:
-        plots.plot_metric_vs_lead(result, variable, metric, labels, results_dir / f"evaluation_{metric}.png")
-    first_metric = metric_names[0]
-    per_sample = result[f"{variable}_{model_name}_{first_metric}"].mean("fcst_hour").values
+def _example_plots(raw: xr.Dataset, metric: str, variable: str, model_name: str, sample_files,
+                   results_dir: Path) -> list[tuple[Path, str, str, Path]]:
+    """(sample file, variable, model, PNG path) of the 11 example forecasts: the samples at the 0, 10, ..., 100 %
+    percentiles of the model's lead-averaged ``metric`` in ``raw`` (sorted by init time)."""
+    per_sample = raw[f"{variable}_{model_name}_{metric}"].mean("fcst_hour").values
     by_time = dict(sample_files)
-    init_times = result["init_time"].values
+    init_times = raw["init_time"].values
     examples = []
     for percentile, position in example_sample_positions(per_sample).items():
         init = init_times[position]
         stamp = str(np.datetime64(init, "h")).replace("-", "") + "00"  # YYYYMMDDTHH00
         examples.append((by_time[np.datetime64(init, "h")], variable, model_name,
-                         results_dir / f"forecast_{variable}_{stamp}_{first_metric}_{percentile}percentile.png"))
-    # the example maps are drawn by a second process while this one draws the conditional quantiles (both take
-    # about as long); it imports only matplotlib, xarray and the plotting module, not TensorFlow
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        drawn = pool.submit(_plot_example_files, examples)
-        _plot_conditional_quantiles(evaluation, variable, model_name, results_dir)
-        drawn.result()
+                         results_dir / f"forecast_{variable}_{stamp}_{metric}_{percentile}percentile.png"))
+    return examples
+
+
+def _warm_up() -> None:
+    """Nothing: the worker's first task, so that its start and imports overlap the forecasts."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initialiser: end the worker as soon as its parent is gone (a killed postprocessing run must not
+    leave it waiting for tasks forever); checks twice a second in a daemon thread."""
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextmanager
+def _plot_worker(enabled: bool = True):
+    """A spawned process for figures (None when not ``enabled``), started at once: the example maps are drawn
+    there while this process bootstraps and draws the other figures. Spawned, it imports only what the plotting
+    needs (matplotlib, xarray, this module), not TensorFlow, and shares nothing with the forecasts' threads."""
+    if not enabled:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))
+    try:
+        pool.submit(_warm_up)
+        yield pool
+    finally:  # after an error the figures not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _share_work(submitted: list[tuple[Future, tuple]], function) -> None:
+    """Finish the calls ``function(*args)`` given to a worker process as ``(future, args)``: those it has not
+    started yet are cancelled there and done here, from the end of the list while the worker goes on from its
+    start, so both processes work until the list is done. Raises the first error."""
+    for future, args in reversed(submitted):
+        if future.cancel():
+            function(*args)
+    for future, _ in submitted:
+        if not future.cancelled():
+            future.result()
+
+
+def _plot_scores(result, evaluation: _Evaluation, metric_names, products, variable, model_name,
+                 results_dir: Path) -> None:
+    """The score-against-lead figure of each metric and the conditional-quantile figures."""
+    labels = {product: product for product in products}
+    for metric in metric_names:
+        plots.plot_metric_vs_lead(result, variable, metric, labels, results_dir / f"evaluation_{metric}.png")
+    _plot_conditional_quantiles(evaluation, variable, model_name, results_dir)
+
+
+#: example maps drawn per task of the plotting worker (on one reused figure), so that the main process can take
+#: over the tasks the worker has not started
+EXAMPLES_PER_TASK = 3
+
+
+def _parts(items: list, size: int) -> list[list]:
+    """``items`` in consecutive lists of ``size`` (the last one shorter)."""
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _plot_example_files(examples: list[tuple[Path, str, str, Path]]) -> None:
-    """``plots.plot_example_forecast`` of each (sample file, variable, model, PNG path)."""
-    for sample_path, variable, model_name, path in examples:
-        with xr.open_dataset(sample_path) as sample:
-            plots.plot_example_forecast(sample.load(), variable, model_name, path)
+    """The example map of each (sample file, variable, model, PNG path), on one reused figure."""
+    with plots.ExampleForecastFigure() as figure:
+        for sample_path, variable, model_name, path in examples:
+            with xr.open_dataset(sample_path) as sample:
+                figure.save(sample.load(), variable, model_name, path)
 
 
 def _plot_conditional_quantiles(evaluation: _Evaluation, variable: str, model_name: str, results_dir: Path) -> None:
-    """Calibration-refinement and likelihood-base rate plots per lead hour."""
+    """Calibration-refinement and likelihood-base rate plots per lead hour (all on one reused figure)."""
     long_name, units = variable_attributes(variable)["long_name"], variable_attributes(variable)["units"]
-    for lead in evaluation.lead_hours:
-        stem = f"cond_quantile_{variable}_{model_name}_fh{lead}"
-        plots.plot_conditional_quantiles(
-            evaluation.calibration[lead].result(), f"{long_name} from {model_name} [{units}]",
-            f"{long_name} from ERA5 [{units}]", results_dir / f"{stem}_calibration_refinement.png",
-            title=f"Calibration-refinement, lead {lead} h")
-        plots.plot_conditional_quantiles(
-            evaluation.likelihood[lead].result(), f"{long_name} from ERA5 [{units}]",
-            f"{long_name} from {model_name} [{units}]", results_dir / f"{stem}_likelihood-base_rate.png",
-            title=f"Likelihood-base rate, lead {lead} h")
+    with plots.ConditionalQuantileFigure() as figure:
+        for lead in evaluation.lead_hours:
+            stem = f"cond_quantile_{variable}_{model_name}_fh{lead}"
+            figure.save(evaluation.calibration[lead].result(), f"{long_name} from {model_name} [{units}]",
+                        f"{long_name} from ERA5 [{units}]", results_dir / f"{stem}_calibration_refinement.png",
+                        title=f"Calibration-refinement, lead {lead} h")
+            figure.save(evaluation.likelihood[lead].result(), f"{long_name} from ERA5 [{units}]",
+                        f"{long_name} from {model_name} [{units}]", results_dir / f"{stem}_likelihood-base_rate.png",
+                        title=f"Likelihood-base rate, lead {lead} h")

@@ -3,7 +3,8 @@
 Files (in the run directory): ``train_losses.csv`` (step, epoch, seconds, loss, components; one row per step),
 ``val_losses.csv`` (step, val_loss; one row per validation), ``losses.json`` (both histories) and
 ``plot_train.png``. They are rewritten in full from the trainer state's histories, so they can always be
-regenerated from a checkpoint.
+regenerated from a checkpoint. During training :class:`LossLogWriter` writes them in a background thread (the
+plot takes about a second, the steps go on meanwhile).
 
 Example::
 
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -79,3 +82,46 @@ def plot_losses(path: Path, train_history, val_history, tracked_loss: str) -> No
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
     plt.close(figure)
+
+
+def _import_pyplot() -> None:
+    """Import matplotlib's pyplot (Agg): the loss-log thread's first task, so no plot pays it later."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
+class LossLogWriter:
+    """Writes the loss logs (:func:`write_loss_logs`) of a training loop in one background thread, while the next
+    steps run (TensorFlow releases the GIL while it computes). Each request writes a copy of the histories at that
+    moment; a request not started when a newer one arrives is dropped (the files are rewritten in full). An error
+    in the thread is raised by the next :meth:`submit` or by :meth:`close`, which waits for the last write."""
+
+    def __init__(self, run_dir: Path, tracked_loss: str):
+        self.run_dir, self.tracked_loss = run_dir, tracked_loss
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loss-logs")
+        self.pending: list[Future] = [self.executor.submit(_import_pyplot)]
+
+    def _collect(self, wait: bool) -> None:
+        """Raise the error of a finished (or, with ``wait``, of any) request; forget the finished ones."""
+        for future in list(self.pending):
+            if wait or future.done():
+                self.pending.remove(future)
+                if not future.cancelled():
+                    future.result()
+
+    def submit(self, state) -> None:
+        """Write the logs of ``state``'s histories as they are now (returns at once)."""
+        for future in self.pending[1:]:  # superseded; the first one may be running
+            future.cancel()
+        self._collect(wait=False)
+        snapshot = SimpleNamespace(train_history=list(state.train_history), val_history=list(state.val_history))
+        self.pending.append(self.executor.submit(write_loss_logs, self.run_dir, snapshot, self.tracked_loss))
+
+    def close(self) -> None:
+        """Wait for the last write (raising its error) and end the thread."""
+        try:
+            self._collect(wait=True)
+        finally:
+            self.executor.shutdown(wait=True, cancel_futures=True)

@@ -54,7 +54,7 @@ from . import checkpoints
 from .distribute import distribute_batch, make_strategy, padded_batch, worker_identity
 from .run_identity import (IDENTITY_FILE, check_same_run, clear_run_outputs, input_fingerprint,
                            recorded_file_digests, run_identity)
-from .run_logs import summary_scalar, write_loss_logs
+from .run_logs import LossLogWriter, summary_scalar, write_loss_logs
 
 log = logging.getLogger("ambs")
 
@@ -495,10 +495,11 @@ class TrainingLoop:
         self.schedule, self.state = splits.schedule, state
         self.train_step = make_train_step(self.strategy, model, phases, optimizers)
         self.val_step = make_val_step(self.strategy, model, splits.train.normalization, splits.frame_shape[-1])
-        self.writers = {}
+        self.writers, self.loss_logs = {}, None
         if self.is_chief:
             self.writers = {mode: tf.summary.create_file_writer(str(run.run_dir / "logs" / mode))
                             for mode in ("train", "val")}
+            self.loss_logs = LossLogWriter(run.run_dir, model.tracked_loss)
 
     def validate(self) -> float:
         """MSE of the target channels (physical units) of the forecasts of the whole validation split."""
@@ -557,7 +558,8 @@ class TrainingLoop:
                 best = checkpoints.best_step(state.val_history, saved)
                 if best is not None:
                     checkpoints.write_best_pointer(self.run_dir, *best)
-            write_loss_logs(self.run_dir, state, self.model.tracked_loss)
+            if state.step < schedule.total_steps:  # at the last step the end of the run (``finish``) writes them
+                self.loss_logs.submit(state)
 
     def run(self, stop_at: int) -> None:
         """Train from the state's step to ``stop_at`` (checkpointing there)."""
@@ -589,5 +591,7 @@ class TrainingLoop:
                 bar.close()
             for writer in self.writers.values():
                 writer.close()
+            if self.loss_logs is not None:
+                self.loss_logs.close()
         log.info("trained steps %d-%d of %d in %.1f s", steps.start + 1, state.step, self.schedule.total_steps,
                  time.perf_counter() - started)
