@@ -121,7 +121,7 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads):
     persistence[0, :2] = np.nan
     arguments = (["2t", "tcc", "2t"], "savp", np.datetime64("2017-12-31T23", "h"), inputs, reference, forecast,
                  persistence, LAT, LON, {"model": "savp", "checkpoint_step": 40, "mode": "test"})
-    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc")
+    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc", F.SAMPLE_COMPRESSION)
     F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc")
     assert _netcdf_layout(tmp_path / "fast.nc") == _netcdf_layout(tmp_path / "xarray.nc")
     with xr.open_dataset(tmp_path / "fast.nc", decode_times=False) as fast, \
