@@ -589,12 +589,15 @@ def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
     """The climatology of ``variable`` (or an alias) in ``path`` as ``(month, hour, lat, lon)``; ``variable``
     None: the first data variable with lat/lon dims. Missing file, variable or wrong layout → UserError."""
     import xarray as xr
+    # the backend class itself: naming the engine makes xarray discover every installed backend first (0.25 s,
+    # felt in the runscript generator, which checks the climatology file at its question)
+    from xarray.backends.netCDF4_ import NetCDF4BackendEntrypoint
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"climatology file {path} does not exist")
     try:
-        with xr.open_dataset(path) as dataset:
+        with xr.open_dataset(path, engine=NetCDF4BackendEntrypoint) as dataset:
             present = [str(name) for name in dataset.data_vars]
             if variable is None:
                 candidates = [name for name in present if {"lat", "lon"} <= set(dataset[name].dims)
