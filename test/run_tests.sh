@@ -4,7 +4,7 @@
 # CI runs everything (bash test/run_tests.sh -q). The fast lane for development leaves out the tests marked slow
 # (model training runs, end-to-end chains, postprocessing CLI runs, two-rank MPI variants, the SLURM chain; see
 # benchmarks/README.md, "Test lanes", for the times):
-#   bash test/run_tests.sh -m "not slow" -q
+#   bash test/run_tests.sh -m "not slow" -n 2 -q     (-n 2: two pytest-xdist workers)
 # Installs the system packages some tests need (slurm-wlm, python-cartopy-data, cdo; as root with apt), creates or reuses the
 # virtual environment virtual_envs/ambs_test through env_setup/create_env.sh, then runs the pytest suite.
 # Under CI (CI=true) a SLURM that cannot be installed ends the run with an error: the SLURM test is never skipped there.
