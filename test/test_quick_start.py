@@ -61,7 +61,7 @@ def test_help_lists_every_model():
     result = run_module(MODULE, "--help", timeout=120)
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())  # argparse wraps the help text
-    model_help = text.split("options:", 1)[1].split("--model MODEL", 1)[1].split("--exp_id", 1)[0]
+    model_help = text.split("options:", 1)[1].split("--model MODEL", 1)[1].split(" --", 1)[0]
     assert model_help.split("one of ", 1)[1].strip().split(", ") == known_models()
 
 
@@ -78,8 +78,10 @@ def test_answers_files_name_the_model(tmp_path, step):
     """The train and postprocess answers name the demo's model (the other placeholders filled with dummies)."""
     text = (quick_start.quick_start_dir() / f"{step}.yaml").read_text()
     names = {match.group("braced") for match in string.Template.pattern.finditer(text) if match.group("braced")}
-    filled = string.Template(text).substitute({name: "1" for name in names} | {"model": "ours_vae_l1"})
-    assert yaml.safe_load(filled)["model"] == "ours_vae_l1"
+    filled = yaml.safe_load(string.Template(text).substitute({name: "1" for name in names} | {"model": "ours_vae_l1"}))
+    assert filled["model"] == "ours_vae_l1"
+    if step == "postprocess":  # the member count is the demo's option, not fixed in the answers
+        assert "num_stochastic_samples" in names
 
 
 def _write_summary(results_dir: Path, model: str, rows: list[tuple[int, float, float]]) -> None:
@@ -109,3 +111,10 @@ def test_report_names_the_model_and_keeps_the_convlstm_layout(tmp_path, capsys):
     assert "ours_vae_l1 vs persistence" in out
     assert "  lead h ours_vae_l1  persistence   skill\n       1      1.0000       4.0000   0.750\n" in out
     assert "The ours_vae_l1 beats persistence at every lead hour 1..2." in out
+
+
+def test_non_positive_member_count_is_refused(tmp_path):
+    result = run_module(MODULE, "--venv_path", sys.prefix, "--demo_dir", tmp_path / "demo", "--model", "vae",
+                        "--num_stochastic_samples", "0", timeout=120)
+    assert_user_error(result, "--num_stochastic_samples 0", "positive integer")
+    assert not (tmp_path / "demo").exists()

@@ -114,7 +114,8 @@ class StepTiming:
 @dataclass
 class Demo:
     """One run of the demo chain in ``demo_dir`` with the venv ``venv_dir``, training ``model`` with the sizes of
-    ``preset`` (``hparams``: the model's hyper-parameters, :func:`preset_hparams` of the preset when not given)."""
+    ``preset`` (``hparams``: the model's hyper-parameters, :func:`preset_hparams` of the preset when not given;
+    ``num_stochastic_samples``: forecast members per window that postprocessing draws from a stochastic model)."""
 
     venv_dir: Path
     demo_dir: Path
@@ -122,6 +123,7 @@ class Demo:
     exp_id: str = "demo"
     model: str = DEFAULT_MODEL
     hparams: dict | None = None
+    num_stochastic_samples: int = 1
     timings: list[StepTiming] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -226,7 +228,8 @@ class Demo:
                                           "datasplit": json.dumps(self.preset["datasplit"]),
                                           "hparams": json.dumps(self.hparams)})
         run = derived["exp_id"]
-        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"]))
+        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"],
+                                                    num_stochastic_samples=self.num_stochastic_samples))
         results_dir = Path(derived["results_dir"])
         self.run_step("meta_postprocess", {"run_key": f"{expname}/{self.model}/{run}", "exp_id": self.exp_id})
         return results_dir

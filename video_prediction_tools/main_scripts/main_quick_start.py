@@ -38,18 +38,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"model to train, with the preset's hyper-parameters for it (default: {DEFAULT_MODEL}); "
                              f"one of {', '.join(known_models())}")
+    parser.add_argument("--num_stochastic_samples", type=int, default=1,
+                        help="forecast members per window of a stochastic model (savp, ours_gan, ours_vae_l1, "
+                             "vae) in postprocessing (default: 1)")
     parser.add_argument("--exp_id", default="demo", help="typed experiment id of the training run")
     parser.add_argument("--fresh", action="store_true", help="delete the demo directory first")
     args = parser.parse_args(argv)
     preset, venv_dir = load_preset(args.preset), resolve_venv(args.venv_path)
     hparams = preset_hparams(preset, args.model, args.preset)  # checked before anything is deleted or written
+    if args.num_stochastic_samples < 1:
+        raise UserError(f"--num_stochastic_samples {args.num_stochastic_samples}: expected a positive integer")
     demo_dir = Path(args.demo_dir).expanduser().resolve()
     if args.fresh and demo_dir.exists():
         shutil.rmtree(demo_dir)
     if not demo_dir.parent.is_dir():
         raise UserError(f"--demo_dir {demo_dir}: its parent directory does not exist")
     demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id,
-                model=args.model, hparams=hparams)
+                model=args.model, hparams=hparams, num_stochastic_samples=args.num_stochastic_samples)
     return report(demo, demo.run())
 
 
