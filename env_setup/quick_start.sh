@@ -2,7 +2,8 @@
 # The AMBS quick-start demo: the whole workflow on a small synthetic ERA5-like archive, on a laptop.
 #
 # Usage (from any directory; Debian/Ubuntu with Python >= 3.10):
-#   bash env_setup/quick_start.sh [--model <name>] [--preset demo|tiny] [--fresh] [--demo_dir <dir>] [--exp_id <id>]
+#   bash env_setup/quick_start.sh [--model <name>] [--num_stochastic_samples N] [--preset demo|tiny] [--fresh]
+#                                  [--demo_dir <dir>] [--exp_id <id>]
 #
 # Creates the virtual environment virtual_envs/ambs with env_setup/create_env.sh when it is missing or broken
 # (an existing healthy one and its settings are left as they are; AMBS_VENV=<name> picks another venv), then runs

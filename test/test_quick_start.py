@@ -21,6 +21,10 @@ MODULE = "video_prediction_tools.main_scripts.main_quick_start"
 DEMO_CONVLSTM = {"batch_size": 8, "lr": 0.002, "max_epochs": 3, "context_frames": 12, "sequence_length": 24,
                  "loss_fun": "mse", "opt_var": "0", "shuffle_on_val": False, "normalization": "znorm",
                  "num_features": 16, "filter_size": 5, "legacy_gates": False}
+#: the tiny preset's convLSTM, which the end-to-end test requires to beat persistence at every lead hour
+TINY_CONVLSTM = {"batch_size": 16, "lr": 0.002, "max_epochs": 10, "context_frames": 12, "sequence_length": 24,
+                 "loss_fun": "mse", "opt_var": "all", "shuffle_on_val": False, "normalization": "znorm",
+                 "num_features": 8, "filter_size": 3, "legacy_gates": False}
 
 
 def _template(model: str) -> dict:
@@ -41,8 +45,9 @@ def test_every_model_resolves_in_every_preset(preset_name, model):
     assert {key: resolved[key] for key in hparams} == hparams
 
 
-def test_demo_convlstm_keeps_its_hparams():
+def test_convlstm_keeps_its_hparams_in_both_presets():
     assert quick_start.preset_hparams(quick_start.load_preset("demo"), "convLSTM", "demo") == DEMO_CONVLSTM
+    assert quick_start.preset_hparams(quick_start.load_preset("tiny"), "convLSTM", "tiny") == TINY_CONVLSTM
 
 
 def test_preset_without_the_model_or_with_a_bad_override_is_refused():
