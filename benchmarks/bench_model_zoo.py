@@ -23,7 +23,6 @@ Example (one training at a time; about 5-10 minutes per model on 2 CPU cores)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time

@@ -3,7 +3,6 @@ the layer shapes (and the published weather configuration at 56 x 92 x 3), grids
 downsampling, forecasts blind to the future, overfitting a fixed batch, weight round trips, TAU's differential
 divergence against numpy, the cosine learning-rate schedule, strict hyper-parameters, and (slow) simvp through
 generated runscripts: training, postprocessing and meta-postprocessing."""
-import json
 import math
 import sys
 from pathlib import Path
@@ -251,8 +250,7 @@ def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path):
     hparams = quick_start.preset_hparams(preset, "simvp", "tiny")
     demo = quick_start.Demo(venv_dir=Path(sys.prefix), demo_dir=demo_dir, preset=preset, exp_id="sim", model="simvp")
     expname = next(demo_dir.glob("PreprocessedData/*/metadata.json")).parent.name
-    run = demo.run_step("train", {"expname": expname, "exp_id": "sim", "datasplit": json.dumps(preset["datasplit"]),
-                                  "hparams": json.dumps(hparams)})["exp_id"]
+    run = demo.run_step("train", demo.train_values(expname))["exp_id"]
     run_dir = demo_dir / "Models" / expname / "simvp" / run
     trained = read_json(run_dir / "model_hparams.json")
     assert {k: trained[k] for k in hparams} == hparams and trained["translator"] == "gsta"

@@ -43,6 +43,12 @@ def test_every_model_resolves_in_every_preset(preset_name, model):
     check_hparam_values(model, hparams)
     resolved = resolve_hparams(model, hparams)
     assert {key: resolved[key] for key in hparams} == hparams
+    # the train answers the demo writes read back as the same values (types included: 1e-05 is a number)
+    demo = quick_start.Demo(venv_dir=Path("/venv"), demo_dir=Path("/demo"), preset=preset, model=model)
+    answers = yaml.safe_load(demo.answers_text("train", demo.train_values("EXP")))
+    assert answers["model"] == model and answers["experiment"] == "EXP"
+    assert answers["hparams"] == hparams and answers["datasplit"] == preset["datasplit"]
+    assert all(type(answers["hparams"][key]) is type(value) for key, value in hparams.items())
 
 
 def test_convlstm_keeps_its_hparams_in_both_presets():

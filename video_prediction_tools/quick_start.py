@@ -100,6 +100,12 @@ def preset_hparams(preset: dict, model: str, preset_name: str = "the preset") ->
     return hparams
 
 
+def inline_yaml(value) -> str:
+    """``value`` as one line of YAML flow style, read back as the same value (JSON would not do: PyYAML reads the
+    JSON number ``1e-05`` as a string)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
+
+
 def _number_list(values: Sequence[int]) -> str:
     return ",".join(str(v) for v in sorted(set(values)))
 
@@ -182,13 +188,20 @@ class Demo:
                 "--lon_range", *map(str, region["lon_range"]), "--resolution", "0.3", "--seed", "0"])
         write_text(record, json.dumps(wanted, indent=2))
 
-    def generate(self, step: str, values: dict) -> Path:
-        """Fill in ``templates/quick_start/<step>.yaml`` (``${model}``: the demo's model), generate the step's
-        runscript from it and return it."""
-        text = string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute(
+    def answers_text(self, step: str, values: dict) -> str:
+        """``templates/quick_start/<step>.yaml`` filled in with ``values`` (``${model}``: the demo's model)."""
+        return string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute(
             base_dir=self.demo_dir, model=self.model, **values)
+
+    def train_values(self, expname: str) -> dict:
+        """The placeholders of the train answers: the data split and hyper-parameters inline."""
+        return {"expname": expname, "exp_id": self.exp_id, "datasplit": inline_yaml(self.preset["datasplit"]),
+                "hparams": inline_yaml(self.hparams)}
+
+    def generate(self, step: str, values: dict) -> Path:
+        """Fill in ``templates/quick_start/<step>.yaml``, generate the step's runscript from it and return it."""
         answers = self.demo_dir / "answers" / f"{step}.yaml"
-        write_text(answers, text)
+        write_text(answers, self.answers_text(step, values))
         output = self._timed(f"generate {step}", [
             str(self.python), str(repo_root() / "env_setup" / "generate_runscript.py"),
             "--venv_path", str(self.venv_dir), "--step", step, "--answers", str(answers), "--no-hpc",
@@ -223,10 +236,7 @@ class Demo:
     def train_and_evaluate(self, expname: str) -> Path:
         """Train the model on the preprocessed experiment ``expname``, postprocess and meta-postprocess the run;
         returns the results directory of the postprocessing."""
-        # JSON is valid YAML: the data split and hyper-parameters go into the answers file inline
-        derived = self.run_step("train", {"expname": expname, "exp_id": self.exp_id,
-                                          "datasplit": json.dumps(self.preset["datasplit"]),
-                                          "hparams": json.dumps(self.hparams)})
+        derived = self.run_step("train", self.train_values(expname))
         run = derived["exp_id"]
         derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"],
                                                     num_stochastic_samples=self.num_stochastic_samples))
