@@ -189,9 +189,11 @@ class Demo:
         write_text(record, json.dumps(wanted, indent=2))
 
     def answers_text(self, step: str, values: dict) -> str:
-        """``templates/quick_start/<step>.yaml`` filled in with ``values`` (``${model}``: the demo's model)."""
-        return string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute(
-            base_dir=self.demo_dir, model=self.model, **values)
+        """``templates/quick_start/<step>.yaml`` filled in with ``values`` (by default ``${model}`` is the demo's
+        model and ``${num_stochastic_samples}`` its member count)."""
+        defaults = {"base_dir": self.demo_dir, "model": self.model,
+                    "num_stochastic_samples": self.num_stochastic_samples}
+        return string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute({**defaults, **values})
 
     def train_values(self, expname: str) -> dict:
         """The placeholders of the train answers: the data split and hyper-parameters inline."""
@@ -238,8 +240,7 @@ class Demo:
         returns the results directory of the postprocessing."""
         derived = self.run_step("train", self.train_values(expname))
         run = derived["exp_id"]
-        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"],
-                                                    num_stochastic_samples=self.num_stochastic_samples))
+        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"]))
         results_dir = Path(derived["results_dir"])
         self.run_step("meta_postprocess", {"run_key": f"{expname}/{self.model}/{run}", "exp_id": self.exp_id})
         return results_dir
