@@ -10,7 +10,7 @@ load affects all alike. Reported: parameters, median seconds per step and sample
 (synthetic ERA5-like, 24 x 32 points, 3 channels, train February / val January / test March 2017). The demo
 directory must hold a finished
 ``python -m video_prediction_tools.main_scripts.main_quick_start --demo_dir DIR --exp_id conv`` run (its convLSTM training defines the budget: the ``train_time`` of its ``results.json``). simvp and tau go through
-the same chain: runscripts generated from the quick-start answers files with the model's name put in, training,
+the same chain as the quick start with its model option (``Demo(model=...)``): generated runscripts for training,
 postprocessing (test MSE of 2 m temperature per lead hour, K², against persistence: the same hour of the
 previous day) and meta-postprocessing, with the ERA5 template but the smaller widths of :data:`DEMO_WIDTHS`.
 Their ``max_epochs`` is chosen so that the steps fit the budget, from a
@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -101,31 +100,6 @@ def part_step(steps: int) -> None:
 
 
 # --- skill ---------------------------------------------------------------------------------------------------------
-def answers_for_model(model: str) -> Path:
-    """A copy of the quick-start answers files with ``model: convLSTM`` replaced by ``model``."""
-    folder = Path(tempfile.mkdtemp(prefix=f"answers_{model}_"))
-    for source in quick_start.quick_start_dir().glob("*.yaml"):
-        (folder / source.name).write_text(source.read_text().replace("model: convLSTM", f"model: {model}"))
-    return folder
-
-
-def run_chain(demo: quick_start.Demo, model: str, expname: str, hparams: dict) -> Path:
-    """Train, postprocess and meta-postprocess ``model`` through generated runscripts; the results directory."""
-    original = quick_start.quick_start_dir
-    folder = answers_for_model(model)
-    quick_start.quick_start_dir = lambda: folder  # the Demo reads its answers templates from here
-    try:
-        derived = demo.run_step("train", {"expname": expname, "exp_id": demo.exp_id,
-                                          "datasplit": json.dumps(demo.preset["datasplit"]),
-                                          "hparams": json.dumps(hparams)})
-        run = derived["exp_id"]
-        derived = demo.run_step("postprocess", dict(expname=expname, run=run, **demo.preset["postprocess"]))
-        demo.run_step("meta_postprocess", {"run_key": f"{expname}/{model}/{run}", "exp_id": demo.exp_id})
-    finally:
-        quick_start.quick_start_dir = original
-    return Path(derived["results_dir"])
-
-
 def part_skill(demo_dir: Path, venv: str) -> None:
     preset = quick_start.load_preset("demo")
     conv_results = sorted(demo_dir.glob("Models/*/convLSTM/*/results.json"))
@@ -137,7 +111,8 @@ def part_skill(demo_dir: Path, venv: str) -> None:
     train_times = {"convLSTM": budget}
     frame_shape = (*preset["nyx"], 3)
     for model in ("simvp", "tau"):
-        hparams = {**template_hparams(model), **DEMO_WIDTHS, "normalization": preset["hparams"]["normalization"]}
+        hparams = {**template_hparams(model), **DEMO_WIDTHS,
+                   "normalization": quick_start.preset_hparams(preset, "convLSTM", "demo")["normalization"]}
         step, _ = train_step_callable(model, hparams, frame_shape)
         per_step = median_step_seconds(step, 3)
         steps_per_epoch = DEMO_TRAIN_WINDOWS // hparams["batch_size"]
@@ -145,8 +120,9 @@ def part_skill(demo_dir: Path, venv: str) -> None:
         print(f"{model}: {per_step:.2f} s/step on random data -> max_epochs {hparams['max_epochs']} "
               f"({hparams['max_epochs'] * steps_per_epoch} steps) for the budget of {budget:.0f} s", flush=True)
         keras.backend.clear_session()
-        demo = quick_start.Demo(venv_dir=resolve_venv(venv), demo_dir=demo_dir, preset=preset, exp_id=model)
-        results[model] = run_chain(demo, model, expname, hparams)
+        demo = quick_start.Demo(venv_dir=resolve_venv(venv), demo_dir=demo_dir, preset=preset, exp_id=model,
+                                model=model, hparams=hparams)
+        results[model] = demo.train_and_evaluate(expname)  # train, postprocess, meta-postprocess
         run_dir = sorted(demo_dir.glob(f"Models/{expname}/{model}/*/results.json"))[-1]
         train_times[model] = json.loads(run_dir.read_text())["train_time"]
     rows = {model: quick_start.read_summary(path) for model, path in results.items()}

@@ -2,13 +2,15 @@
 # The AMBS quick-start demo: the whole workflow on a small synthetic ERA5-like archive, on a laptop.
 #
 # Usage (from any directory; Debian/Ubuntu with Python >= 3.10):
-#   bash env_setup/quick_start.sh [--fresh] [--demo_dir <dir>] [--exp_id <id>]
+#   bash env_setup/quick_start.sh [--model <name>] [--num_stochastic_samples N] [--preset demo|tiny] [--fresh]
+#                                  [--demo_dir <dir>] [--exp_id <id>]
 #
 # Creates the virtual environment virtual_envs/ambs with env_setup/create_env.sh when it is missing or broken
 # (an existing healthy one and its settings are left as they are; AMBS_VENV=<name> picks another venv), then runs
-# python -m video_prediction_tools.main_scripts.main_quick_start: synthetic GRIB archive, then extraction → preprocessing 1 and 2 →
-# convLSTM training (a few minutes on 2 CPU cores) → postprocessing → meta-postprocessing, each through a
-# runscript generated from an answers file (templates/quick_start/), all under <repo>/ambs_demo. It ends with
+# python -m video_prediction_tools.main_scripts.main_quick_start: synthetic GRIB archive, then extraction →
+# preprocessing 1 and 2 → training of convLSTM (or of --model <name>, any registered model, each with its demo
+# preset: a few minutes on 2 CPU cores; --help lists the models) → postprocessing → meta-postprocessing, each
+# through a runscript generated from an answers file (templates/quick_start/), all under <repo>/ambs_demo. It ends with
 # the model's MSE against persistence per lead hour and where the table and plots are.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -3,7 +3,6 @@ the layer shapes (and the published weather configuration at 56 x 92 x 3), grids
 downsampling, forecasts blind to the future, overfitting a fixed batch, weight round trips, TAU's differential
 divergence against numpy, the cosine learning-rate schedule, strict hyper-parameters, and (slow) simvp through
 generated runscripts: training, postprocessing and meta-postprocessing."""
-import json
 import math
 import sys
 from pathlib import Path
@@ -244,7 +243,7 @@ def test_hparams_templates_hold_accepted_keys_with_published_values(dataset, nam
 
 # --- the workflow through generated runscripts ---------------------------------------------------------------------
 @pytest.mark.slow
-def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path, monkeypatch):
+def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path):
     """The tiny quick-start chain prepares the data; simvp is then trained, postprocessed and meta-postprocessed
     through runscripts that the generator writes from the quick-start answers files naming model simvp."""
     demo_dir = tmp_path / "demo"
@@ -252,17 +251,10 @@ def test_simvp_trains_and_postprocesses_through_generated_runscripts(tmp_path, m
                         "--preset", "tiny", "--demo_dir", demo_dir, "--exp_id", "conv", timeout=1200)
     assert result.returncode in (0, 3), result.stdout[-4000:] + result.stderr[-4000:]
     preset = quick_start.load_preset("tiny")
-    answers = tmp_path / "answers"
-    answers.mkdir()
-    for source in quick_start.quick_start_dir().glob("*.yaml"):
-        (answers / source.name).write_text(source.read_text().replace("model: convLSTM", "model: simvp"))
-    monkeypatch.setattr(quick_start, "quick_start_dir", lambda: answers)
-    demo = quick_start.Demo(venv_dir=Path(sys.prefix), demo_dir=demo_dir, preset=preset, exp_id="sim")
+    hparams = quick_start.preset_hparams(preset, "simvp", "tiny")
+    demo = quick_start.Demo(venv_dir=Path(sys.prefix), demo_dir=demo_dir, preset=preset, exp_id="sim", model="simvp")
     expname = next(demo_dir.glob("PreprocessedData/*/metadata.json")).parent.name
-    hparams = {"batch_size": 16, "lr": 0.001, "max_epochs": 1, "normalization": "minmax", "hid_S": 8, "hid_T": 32,
-               "N_T": 2}
-    run = demo.run_step("train", {"expname": expname, "exp_id": "sim", "datasplit": json.dumps(preset["datasplit"]),
-                                  "hparams": json.dumps(hparams)})["exp_id"]
+    run = demo.run_step("train", demo.train_values(expname))["exp_id"]
     run_dir = demo_dir / "Models" / expname / "simvp" / run
     trained = read_json(run_dir / "model_hparams.json")
     assert {k: trained[k] for k in hparams} == hparams and trained["translator"] == "gsta"

@@ -2,8 +2,9 @@
 
 Every step goes through a runscript that ``env_setup/generate_runscript.py`` generates from an answers file
 (``templates/quick_start/<step>.yaml``, placeholders filled in here) and that is then run with ``bash``:
-extraction → preprocessing 1 → preprocessing 2 → training (convLSTM) → postprocessing → meta-postprocessing.
-At the end the model's MSE against persistence (same hour of the previous day) is printed per lead hour.
+extraction → preprocessing 1 → preprocessing 2 → training (convLSTM, or the model given with ``--model``) →
+postprocessing → meta-postprocessing. At the end the model's MSE against persistence (same hour of the previous
+day) is printed per lead hour.
 
 Everything lives in the demo directory (default ``<repo>/ambs_demo``): the GRIB archive (``grib/``), the base
 directory tree (``ExtractedData/``, ``PreprocessedData/``, ``Models/``, ``Results/``, ``meta_postprocess/``), the
@@ -17,11 +18,14 @@ once the venv exists)::
 
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --model savp
 
-Sizes (domain, months, data split, convLSTM hyper-parameters) are the presets of
-``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores, beats
-persistence at every lead hour) and ``tiny`` (the end-to-end test in CI). Exit status: 0 when the model beats
-persistence at every lead hour, 3 when it does not (the table is printed either way), 2 on a user error.
+Sizes (domain, months, data split, each model's hyper-parameters) are the presets of
+``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores) and ``tiny``
+(the end-to-end test in CI). A preset gives every model its hyper-parameters as overrides of the model's template
+``templates/hparams/era5/<model>/model_hparams_template.json`` (:func:`preset_hparams`). Exit status: 0 when the
+model beats persistence at every lead hour, 3 when it does not (the table is printed either way), 2 on a user
+error.
 """
 from __future__ import annotations
 
@@ -40,14 +44,17 @@ from pathlib import Path
 
 import yaml
 
+from .models.registry import known_models
+from .runscript_generator import checks
 from .utils.errors import UserError
-from .utils.io import write_text
+from .utils.io import read_json, write_text
 from .utils.settings import create_base_tree, repo_root, templates_dir
 
 STEPS = ("extract", "preprocess1", "preprocess2", "train", "postprocess", "meta_postprocess")
 RUNSCRIPT_WRITTEN = re.compile(r"^Runscript written: (.+)$", re.MULTILINE)
 ARCHIVE_RECORD = "archive.json"
 NOT_BEATEN = 3
+DEFAULT_MODEL = "convLSTM"
 
 
 def quick_start_dir() -> Path:
@@ -60,6 +67,43 @@ def load_preset(name: str) -> dict:
     if name not in presets:
         raise UserError(f"--preset {name!r}: expected one of {', '.join(presets)}")
     return presets[name]
+
+
+def check_model(model: str) -> str:
+    """``model`` if it is a registered model (found without importing TensorFlow), else a :class:`UserError`."""
+    models = known_models()
+    if model not in models:
+        raise UserError(f"--model {model!r}: expected one of {', '.join(models)}")
+    return model
+
+
+def preset_hparams(preset: dict, model: str, preset_name: str = "the preset") -> dict:
+    """The hyper-parameters ``model`` trains with in ``preset``: its ERA5 template
+    (``templates/hparams/era5/<model>/model_hparams_template.json``, else the model's defaults) updated by the
+    overrides of ``preset["models"][model]``, validated as the runscript generator validates them (keys, types,
+    ranges); a model without an entry or an invalid override is a :class:`UserError` naming ``presets.yaml``."""
+    source = f"{quick_start_dir() / 'presets.yaml'}: preset {preset_name}, model {model}"
+    overrides = (preset.get("models") or {}).get(check_model(model))
+    if not isinstance(overrides, dict):
+        raise UserError(f"{source}: expected a mapping of hyper-parameter overrides, got {overrides!r}")
+    template = templates_dir() / "hparams" / "era5" / model / "model_hparams_template.json"
+    if template.is_file():
+        hparams = {**read_json(template, what=f"hyper-parameter template of {model}"), **overrides}
+    else:
+        from .models.registry import default_hparams  # imports the model's module (TensorFlow): only when needed
+
+        hparams = {**default_hparams(model), **overrides}
+    try:
+        checks.hparams(hparams, model, template)
+    except UserError as err:
+        raise UserError(f"{source}: {err}") from None
+    return hparams
+
+
+def inline_yaml(value) -> str:
+    """``value`` as one line of YAML flow style, read back as the same value (JSON would not do: PyYAML reads the
+    JSON number ``1e-05`` as a string)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
 
 
 def _number_list(values: Sequence[int]) -> str:
@@ -75,13 +119,22 @@ class StepTiming:
 
 @dataclass
 class Demo:
-    """One run of the demo chain in ``demo_dir`` with the venv ``venv_dir`` and the sizes of ``preset``."""
+    """One run of the demo chain in ``demo_dir`` with the venv ``venv_dir``, training ``model`` with the sizes of
+    ``preset`` (``hparams``: the model's hyper-parameters, :func:`preset_hparams` of the preset when not given;
+    ``num_stochastic_samples``: forecast members per window that postprocessing draws from a stochastic model)."""
 
     venv_dir: Path
     demo_dir: Path
     preset: dict
     exp_id: str = "demo"
+    model: str = DEFAULT_MODEL
+    hparams: dict | None = None
+    num_stochastic_samples: int = 1
     timings: list[StepTiming] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.hparams is None:
+            self.hparams = preset_hparams(self.preset, self.model)
 
     @property
     def python(self) -> Path:
@@ -135,12 +188,22 @@ class Demo:
                 "--lon_range", *map(str, region["lon_range"]), "--resolution", "0.3", "--seed", "0"])
         write_text(record, json.dumps(wanted, indent=2))
 
+    def answers_text(self, step: str, values: dict) -> str:
+        """``templates/quick_start/<step>.yaml`` filled in with ``values`` (by default ``${model}`` is the demo's
+        model and ``${num_stochastic_samples}`` its member count)."""
+        defaults = {"base_dir": self.demo_dir, "model": self.model,
+                    "num_stochastic_samples": self.num_stochastic_samples}
+        return string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute({**defaults, **values})
+
+    def train_values(self, expname: str) -> dict:
+        """The placeholders of the train answers: the data split and hyper-parameters inline."""
+        return {"expname": expname, "exp_id": self.exp_id, "datasplit": inline_yaml(self.preset["datasplit"]),
+                "hparams": inline_yaml(self.hparams)}
+
     def generate(self, step: str, values: dict) -> Path:
         """Fill in ``templates/quick_start/<step>.yaml``, generate the step's runscript from it and return it."""
-        text = string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute(
-            base_dir=self.demo_dir, **values)
         answers = self.demo_dir / "answers" / f"{step}.yaml"
-        write_text(answers, text)
+        write_text(answers, self.answers_text(step, values))
         output = self._timed(f"generate {step}", [
             str(self.python), str(repo_root() / "env_setup" / "generate_runscript.py"),
             "--venv_path", str(self.venv_dir), "--step", step, "--answers", str(answers), "--no-hpc",
@@ -170,14 +233,16 @@ class Demo:
         derived = self.run_step("preprocess1", dict(sw_lat=sw_lat, sw_lon=sw_lon, ny=ny, nx=nx, **dates))
         expname = derived["expname"]
         self.run_step("preprocess2", {"expname": expname})
-        # JSON is valid YAML: the data split and hyper-parameters go into the answers file inline
-        derived = self.run_step("train", {"expname": expname, "exp_id": self.exp_id,
-                                          "datasplit": json.dumps(self.preset["datasplit"]),
-                                          "hparams": json.dumps(self.preset["hparams"])})
+        return self.train_and_evaluate(expname)
+
+    def train_and_evaluate(self, expname: str) -> Path:
+        """Train the model on the preprocessed experiment ``expname``, postprocess and meta-postprocess the run;
+        returns the results directory of the postprocessing."""
+        derived = self.run_step("train", self.train_values(expname))
         run = derived["exp_id"]
         derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"]))
         results_dir = Path(derived["results_dir"])
-        self.run_step("meta_postprocess", {"run_key": f"{expname}/convLSTM/{run}", "exp_id": self.exp_id})
+        self.run_step("meta_postprocess", {"run_key": f"{expname}/{self.model}/{run}", "exp_id": self.exp_id})
         return results_dir
 
 
@@ -199,15 +264,15 @@ def read_summary(results_dir: Path) -> list[dict]:
         return [{key: number_or_text(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def beats_persistence(rows: list[dict], model: str = "convLSTM", metric: str = "mse") -> list[int]:
+def beats_persistence(rows: list[dict], model: str = DEFAULT_MODEL, metric: str = "mse") -> list[int]:
     """Lead hours at which the model's averaged ``metric`` is NOT lower than persistence's (empty: beaten at all)."""
     return [int(row["fcst_hour"]) for row in rows
             if not row[f"{model}_{metric}"] < row[f"persistence_{metric}"]]
 
 
 def report(demo: Demo, results_dir: Path) -> int:
-    rows = read_summary(results_dir)
-    losing = beats_persistence(rows)
+    rows, model = read_summary(results_dir), demo.model
+    losing = beats_persistence(rows, model)
     meta_dirs = sorted((demo.demo_dir / "meta_postprocess").glob(f"*_{demo.exp_id}"))
     print("\n=== time per step (wall / CPU seconds) ===")
     totals: dict[str, list[float]] = {}
@@ -223,14 +288,15 @@ def report(demo: Demo, results_dir: Path) -> int:
     print(f"  plots         : {results_dir}/*.png")
     if meta_dirs:
         print(f"  meta plots    : {meta_dirs[-1]}")
-    print("\n  2t MSE [K^2] per lead hour (test split), convLSTM vs persistence (same hour of the previous day):")
-    print(f"  {'lead h':>6} {'convLSTM':>10} {'persistence':>12} {'skill':>7}")
+    width = max(10, len(model))
+    print(f"\n  2t MSE [K^2] per lead hour (test split), {model} vs persistence (same hour of the previous day):")
+    print(f"  {'lead h':>6} {model:>{width}} {'persistence':>12} {'skill':>7}")
     for row in rows:
-        skill = 1.0 - row["convLSTM_mse"] / row["persistence_mse"]
-        print(f"  {int(row['fcst_hour']):>6} {row['convLSTM_mse']:>10.4f} {row['persistence_mse']:>12.4f} "
+        skill = 1.0 - row[f"{model}_mse"] / row["persistence_mse"]
+        print(f"  {int(row['fcst_hour']):>6} {row[f'{model}_mse']:>{width}.4f} {row['persistence_mse']:>12.4f} "
               f"{skill:>7.3f}")
     if losing:
-        print(f"\n  The convLSTM does NOT beat persistence at lead hour(s) {', '.join(map(str, losing))}.")
+        print(f"\n  The {model} does NOT beat persistence at lead hour(s) {', '.join(map(str, losing))}.")
         return NOT_BEATEN
-    print(f"\n  The convLSTM beats persistence at every lead hour 1..{len(rows)}.")
+    print(f"\n  The {model} beats persistence at every lead hour 1..{len(rows)}.")
     return 0

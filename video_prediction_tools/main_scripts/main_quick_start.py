@@ -5,8 +5,10 @@ Usage example (what ``bash env_setup/quick_start.sh`` runs once the venv exists;
 
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --model savp
 
 Everything goes to ``--demo_dir`` (default ``<repo>/ambs_demo``); a rerun reuses its data and trains a new run.
+``--model`` picks the model trained (default convLSTM), with the preset's hyper-parameters for it.
 Exit status: 0 when the model beats persistence at every lead hour, 3 when it does not (the table is printed
 either way), 2 on a user error. :mod:`video_prediction_tools.quick_start` describes the chain and the presets.
 """
@@ -20,7 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from video_prediction_tools.quick_start import Demo, load_preset, report
+from video_prediction_tools.models.registry import known_models
+from video_prediction_tools.quick_start import DEFAULT_MODEL, Demo, load_preset, preset_hparams, report
 from video_prediction_tools.utils.errors import UserError, run_cli
 from video_prediction_tools.utils.settings import repo_root, resolve_venv
 
@@ -32,16 +35,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--demo_dir", default=str(repo_root() / "ambs_demo"),
                         help="directory of everything the demo writes (default: <repo>/ambs_demo)")
     parser.add_argument("--preset", default="demo", help="size of the demo: demo (default) or tiny (CI test)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model to train, with the preset's hyper-parameters for it (default: {DEFAULT_MODEL}); "
+                             f"one of {', '.join(known_models())}")
+    parser.add_argument("--num_stochastic_samples", type=int, default=1,
+                        help="forecast members per window of a stochastic model (savp, ours_gan, ours_vae_l1, "
+                             "vae) in postprocessing (default: 1)")
     parser.add_argument("--exp_id", default="demo", help="typed experiment id of the training run")
     parser.add_argument("--fresh", action="store_true", help="delete the demo directory first")
     args = parser.parse_args(argv)
     preset, venv_dir = load_preset(args.preset), resolve_venv(args.venv_path)
+    hparams = preset_hparams(preset, args.model, args.preset)  # checked before anything is deleted or written
+    if args.num_stochastic_samples < 1:
+        raise UserError(f"--num_stochastic_samples {args.num_stochastic_samples}: expected a positive integer")
     demo_dir = Path(args.demo_dir).expanduser().resolve()
     if args.fresh and demo_dir.exists():
         shutil.rmtree(demo_dir)
     if not demo_dir.parent.is_dir():
         raise UserError(f"--demo_dir {demo_dir}: its parent directory does not exist")
-    demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id)
+    demo = Demo(venv_dir=venv_dir, demo_dir=demo_dir, preset=preset, exp_id=args.exp_id,
+                model=args.model, hparams=hparams, num_stochastic_samples=args.num_stochastic_samples)
     return report(demo, demo.run())
 
 
