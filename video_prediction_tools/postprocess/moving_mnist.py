@@ -27,7 +27,7 @@ directory is created.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +142,7 @@ _ERA5_ONLY = {
 
 def _refuse_era5_only_options(options) -> None:
     """An ERA5-only option given with a value other than its default would silently have no effect: refuse it."""
-    from dataclasses import fields
-
-    defaults = {field.name: field.default for field in fields(options)}
+    defaults = {field.name: field.default for field in dataclass_fields(options)}
     for name, reason in _ERA5_ONLY.items():
         if getattr(options, name) != defaults[name]:
             raise UserError(f"--{name} {getattr(options, name)}: has no effect on Moving MNIST runs ({reason}); "
