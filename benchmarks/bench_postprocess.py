@@ -2,8 +2,9 @@
 
 * postprocess: ``main_visualize_postprocess`` as a user runs it (a new process: imports, model loading, the
   forecasts, persistence, metrics, bootstrap, the per-sample files, ``evaluation_metrics.nc``, tables, plots);
-* forecast only: a new process that loads the same model and forecasts every batch of the same split, nothing
-  written (the least any postprocessing has to do).
+* forecast only: a new process that loads the same model and forecasts every batch of the same split with the
+  postprocessing's forecast function (``compiled_forecast``), nothing written (the least any postprocessing has
+  to do).
 
 Both sides are timed as whole processes, alternating which goes first between repeats; reported are the medians
 and the ratio postprocess / forecast only (target: <= 1.5).
@@ -18,6 +19,7 @@ Example::
 
     python benchmarks/bench_postprocess.py --shape demo --repeats 3
     python benchmarks/bench_postprocess.py --shape gmd --repeats 1 --workdir /tmp/bench_pp
+    python benchmarks/bench_postprocess.py --shape gmd --repeats 1 --sample_compression zlib
 """
 from __future__ import annotations
 
@@ -122,9 +124,9 @@ def forecast_only(run_dir: str, batch_size: int) -> None:
     dataset = ERA5Dataset(run.input_dir, run.datasplit, "test",
                           hparams={**run.hparams, "shuffle_on_val": False, "batch_size": batch_size},
                           normalization=run.normalization)
-    forecasts = 0
+    forecast_batch, forecasts = model.compiled_forecast(), 0  # as the postprocessing forecasts
     for index, batch in enumerate(dataset.batches(batch_size)):
-        forecasts += len(np.asarray(model.forecast(batch["images"], seed=index)))
+        forecasts += len(np.asarray(forecast_batch(batch["images"], seed=index)))
     print(json.dumps({"forecasts": forecasts}))
 
 
@@ -141,6 +143,8 @@ def main(argv=None) -> None:
     parser.add_argument("--test_days", type=int, default=None, help="days of the test month (default: the shape's)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="keeps the data and the trained model between runs")
+    parser.add_argument("--sample_compression", default="none", choices=["none", "zlib"],
+                        help="the postprocessing's --sample_compression (default: its default, none)")
     parser.add_argument("--forecast_only", metavar="RUN_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.forecast_only:
@@ -154,7 +158,7 @@ def main(argv=None) -> None:
         "postprocess": lambda repeat: [
             sys.executable, "-m", "video_prediction_tools.main_scripts.main_visualize_postprocess", "--checkpoint",
             str(run_dir), "--results_dir", str(workdir / f"Results_{repeat}"), "--batch_size", str(POSTPROCESS_BATCH),
-            "--block_length", str(BLOCK_LENGTH)],
+            "--block_length", str(BLOCK_LENGTH), "--sample_compression", args.sample_compression],
         "forecast only": lambda repeat: [sys.executable, __file__, "--forecast_only", str(run_dir)]}
     times: dict[str, list[float]] = {name: [] for name in sides}
     for repeat in range(args.repeats):
@@ -167,7 +171,8 @@ def main(argv=None) -> None:
               flush=True)
     whole, forecast = (statistics.median(times[name]) for name in sides)
     windows = 24 * days - 23
-    print(f"{args.shape} shape {ny} x {nx} x 3, {windows} test forecasts, load {os.getloadavg()[0]:.1f}: "
+    print(f"{args.shape} shape {ny} x {nx} x 3, {windows} test forecasts, sample files "
+          f"{args.sample_compression}, load {os.getloadavg()[0]:.1f}: "
           f"postprocess {whole:.1f} s, forecast only {forecast:.1f} s (medians of {args.repeats}), "
           f"ratio {whole / forecast:.2f} (target <= 1.5)")
 

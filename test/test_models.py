@@ -107,6 +107,23 @@ def test_forecast_ignores_frames_after_the_context(name):
     assert not np.allclose(model.forecast(images, seed=1), model.forecast(other_context, seed=1))
 
 
+@pytest.mark.parametrize("name", [name if name in ("convLSTM", "vae") else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in sorted(CONFIGS)])  # the fast lane: one deterministic, one stochastic
+def test_compiled_forecast_equals_the_eager_forecast(name):
+    """The postprocessing's ``compiled_forecast`` (one tf.function, the seed as a tensor) gives the eager forecasts:
+    for two seeds and for a smaller last batch (a second trace)."""
+    model = tiny_model(name)
+    images = waves(batch=3)
+    compiled = model.compiled_forecast()
+    for seed in (0, 5):
+        np.testing.assert_allclose(compiled(images, seed=seed), model.forecast(images, seed=seed), rtol=1e-5,
+                                   atol=1e-6)
+    np.testing.assert_allclose(compiled(images[:1].numpy(), seed=5), model.forecast(images[:1], seed=5), rtol=1e-5,
+                               atol=1e-6)
+    if model.stochastic:
+        assert not np.allclose(compiled(images, seed=0), compiled(images, seed=5))
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_save_load_round_trip_gives_identical_outputs(name, tmp_path):
     model = tiny_model(name)

@@ -257,6 +257,16 @@ def test_seeds_give_independent_reproducible_samples(savp_model):
     assert np.max(np.abs(savp_model.forecast(images) - savp_model.forecast(images))) > 1e-4
 
 
+@pytest.mark.slow  # tracing the whole SAVP forecast; the fast lane checks the vae's compiled samples
+def test_compiled_forecast_draws_the_eager_samples(savp_model):
+    """The postprocessing's ``compiled_forecast`` (the seed as a tensor) draws the same members as eager calls."""
+    images = moving_waves()
+    compiled = savp_model.compiled_forecast()
+    for seed in (1, 2):
+        np.testing.assert_allclose(compiled(images, seed=seed), savp_model.forecast(images, seed=seed), rtol=1e-5,
+                                   atol=1e-6)
+
+
 def test_forecast_never_depends_on_frames_after_the_context(savp_model):
     images = moving_waves()
     altered = tf.concat([images[:, :3], 1.0 - images[:, 3:]], axis=1)

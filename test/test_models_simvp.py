@@ -133,6 +133,14 @@ def test_forecast_ignores_frames_after_the_context(config):
 
 
 @pytest.mark.parametrize("config", ONLY_SIMVP_FAST)
+def test_compiled_forecast_equals_the_eager_forecast(config):
+    model = tiny_model(config)
+    images = waves()
+    np.testing.assert_allclose(model.compiled_forecast()(images, seed=3), model.forecast(images), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("config", ONLY_SIMVP_FAST)
 def test_save_load_round_trip_gives_identical_outputs(config, tmp_path):
     model = tiny_model(config)
     images = waves()

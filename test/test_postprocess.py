@@ -109,8 +109,9 @@ def _netcdf_layout(path):
                 [(name, len(dim)) for name, dim in file.dimensions.items()], variables)
 
 
-@pytest.mark.parametrize("members, leads", [(1, 12), (3, 12), (2, 1)])
-def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads):
+@pytest.mark.parametrize("members, leads, compression", [(1, 12, "none"), (3, 12, "zlib"), (2, 1, "none"),
+                                                         (1, 12, "zlib")])
+def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads, compression):
     """The fast netCDF4 writer of the sample files and xarray's ``to_netcdf`` of the same Dataset: same
     variables, values (NaN persistence included), attributes, time encoding, dimensions and compression."""
     rng = np.random.default_rng(members)
@@ -121,9 +122,11 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads):
     persistence[0, :2] = np.nan
     arguments = (["2t", "tcc", "2t"], "savp", np.datetime64("2017-12-31T23", "h"), inputs, reference, forecast,
                  persistence, LAT, LON, {"model": "savp", "checkpoint_step": 40, "mode": "test"})
-    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc", F.SAMPLE_COMPRESSION)
-    F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc")
-    assert _netcdf_layout(tmp_path / "fast.nc") == _netcdf_layout(tmp_path / "xarray.nc")
+    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc", F.SAMPLE_COMPRESSION[compression])
+    F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc", F.SAMPLE_COMPRESSION[compression])
+    layout = _netcdf_layout(tmp_path / "fast.nc")
+    assert layout == _netcdf_layout(tmp_path / "xarray.nc")
+    assert layout[3]["2t_ref"][3]["zlib"] == (compression == "zlib")
     with xr.open_dataset(tmp_path / "fast.nc", decode_times=False) as fast, \
             xr.open_dataset(tmp_path / "xarray.nc", decode_times=False) as expected:
         xr.testing.assert_identical(fast, expected)

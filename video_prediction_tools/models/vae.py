@@ -93,7 +93,7 @@ class VAE(VideoPredictionModel):
         shape = tf.stack([batch, self.nz])
         if seed is None:
             return tf.random.normal(shape)
-        return tf.random.stateless_normal(shape, seed=tf.constant([int(seed), step], tf.int64))
+        return tf.random.stateless_normal(shape, seed=tf.stack([tf.cast(seed, tf.int64), tf.constant(step, tf.int64)]))
 
     def run_chain(self, context: tf.Tensor, seed: int | None = None):
         """Forecast ``[B, F, H, W, C]`` and the stacked ``μ``, ``log σ²`` ``[B, F, nz]``."""

@@ -14,7 +14,8 @@ Steps (``run_postprocess``): validate and open everything (``open_job``), create
 4. per sample ``vfp_date_<YYYYMMDDHH of init>_sample_ind_<k>.nc`` (CF netCDF, every channel): ``<v>_in
    [in_hour, lat, lon]`` (context, in_hour = -(context-1)..0), ``<v>_ref [fcst_hour, lat, lon]``,
    ``<v>_<model>_fcst [fcst_hour, lat, lon]`` (``[sample, fcst_hour, lat, lon]`` when K > 1 members),
-   ``<v>_persistence_fcst``; scalar ``init_time``, ``valid_time(fcst_hour)``; units on everything;
+   ``<v>_persistence_fcst``; scalar ``init_time``, ``valid_time(fcst_hour)``; units on everything; uncompressed
+   unless ``sample_compression`` is ``zlib`` (see ``SAMPLE_COMPRESSION``);
 5. metrics of the evaluated channel (``--channel``, default 0) for the model and persistence, per init time and
    lead hour (see :mod:`.metrics`; with K members the score is the mean of the members' scores); block bootstrap
    and averages (:mod:`.bootstrap`) → ``evaluation_metrics.nc`` with ``<var>_<product>_<metric>``,
@@ -28,11 +29,11 @@ per-sample files, no plots). ACC-type metrics need ``climatology_file`` covering
 forecasts' valid times: by default they are computed only when a climatology file is given; requested explicitly
 without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
 validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
-one process (forecasting a split is one unit of work; a thread writes the sample files while the next batch is
-forecast, and a helper process, spawned at the start, draws the example maps while the bootstrap and the other
-figures are made). The log's last line gives the time of each step. An interrupted run is resumed by running it
-again: the sample files already written are kept, the rest are written, and the results are byte-identical to an
-uninterrupted run.
+one process (forecasting a split is one unit of work; a thread reads persistence, scores and writes the sample
+files of each batch while the next batch is forecast, and a helper process, spawned at the start, draws the
+example maps while the bootstrap and the other figures are made). The log's last line gives the time of each
+step. An interrupted run is resumed by running it again: the sample files already written are kept, the rest are
+written, and the results are byte-identical to an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -65,9 +66,11 @@ EVALUATION_FILE = "evaluation_metrics.nc"
 SUMMARY_STEM = "summary_metrics"
 PERSISTENCE = "persistence"
 COMPRESSION = {"zlib": True, "complevel": 5}
-#: the per-sample files: zlib level 1 makes files 2 % larger than level 5 for about two thirds of the CPU time
-#: (measured on a 56 x 92 sample: 0.088 s against 0.135 s), which counts with thousands of files
-SAMPLE_COMPRESSION = {"zlib": True, "complevel": 1}
+#: ``--sample_compression`` of the per-sample files. ``none`` (default): writing a 56 x 92 x 3 sample costs 0.016 s
+#: of CPU for 3.0 MB; ``zlib`` (level 1 with shuffle; level 5, the original's, is 2 % smaller for 1.5x the time):
+#: 0.073 s for 1.9 MB. Thousands of files are written by one thread beside the forecasts: on CPU-only machines
+#: compressing takes the cores the forecasts need, on a GPU it is slower than the forecasts themselves.
+SAMPLE_COMPRESSION = {"none": {}, "zlib": {"zlib": True, "complevel": 1}}
 #: CF attributes of the ERA5 variables AMBS knows (others: units "unknown")
 VARIABLE_ATTRIBUTES = {
     "2t": ("2 metre temperature", "K"), "tcc": ("total cloud cover", "1"), "msl": ("mean sea level pressure", "Pa"),
@@ -107,6 +110,8 @@ class PostprocessOptions:
     #: metric definitions (``metrics.CONVENTIONS``): ``ambs`` or ``gmd2022`` (the original's published numbers)
     metric_conventions: str = DEFAULT_CONVENTIONS
     overwrite: bool = False
+    #: compression of the per-sample files, a key of ``SAMPLE_COMPRESSION``
+    sample_compression: str = "none"
 
 
 class PersistenceReader:
@@ -153,6 +158,9 @@ def _check_options(options: PostprocessOptions) -> None:
         raise UserError(f"--batch_size {options.batch_size}: expected a positive integer")
     if options.num_stochastic_samples < 1:
         raise UserError(f"--num_stochastic_samples {options.num_stochastic_samples}: expected a positive integer")
+    if options.sample_compression not in SAMPLE_COMPRESSION:
+        raise UserError(f"--sample_compression {options.sample_compression!r}: expected one of "
+                        f"{', '.join(SAMPLE_COMPRESSION)}")
 
 
 def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str | None) -> list[str]:
@@ -278,11 +286,12 @@ def _dims(dims) -> tuple[str, ...]:
     return (dims,) if isinstance(dims, str) else tuple(dims)
 
 
-def write_sample(content: tuple[dict, dict, dict], path: Path) -> None:
+def write_sample(content: tuple[dict, dict, dict], path: Path, compression: dict = SAMPLE_COMPRESSION["none"]) -> None:
     """Write :func:`sample_content` atomically with netCDF4 directly: the same file as ``write_netcdf`` of
-    :func:`sample_dataset` with ``SAMPLE_COMPRESSION`` (variables, dimensions, attributes, encodings: zlib level 1
-    with shuffle on the data variables, NaN ``_FillValue`` on floats, times as int64 ``<unit> since <first time>``,
-    the ``coordinates`` attribute), about 2x faster: xarray's encoding machinery costs as much as the write of a small file."""
+    :func:`sample_dataset` with ``compression`` on the data variables (a value of ``SAMPLE_COMPRESSION``; variables,
+    dimensions, attributes, encodings: NaN ``_FillValue`` on floats, times as int64 ``<unit> since <first time>``,
+    the ``coordinates`` attribute), about 2x faster: xarray's encoding machinery costs as much as the write of a
+    small file."""
     import netCDF4
 
     data, coords, attrs = content
@@ -300,9 +309,9 @@ def write_sample(content: tuple[dict, dict, dict], path: Path) -> None:
             if values.dtype.kind == "M":
                 var_attrs["units"], values = _time_encoding(values)
                 var_attrs["calendar"] = "proleptic_gregorian"
-            compression = SAMPLE_COMPRESSION if name in data else {}
             fill = values.dtype.type(np.nan) if values.dtype.kind == "f" else None
-            variable = file.createVariable(name, values.dtype, dims, fill_value=fill, **compression)
+            variable = file.createVariable(name, values.dtype, dims, fill_value=fill,
+                                           **(compression if name in data else {}))
             linked = [aux for aux in auxiliary if set(_dims(coords[aux][0])) <= set(dims)] if name in data else []
             variable.setncatts({**var_attrs, **({"coordinates": " ".join(linked)} if linked else {})})
             variable[...] = values
@@ -454,25 +463,20 @@ class _Batch:
 
 
 def forecast_batches(job: _Job):
-    """Forecast every window of the split in order: yields :class:`_Batch` (members seeded per batch)."""
+    """Forecast every window of the split in order: yields :class:`_Batch` without persistence (members seeded per
+    batch; :class:`BatchConsumer` adds persistence)."""
     options, run, model, dataset = job.options, job.run, job.model, job.dataset
-    persistence_reader = None if job.quick else PersistenceReader(run.input_dir, model.forecast_frames)
     total = math.ceil(dataset.num_windows / options.batch_size)
     batches = progress(dataset.batches(options.batch_size), desc=f"forecast {options.mode}", total=total,
                        unit="batch")
+    forecast_batch = model.compiled_forecast()
     for batch_index, batch in enumerate(batches):
         images = batch["images"]
         forecast = np.stack([run.normalization.denormalize(
-            np.asarray(model.forecast(images, seed=_member_seed(options.seed, batch_index, k))))
+            np.asarray(forecast_batch(images, seed=_member_seed(options.seed, batch_index, k))))
             for k in range(job.members)])
         init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(model.context_frames - 1, "h")
-        persistence = None if persistence_reader is None else \
-            persistence_reader.batch(init_times, dataset.frame_shape)
-        yield _Batch(init_times, run.normalization.denormalize(images), forecast, persistence)
-    if persistence_reader is not None and persistence_reader.missing:
-        log.warning("persistence unavailable (previous day not preprocessed) for %d forecast(s), first initialised "
-                    "%s: their persistence scores are NaN", len(persistence_reader.missing),
-                    persistence_reader.missing[0])
+        yield _Batch(init_times, run.normalization.denormalize(images), forecast, None)
 
 
 def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
@@ -494,6 +498,7 @@ def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
 def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
     """Write (or keep, unless ``--overwrite``) the per-sample files of a batch; return (init time, path) each."""
     context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    compression = SAMPLE_COMPRESSION[job.options.sample_compression]
     written = []
     for i, init in enumerate(batch.init_times):
         path = job.results_dir / sample_file_name(init, first_index + i)
@@ -502,7 +507,8 @@ def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.d
             continue
         write_sample(sample_content(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
                                     batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
-                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path)
+                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path,
+                     compression)
     return written
 
 
@@ -539,15 +545,12 @@ def run_postprocess(options: PostprocessOptions) -> Path:
                              job.variable, job.lead_hours, quantiles=not job.quick)
     timer = _StepTimer()
     number_of_samples = 0
-    with SampleWriter(job) as writer, _plot_worker(enabled=not job.quick) as worker:
+    with BatchConsumer(job, evaluation) as consumer, _plot_worker(enabled=not job.quick) as worker:
         for batch in timer.timed("forecast", forecast_batches(job)):
-            with timer("metrics"):
-                evaluate_batch(job, evaluation, batch)
-            if not job.quick:
-                writer.submit(batch, number_of_samples)
+            consumer.submit(batch, number_of_samples)
             number_of_samples += len(batch.init_times)
-        with timer("sample files (rest)"):
-            sample_files = writer.finish()
+        with timer("scores and sample files (rest)"):
+            sample_files = consumer.finish()
         raw = raw_scores(job, evaluation)
         # the example maps need only the per-forecast scores and the sample files: the worker starts on them
         # while this process bootstraps and draws the other figures
@@ -562,36 +565,57 @@ def run_postprocess(options: PostprocessOptions) -> Path:
                 _plot_scores(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
                              job.results_dir)
                 _share_work(examples, _plot_example_files)
-    log.info("evaluation of %d forecasts written to %s (%s)", number_of_samples, job.results_dir, timer)
+    log.info("evaluation of %d forecasts written to %s (%s; beside the forecasts: %s)", number_of_samples,
+             job.results_dir, timer, consumer.timer)
     return job.results_dir
 
 
-class SampleWriter:
-    """Writes the per-sample files of each batch (:func:`write_samples`) in one background thread while the next
-    batch is forecast: netCDF4 compresses and writes without holding the GIL. At most ``MAX_PENDING`` batches wait
-    (bounded memory). Each file is written atomically on its own, so the results are the same as written in
-    order; an error in the thread is raised by the next ``submit`` or by ``finish``."""
+class BatchConsumer:
+    """Completes each forecast batch in one background thread while the next batch is forecast: reads its
+    persistence, adds its scores to ``evaluation`` and writes its per-sample files (:func:`write_samples`; none with
+    ``--lquick_evaluation``). The compiled forecasts and netCDF4 run without holding the GIL, so both proceed at
+    once. One thread keeps the batches in order (the scores are the same as computed one batch after the other);
+    at most ``MAX_PENDING`` batches wait (bounded memory); each file is written atomically; an error in the thread
+    is raised by the next ``submit`` or by ``finish``."""
 
     MAX_PENDING = 2
 
-    def __init__(self, job: _Job):
-        self.job = job
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-writer")
-        self.pending = []
+    def __init__(self, job: _Job, evaluation: _Evaluation):
+        self.job, self.evaluation = job, evaluation
+        self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.model.forecast_frames)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-consumer")
+        self.pending: list[Future] = []
         self.written: list[tuple[np.datetime64, Path]] = []
+        self.timer = _StepTimer()
+
+    def _consume(self, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
+        if self.persistence is not None:
+            with self.timer("persistence"):
+                batch = replace(batch, persistence=self.persistence.batch(batch.init_times,
+                                                                          self.job.dataset.frame_shape))
+        with self.timer("metrics"):
+            evaluate_batch(self.job, self.evaluation, batch)
+        if self.job.quick:
+            return []
+        with self.timer("sample files"):
+            return write_samples(self.job, batch, first_index)
 
     def submit(self, batch: _Batch, first_index: int) -> None:
         while len(self.pending) >= self.MAX_PENDING:
             self.written += self.pending.pop(0).result()
-        self.pending.append(self.executor.submit(write_samples, self.job, batch, first_index))
+        self.pending.append(self.executor.submit(self._consume, batch, first_index))
 
     def finish(self) -> list[tuple[np.datetime64, Path]]:
-        """Wait for every file; return (init time, path) of each sample in order."""
+        """Wait for every batch; return (init time, path) of each sample file in order."""
         while self.pending:
             self.written += self.pending.pop(0).result()
+        missing = [] if self.persistence is None else self.persistence.missing
+        if missing:
+            log.warning("persistence unavailable (previous day not preprocessed) for %d forecast(s), first "
+                        "initialised %s: their persistence scores are NaN", len(missing), missing[0])
         return self.written
 
-    def __enter__(self) -> "SampleWriter":
+    def __enter__(self) -> "BatchConsumer":
         return self
 
     def __exit__(self, *exc_info) -> None:

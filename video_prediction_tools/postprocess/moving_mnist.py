@@ -187,8 +187,9 @@ def intensities(job: MnistJob, normalized: np.ndarray) -> np.ndarray:
 def forecast_sequences(job: MnistJob, dataset):
     """Yield ``(indices [B], truth [B, T, H, W], forecast [B, F, H, W])`` intensities for every batch of
     ``dataset``; the forecast of stochastic models is the member of seed ``options.seed``."""
+    forecast_batch = job.model.compiled_forecast()
     for batch in dataset.batches(job.options.batch_size):
-        forecast = job.model.forecast(batch["images"], seed=job.options.seed)
+        forecast = forecast_batch(batch["images"], seed=job.options.seed)
         yield batch["t_start"], intensities(job, batch["images"]), intensities(job, forecast)
 
 
