@@ -191,7 +191,8 @@ def test_postprocess_of_a_moving_mnist_run_refuses_era5_options(chain, tmp_path)
                                  "--num_stochastic_samples", "2"), "--num_stochastic_samples 2")
     for option, value, reason in (("--block_length", "12", "not block-bootstrapped"),
                                   ("--nboots", "50", "not block-bootstrapped"), ("--channel", "1", "one channel"),
-                                  ("--overwrite", None, "always rewritten")):
+                                  ("--overwrite", None, "always rewritten"),
+                                  ("--sample_compression", "zlib", "no per-sample files")):
         extra = [option] if value is None else [option, value]
         assert_user_error(run_module(module, "--checkpoint", run_dir, "--results_dir", tmp_path / "r", *extra),
                           option, "no effect on Moving MNIST", reason)

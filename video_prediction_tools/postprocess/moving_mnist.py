@@ -137,6 +137,7 @@ _ERA5_ONLY = {
     "nboots": "scores are means over the sequences, not block-bootstrapped",
     "channel": "the sequences have one channel",
     "overwrite": "no per-sample files are written and the results are always rewritten",
+    "sample_compression": "no per-sample files are written",
 }
 
 
