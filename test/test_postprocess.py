@@ -185,7 +185,8 @@ def test_plots_are_written_and_closed(tmp_path):
 
 def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
     """The example-forecast figure reused for a series of forecasts gives the same pixels as a new figure per
-    forecast: other values and colour ranges, persistence unavailable, other leads (a new layout)."""
+    forecast: other values and colour ranges, persistence unavailable, other leads (a new layout), also after
+    being prepared with a sample of NaN fields (before any forecast exists)."""
     import matplotlib.image
 
     samples = [_sample(members=1, seed=seed)[0] for seed in range(3)]
@@ -193,6 +194,7 @@ def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
     samples[2]["2t_ref"] += 5.0  # another colour range
     series = [(sample, None) for sample in samples] + [(samples[0], [2, 6])]
     with plots.ExampleForecastFigure() as figure:
+        figure.prepare(samples[0].map(lambda values: values * np.nan, keep_attrs=True), "2t", "convLSTM")
         for k, (sample, leads) in enumerate(series):
             figure.save(sample, "2t", "convLSTM", tmp_path / f"reused_{k}.png", leads=leads)
     for k, (sample, leads) in enumerate(series):

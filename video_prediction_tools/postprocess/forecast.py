@@ -2,7 +2,7 @@
 
 Steps (``run_postprocess``): validate and open everything (``open_job``), create the results directory
 (``start_results``), forecast the batches (``forecast_batches``), score them and write the samples
-(``evaluate_batch``, ``write_samples``), summarise (``summarise``) and plot. In detail:
+(``evaluate_batch``, ``SampleWriter``), summarise (``summarise``) and plot. In detail:
 
 1. restore the model with ``training.checkpoints.load_trained_model`` (a run dir → best checkpoint, else the
    newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated);
@@ -30,8 +30,9 @@ forecasts' valid times: by default they are computed only when a climatology fil
 without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
 validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
 one process (forecasting a split is one unit of work; a thread reads persistence, scores and writes the sample
-files of each batch while the next batch is forecast, and a helper process, spawned at the start, draws the
-example maps while the bootstrap and the other figures are made). The log's last line gives the time of each
+files of each batch while the next batch is forecast, and a helper process, spawned before the model is loaded,
+draws the example maps and conditional quantiles while the bootstrap and the score figures are made: see
+:mod:`.helper`). The log's last line gives the time of each
 step. An interrupted run is resumed by running it again: the sample files already written are kept, the rest are
 written, and the results are byte-identical to an uninterrupted run.
 """
@@ -39,10 +40,8 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import os
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
@@ -58,6 +57,7 @@ from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
 from .coastlines import find_coastline_file
+from .helper import HelperProcess, examples_task, in_tasks, quantiles_task
 from .metrics import ACC, DEFAULT_CONVENTIONS, METRICS, check_conventions, check_metric_names, load_climatology, \
     make_metrics, needs_climatology
 
@@ -303,6 +303,9 @@ def write_sample(content: tuple[dict, dict, dict], path: Path, compression: dict
             for dim, size in zip(_dims(dims), np.shape(values)):
                 if dim not in file.dimensions:
                     file.createDimension(dim, size)
+        # every variable defined before any is written: each write after a definition makes netCDF-C write the
+        # metadata of the whole file again (about 40 % of the time of a small file)
+        contents = []
         for name, (dims, values, var_attrs) in variables.items():
             dims, values = _dims(dims), np.asarray(values)
             var_attrs = dict(var_attrs)
@@ -314,6 +317,8 @@ def write_sample(content: tuple[dict, dict, dict], path: Path, compression: dict
                                            **(compression if name in data else {}))
             linked = [aux for aux in auxiliary if set(_dims(coords[aux][0])) <= set(dims)] if name in data else []
             variable.setncatts({**var_attrs, **({"coordinates": " ".join(linked)} if linked else {})})
+            contents.append((variable, values))
+        for variable, values in contents:
             variable[...] = values
 
 
@@ -495,21 +500,41 @@ def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
     evaluation.add(xr.DataArray(reference, dims=dims, coords=coords, attrs={"units": units}), forecasts)
 
 
-def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
-    """Write (or keep, unless ``--overwrite``) the per-sample files of a batch; return (init time, path) each."""
-    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
-    compression = SAMPLE_COMPRESSION[job.options.sample_compression]
-    written = []
-    for i, init in enumerate(batch.init_times):
-        path = job.results_dir / sample_file_name(init, first_index + i)
-        written.append((init, path))
-        if path.exists() and not job.options.overwrite:
-            continue
-        write_sample(sample_content(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
-                                    batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
-                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path,
-                     compression)
-    return written
+@dataclass(frozen=True)
+class SampleWriter:
+    """Writes the per-sample files of a run's batches."""
+
+    results_dir: Path
+    variables: tuple[str, ...]
+    model_name: str
+    context_frames: int
+    forecast_frames: int
+    lat: np.ndarray
+    lon: np.ndarray
+    attrs: dict
+    compression: dict
+    overwrite: bool
+
+    @classmethod
+    def for_job(cls, job: _Job) -> "SampleWriter":
+        return cls(job.results_dir, tuple(job.dataset.variables), job.run.model_name, job.model.context_frames,
+                   job.model.forecast_frames, job.dataset.lat, job.dataset.lon, job.provenance,
+                   SAMPLE_COMPRESSION[job.options.sample_compression], job.options.overwrite)
+
+    def write(self, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
+        """Write (or keep, unless ``overwrite``) the files of ``batch`` (with persistence), its first sample being
+        number ``first_index`` of the run; return (init time, path) of each."""
+        context, forecast_frames = self.context_frames, self.forecast_frames
+        written = []
+        for i, init in enumerate(batch.init_times):
+            path = self.results_dir / sample_file_name(init, first_index + i)
+            written.append((init, path))
+            if path.exists() and not self.overwrite:
+                continue
+            write_sample(sample_content(self.variables, self.model_name, init, batch.truth[i, :context],
+                                        batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
+                                        batch.persistence[i], self.lat, self.lon, self.attrs), path, self.compression)
+        return written
 
 
 def raw_scores(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
@@ -538,41 +563,58 @@ def run_postprocess(options: PostprocessOptions) -> Path:
 
     if trained_dataset(options.checkpoint) == MOVING_MNIST:
         return run_moving_mnist_postprocess(options)
-    job = open_job(options)
-    start_results(job)
-    evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range,
-                                          options.metric_conventions), job.products,
-                             job.variable, job.lead_hours, quantiles=not job.quick)
-    timer = _StepTimer()
-    number_of_samples = 0
-    with BatchConsumer(job, evaluation) as consumer, _plot_worker(enabled=not job.quick) as worker:
-        for batch in timer.timed("forecast", forecast_batches(job)):
-            consumer.submit(batch, number_of_samples)
-            number_of_samples += len(batch.init_times)
-        with timer("scores and sample files (rest)"):
-            sample_files = consumer.finish()
+    _check_options(options)
+    # the helper process starts before the model is loaded: its imports overlap TensorFlow's
+    with nullcontext() if options.lquick_evaluation else HelperProcess() as helper:
+        job = open_job(options)
+        start_results(job)
+        if helper:
+            helper.prepare(layout_sample(job), job.variable, job.run.model_name, _quantile_labels(job))
+        evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range,
+                                              options.metric_conventions), job.products,
+                                 job.variable, job.lead_hours, quantiles=not job.quick)
+        timer = _StepTimer()
+        number_of_samples = 0
+        with BatchConsumer(job, evaluation) as consumer:
+            for batch in timer.timed("forecast", forecast_batches(job)):
+                consumer.submit(batch, number_of_samples)
+                number_of_samples += len(batch.init_times)
+            with timer("scores and sample files (rest)"):
+                sample_files = consumer.finish()
         raw = raw_scores(job, evaluation)
-        # the example maps need only the per-forecast scores and the sample files: the worker starts on them
-        # while this process bootstraps and draws the other figures
-        examples = [] if job.quick else [
-            (worker.submit(_plot_example_files, part), (part,)) for part in _parts(
-                _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
-                               job.results_dir), EXAMPLES_PER_TASK)]
+        if helper:  # the helper draws the example maps and the conditional quantiles while this process
+            # bootstraps and draws the score figures, then takes over what the helper has not started
+            examples = _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
+                                      job.results_dir)
+            helper.submit(in_tasks(examples_task, examples)
+                           + in_tasks(quantiles_task, _conditional_quantile_plots(evaluation, job)))
         with timer("summary"):
             result = summarise(job, raw)
-        if not job.quick:
+        if helper:
             with timer("plots"):
-                _plot_scores(result, evaluation, job.metric_names, job.products, job.variable, job.run.model_name,
-                             job.results_dir)
-                _share_work(examples, _plot_example_files)
+                for metric in job.metric_names:
+                    plots.plot_metric_vs_lead(result, job.variable, metric, {p: p for p in job.products},
+                                              job.results_dir / f"evaluation_{metric}.png")
+                helper.finish()
     log.info("evaluation of %d forecasts written to %s (%s; beside the forecasts: %s)", number_of_samples,
              job.results_dir, timer, consumer.timer)
     return job.results_dir
 
 
+def layout_sample(job: _Job) -> xr.Dataset:
+    """A per-sample dataset of the job's grid, variables and lead times with NaN fields: what the example maps
+    of the run will look like before any forecast exists."""
+    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    frame = job.dataset.frame_shape
+    nan = np.full((context + forecast_frames, *frame), np.nan, dtype=np.float32)
+    return sample_dataset(job.dataset.variables, job.run.model_name, np.datetime64("2000-01-01T00", "h"),
+                          nan[:context], nan[context:], nan[None, context:], nan[context:], job.dataset.lat,
+                          job.dataset.lon, {})
+
+
 class BatchConsumer:
     """Completes each forecast batch in one background thread while the next batch is forecast: reads its
-    persistence, adds its scores to ``evaluation`` and writes its per-sample files (:func:`write_samples`; none with
+    persistence, adds its scores to ``evaluation`` and writes its per-sample files (:class:`SampleWriter`; none with
     ``--lquick_evaluation``). The compiled forecasts and netCDF4 run without holding the GIL, so both proceed at
     once. One thread keeps the batches in order (the scores are the same as computed one batch after the other);
     at most ``MAX_PENDING`` batches wait (bounded memory); each file is written atomically; an error in the thread
@@ -583,6 +625,7 @@ class BatchConsumer:
     def __init__(self, job: _Job, evaluation: _Evaluation):
         self.job, self.evaluation = job, evaluation
         self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.model.forecast_frames)
+        self.writer = None if job.quick else SampleWriter.for_job(job)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-consumer")
         self.pending: list[Future] = []
         self.written: list[tuple[np.datetime64, Path]] = []
@@ -595,10 +638,10 @@ class BatchConsumer:
                                                                           self.job.dataset.frame_shape))
         with self.timer("metrics"):
             evaluate_batch(self.job, self.evaluation, batch)
-        if self.job.quick:
+        if self.writer is None:
             return []
         with self.timer("sample files"):
-            return write_samples(self.job, batch, first_index)
+            return self.writer.write(batch, first_index)
 
     def submit(self, batch: _Batch, first_index: int) -> None:
         while len(self.pending) >= self.MAX_PENDING:
@@ -678,89 +721,23 @@ def _example_plots(raw: xr.Dataset, metric: str, variable: str, model_name: str,
     return examples
 
 
-def _warm_up() -> None:
-    """Nothing: the worker's first task, so that its start and imports overlap the forecasts."""
+def _quantile_labels(job: _Job) -> tuple[str, str]:
+    """Axis labels of the conditional-quantile plots: the model's forecast, the truth (name and units)."""
+    long_name, units = variable_attributes(job.variable)["long_name"], variable_attributes(job.variable)["units"]
+    return f"{long_name} from {job.run.model_name} [{units}]", f"{long_name} from ERA5 [{units}]"
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initialiser: end the worker as soon as its parent is gone (a killed postprocessing run must not
-    leave it waiting for tasks forever); checks twice a second in a daemon thread."""
-    import threading
-    import time
-
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-@contextmanager
-def _plot_worker(enabled: bool = True):
-    """A spawned process for figures (None when not ``enabled``), started at once: the example maps are drawn
-    there while this process bootstraps and draws the other figures. Spawned, it imports only what the plotting
-    needs (matplotlib, xarray, this module), not TensorFlow, and shares nothing with the forecasts' threads."""
-    if not enabled:
-        yield None
-        return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_exit_with_parent, initargs=(os.getpid(),))
-    try:
-        pool.submit(_warm_up)
-        yield pool
-    finally:  # after an error the figures not yet started are dropped
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _share_work(submitted: list[tuple[Future, tuple]], function) -> None:
-    """Finish the calls ``function(*args)`` given to a worker process as ``(future, args)``: those it has not
-    started yet are cancelled there and done here, from the end of the list while the worker goes on from its
-    start, so both processes work until the list is done. Raises the first error."""
-    for future, args in reversed(submitted):
-        if future.cancel():
-            function(*args)
-    for future, _ in submitted:
-        if not future.cancelled():
-            future.result()
-
-
-def _plot_scores(result, evaluation: _Evaluation, metric_names, products, variable, model_name,
-                 results_dir: Path) -> None:
-    """The score-against-lead figure of each metric and the conditional-quantile figures."""
-    labels = {product: product for product in products}
-    for metric in metric_names:
-        plots.plot_metric_vs_lead(result, variable, metric, labels, results_dir / f"evaluation_{metric}.png")
-    _plot_conditional_quantiles(evaluation, variable, model_name, results_dir)
-
-
-#: example maps drawn per task of the plotting worker (on one reused figure), so that the main process can take
-#: over the tasks the worker has not started
-EXAMPLES_PER_TASK = 3
-
-
-def _parts(items: list, size: int) -> list[list]:
-    """``items`` in consecutive lists of ``size`` (the last one shorter)."""
-    return [items[start:start + size] for start in range(0, len(items), size)]
-
-
-def _plot_example_files(examples: list[tuple[Path, str, str, Path]]) -> None:
-    """The example map of each (sample file, variable, model, PNG path), on one reused figure."""
-    with plots.ExampleForecastFigure() as figure:
-        for sample_path, variable, model_name, path in examples:
-            with xr.open_dataset(sample_path) as sample:
-                figure.save(sample.load(), variable, model_name, path)
-
-
-def _plot_conditional_quantiles(evaluation: _Evaluation, variable: str, model_name: str, results_dir: Path) -> None:
-    """Calibration-refinement and likelihood-base rate plots per lead hour (all on one reused figure)."""
-    long_name, units = variable_attributes(variable)["long_name"], variable_attributes(variable)["units"]
-    with plots.ConditionalQuantileFigure() as figure:
-        for lead in evaluation.lead_hours:
-            stem = f"cond_quantile_{variable}_{model_name}_fh{lead}"
-            figure.save(evaluation.calibration[lead].result(), f"{long_name} from {model_name} [{units}]",
-                        f"{long_name} from ERA5 [{units}]", results_dir / f"{stem}_calibration_refinement.png",
-                        title=f"Calibration-refinement, lead {lead} h")
-            figure.save(evaluation.likelihood[lead].result(), f"{long_name} from ERA5 [{units}]",
-                        f"{long_name} from {model_name} [{units}]", results_dir / f"{stem}_likelihood-base_rate.png",
-                        title=f"Likelihood-base rate, lead {lead} h")
+def _conditional_quantile_plots(evaluation: _Evaluation, job: _Job) -> list[tuple[xr.Dataset, str, str, Path, str]]:
+    """Calibration-refinement and likelihood-base rate plots per lead hour: (quantiles, condition label, target
+    label, PNG path, title) each (see :func:`.helper.quantiles_task`)."""
+    variable, model_name = job.variable, job.run.model_name
+    model_label, truth_label = _quantile_labels(job)
+    figures = []
+    for lead in evaluation.lead_hours:
+        stem = job.results_dir / f"cond_quantile_{variable}_{model_name}_fh{lead}"
+        figures.append((evaluation.calibration[lead].result(), model_label, truth_label,
+                        stem.with_name(f"{stem.name}_calibration_refinement.png"),
+                        f"Calibration-refinement, lead {lead} h"))
+        figures.append((evaluation.likelihood[lead].result(), truth_label, model_label,
+                        stem.with_name(f"{stem.name}_likelihood-base_rate.png"), f"Likelihood-base rate, lead {lead} h"))
+    return figures
