@@ -319,7 +319,13 @@ def write_sample(content: tuple[dict, dict, dict], path: Path, compression: dict
             variable.setncatts({**var_attrs, **({"coordinates": " ".join(linked)} if linked else {})})
             contents.append((variable, values))
         for variable, values in contents:
-            variable[...] = values
+            if values.ndim:
+                # the whole variable at once through netCDF4's own writer: ``variable[...] = values`` first works
+                # out start, count and stride from the key in Python, 80 % of the time of writing a small variable
+                shape = np.array(values.shape)
+                variable._put(values, np.zeros_like(shape), shape, np.ones_like(shape))
+            else:
+                variable[...] = values
 
 
 def _member_seed(seed: int, batch_index: int, member: int) -> int:
@@ -337,18 +343,21 @@ class _Evaluation:
         self.likelihood = {h: plots.ConditionalQuantiles() for h in lead_hours} if quantiles else {}
 
     def add(self, truth: xr.DataArray, forecasts: dict[str, xr.DataArray]) -> None:
+        # the truth broadcast once to each forecast's layout (over the members): not again by every metric
+        truths = {product: truth.broadcast_like(forecast).transpose(*forecast.dims)
+                  for product, forecast in forecasts.items()}
         for product, forecast in forecasts.items():
             for metric in self.metrics:
-                score = metric.compute(forecast, truth)
+                score = metric.compute(forecast, truths[product])
                 if "sample" in score.dims:
                     score = score.mean("sample", keep_attrs=True)
                 self.scores.setdefault(f"{self.variable}_{product}_{metric.name}", []).append(score)
         if self.calibration:
-            # pairs (model member, truth) per lead hour; one broadcast of the truth over the members and plain
-            # numpy per lead (xarray's selection and alignment per lead cost as much as all the metrics)
+            # pairs (model member, truth) per lead hour; plain numpy per lead (xarray's selection and alignment
+            # per lead cost as much as all the metrics)
             model = forecasts[self.products[0]]
             model_values = model.values
-            truth_values = truth.broadcast_like(model).transpose(*model.dims).values
+            truth_values = truths[self.products[0]].values
             lead_axis, leads = model.get_axis_num("fcst_hour"), model.indexes["fcst_hour"]
             for lead in self.lead_hours:
                 position = leads.get_loc(lead)

@@ -81,6 +81,13 @@ def _check_same_grid(a: xr.DataArray, b: xr.DataArray, message: str) -> None:
             raise ValueError(message)
 
 
+def _same_layout(a: xr.DataArray, b: xr.DataArray) -> bool:
+    """Same dims in the same order with the same indexes: nothing to broadcast, transpose or align."""
+    return a.dims == b.dims and a.shape == b.shape and all(
+        (dim in a.indexes) == (dim in b.indexes) and (dim not in a.indexes or a.indexes[dim].equals(b.indexes[dim]))
+        for dim in a.dims)
+
+
 def latitude_weights(lat: np.ndarray) -> np.ndarray:
     """cos(lat) normalised to a mean of 1 (WeatherBench), shape (lat,)."""
     weights = np.cos(np.deg2rad(np.asarray(lat, dtype=np.float64)))
@@ -134,8 +141,10 @@ class Metric:
             if missing:
                 raise ValueError(f"{name} lacks the dims {missing}; dims are {array.dims}")
         _check_same_grid(forecast, truth, "forecast and truth have different lat/lon coordinates")
-        forecast = forecast.transpose(..., *SPATIAL_DIMS)
-        truth = truth.broadcast_like(forecast).transpose(*forecast.dims)
+        if forecast.dims[-2:] != SPATIAL_DIMS:
+            forecast = forecast.transpose(..., *SPATIAL_DIMS)
+        if not _same_layout(truth, forecast):  # (xarray's broadcasting costs more than scoring a small field)
+            truth = truth.broadcast_like(forecast).transpose(*forecast.dims)
         leading_dims = forecast.dims[:-2]
         leading_shape = forecast.shape[:-2]
         n_fields = int(np.prod(leading_shape, dtype=np.int64))
