@@ -204,9 +204,37 @@ def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
     assert plt.get_fignums() == []
 
 
+def test_example_figure_prepared_before_the_forecasts_is_the_one_their_maps_are_drawn_on(tmp_path):
+    """The helper builds the example figure from ``layout_sample`` (NaN fields of the run's grid) while the model
+    loads: a sample file of that run, as written and read back, has the same layout, so its map is drawn on the
+    prepared figure (no new figure) and gives the pixels of a new figure."""
+    import types
+
+    import matplotlib.image
+
+    job = types.SimpleNamespace(model=types.SimpleNamespace(context_frames=12, forecast_frames=12),
+                                dataset=types.SimpleNamespace(frame_shape=(8, 12, 3), variables=["2t", "tcc", "t_850"],
+                                                              lat=LAT, lon=LON),
+                                run=types.SimpleNamespace(model_name="convLSTM"))
+    rng = np.random.default_rng(5)
+    fields = 280 + rng.standard_normal((24, 8, 12, 3)).astype(np.float32)
+    F.write_sample(F.sample_content(job.dataset.variables, "convLSTM", np.datetime64("2017-03-02T11", "h"),
+                                    fields[:12], fields[12:], fields[None, 12:] + 1, fields[12:] - 1, LAT, LON,
+                                    {"model": "convLSTM"}), tmp_path / "sample.nc")
+    with plots.ExampleForecastFigure() as figure, xr.open_dataset(tmp_path / "sample.nc") as sample:
+        figure.prepare(F.layout_sample(job), "2t", "convLSTM")
+        prepared = figure.maps
+        figure.save(sample.load(), "2t", "convLSTM", tmp_path / "prepared.png")
+        assert figure.maps is prepared
+        plots.plot_example_forecast(sample, "2t", "convLSTM", tmp_path / "new.png")
+    np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / "prepared.png"),
+                                  matplotlib.image.imread(tmp_path / "new.png"))
+
+
 def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(tmp_path):
     """The figure reused for every lead hour gives the same pixels as a figure made for each plot, whatever the
-    plot before it left (other bins, counts, labels, a plot without any data)."""
+    plot before it left (other bins and numbers of bins, counts, labels, a plot without any data, the drawing
+    without data that prepares it)."""
     import matplotlib.image
 
     rng = np.random.default_rng(4)
@@ -219,6 +247,7 @@ def test_one_conditional_quantile_figure_draws_each_plot_as_a_new_figure_would(t
     results.insert(2, plots.ConditionalQuantiles().result())  # nothing counted
     labels = [(f"2t from model {k} [K]", f"2t from ERA5 {k} [K]", f"lead {k} h") for k in range(len(results))]
     with plots.ConditionalQuantileFigure() as figure:
+        figure.prepare(*labels[0][:2])  # as the helper process before the forecasts
         reused = [figure.save(result, *label[:2], tmp_path / f"reused_{k}.png", title=label[2])
                   for k, (result, label) in enumerate(zip(results, labels))]
     for k, (result, label) in enumerate(zip(results, labels)):

@@ -57,7 +57,7 @@ from . import plots
 from .bootstrap import BLOCK_LENGTH, NBOOTS, SEED, number_of_blocks, skill_summary_rows, summarize_metrics, \
     write_table
 from .coastlines import find_coastline_file
-from .helper import HelperProcess, examples_task, in_tasks, quantiles_task
+from .helper import HelperProcess, example_task, quantiles_task
 from .metrics import ACC, DEFAULT_CONVENTIONS, METRICS, check_conventions, check_metric_names, load_climatology, \
     make_metrics, needs_climatology
 
@@ -595,8 +595,8 @@ def run_postprocess(options: PostprocessOptions) -> Path:
             # bootstraps and draws the score figures, then takes over what the helper has not started
             examples = _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
                                       job.results_dir)
-            helper.submit(in_tasks(examples_task, examples)
-                           + in_tasks(quantiles_task, _conditional_quantile_plots(evaluation, job)))
+            helper.submit([example_task(*example) for example in examples]
+                          + [quantiles_task(*plot) for plot in _conditional_quantile_plots(evaluation, job)])
         with timer("summary"):
             result = summarise(job, raw)
         if helper:

@@ -14,8 +14,8 @@ Example::
     with HelperProcess() as helper:
         helper.prepare(nan_sample, "2t", "convLSTM", ("forecast [K]", "truth [K]"))  # while the model is loaded
         ...
-        helper.submit([examples_task([(sample_file, "2t", "convLSTM", png_path)]),
-                       quantiles_task([(quantiles, "forecast [K]", "truth [K]", png_path, "lead 1 h")])])
+        helper.submit([example_task(sample_file, "2t", "convLSTM", png_path),
+                       quantiles_task(quantiles, "forecast [K]", "truth [K]", png_path, "lead 1 h")])
         ...  # the main process's own figures
         helper.finish()
 """
@@ -26,16 +26,12 @@ import os
 import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import xarray as xr
 
 from . import plots
 
-#: figures per task: one, so that the main process can take over all but the two tasks the helper has taken
-#: (the one it draws and the next, already sent to it); a round trip costs about a millisecond
-FIGURES_PER_TASK = 1
-EXAMPLES, QUANTILES = "examples", "conditional quantiles"
+EXAMPLE, QUANTILES = "example forecast", "conditional quantiles"
 
 
 class Figures:
@@ -52,16 +48,16 @@ class Figures:
             self._quantiles = plots.ConditionalQuantileFigure()
         return self._quantiles
 
-    def draw(self, task: tuple[str, list]) -> None:
-        """Draw every figure of a task (see :func:`examples_task`, :func:`quantiles_task`)."""
-        kind, items = task
-        if kind == EXAMPLES:
-            for sample_path, variable, model_name, path in items:
-                with xr.open_dataset(sample_path) as sample:
-                    self.examples.save(sample.load(), variable, model_name, path)
+    def draw(self, task: tuple) -> None:
+        """Draw the figure of a task (:func:`example_task`, :func:`quantiles_task`)."""
+        kind, *arguments = task
+        if kind == EXAMPLE:
+            sample_path, variable, model_name, path = arguments
+            with xr.open_dataset(sample_path) as sample:
+                self.examples.save(sample.load(), variable, model_name, path)
         else:
-            for quantiles, condition_label, target_label, path, title in items:
-                self.quantiles.save(quantiles, condition_label, target_label, path, title=title)
+            quantiles, condition_label, target_label, path, title = arguments
+            self.quantiles.save(quantiles, condition_label, target_label, path, title=title)
 
     def close(self) -> None:
         self.examples.close()
@@ -70,20 +66,14 @@ class Figures:
             self._quantiles = None
 
 
-def examples_task(examples: Sequence[tuple[Path, str, str, Path]]) -> tuple[str, list]:
-    """The example maps of (sample file, variable, model, PNG path) each."""
-    return EXAMPLES, list(examples)
+def example_task(sample_path: Path, variable: str, model_name: str, path: Path) -> tuple:
+    """The example map of the forecast in a per-sample file, written to ``path``."""
+    return EXAMPLE, sample_path, variable, model_name, path
 
 
-def quantiles_task(plots_: Sequence[tuple[xr.Dataset, str, str, Path, str]]) -> tuple[str, list]:
-    """Conditional-quantile plots of (``ConditionalQuantiles.result()``, condition label, target label, PNG path,
-    title) each."""
-    return QUANTILES, list(plots_)
-
-
-def in_tasks(make_task, items: list, size: int = FIGURES_PER_TASK) -> list[tuple[str, list]]:
-    """``items`` as tasks of ``size`` figures (the last one smaller), made by ``make_task``."""
-    return [make_task(items[start:start + size]) for start in range(0, len(items), size)]
+def quantiles_task(quantiles: xr.Dataset, condition_label: str, target_label: str, path: Path, title: str) -> tuple:
+    """A conditional-quantile plot of ``ConditionalQuantiles.result()``, written to ``path``."""
+    return QUANTILES, quantiles, condition_label, target_label, path, title
 
 
 #: the helper process's figures (None in any other process)
@@ -97,7 +87,7 @@ def _helper_figures() -> Figures:
     return _HELPER_FIGURES
 
 
-def _draw_in_helper(task: tuple[str, list]) -> None:
+def _draw_in_helper(task: tuple) -> None:
     _helper_figures().draw(task)
 
 
@@ -142,22 +132,24 @@ class HelperProcess:
     def __init__(self):
         self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_helper, initargs=(os.getpid(),))
-        self.submitted: list[tuple[Future, tuple[str, list]]] = []
-        self.pool.submit(_helper_figures)  # start it now: the spawn and the imports take a second or two
+        # started now: the spawn and the imports take a second or two
+        self.preparations = [self.pool.submit(_helper_figures)]
+        self.submitted: list[tuple[Future, tuple]] = []
 
     def prepare(self, sample: xr.Dataset, variable: str, model_name: str, quantile_labels: tuple[str, str]) -> None:
         """Build the helper's figures before there is anything to draw: the example-forecast figure for
         ``sample``'s layout (e.g. NaN fields of the run's grid: its example maps then only draw their forecasts)
         and the conditional-quantile figure with its (condition, target) labels."""
-        self.pool.submit(_prepare_in_helper, sample, variable, model_name, quantile_labels)
+        self.preparations.append(self.pool.submit(_prepare_in_helper, sample, variable, model_name,
+                                                  quantile_labels))
 
-    def submit(self, tasks: list[tuple[str, list]]) -> None:
-        """Hand ``tasks`` to the helper, in order."""
+    def submit(self, tasks: list[tuple]) -> None:
+        """Hand ``tasks`` (one figure each) to the helper, in order."""
         self.submitted += [(self.pool.submit(_draw_in_helper, task), task) for task in tasks]
 
     def finish(self) -> None:
-        """Draw here the tasks the helper has not started (from the end of the list, while the helper goes on
-        from its start), wait for the others; raises the first error."""
+        """Draw here the tasks the helper has not taken (from the end of the list, while the helper goes on from
+        its start; it has taken the one it draws and the next), wait for the others; raises the first error."""
         figures = None
         try:
             for future, task in reversed(self.submitted):
@@ -167,10 +159,9 @@ class HelperProcess:
         finally:
             if figures is not None:
                 figures.close()
-        for future, _ in self.submitted:
-            if not future.cancelled():
-                future.result()
-        self.submitted = []
+        for future in [*self.preparations, *(future for future, _ in self.submitted if not future.cancelled())]:
+            future.result()
+        self.preparations, self.submitted = [], []
 
     def __enter__(self) -> "HelperProcess":
         return self
