@@ -183,6 +183,26 @@ def test_plots_are_written_and_closed(tmp_path):
     assert plots.example_leads(range(1, 13)) == [1, 5, 8, 12]
 
 
+def test_one_score_figure_draws_each_metric_as_a_new_figure_would(tmp_path):
+    """The score-against-lead figure reused for every metric gives the same pixels as a new figure per metric:
+    other ranges and units, a product without bootstrap band, fewer products."""
+    import matplotlib.image
+
+    evaluation = _evaluation()
+    ssim = (1 - evaluation["2t_convLSTM_mse_avg"] / 100).assign_attrs(units="1")
+    evaluation = evaluation.assign({"2t_convLSTM_ssim_avg": ssim, "2t_persistence_ssim_avg": ssim * 0.9})
+    both = {"convLSTM": "convLSTM", "persistence": "persistence"}
+    series = [("mse", both), ("ssim", both), ("mse", {"convLSTM": "convLSTM"}), ("mse", both)]
+    with plots.MetricVsLeadFigure() as figure:
+        for k, (metric, products) in enumerate(series):
+            figure.save(evaluation, "2t", metric, products, tmp_path / f"reused_{k}.png")
+    for k, (metric, products) in enumerate(series):
+        plots.plot_metric_vs_lead(evaluation, "2t", metric, products, tmp_path / f"new_{k}.png")
+        np.testing.assert_array_equal(matplotlib.image.imread(tmp_path / f"reused_{k}.png"),
+                                      matplotlib.image.imread(tmp_path / f"new_{k}.png"))
+    assert plt.get_fignums() == []
+
+
 def test_one_example_figure_draws_each_forecast_as_a_new_figure_would(tmp_path):
     """The example-forecast figure reused for a series of forecasts gives the same pixels as a new figure per
     forecast: other values and colour ranges, persistence unavailable, other leads (a new layout), also after

@@ -601,9 +601,10 @@ def run_postprocess(options: PostprocessOptions) -> Path:
             result = summarise(job, raw)
         if helper:
             with timer("plots"):
-                for metric in job.metric_names:
-                    plots.plot_metric_vs_lead(result, job.variable, metric, {p: p for p in job.products},
-                                              job.results_dir / f"evaluation_{metric}.png")
+                with plots.MetricVsLeadFigure() as figure:
+                    for metric in job.metric_names:
+                        figure.save(result, job.variable, metric, {p: p for p in job.products},
+                                    job.results_dir / f"evaluation_{metric}.png")
                 helper.finish()
     log.info("evaluation of %d forecasts written to %s (%s; beside the forecasts: %s)", number_of_samples,
              job.results_dir, timer, consumer.timer)

@@ -54,26 +54,56 @@ def metric_axis_label(metric: str, units: str) -> str:
 def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, products: Mapping[str, str],
                         path: str | Path) -> Path:
     """One line per product (``label → product`` name in ``<var>_<product>_<metric>``): the average
-    ``_avg`` against lead time, with the 5-95 % band of the ``_bootstrapped`` replicates when present."""
-    figure, axis = plt.subplots(figsize=(8, 4))
-    figure.subplots_adjust(left=0.1, right=0.7, bottom=0.13, top=0.9)  # room for the legend on the right
-    units = ""
-    for colour, (label, product) in zip(PRODUCT_COLOURS, products.items()):
-        name = f"{variable}_{product}_{metric}"
-        average = evaluation[f"{name}_avg"]
-        units = average.attrs.get("units", units)
-        lead = average["fcst_hour"].values
-        axis.plot(lead, average.values, marker="o", color=colour, label=label)
-        if f"{name}_bootstrapped" in evaluation:
-            low, high = np.nanquantile(evaluation[f"{name}_bootstrapped"].transpose("iboot", "fcst_hour").values,
-                                       BAND_QUANTILES, axis=0)
-            axis.fill_between(lead, low, high, color=colour, alpha=0.2, label=f"{label} 5-95 %")
-    axis.set_xlabel("Lead time [h]")
-    axis.set_ylabel(metric_axis_label(metric, units))
-    axis.set_title(f"{variable}: {metric} against lead time")
-    axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
-    axis.grid(alpha=0.3)
-    return save_figure(figure, path, tight=False)
+    ``_avg`` against lead time, with the 5-95 % band of the ``_bootstrapped`` replicates when present (see
+    :class:`MetricVsLeadFigure`, which draws a series of them faster)."""
+    with MetricVsLeadFigure() as figure:
+        return figure.save(evaluation, variable, metric, products, path)
+
+
+class MetricVsLeadFigure:
+    """One figure for a series of score-against-lead plots (e.g. every metric): the figure and its axes are made
+    once, per plot the lines, bands, labels and legend are drawn anew on them (same pixels as a new figure). Use
+    as a context manager (closes the figure)."""
+
+    def __init__(self):
+        self.figure, self.axis = plt.subplots(figsize=(8, 4))
+        self.figure.subplots_adjust(left=0.1, right=0.7, bottom=0.13, top=0.9)  # room for the legend on the right
+
+    def save(self, evaluation: xr.Dataset, variable: str, metric: str, products: Mapping[str, str],
+             path: str | Path) -> Path:
+        """Draw the plot of ``metric`` (see :func:`plot_metric_vs_lead`) and write the PNG ``path`` atomically."""
+        axis = self.axis
+        for artist in [*axis.lines, *axis.collections]:
+            artist.remove()
+        axis.relim()  # no data left: the new lines and bands alone set the limits, as on a new axes
+        units = ""
+        for colour, (label, product) in zip(PRODUCT_COLOURS, products.items()):
+            name = f"{variable}_{product}_{metric}"
+            average = evaluation[f"{name}_avg"]
+            units = average.attrs.get("units", units)
+            lead = average["fcst_hour"].values
+            axis.plot(lead, average.values, marker="o", color=colour, label=label)
+            if f"{name}_bootstrapped" in evaluation:
+                low, high = np.nanquantile(evaluation[f"{name}_bootstrapped"].transpose("iboot", "fcst_hour").values,
+                                           BAND_QUANTILES, axis=0)
+                axis.fill_between(lead, low, high, color=colour, alpha=0.2, label=f"{label} 5-95 %")
+        axis.set_xlabel("Lead time [h]")
+        axis.set_ylabel(metric_axis_label(metric, units))
+        axis.set_title(f"{variable}: {metric} against lead time")
+        axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
+        axis.grid(alpha=0.3)
+        with atomic_path(Path(path)) as tmp:
+            self.figure.savefig(tmp, format="png", dpi=100)
+        return Path(path)
+
+    def close(self) -> None:
+        plt.close(self.figure)
+
+    def __enter__(self) -> "MetricVsLeadFigure":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
