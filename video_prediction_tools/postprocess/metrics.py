@@ -614,8 +614,8 @@ def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
             else:
                 candidates = [name for name in _climatology_names(variable) if name in dataset]
             if not candidates:
-                wanted = (f"by month and hour on a lat/lon grid, dims (month, hour, lat, lon) or CDO's (time, lat, "
-                          f"lon)" if variable is None else " or ".join(map(repr, _climatology_names(variable))))
+                wanted = ("by month and hour on a lat/lon grid, dims (month, hour, lat, lon) or CDO's (time, lat, "
+                          "lon)" if variable is None else " or ".join(map(repr, _climatology_names(variable))))
                 raise UserError(f"climatology {path} has no variable {wanted} (it has {', '.join(present) or 'none'})")
             field = dataset[candidates[0]].load()
     except (OSError, ValueError) as err:

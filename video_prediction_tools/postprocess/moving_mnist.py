@@ -34,16 +34,15 @@ import numpy as np
 import xarray as xr
 
 from ..utils.errors import UserError
-from ..utils.io import atomic_path, read_json, remove_stale_temporaries, write_json
+from ..utils.io import read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from .bootstrap import write_table
+from .forecast import EVALUATION_FILE, SUMMARY_STEM, write_netcdf
 from .metrics import PSNR, SSIM
 
 log = logging.getLogger("ambs")
 DATASET = "moving_mnist"
 BASELINE = "copy_last_frame"
-EVALUATION_FILE = "evaluation_metrics.nc"
-SUMMARY_STEM = "summary_metrics"
 #: name → (long name, units); values on intensities in [0, 1]
 MNIST_METRICS = {
     "mse": ("mean squared error per pixel", "1"),
@@ -258,9 +257,7 @@ def run_moving_mnist_postprocess(options) -> Path:
         indices.append(batch_indices)
     evaluation = evaluation_dataset(job, np.concatenate(indices), {key: np.concatenate(parts)
                                                                    for key, parts in scores.items()})
-    encoding = {name: {"zlib": True, "complevel": 5} for name in evaluation.data_vars}
-    with atomic_path(results_dir / EVALUATION_FILE) as tmp:
-        evaluation.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    write_netcdf(evaluation, results_dir / EVALUATION_FILE)
     write_table(summary_rows(evaluation, job.products, job.metric_names), results_dir / SUMMARY_STEM)
     if not options.lquick_evaluation:
         plot_results(job, evaluation)
