@@ -593,22 +593,33 @@ def run_postprocess(options: PostprocessOptions) -> Path:
         raw = raw_scores(job, evaluation)
         if helper:  # the helper draws the example maps and the conditional quantiles while this process
             # bootstraps and draws the score figures, then takes over what the helper has not started
-            examples = _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
-                                      job.results_dir)
-            helper.submit([example_task(*example) for example in examples]
-                          + [quantiles_task(*plot) for plot in _conditional_quantile_plots(evaluation, job)])
+            helper.submit(helper_figures(job, evaluation, raw, sample_files))
         with timer("summary"):
             result = summarise(job, raw)
         if helper:
             with timer("plots"):
-                with plots.MetricVsLeadFigure() as figure:
-                    for metric in job.metric_names:
-                        figure.save(result, job.variable, metric, {p: p for p in job.products},
-                                    job.results_dir / f"evaluation_{metric}.png")
+                plot_scores(job, result)
                 helper.finish()
     log.info("evaluation of %d forecasts written to %s (%s; beside the forecasts: %s)", number_of_samples,
              job.results_dir, timer, consumer.timer)
     return job.results_dir
+
+
+def helper_figures(job: _Job, evaluation: _Evaluation, raw: xr.Dataset, sample_files) -> list[tuple]:
+    """The figure tasks of the helper process: the example maps (:func:`_example_plots`), then the conditional
+    quantiles of every lead hour."""
+    examples = _example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
+                              job.results_dir)
+    return ([example_task(*example) for example in examples]
+            + [quantiles_task(*plot) for plot in _conditional_quantile_plots(evaluation, job)])
+
+
+def plot_scores(job: _Job, result: xr.Dataset) -> None:
+    """``evaluation_<metric>.png``: each metric of ``result`` (``evaluation_metrics.nc``) against lead time."""
+    with plots.MetricVsLeadFigure() as figure:
+        for metric in job.metric_names:
+            figure.save(result, job.variable, metric, {product: product for product in job.products},
+                        job.results_dir / f"evaluation_{metric}.png")
 
 
 def layout_sample(job: _Job) -> xr.Dataset:
