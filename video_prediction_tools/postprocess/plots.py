@@ -240,7 +240,7 @@ class _ExampleMaps:
         diff_bar = figure.add_axes((0.65, MAP_BAR_BOTTOM / height, 0.25, MAP_BAR_HEIGHT / height))
         figure.colorbar(diff_mesh, cax=diff_bar, orientation="horizontal", label=f"difference [{units}]")
         self.colour_bars = (field_bar, diff_bar)
-        self.background = None  # the pixels of what no forecast changes, made by the first write_png
+        self.background = None  # the pixels of what no forecast changes, made by the first draw
 
     def _changing_artists(self) -> list:
         """What a forecast changes, and what lies on it: the meshes, the coastlines and frames drawn over them,
