@@ -2,7 +2,7 @@
 
 Steps (``run_postprocess``): validate and open everything (``open_job``), create the results directory
 (``start_results``), forecast the batches (``forecast_batches``), score them and write the samples
-(``evaluate_batch``, ``SampleWriter``), summarise (``summarise``) and plot. In detail:
+(``evaluate_batch``, ``write_samples``), summarise (``summarise``) and plot. In detail:
 
 1. restore the model with ``training.checkpoints.load_trained_model`` (a run dir → best checkpoint, else the
    newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated);
@@ -509,41 +509,21 @@ def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
     evaluation.add(xr.DataArray(reference, dims=dims, coords=coords, attrs={"units": units}), forecasts)
 
 
-@dataclass(frozen=True)
-class SampleWriter:
-    """Writes the per-sample files of a run's batches."""
-
-    results_dir: Path
-    variables: tuple[str, ...]
-    model_name: str
-    context_frames: int
-    forecast_frames: int
-    lat: np.ndarray
-    lon: np.ndarray
-    attrs: dict
-    compression: dict
-    overwrite: bool
-
-    @classmethod
-    def for_job(cls, job: _Job) -> "SampleWriter":
-        return cls(job.results_dir, tuple(job.dataset.variables), job.run.model_name, job.model.context_frames,
-                   job.model.forecast_frames, job.dataset.lat, job.dataset.lon, job.provenance,
-                   SAMPLE_COMPRESSION[job.options.sample_compression], job.options.overwrite)
-
-    def write(self, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
-        """Write (or keep, unless ``overwrite``) the files of ``batch`` (with persistence), its first sample being
-        number ``first_index`` of the run; return (init time, path) of each."""
-        context, forecast_frames = self.context_frames, self.forecast_frames
-        written = []
-        for i, init in enumerate(batch.init_times):
-            path = self.results_dir / sample_file_name(init, first_index + i)
-            written.append((init, path))
-            if path.exists() and not self.overwrite:
-                continue
-            write_sample(sample_content(self.variables, self.model_name, init, batch.truth[i, :context],
-                                        batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
-                                        batch.persistence[i], self.lat, self.lon, self.attrs), path, self.compression)
-        return written
+def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
+    """Write (or keep, unless ``--overwrite``) the per-sample files of a batch; return (init time, path) each."""
+    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    compression = SAMPLE_COMPRESSION[job.options.sample_compression]
+    written = []
+    for i, init in enumerate(batch.init_times):
+        path = job.results_dir / sample_file_name(init, first_index + i)
+        written.append((init, path))
+        if path.exists() and not job.options.overwrite:
+            continue
+        write_sample(sample_content(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
+                                    batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
+                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path,
+                     compression)
+    return written
 
 
 def raw_scores(job: _Job, evaluation: _Evaluation) -> xr.Dataset:
@@ -635,7 +615,7 @@ def layout_sample(job: _Job) -> xr.Dataset:
 
 class BatchConsumer:
     """Completes each forecast batch in one background thread while the next batch is forecast: reads its
-    persistence, adds its scores to ``evaluation`` and writes its per-sample files (:class:`SampleWriter`; none with
+    persistence, adds its scores to ``evaluation`` and writes its per-sample files (:func:`write_samples`; none with
     ``--lquick_evaluation``). The compiled forecasts and netCDF4 run without holding the GIL, so both proceed at
     once. One thread keeps the batches in order (the scores are the same as computed one batch after the other);
     at most ``MAX_PENDING`` batches wait (bounded memory); each file is written atomically; an error in the thread
@@ -646,7 +626,6 @@ class BatchConsumer:
     def __init__(self, job: _Job, evaluation: _Evaluation):
         self.job, self.evaluation = job, evaluation
         self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.model.forecast_frames)
-        self.writer = None if job.quick else SampleWriter.for_job(job)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-consumer")
         self.pending: list[Future] = []
         self.written: list[tuple[np.datetime64, Path]] = []
@@ -659,10 +638,10 @@ class BatchConsumer:
                                                                           self.job.dataset.frame_shape))
         with self.timer("metrics"):
             evaluate_batch(self.job, self.evaluation, batch)
-        if self.writer is None:
+        if self.job.quick:
             return []
         with self.timer("sample files"):
-            return self.writer.write(batch, first_index)
+            return write_samples(self.job, batch, first_index)
 
     def submit(self, batch: _Batch, first_index: int) -> None:
         while len(self.pending) >= self.MAX_PENDING:

@@ -55,6 +55,23 @@ def metric_axis_label(metric: str, units: str) -> str:
     return f"{metric.upper()} [{units or '1'}]"
 
 
+class _ReusedFigure:
+    """A figure reused for a series of plots (``self.figure``), closed by :meth:`close` or at the end of a
+    ``with`` block."""
+
+    figure = None
+
+    def close(self) -> None:
+        if self.figure is not None:
+            plt.close(self.figure)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
 def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, products: Mapping[str, str],
                         path: str | Path) -> Path:
     """One line per product (``label → product`` name in ``<var>_<product>_<metric>``): the average
@@ -64,7 +81,7 @@ def plot_metric_vs_lead(evaluation: xr.Dataset, variable: str, metric: str, prod
         return figure.save(evaluation, variable, metric, products, path)
 
 
-class MetricVsLeadFigure:
+class MetricVsLeadFigure(_ReusedFigure):
     """One figure for a series of score-against-lead plots (e.g. every metric): the figure and its axes are made
     once, per plot the lines, bands, labels and legend are drawn anew on them (same pixels as a new figure). Use
     as a context manager (closes the figure)."""
@@ -100,14 +117,6 @@ class MetricVsLeadFigure:
             self.figure.savefig(tmp, format="png", dpi=100, pil_kwargs=PNG_OPTIONS)
         return Path(path)
 
-    def close(self) -> None:
-        plt.close(self.figure)
-
-    def __enter__(self) -> "MetricVsLeadFigure":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 # --- maps ----------------------------------------------------------------------------------------------------
@@ -289,7 +298,7 @@ class _ExampleMaps:
         self.title.set_text(panels["title"])
 
 
-class ExampleForecastFigure:
+class ExampleForecastFigure(_ReusedFigure):
     """Draws a series of example-forecast figures (:func:`example_forecast_figure`) on one figure while their
     layout (variable, model, leads, grid, units, persistence present) stays the same: building the 17 axes took
     about 40 % of a figure, and per figure only what the forecast changes is drawn again (same pixels as a new
@@ -325,11 +334,6 @@ class ExampleForecastFigure:
             plt.close(self.maps.figure)
             self.maps, self.layout = None, None
 
-    def __enter__(self) -> "ExampleForecastFigure":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 #: layout of the example-forecast figure in inches: one map panel, the gaps around and between panels (room for
@@ -418,7 +422,7 @@ def plot_conditional_quantiles(quantiles: xr.Dataset, condition_label: str, targ
         return figure.save(quantiles, condition_label, target_label, path, title)
 
 
-class ConditionalQuantileFigure:
+class ConditionalQuantileFigure(_ReusedFigure):
     """One figure for a series of conditional-quantile plots (e.g. every lead hour): the axes, lines and legend
     are made once and only their data, limits and texts change per plot. A new figure per plot cost about three
     times as much, mostly in measuring the same tick labels anew (text sizes are cached per figure renderer).
@@ -499,11 +503,3 @@ class ConditionalQuantileFigure:
         # a title at a fixed height: its automatic placement measures every tick label of both axes per drawing
         axis.set_title(title, y=1.0)
 
-    def close(self) -> None:
-        plt.close(self.figure)
-
-    def __enter__(self) -> "ConditionalQuantileFigure":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
