@@ -100,6 +100,27 @@ def test_check_writable_directory(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.parametrize("outcome", ["success", "user error"])
+def test_run_cli_freezes_the_objects_before_the_exit(outcome, capsys):
+    # frozen objects are skipped by the interpreter's last garbage collection (about a second after TensorFlow)
+    import gc
+    from video_prediction_tools.utils.errors import USER_ERROR_EXIT_CODE, run_cli
+
+    def main(argv):
+        if outcome == "user error":
+            raise UserError("--year 1800: no data")
+        return 0
+
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(main)
+        assert exit_info.value.code == (0 if outcome == "success" else USER_ERROR_EXIT_CODE)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the test process goes on collecting as usual
+
+
 SCRIPT = textwrap.dedent("""
     import json, sys
     from video_prediction_tools.utils import parallel
