@@ -343,8 +343,8 @@ class _Evaluation:
         self.likelihood = {h: plots.ConditionalQuantiles() for h in lead_hours} if quantiles else {}
 
     def add(self, truth: xr.DataArray, forecasts: dict[str, xr.DataArray]) -> None:
-        # the truth broadcast once to each forecast's layout (over the members): not again by every metric
-        truths = {product: truth.broadcast_like(forecast).transpose(*forecast.dims)
+        # the truth given each forecast's layout (members first) once: not broadcast again by every metric
+        truths = {product: truth.expand_dims(sample=forecast.sizes["sample"]) if "sample" in forecast.dims else truth
                   for product, forecast in forecasts.items()}
         for product, forecast in forecasts.items():
             for metric in self.metrics:

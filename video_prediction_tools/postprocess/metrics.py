@@ -74,18 +74,28 @@ def _valid_times(field: xr.DataArray) -> xr.DataArray:
                      "'fcst_hour' coordinates")
 
 
+def _coordinate_values(array: xr.DataArray, dim: str) -> np.ndarray:
+    """Values of the coordinate ``dim``; 0, 1, ... for a dim without one (as ``array[dim]``)."""
+    variable = array.coords.variables.get(dim)
+    return np.arange(array.sizes[dim]) if variable is None else variable.values
+
+
+def _same_coordinate(a: xr.DataArray, b: xr.DataArray, dim: str) -> bool:
+    """Equal values of the coordinate ``dim`` in ``a`` and ``b``; at once when they share it."""
+    shared = a.coords.variables.get(dim)
+    return (shared is not None and shared is b.coords.variables.get(dim)) or np.array_equal(
+        _coordinate_values(a, dim), _coordinate_values(b, dim))
+
+
 def _check_same_grid(a: xr.DataArray, b: xr.DataArray, message: str) -> None:
     """Identical lat/lon coordinates (exact: arithmetic must never silently drop or misplace points)."""
-    for dim in SPATIAL_DIMS:
-        if not np.array_equal(a[dim].values, b[dim].values):
-            raise ValueError(message)
+    if not all(_same_coordinate(a, b, dim) for dim in SPATIAL_DIMS):
+        raise ValueError(message)
 
 
 def _same_layout(a: xr.DataArray, b: xr.DataArray) -> bool:
-    """Same dims in the same order with the same indexes: nothing to broadcast, transpose or align."""
-    return a.dims == b.dims and a.shape == b.shape and all(
-        (dim in a.indexes) == (dim in b.indexes) and (dim not in a.indexes or a.indexes[dim].equals(b.indexes[dim]))
-        for dim in a.dims)
+    """Same dims in the same order with the same coordinate values: nothing to broadcast, transpose or align."""
+    return a.dims == b.dims and a.shape == b.shape and all(_same_coordinate(a, b, dim) for dim in a.dims)
 
 
 def latitude_weights(lat: np.ndarray) -> np.ndarray:
