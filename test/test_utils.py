@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from fixtures.common import REPO_ROOT, assert_user_error, mpiexec, run_module
+from fixtures.common import REPO_ROOT, assert_user_error, run_module
 from video_prediction_tools.utils import io, parallel, settings
 from video_prediction_tools.utils.errors import UserError
 
