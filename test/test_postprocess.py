@@ -232,7 +232,7 @@ def test_example_figure_prepared_before_the_forecasts_is_the_one_their_maps_are_
 
     import matplotlib.image
 
-    job = types.SimpleNamespace(model=types.SimpleNamespace(context_frames=12, forecast_frames=12),
+    job = types.SimpleNamespace(context_frames=12, forecast_frames=12,
                                 dataset=types.SimpleNamespace(frame_shape=(8, 12, 3), variables=["2t", "tcc", "t_850"],
                                                               lat=LAT, lon=LON),
                                 run=types.SimpleNamespace(model_name="convLSTM"))

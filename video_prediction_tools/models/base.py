@@ -31,6 +31,8 @@ import math
 import keras
 import tensorflow as tf
 
+from .registry import sequence_frames
+
 #: hyper-parameters every model accepts (names of the original), with their defaults
 COMMON_HPARAMS: dict[str, Any] = {
     "batch_size": 4,
@@ -109,12 +111,8 @@ class VideoPredictionModel(keras.Model):
         super().__init__(**kwargs)
         self.hparams = dict(hparams)
         self.frame_shape = tuple(int(n) for n in frame_shape)
-        self.context_frames = int(hparams["context_frames"])
-        self.sequence_length = int(hparams["sequence_length"])
-        if self.sequence_length <= self.context_frames:
-            raise ValueError(f"sequence_length ({self.sequence_length}) must exceed context_frames "
-                             f"({self.context_frames})")
-        self.forecast_frames = self.sequence_length - self.context_frames
+        self.context_frames, self.forecast_frames = sequence_frames(hparams)
+        self.sequence_length = self.context_frames + self.forecast_frames
         self.target_channels = parse_opt_var(hparams["opt_var"], self.frame_shape[-1])
 
     @classmethod

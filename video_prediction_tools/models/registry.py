@@ -212,6 +212,15 @@ def template_hparams(name: str, dataset: str = "era5") -> dict[str, Any]:
     return default_hparams(name)
 
 
+def sequence_frames(hparams: dict[str, Any]) -> tuple[int, int]:
+    """``(context frames, forecast frames)`` of a model with ``hparams``: ``context_frames`` and
+    ``sequence_length - context_frames`` (a ValueError unless the sequence is longer than its context)."""
+    context, length = int(hparams["context_frames"]), int(hparams["sequence_length"])
+    if length <= context:
+        raise ValueError(f"sequence_length ({length}) must exceed context_frames ({context})")
+    return context, length - context
+
+
 def build_model(name: str, hparams: dict[str, Any] | None, frame_shape: tuple[int, int, int], build: bool = True):
     """Instantiate model ``name`` with validated ``hparams`` for frames ``(H, W, C)``; ``build`` creates every
     variable so weights can be loaded and counted right away."""

@@ -1,11 +1,11 @@
 """Postprocessing of a trained model: forecasts of a whole data split, persistence, metrics, files and plots.
 
-Steps (``run_postprocess``): validate and open everything (``open_job``), create the results directory
-(``start_results``), forecast the batches (``forecast_batches``), score them and write the samples
+Steps (``run_postprocess``): validate and open everything (``open_job``), load the model (``load_model``), create
+the results directory (``start_results``), forecast the batches (``forecast_batches``), score them and write the samples
 (``evaluate_batch``, ``write_samples``), summarise (``summarise``) and plot. In detail:
 
-1. restore the model with ``training.checkpoints.load_trained_model`` (a run dir → best checkpoint, else the
-   newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated);
+1. restore the model with ``training.checkpoints`` (a run dir → best checkpoint, else the newest; a missing or
+   incomplete checkpoint is a UserError: random weights are never evaluated);
 2. read the test (or val) split with ``ERA5Dataset`` and the normalisation saved with the model, forecast every
    window (``num_stochastic_samples`` members for stochastic models), denormalise to physical units;
 3. persistence: the analysis at the same hour of the previous day, i.e. lead h of a forecast initialised at
@@ -28,11 +28,11 @@ Steps (``run_postprocess``): validate and open everything (``open_job``), create
 per-sample files, no plots). ACC-type metrics need ``climatology_file`` covering every month and hour of the
 forecasts' valid times: by default they are computed only when a climatology file is given; requested explicitly
 without one, or with one that lacks some month/hour, they are a UserError before any forecast. Everything is
-validated (:func:`open_job`) before the results directory is created, so a refused run writes nothing. Runs as
-one process (forecasting a split is one unit of work; a thread reads persistence, scores and writes the sample
-files of each batch while the next batch is forecast, and a helper process, spawned before the model is loaded,
-draws the example maps and conditional quantiles while the bootstrap and the score figures are made: see
-:mod:`.helper`). The log's last line gives the time of each
+validated (:func:`open_job`, :func:`load_model`) before the results directory is created, so a refused run writes
+nothing. Runs as one process (forecasting a split is one unit of work; a thread reads persistence, scores and writes
+the sample files of each batch while the next batch is forecast, and a helper process, spawned first, lays out its
+figures while the model is loaded and draws the example maps and conditional quantiles while the bootstrap and the
+score figures are made: see :mod:`.helper`). The log's last line gives the time of each
 step. An interrupted run is resumed by running it again: the sample files already written are kept, the rest are
 written, and the results are byte-identical to an uninterrupted run.
 """
@@ -42,7 +42,7 @@ import logging
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -377,18 +377,20 @@ class _Evaluation:
 
 @dataclass
 class _Job:
-    """A validated postprocessing job: everything checked and opened, nothing written yet."""
+    """A validated postprocessing job: everything checked and opened, nothing written yet; its model is loaded
+    last (:func:`load_model`), the rest needs no TensorFlow."""
 
     options: PostprocessOptions
     results_dir: Path
     metric_names: list[str]
-    model: object
     run: object
     dataset: object
     variable: str
     climatology: xr.DataArray | None
-    members: int
-    warnings: list[str]
+    #: the trained model (:func:`load_model`), None before
+    model: object = None
+    members: int = 1
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def quick(self) -> bool:
@@ -399,8 +401,16 @@ class _Job:
         return [self.run.model_name] if self.quick else [self.run.model_name, PERSISTENCE]
 
     @property
+    def context_frames(self) -> int:
+        return self.run.context_frames
+
+    @property
+    def forecast_frames(self) -> int:
+        return self.run.forecast_frames
+
+    @property
     def lead_hours(self) -> np.ndarray:
-        return np.arange(1, self.model.forecast_frames + 1)
+        return np.arange(1, self.forecast_frames + 1)
 
     @property
     def provenance(self) -> dict:
@@ -410,16 +420,17 @@ class _Job:
 
 
 def open_job(options: PostprocessOptions) -> _Job:
-    """Validate everything (options, checkpoint, data split, channel, metrics, climatology, bootstrap blocks,
-    coastlines) without writing anything: a refused run leaves no results directory, log or file."""
+    """Validate everything but the model's weights (options, checkpoint, data split, channel, metrics,
+    climatology, bootstrap blocks, coastlines) without writing anything and without TensorFlow: a refused run
+    leaves no results directory, log or file."""
     from ..datasets.era5 import ERA5Dataset
-    from ..training.checkpoints import load_trained_model
+    from ..training.checkpoints import read_trained_run
 
     setup_logging()  # console only until the results directory exists
     _check_options(options)
     conventions = check_conventions(options.metric_conventions, options.data_range)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
-    model, run = load_trained_model(options.checkpoint)
+    run = read_trained_run(options.checkpoint)
     if run.dataset != "era5":
         raise UserError(f"postprocessing supports ERA5 runs only; {run.run_dir} was trained on {run.dataset!r}")
     hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
@@ -433,18 +444,27 @@ def open_job(options: PostprocessOptions) -> _Job:
     if any(needs_climatology(name) for name in metric_names):
         climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon)
         hour_offset = np.timedelta64(conventions.parameters_for(ACC).get("climatology_hour_offset", 0), "h")
-        check_climatology_covers(climatology, forecast_valid_times(dataset, model.context_frames,
-                                                                   model.forecast_frames) + hour_offset,
+        check_climatology_covers(climatology, forecast_valid_times(dataset, run.context_frames,
+                                                                   run.forecast_frames) + hour_offset,
                                  options.climatology_file)
     number_of_blocks(dataset.num_windows, options.block_length)  # fail now, not after hours of forecasting
     if not options.lquick_evaluation:
         find_coastline_file(0.0)  # likewise a bad $AMBS_COASTLINES
-    members, warnings = options.num_stochastic_samples, []
+    return _Job(options, Path(options.results_dir), metric_names, run, dataset, variable, climatology)
+
+
+def load_model(job: _Job) -> _Job:
+    """``job`` with its trained model (weights that do not fit are a UserError) and the number of forecast
+    members (one for a deterministic model)."""
+    from ..training.checkpoints import build_trained_model
+
+    model = build_trained_model(job.run)
+    members, warnings = job.options.num_stochastic_samples, []
     if members > 1 and not model.stochastic:
-        warnings.append(f"model {run.model_name} is deterministic: --num_stochastic_samples {members} reduced to 1")
+        warnings.append(f"model {job.run.model_name} is deterministic: --num_stochastic_samples {members} "
+                        "reduced to 1")
         members = 1
-    return _Job(options, Path(options.results_dir), metric_names, model, run, dataset, variable, climatology,
-                members, warnings)
+    return replace(job, model=model, members=members, warnings=warnings)
 
 
 def start_results(job: _Job) -> None:
@@ -489,18 +509,18 @@ def forecast_batches(job: _Job):
         forecast = np.stack([run.normalization.denormalize(
             np.asarray(forecast_batch(images, seed=_member_seed(options.seed, batch_index, k))))
             for k in range(job.members)])
-        init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(model.context_frames - 1, "h")
+        init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(job.context_frames - 1, "h")
         yield _Batch(init_times, run.normalization.denormalize(images), forecast, None)
 
 
 def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
     """Add the scores of the evaluated channel of the model (and persistence) to ``evaluation``."""
-    context, channel = job.model.context_frames, job.options.channel
+    context, channel = job.context_frames, job.options.channel
     units = variable_attributes(job.variable)["units"]
     coords = {"init_time": batch.init_times.astype("datetime64[ns]"), "fcst_hour": job.lead_hours,
               "lat": job.dataset.lat, "lon": job.dataset.lon}
     dims = ("init_time", "fcst_hour", "lat", "lon")
-    reference = batch.truth[:, context:context + job.model.forecast_frames, ..., channel]
+    reference = batch.truth[:, context:context + job.forecast_frames, ..., channel]
     forecasts = {job.run.model_name: xr.DataArray(batch.forecast[..., channel], dims=("sample", *dims),
                                                   coords=coords, attrs={"units": units})}
     if batch.persistence is not None:
@@ -511,7 +531,7 @@ def evaluate_batch(job: _Job, evaluation: _Evaluation, batch: _Batch) -> None:
 
 def write_samples(job: _Job, batch: _Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
     """Write (or keep, unless ``--overwrite``) the per-sample files of a batch; return (init time, path) each."""
-    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    context, forecast_frames = job.context_frames, job.forecast_frames
     compression = SAMPLE_COMPRESSION[job.options.sample_compression]
     written = []
     for i, init in enumerate(batch.init_times):
@@ -553,12 +573,14 @@ def run_postprocess(options: PostprocessOptions) -> Path:
     if trained_dataset(options.checkpoint) == MOVING_MNIST:
         return run_moving_mnist_postprocess(options)
     _check_options(options)
-    # the helper process starts before the model is loaded: its imports overlap TensorFlow's
+    # the helper process starts first: its imports, and the layout of its figures, overlap TensorFlow's import and
+    # the loading of the model
     with nullcontext() if options.lquick_evaluation else HelperProcess() as helper:
         job = open_job(options)
-        start_results(job)
         if helper:
             helper.prepare(layout_sample(job), job.variable, job.run.model_name, _quantile_labels(job))
+        job = load_model(job)
+        start_results(job)
         evaluation = _Evaluation(make_metrics(job.metric_names, job.climatology, options.data_range,
                                               options.metric_conventions), job.products,
                                  job.variable, job.lead_hours, quantiles=not job.quick)
@@ -605,7 +627,7 @@ def plot_scores(job: _Job, result: xr.Dataset) -> None:
 def layout_sample(job: _Job) -> xr.Dataset:
     """A per-sample dataset of the job's grid, variables and lead times with NaN fields: what the example maps
     of the run will look like before any forecast exists."""
-    context, forecast_frames = job.model.context_frames, job.model.forecast_frames
+    context, forecast_frames = job.context_frames, job.forecast_frames
     frame = job.dataset.frame_shape
     nan = np.full((context + forecast_frames, *frame), np.nan, dtype=np.float32)
     return sample_dataset(job.dataset.variables, job.run.model_name, np.datetime64("2000-01-01T00", "h"),
@@ -625,7 +647,7 @@ class BatchConsumer:
 
     def __init__(self, job: _Job, evaluation: _Evaluation):
         self.job, self.evaluation = job, evaluation
-        self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.model.forecast_frames)
+        self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.forecast_frames)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-consumer")
         self.pending: list[Future] = []
         self.written: list[tuple[np.datetime64, Path]] = []

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from ..datasets.normalization import Normalization
-from ..models.registry import build_model
+from ..models.registry import build_model, sequence_frames
 from ..utils.errors import UserError
 from ..utils.io import atomic_directory, read_json, write_json
 
@@ -71,7 +71,7 @@ class TrainerState:
 
 @dataclass
 class TrainedRun:
-    """What :func:`load_trained_model` found besides the model."""
+    """What :func:`read_trained_run` found: everything about a trained run but its model."""
 
     run_dir: Path
     checkpoint_dir: Path
@@ -83,6 +83,16 @@ class TrainedRun:
     input_dir: str
     normalization: Normalization
     datasplit: dict[str, Any]
+    #: ``(H, W, C)`` the model was built for
+    frame_shape: tuple[int, int, int]
+
+    @property
+    def context_frames(self) -> int:
+        return sequence_frames(self.hparams)[0]
+
+    @property
+    def forecast_frames(self) -> int:
+        return sequence_frames(self.hparams)[1]
 
 
 # --- locating checkpoints ------------------------------------------------------------------------------------
@@ -234,13 +244,10 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: set[int]) -> list[int]:
 
 
 # --- postprocessing entry point ------------------------------------------------------------------------------
-def load_trained_model(path: str | os.PathLike):
-    """``(model, run)`` from a run directory (best checkpoint, else newest) or a ``checkpoint_<step>`` directory.
-
-    The model is rebuilt from the run's ``model_hparams.json`` and the frame shape saved in the checkpoint, then
-    loaded with ``model.weights.h5``. A missing or incomplete checkpoint, or a run directory lacking its JSON
-    files, is a :class:`UserError`: a model with random weights is never returned.
-    """
+def read_trained_run(path: str | os.PathLike) -> TrainedRun:
+    """The run of a run directory (best checkpoint, else newest) or of a ``checkpoint_<step>`` directory, without
+    its model (no TensorFlow needed): a missing or incomplete checkpoint, or a run directory lacking its JSON
+    files, is a :class:`UserError`."""
     checkpoint_dir = resolve_checkpoint(path)
     run_dir = checkpoint_dir.parent
     options = read_json(run_dir / OPTIONS_FILE, what="training options")
@@ -248,13 +255,27 @@ def load_trained_model(path: str | os.PathLike):
     normalization = Normalization.from_dict(read_json(run_dir / NORMALIZATION_FILE, what="normalization"))
     datasplit = read_json(run_dir / DATASPLIT_FILE, what="data split")
     state = read_state(checkpoint_dir)
-    model = build_model(options["model"], hparams, frame_shape=tuple(state.frame_shape))
+    return TrainedRun(run_dir=run_dir, checkpoint_dir=checkpoint_dir, step=state.step, hparams=hparams,
+                      options=options, model_name=options["model"], dataset=options["dataset"],
+                      input_dir=options["input_dir"], normalization=normalization, datasplit=datasplit,
+                      frame_shape=tuple(state.frame_shape))
+
+
+def build_trained_model(run: TrainedRun):
+    """The model of ``run`` (:func:`read_trained_run`), rebuilt from its ``model_hparams.json`` and the frame
+    shape saved in the checkpoint, then loaded with ``model.weights.h5``; weights that do not fit are a
+    :class:`UserError`: a model with random weights is never returned."""
+    model = build_model(run.model_name, run.hparams, frame_shape=run.frame_shape)
     try:
-        model.load_weights(checkpoint_dir / WEIGHTS_FILE)
+        model.load_weights(run.checkpoint_dir / WEIGHTS_FILE)
     except (ValueError, OSError, KeyError) as err:
-        raise UserError(f"{checkpoint_dir / WEIGHTS_FILE}: cannot be loaded into model {options['model']}: "
+        raise UserError(f"{run.checkpoint_dir / WEIGHTS_FILE}: cannot be loaded into model {run.model_name}: "
                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    run = TrainedRun(run_dir=run_dir, checkpoint_dir=checkpoint_dir, step=state.step, hparams=hparams,
-                     options=options, model_name=options["model"], dataset=options["dataset"],
-                     input_dir=options["input_dir"], normalization=normalization, datasplit=datasplit)
-    return model, run
+    return model
+
+
+def load_trained_model(path: str | os.PathLike):
+    """``(model, run)`` from a run directory (best checkpoint, else newest) or a ``checkpoint_<step>`` directory:
+    :func:`read_trained_run`, then :func:`build_trained_model`."""
+    run = read_trained_run(path)
+    return build_trained_model(run), run
