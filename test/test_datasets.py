@@ -285,6 +285,35 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
         read_month(mixed, layout, (8, 12, 3))
 
 
+def test_example_features_reads_what_tensorflow_parses():
+    """The reader finds a month file's layout without TensorFlow: its protobuf parsing gives the values
+    TensorFlow's own parser gives (bytes, packed and unpacked int64, floats left as bytes), and refuses garbage."""
+    import tensorflow as tf
+
+    from video_prediction_tools.data_preprocess.records import hour_example
+    from video_prediction_tools.datasets.era5 import example_features
+
+    frame = np.random.default_rng(3).standard_normal((8, 12, 3)).astype(np.float32)
+    payload = hour_example(frame, 2017030123).SerializeToString()
+    parsed = tf.train.Example.FromString(payload).features.feature
+    features = example_features(payload)
+    assert sorted(features) == sorted(parsed) == ["images", "valid_time"]
+    assert features["images"] == {1: list(parsed["images"].bytes_list.value)} and features["images"][1][0] == \
+        frame.tobytes()
+    assert features["valid_time"] == {3: list(parsed["valid_time"].int64_list.value)} == {3: [2017030123]}
+    other = tf.train.Example(features=tf.train.Features(feature={
+        "counts": tf.train.Feature(int64_list=tf.train.Int64List(value=[0, 300, 2 ** 40])),
+        "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a", b"bc"]))}))
+    features = example_features(other.SerializeToString())
+    assert features == {"counts": {3: [0, 300, 2 ** 40]}, "name": {1: [b"a", b"bc"]}}
+    unpacked = bytes([0x0A, 0x0B, 0x0A, 0x09, 0x0A, 0x01, ord("n"), 0x12, 0x04, 0x1A, 0x02, 0x08, 0x07])
+    assert tf.train.Example.FromString(unpacked).features.feature["n"].int64_list.value == [7]
+    assert example_features(unpacked) == {"n": {3: [7]}}
+    for garbage in (payload[:-3], b"\xff\xff", payload[:40]):
+        with pytest.raises(ValueError):
+            example_features(garbage)
+
+
 def test_damaged_month_files_are_refused_naming_the_record(gappy):
     """Eight bytes overwritten inside a frame, a flipped bit in a length or in a checksum: the reader refuses the
     file naming it and the record, when the dataset reads it and when load_hours does."""

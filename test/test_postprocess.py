@@ -383,6 +383,24 @@ def trained_run(tiny_trained_run, tiny_tfrecords):
     return tiny_trained_run, dict(zip(times.tolist(), data))
 
 
+def test_the_job_is_checked_without_tensorflow_and_its_model_loaded_last(trained_run, tmp_path):
+    """``open_job`` checks the run without importing TensorFlow (the helper lays out its figures meanwhile) and
+    writes nothing; ``load_model`` then gives the model with the frames the job already had."""
+    run_dir, _ = trained_run
+    options = f"checkpoint={str(run_dir)!r}, results_dir={str(tmp_path / 'results')!r}, block_length=4"
+    script = ("import sys\n"
+              "from video_prediction_tools.postprocess import forecast as F\n"
+              f"job = F.open_job(F.PostprocessOptions({options}))\n"
+              "print({'tensorflow', 'keras'} & set(sys.modules), job.context_frames, job.forecast_frames, job.model)\n"
+              "job = F.load_model(job)\n"
+              "print(job.model.context_frames, job.model.forecast_frames, job.members)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, **TF_ENV})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["set() 12 12 None", "12 12 1"]
+    assert not (tmp_path / "results").exists()
+
+
 def _climatology_file(path, lat, lon):
     rng = np.random.default_rng(5)
     values = (280 + rng.standard_normal((12, 24, len(lat), len(lon)))).astype(np.float32)

@@ -94,13 +94,70 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def month_file_layout(path: Path, frame_shape) -> RecordLayout:
-    """Find the byte layout of a month file from its first record (parsed with protobuf); the reader checks that
-    every other record has the same field headers (:func:`read_month`). UserError if the file is not
-    laid out as step 2 writes it."""
-    from google.protobuf.message import DecodeError
-    import tensorflow as tf
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    """The protobuf varint at ``position`` of ``data`` and the position after it (ValueError if cut off)."""
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not byte & 0x80:
+            return value, position
 
+
+def _message_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """``(field number, value)`` of each field of a serialised protobuf message, in order: varints as ``int``,
+    length-delimited and fixed-size fields as ``bytes`` (ValueError if malformed)."""
+    fields, position = [], 0
+    while position < len(data):
+        key, position = _read_varint(data, position)
+        wire_type = key & 7
+        if wire_type == 0:
+            value, position = _read_varint(data, position)
+        elif wire_type in (1, 2, 5):
+            size, position = (8, position) if wire_type == 1 else (4, position) if wire_type == 5 \
+                else _read_varint(data, position)
+            if position + size > len(data):
+                raise ValueError("truncated field")
+            value, position = data[position:position + size], position + size
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        fields.append((key >> 3, value))
+    return fields
+
+
+def example_features(payload: bytes) -> dict[str, dict[int, list]]:
+    """The features of a serialised ``tf.train.Example`` without TensorFlow: name → {kind: values}, kind 1 =
+    ``bytes_list`` (bytes), 3 = ``int64_list`` (ints, packed or not); ValueError if malformed."""
+    features = {}
+    for number, features_message in _message_fields(payload):
+        if number != 1:  # Example.features
+            continue
+        for entry_number, entry in _message_fields(features_message):  # Features.feature: map entries
+            if entry_number != 1:
+                continue
+            entry_fields = dict(_message_fields(entry))
+            name, feature = entry_fields.get(1, b"").decode(), entry_fields.get(2, b"")
+            kinds = features.setdefault(name, {})
+            for kind, values in _message_fields(feature):
+                items = kinds.setdefault(kind, [])
+                for value_number, value in _message_fields(values):
+                    if kind == 3 and isinstance(value, bytes):  # packed int64 values
+                        position = 0
+                        while position < len(value):
+                            number_value, position = _read_varint(value, position)
+                            items.append(number_value)
+                    elif value_number == 1:
+                        items.append(value)
+    return features
+
+
+def month_file_layout(path: Path, frame_shape) -> RecordLayout:
+    """Find the byte layout of a month file from its first record (its protobuf fields read by
+    :func:`example_features`, no TensorFlow); the reader checks that every other record has the same field headers
+    (:func:`read_month`). UserError if the file is not laid out as step 2 writes it."""
     def unexpected(why):
         return UserError(f"{path}: {why}; not a step-2 file of format {RECORD_FORMAT} (rerun step 2 with --overwrite)")
 
@@ -121,10 +178,10 @@ def month_file_layout(path: Path, frame_shape) -> RecordLayout:
     if why:
         raise damaged(path, 0, why)
     try:
-        feature = tf.train.Example.FromString(payload).features.feature
-        image = feature["images"].bytes_list.value[0]
-        valid_time = feature["valid_time"].int64_list.value[0]
-    except (DecodeError, IndexError):
+        features = example_features(payload)
+        image = features["images"][1][0]
+        valid_time = features["valid_time"][3][0]
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError):
         raise unexpected("first record is not an hour example (images bytes + valid_time int64)") from None
     if len(image) != frame_bytes:
         raise unexpected(f"first frame has {len(image)} bytes, expected {frame_bytes} for a frame {tuple(frame_shape)}")
