@@ -128,29 +128,40 @@ def _message_fields(data: bytes) -> list[tuple[int, int | bytes]]:
     return fields
 
 
+def _length_delimited(data: bytes, number: int) -> list[bytes]:
+    """The length-delimited values (sub-messages, bytes, packed lists) of field ``number`` of a message."""
+    return [value for field, value in _message_fields(data) if field == number and isinstance(value, bytes)]
+
+
+def _list_values(kind: int, values: bytes) -> list:
+    """The values of a ``BytesList`` (kind 1: bytes), ``FloatList`` (2: raw bytes) or ``Int64List`` (3: ints,
+    packed or not)."""
+    if kind != 3:
+        return _length_delimited(values, 1)
+    items = []
+    for field, value in _message_fields(values):
+        if field == 1 and isinstance(value, int):
+            items.append(value)
+        elif field == 1:  # packed: varints one after the other
+            position = 0
+            while position < len(value):
+                number, position = _read_varint(value, position)
+                items.append(number)
+    return items
+
+
 def example_features(payload: bytes) -> dict[str, dict[int, list]]:
     """The features of a serialised ``tf.train.Example`` without TensorFlow: name → {kind: values}, kind 1 =
     ``bytes_list`` (bytes), 3 = ``int64_list`` (ints, packed or not); ValueError if malformed."""
     features = {}
-    for number, features_message in _message_fields(payload):
-        if number != 1:  # Example.features
-            continue
-        for entry_number, entry in _message_fields(features_message):  # Features.feature: map entries
-            if entry_number != 1:
-                continue
-            entry_fields = dict(_message_fields(entry))
-            name, feature = entry_fields.get(1, b"").decode(), entry_fields.get(2, b"")
+    for features_message in _length_delimited(payload, 1):  # Example.features
+        for entry in _length_delimited(features_message, 1):  # Features.feature: its map entries
+            name = b"".join(_length_delimited(entry, 1)).decode()
             kinds = features.setdefault(name, {})
-            for kind, values in _message_fields(feature):
-                items = kinds.setdefault(kind, [])
-                for value_number, value in _message_fields(values):
-                    if kind == 3 and isinstance(value, bytes):  # packed int64 values
-                        position = 0
-                        while position < len(value):
-                            number_value, position = _read_varint(value, position)
-                            items.append(number_value)
-                    elif value_number == 1:
-                        items.append(value)
+            for feature in _length_delimited(entry, 2):
+                for kind, values in _message_fields(feature):
+                    if isinstance(values, bytes):
+                        kinds.setdefault(kind, []).extend(_list_values(kind, values))
     return features
 
 

@@ -183,7 +183,6 @@ class Metric:
         raise NotImplementedError
 
 
-
 def _difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a - b in float64. The subtraction is done in the input precision: for float32 fields of similar magnitude
     (Kelvin, anomalies against a climatology) it is exact (Sterbenz), and it halves the memory traffic."""

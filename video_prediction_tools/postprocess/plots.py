@@ -118,7 +118,6 @@ class MetricVsLeadFigure(_ReusedFigure):
         return Path(path)
 
 
-
 # --- maps ----------------------------------------------------------------------------------------------------
 #: ``gid`` of the coastline lines on a map axis (lets tests and users find them)
 COASTLINES_GID = "coastlines"
@@ -333,7 +332,6 @@ class ExampleForecastFigure(_ReusedFigure):
         if self.maps is not None:
             plt.close(self.maps.figure)
             self.maps, self.layout = None, None
-
 
 
 #: layout of the example-forecast figure in inches: one map panel, the gaps around and between panels (room for

@@ -67,18 +67,22 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[s
     The program's objects are frozen before it exits (:func:`gc.freeze`): the interpreter's last garbage
     collection would otherwise walk every object TensorFlow made, about a second of waiting for nothing.
     """
+    status = _exit_status(main, argv)
+    gc.freeze()
+    sys.exit(status)
+
+
+def _exit_status(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None) -> int:
+    """The exit status of ``main(argv)`` (see :func:`run_cli`), its user error reported."""
     try:
-        status = main(argv)
+        return int(main(argv) or 0)
     except (UserError, OSError) as err:
-        gc.freeze()
         user_error = err if isinstance(err, UserError) else file_system_error(err)
         if user_error is None:
             raise
         if not user_error.quiet:
             print(f"ERROR: {user_error}", file=sys.stderr, flush=True)
-        sys.exit(USER_ERROR_EXIT_CODE)
+        return USER_ERROR_EXIT_CODE
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr, flush=True)
-        sys.exit(130)
-    gc.freeze()
-    sys.exit(int(status or 0))
+        return 130
