@@ -63,7 +63,7 @@ def test_template_is_valid(repo_root):
 
 @pytest.mark.parametrize("data, fragment", [
     ([], "top level must be a JSON object"),
-    ({"surface": ["2t"]}, "missing key(s) 'multi'"),
+    ({}, "no variable is requested"),
     ({"surface": ["2t"], "multi": {}, "extra": 1}, "unknown key(s) 'extra'"),
     ({"surface": {"2t": "2t"}, "multi": {}}, "'surface' must be a list"),
     ({"surface": ["2t", 5], "multi": {}}, "'surface' entry 5"),
@@ -362,11 +362,13 @@ def test_missing_values_in_a_field(tmp_path, tiny_grib_archive, repo_root):
     assert_no_output(tmp_path / "out")
 
 
-def test_missing_directories(tmp_path, tiny_grib_archive, repo_root):
-    assert_user_error(extract(tiny_grib_archive, tmp_path / "out", year=2016, repo_root=repo_root), "2016",
-                      "does not exist")
+def test_months_the_archive_does_not_hold_are_refused_naming_what_it_holds(tmp_path, tiny_grib_archive, repo_root):
+    assert_user_error(extract(tiny_grib_archive, tmp_path / "out", year=2016, repo_root=repo_root),
+                      "holds no data for 2016", "(it holds 2017-01..2017-02)")
     assert_user_error(extract(tiny_grib_archive, tmp_path / "out", "--months", "1", "5", repo_root=repo_root),
-                      "month folder(s) 05 not found")
+                      "holds no data for 2017-05", "(it holds 2017-01..2017-02)")
+    assert_user_error(extract(tmp_path / "nowhere", tmp_path / "out", repo_root=repo_root), "nowhere",
+                      "does not exist")
     assert_user_error(extract(tiny_grib_archive, tmp_path / "no" / "such" / "out", repo_root=repo_root),
                       "parent directory does not exist")
 

@@ -1,7 +1,8 @@
-"""Extract one month of ERA5 GRIB into one CF netCDF file: ``<target>/<YYYY>/<MM>/era5_<YYYY>_<MM>.nc``.
+"""Extract one month of ERA5 into one CF netCDF file: ``<target>/<YYYY>/<MM>/era5_<YYYY>_<MM>.nc``.
 
-Input: every ``*.grb`` / ``*.grib`` file in ``<source>/<YYYY>/<MM>/`` (any split of fields over files, GRIB 1 or 2;
-fields are picked by shortName and level type, see :mod:`.grib`). Output: float32 variables named as in the
+Input: the files of an ERA5 archive holding hours of the month (see :mod:`.archive`: the files of the month folder
+``<source>/<YYYY>/<MM>/``, and files of any period anywhere under ``<source>``; GRIB 1 or 2 or Climate Data Store
+netCDF; any split of fields over files; fields are picked by shortName and level type, see :mod:`.grib`). Output: float32 variables named as in the
 variable mapping with dims ``(time, lat, lon)``, ``lat`` north→south, ``lon`` ascending in [0, 360), ``time`` = GRIB
 valid times (any step; gaps are logged as a warning), ``units``/``long_name`` from GRIB. The file is written
 atomically and contains no creation date, so reruns and any number of MPI ranks give identical bytes. Next to it,
@@ -29,27 +30,16 @@ from ..utils.io import atomic_path, remove_stale_temporaries
 from ..utils import provenance
 from ..utils.log import progress
 from . import grib
+from .archive import Archive, file_format, survey
 from .varmapping import VarMapping
 
 log = logging.getLogger("ambs")
 
-GRIB_SUFFIXES = (".grb", ".grib", ".grb1", ".grib1", ".grb2", ".grib2")
 TIME_UNITS = "hours since 1900-01-01 00:00:00"  # as ERA5 netCDF from the CDS
 
 
 def month_output_path(target_dir, year: int, month: int) -> Path:
     return Path(target_dir) / f"{year:04d}" / f"{month:02d}" / f"era5_{year:04d}_{month:02d}.nc"
-
-
-def grib_files(month_dir: Path) -> list[Path]:
-    """GRIB files of a month folder, sorted by name (hidden files ignored)."""
-    if not month_dir.is_dir():
-        raise UserError(f"GRIB month directory {month_dir} does not exist")
-    files = sorted(path for path in month_dir.iterdir()
-                   if path.is_file() and path.suffix.lower() in GRIB_SUFFIXES and not path.name.startswith("."))
-    if not files:
-        raise UserError(f"no GRIB files (*.grb, *.grib) in {month_dir}")
-    return files
 
 
 def list_gaps(times: np.ndarray) -> list[str]:
@@ -69,16 +59,19 @@ def content_options(mapping: VarMapping, member: int) -> dict:
 
 
 def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMapping, overwrite: bool = False,
-                  member: int = 0) -> dict:
-    """Extract ``<source_dir>/<YYYY>/<MM>`` to :func:`month_output_path`.
+                  member: int = 0, archive: Archive | None = None) -> dict:
+    """Extract the hours of ``year``-``month`` that the archive under ``source_dir`` holds (``archive``: its
+    :func:`.archive.survey`, made here when None) to :func:`month_output_path`.
 
     A month is skipped, unless ``overwrite``, when its provenance record (``era5_<YYYY>_<MM>.provenance.json``,
-    see :mod:`..utils.provenance`) shows the same GRIB files (names and contents), variable mapping and ensemble
+    see :mod:`..utils.provenance`) shows the same input files (names and contents), variable mapping and ensemble
     member; otherwise it is redone. Returns a small summary {"status": "written"|"skipped", "path", "hours", "gaps"}.
     """
     output = month_output_path(target_dir, year, month)
-    month_dir = Path(source_dir) / f"{year:04d}" / f"{month:02d}"
-    files = grib_files(month_dir)
+    archive = archive or survey(source_dir, [year])
+    files = archive.files_of_month(year, month)
+    if not files:
+        raise UserError(f"no GRIB or netCDF file under {source_dir} holds hours of {year:04d}-{month:02d}")
     record = provenance.record_path(output)
     options = content_options(mapping, member)
     check = provenance.check(record, files, base=source_dir, options=options, outputs=[output])
@@ -86,39 +79,47 @@ def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMap
         return {"status": "skipped", "path": str(output), "hours": None, "gaps": []}
     wanted = set(mapping.surface) | {item.short_name for item in mapping.levels} | {"lnsp"}
     available: set[str] = set()
-    messages = grib.index_messages(files, wanted, available)
-    plan = grib.plan_month(messages, mapping, member=member, where=str(month_dir), available=available)
+    messages = archive.month_messages(year, month, wanted, available)
+    plan = grib.plan_month(messages, mapping, member=member, where=archive.where(year, month), available=available)
     times = np.array(plan.times, dtype="datetime64[s]")
-    outside = [str(t) for t in times if t.astype(object).year != year or t.astype(object).month != month]
-    if outside:
-        raise UserError(f"{month_dir} holds fields valid outside {year}-{month:02d}, e.g. at {outside[0]}")
-
-    shape = (len(times), len(plan.grid.latitudes), len(plan.grid.longitudes))
-    data = {name: np.empty(shape, dtype=np.float32) for name in mapping.output_names}
-    streams = grib._Streams()
-    try:
-        for index, time in enumerate(progress(plan.times, desc=f"extract {year}-{month:02d}", unit="h")):
-            for name, values in grib.decode_hour(plan, time, streams).items():
-                data[name][index] = values
-    finally:
-        streams.close()
-
+    data = _decode_month(plan, times, f"{year}-{month:02d}")
     gaps = list_gaps(times)
     if gaps:
         log.warning("%d-%02d: %d gap(s) in the valid times: %s", year, month, len(gaps), "; ".join(gaps))
-    dataset = _to_dataset(data, times, plan, year, month, len(files))
+    dataset = _to_dataset(data, times, plan, year, month, files)
     remove_stale_temporaries(output.parent)
     provenance.invalidate(record)
     with atomic_path(output) as tmp:
         dataset.to_netcdf(tmp, format="NETCDF4", encoding=_encoding(dataset, times))
     provenance.write(record, f"{year:04d}-{month:02d}", check.fingerprints, options)
-    log.info("%d-%02d: %d valid times, %d variables from %d GRIB files -> %s", year, month, len(times),
+    log.info("%d-%02d: %d valid times, %d variables from %d file(s) -> %s", year, month, len(times),
              len(data), len(files), output)
     return {"status": "written", "path": str(output), "hours": int(len(times)), "gaps": gaps}
 
 
+def _decode_month(plan: grib.MonthPlan, times: np.ndarray, label: str) -> dict:
+    """{output name: (time, lat, lon) float32} of every valid time of ``plan``."""
+    shape = (len(times), len(plan.grid.latitudes), len(plan.grid.longitudes))
+    data = {name: np.empty(shape, dtype=np.float32) for name in plan.mapping.output_names}
+    streams = grib._Streams()
+    try:
+        for index, time in enumerate(progress(plan.times, desc=f"extract {label}", unit="h")):
+            for name, values in grib.decode_hour(plan, time, streams).items():
+                data[name][index] = values
+    finally:
+        streams.close()
+    return data
+
+
+def _describe_source(files: list, year: int, month: int) -> str:
+    """The ``source`` attribute: today's wording for GRIB, with the formats named when netCDF is among them."""
+    kinds = sorted({"netCDF" if file_format(Path(path)) == "netcdf" else "GRIB" for path in files})
+    return (f"ECMWF {' and '.join(kinds)}, {len(files)} file(s) of {year:04d}/{month:02d}, decoded with ecCodes"
+            + (" and xarray" if "netCDF" in kinds else ""))
+
+
 def _to_dataset(data: dict, times: np.ndarray, plan: grib.MonthPlan, year: int, month: int,
-                file_count: int) -> xr.Dataset:
+                files: list) -> xr.Dataset:
     coords = {
         "time": ("time", times.astype("datetime64[ns]"), {"standard_name": "time", "long_name": "valid time",
                                                           "axis": "T"}),
@@ -130,7 +131,7 @@ def _to_dataset(data: dict, times: np.ndarray, plan: grib.MonthPlan, year: int, 
     variables = {name: (("time", "lat", "lon"), values, dict(plan.attributes[name])) for name, values in data.items()}
     # no creation date or host name: the bytes must not depend on when or where (which rank) the file was made
     attributes = {"Conventions": "CF-1.8", "title": f"ERA5 fields {year:04d}-{month:02d}",
-                  "source": f"ECMWF GRIB, {file_count} file(s) of {year:04d}/{month:02d}, decoded with ecCodes",
+                  "source": _describe_source(files, year, month),
                   "institution": "AMBS data extraction"}
     return xr.Dataset(variables, coords=coords, attrs=attributes)
 

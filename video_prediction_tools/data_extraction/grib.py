@@ -1,10 +1,12 @@
-"""Decode ERA5 GRIB files (editions 1 and 2) with eccodes: pick fields by shortName and level type, interpolate
-model-level (hybrid) fields to pressure levels, and refuse broken input with one clear line naming the file.
+"""Decode ERA5 fields with eccodes (GRIB editions 1 and 2; netCDF slices through :mod:`.netcdf_source`): pick
+fields by shortName and level type, interpolate model-level (hybrid) fields to pressure levels, and refuse broken
+input with one clear line naming the file.
 
 Two passes keep memory small and report bad input before any heavy work:
 
 1. :func:`index_messages` reads only the headers of every message (shortName, level type and level, ensemble
-   member, valid time, grid) and checks that each file consists of complete GRIB messages only;
+   member, valid time, grid) and checks that each file consists of complete GRIB messages only (plus the zero
+   bytes with which ECMWF's MARS pads GRIB 1 messages);
 2. :func:`decode_hour` decodes the values of one valid time, interpolating hybrid-level fields with the ``pv``
    coefficients and ``lnsp`` like CDO ``ml2pl`` (linear in log-pressure between full levels).
 
@@ -29,6 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from ..utils.errors import UserError
+from . import netcdf_source
+from .fields import GRID_KEYS, Message
 from .varmapping import VarMapping
 
 #: level types of multi-level fields; anything else (surface, heightAboveGround, meanSea, ...) is single-level
@@ -36,10 +40,6 @@ PRESSURE_LEVEL_TYPES = {"isobaricInhPa": 100.0, "isobaricInPa": 1.0}  # factor t
 HYBRID_LEVEL_TYPE = "hybrid"
 NON_SURFACE_LEVEL_TYPES = set(PRESSURE_LEVEL_TYPES) | {HYBRID_LEVEL_TYPE, "theta", "potentialVorticity",
                                                         "soilLayer", "depthBelowLandLayer", "generalVertical"}
-GRID_KEYS = ("gridType", "Ni", "Nj", "latitudeOfFirstGridPointInDegrees", "latitudeOfLastGridPointInDegrees",
-             "longitudeOfFirstGridPointInDegrees", "longitudeOfLastGridPointInDegrees",
-             "iDirectionIncrementInDegrees", "jDirectionIncrementInDegrees", "iScansNegatively",
-             "jScansPositively", "jPointsAreConsecutive")
 
 
 #: integer header keys that determine shortName, typeOfLevel, units and name (GRIB "concepts"). Concepts are slow
@@ -70,22 +70,6 @@ class _ConceptCache:
         if signature not in self.known:
             self.known[signature] = tuple(eccodes.codes_get(handle, key) for key in CONCEPT_KEYS)
         return self.known[signature]
-
-
-@dataclass(frozen=True)
-class Message:
-    """Header of one GRIB message and where it lies."""
-
-    path: Path
-    offset: int  # bytes from the start of the file
-    short_name: str
-    level_type: str
-    level: float
-    member: int
-    valid_time: np.datetime64  # datetime64[s]
-    grid: tuple
-    units: str
-    long_name: str
 
 
 @dataclass
@@ -150,71 +134,78 @@ def _valid_time(eccodes, handle) -> np.datetime64:
                          f"{hhmm // 100:02d}:{hhmm % 100:02d}", "s")
 
 
+def _only_padding(stream, start: int, end: int) -> bool:
+    """Whether bytes ``start``..``end`` of ``stream`` are zeros (MARS pads GRIB 1 messages to 120 bytes)."""
+    return end <= start or not os.pread(stream.fileno(), end - start, start).strip(b"\0")
+
+
+def _header(eccodes, concepts, handle, path: Path, offset: int, wanted: set[str] | None,
+            seen: set[str] | None) -> Message | None:
+    """The :class:`Message` of ``handle``, or None when its shortName is not wanted."""
+    short_name, level_type, units, long_name = concepts(handle)
+    if seen is not None:
+        seen.add(short_name)
+    if wanted is not None and short_name not in wanted:
+        return None
+    member = int(eccodes.codes_get(handle, "number")) if eccodes.codes_is_defined(handle, "number") else 0
+    grid = tuple(eccodes.codes_get(handle, key) if eccodes.codes_is_defined(handle, key) else None
+                 for key in GRID_KEYS)
+    return Message(path=path, offset=offset, short_name=short_name, level_type=level_type,
+                   level=float(eccodes.codes_get(handle, "level", float)), member=member,
+                   valid_time=_valid_time(eccodes, handle), grid=grid, units=units, long_name=long_name)
+
+
+def _index_file(eccodes, concepts, path: Path, wanted, seen, messages: list) -> int:
+    """Append the wanted headers of ``path`` to ``messages``; return where its last complete message ends."""
+    position = 0
+    with open(path, "rb") as stream:
+        while True:
+            handle = eccodes.codes_grib_new_from_file(stream, headers_only=True)
+            if handle is None:
+                break
+            try:
+                offset = int(eccodes.codes_get(handle, "offset"))
+                if not _only_padding(stream, position, offset):
+                    raise UserError(f"GRIB file {path} is corrupt: {offset - position} unexpected bytes "
+                                    f"before the message at byte {offset}")
+                position = offset + int(eccodes.codes_get(handle, "totalLength"))
+                message = _header(eccodes, concepts, handle, path, offset, wanted, seen)
+                if message is not None:
+                    messages.append(message)
+            finally:
+                eccodes.codes_release(handle)
+        size = os.fstat(stream.fileno()).st_size
+        if position and not _only_padding(stream, position, size):
+            raise UserError(f"GRIB file {path} is corrupt or truncated: only {position} of its {size} bytes "
+                            "form complete GRIB messages")
+    return position
+
+
 def index_messages(paths: Sequence[Path], wanted_short_names: set[str] | None = None,
                    seen_short_names: set[str] | None = None) -> list[Message]:
     """Headers of the messages whose shortName is in ``wanted_short_names`` (all when None), in file order;
     every shortName met is added to ``seen_short_names`` when given.
 
     Raises UserError naming the file when it is empty, unreadable, truncated, or holds bytes outside complete GRIB
-    messages (which a lenient reader would silently skip).
+    messages other than zero padding (which a lenient reader would silently skip).
     """
     eccodes = _eccodes()
     concepts = _ConceptCache(eccodes)
-    messages = []
-    for path in paths:
-        path = Path(path)
-        size = os.path.getsize(path)
-        position = 0
+    messages: list[Message] = []
+    for path in map(Path, paths):
         try:
-            with open(path, "rb") as stream:
-                while True:
-                    handle = eccodes.codes_grib_new_from_file(stream, headers_only=True)
-                    if handle is None:
-                        break
-                    try:
-                        offset = int(eccodes.codes_get(handle, "offset"))
-                        length = int(eccodes.codes_get(handle, "totalLength"))
-                        if offset != position:
-                            raise UserError(f"GRIB file {path} is corrupt: {offset - position} unexpected bytes "
-                                            f"before the message at byte {offset}")
-                        position = offset + length
-                        short_name, level_type, units, long_name = concepts(handle)
-                        if seen_short_names is not None:
-                            seen_short_names.add(short_name)
-                        if wanted_short_names is not None and short_name not in wanted_short_names:
-                            continue
-                        member = (int(eccodes.codes_get(handle, "number"))
-                                  if eccodes.codes_is_defined(handle, "number") else 0)
-                        grid = tuple(eccodes.codes_get(handle, key) if eccodes.codes_is_defined(handle, key)
-                                     else None for key in GRID_KEYS)
-                        messages.append(Message(
-                            path=path, offset=offset, short_name=short_name, level_type=level_type,
-                            level=float(eccodes.codes_get(handle, "level", float)), member=member,
-                            valid_time=_valid_time(eccodes, handle), grid=grid, units=units, long_name=long_name))
-                    finally:
-                        eccodes.codes_release(handle)
+            position = _index_file(eccodes, concepts, path, wanted_short_names, seen_short_names, messages)
         except UserError:
             raise
         except (eccodes.GribInternalError, ValueError, OSError) as err:
             raise UserError(f"GRIB file {path} is corrupt or truncated: {type(err).__name__}: {err}") from None
         if position == 0:
             raise UserError(f"GRIB file {path} holds no GRIB message")
-        if position != size:
-            raise UserError(f"GRIB file {path} is corrupt or truncated: only {position} of its {size} bytes "
-                            "form complete GRIB messages")
     return messages
 
 
-def plan_month(messages: Sequence[Message], mapping: VarMapping, member: int = 0, where: str = "",
-               available: set[str] | None = None) -> MonthPlan:
-    """Check that ``messages`` give every variable of ``mapping`` at every valid time, on one grid.
-
-    Multi-level variables come from pressure-level messages when the source has the variable on pressure levels,
-    otherwise from hybrid levels plus ``lnsp``. ``where`` names the source (a directory) in error messages.
-    """
-    messages = [m for m in messages if m.member == member]
-    if not messages:
-        raise UserError(f"no GRIB field of ensemble member {member} for the requested variables in {where}")
+def _grid_of(messages: Sequence[Message]) -> dict:
+    """The GRIB grid keys shared by all ``messages``; UserError on mixed or unsupported grids."""
     first = messages[0]
     for message in messages:
         if message.grid != first.grid:
@@ -227,66 +218,74 @@ def plan_month(messages: Sequence[Message], mapping: VarMapping, member: int = 0
                         "retrieve ERA5 with GRID=0.3/0.3)")
     if grid_keys["jPointsAreConsecutive"]:
         raise UserError(f"{first.path}: column-major grids (jPointsAreConsecutive=1) are not supported")
-    plan = MonthPlan(mapping, grid_keys, Grid.from_keys(grid_keys), sorted({m.valid_time for m in messages}))
-    files_of_time = defaultdict(set)
-    for message in messages:
-        files_of_time[message.valid_time].add(str(message.path))
+    return grid_keys
 
-    def put(table, key, message):
-        if key in table:
-            raise UserError(f"duplicate field {message.short_name} ({message.level_type} {message.level:g}) at "
-                            f"{message.valid_time} in {table[key].path} and {message.path}")
-        table[key] = message
 
-    by_name = defaultdict(list)
-    for message in messages:
-        by_name[message.short_name].append(message)
-    found = f" (found: {', '.join(sorted(available or by_name))})"
-    for name in mapping.surface:
+def _put(table: dict, key, message: Message) -> None:
+    if key in table:
+        raise UserError(f"duplicate field {message.short_name} ({message.level_type} {message.level:g}) at "
+                        f"{message.valid_time}: offered by both {table[key].path} and {message.path}")
+    table[key] = message
+
+
+def _plan_surface(plan: MonthPlan, by_name: dict, found: str, where: str) -> None:
+    for name in plan.mapping.surface:
         candidates = [m for m in by_name.get(name, []) if m.level_type not in NON_SURFACE_LEVEL_TYPES]
         if not candidates:
-            raise UserError(f"variable {name!r} (single level) not found in the GRIB files of {where}"
-                            f"{found}")
+            raise UserError(f"variable {name!r} (single level) not found in the files of {where}{found}")
         for message in candidates:
-            put(plan.surface, (message.valid_time, name), message)
+            _put(plan.surface, (message.valid_time, name), message)
         plan.attributes[name] = {"units": candidates[0].units, "long_name": candidates[0].long_name}
-    for item in mapping.levels:
+
+
+def _plan_pressure_level(plan: MonthPlan, item, on_pressure: list[Message]) -> Message:
+    at_level = [m for m in on_pressure if m.level * PRESSURE_LEVEL_TYPES[m.level_type] == item.pressure_pa]
+    if not at_level:
+        levels = sorted({m.level * PRESSURE_LEVEL_TYPES[m.level_type] / 100 for m in on_pressure})
+        raise UserError(f"level {item.pressure_pa / 100:g} hPa of {item.short_name!r} not found in "
+                        f"{on_pressure[0].path} (pressure levels there: {', '.join(f'{p:g}' for p in levels)} hPa)")
+    for message in at_level:
+        _put(plan.pressure, (message.valid_time, item.output_name), message)
+    return at_level[0]
+
+
+def _plan_model_levels(plan: MonthPlan, item, on_hybrid: list[Message], by_name: dict, where: str) -> Message:
+    if item.short_name not in {name for _, name in plan.hybrid}:
+        for message in on_hybrid:
+            levels = plan.hybrid.setdefault((message.valid_time, item.short_name), {})
+            _put(levels, message.level, message)
+    lnsp = [m for m in by_name.get("lnsp", []) if m.level_type == HYBRID_LEVEL_TYPE]
+    if not lnsp:
+        raise UserError(f"{item.short_name!r} is on model levels in {on_hybrid[0].path}, but no 'lnsp' "
+                        f"(log surface pressure) is in the files of {where}, so it cannot be "
+                        "interpolated to pressure levels")
+    for message in lnsp:
+        plan.lnsp.setdefault(message.valid_time, message)
+    return on_hybrid[0]
+
+
+def _plan_levels(plan: MonthPlan, by_name: dict, found: str, where: str) -> None:
+    for item in plan.mapping.levels:
         on_pressure = [m for m in by_name.get(item.short_name, []) if m.level_type in PRESSURE_LEVEL_TYPES]
         on_hybrid = [m for m in by_name.get(item.short_name, []) if m.level_type == HYBRID_LEVEL_TYPE]
         if on_pressure:
-            at_level = [m for m in on_pressure if m.level * PRESSURE_LEVEL_TYPES[m.level_type] == item.pressure_pa]
-            if not at_level:
-                levels = sorted({m.level * PRESSURE_LEVEL_TYPES[m.level_type] / 100 for m in on_pressure})
-                raise UserError(f"level {item.pressure_pa / 100:g} hPa of {item.short_name!r} not found in "
-                                f"{on_pressure[0].path} (pressure levels there: {', '.join(f'{p:g}' for p in levels)}"
-                                " hPa)")
-            for message in at_level:
-                put(plan.pressure, (message.valid_time, item.output_name), message)
-            template = at_level[0]
+            template = _plan_pressure_level(plan, item, on_pressure)
         elif on_hybrid:
-            indexed = {name for _, name in plan.hybrid}
-            for message in on_hybrid if item.short_name not in indexed else []:
-                levels = plan.hybrid.setdefault((message.valid_time, item.short_name), {})
-                if message.level in levels:
-                    raise UserError(f"duplicate field {item.short_name} on hybrid level {message.level:g} at "
-                                    f"{message.valid_time} in {levels[message.level].path} and {message.path}")
-                levels[message.level] = message
-            lnsp = [m for m in by_name.get("lnsp", []) if m.level_type == HYBRID_LEVEL_TYPE]
-            if not lnsp:
-                raise UserError(f"{item.short_name!r} is on model levels in {on_hybrid[0].path}, but no 'lnsp' "
-                                f"(log surface pressure) is in the GRIB files of {where}, so it cannot be "
-                                "interpolated to pressure levels")
-            for message in lnsp:
-                plan.lnsp.setdefault(message.valid_time, message)
-            template = on_hybrid[0]
+            template = _plan_model_levels(plan, item, on_hybrid, by_name, where)
         else:
-            raise UserError(f"variable {item.short_name!r} on pressure or model levels not found in the GRIB files "
+            raise UserError(f"variable {item.short_name!r} on pressure or model levels not found in the files "
                             f"of {where}{found}")
         plan.attributes[item.output_name] = {"units": template.units, "long_name": template.long_name}
 
+
+def _check_complete(plan: MonthPlan, messages: Sequence[Message]) -> None:
+    """Every output variable at every valid time, else UserError naming the hour and its files."""
+    files_of_time = defaultdict(set)
+    for message in messages:
+        files_of_time[message.valid_time].add(str(message.path))
     for time in plan.times:
-        missing = [name for name in mapping.surface if (time, name) not in plan.surface]
-        for item in mapping.levels:
+        missing = [name for name in plan.mapping.surface if (time, name) not in plan.surface]
+        for item in plan.mapping.levels:
             if (time, item.output_name) in plan.pressure:
                 continue
             levels = plan.hybrid.get((time, item.short_name), {})
@@ -294,6 +293,29 @@ def plan_month(messages: Sequence[Message], mapping: VarMapping, member: int = 0
                 missing.append(item.output_name)
         if missing:
             raise UserError(f"{', '.join(missing)} missing at {time} in {', '.join(sorted(files_of_time[time]))}")
+
+
+def plan_month(messages: Sequence[Message], mapping: VarMapping, member: int = 0, where: str = "",
+               available: set[str] | None = None) -> MonthPlan:
+    """Check that ``messages`` give every variable of ``mapping`` at every valid time, on one grid, each field
+    from one file only.
+
+    Multi-level variables come from pressure-level messages when the source has the variable on pressure levels,
+    otherwise from hybrid levels plus ``lnsp``. ``where`` names the source (a directory) in error messages;
+    ``available`` lists every variable the source holds (for the message naming what was found).
+    """
+    messages = [m for m in messages if m.member == member]
+    if not messages:
+        raise UserError(f"no field of ensemble member {member} for the requested variables in {where}")
+    grid_keys = _grid_of(messages)
+    plan = MonthPlan(mapping, grid_keys, Grid.from_keys(grid_keys), sorted({m.valid_time for m in messages}))
+    by_name = defaultdict(list)
+    for message in messages:
+        by_name[message.short_name].append(message)
+    found = f" (found: {', '.join(sorted(available or by_name))})"
+    _plan_surface(plan, by_name, found, where)
+    _plan_levels(plan, by_name, found, where)
+    _check_complete(plan, messages)
     return plan
 
 
@@ -303,8 +325,8 @@ def _describe_grid(grid: tuple) -> str:
             f"{keys['longitudeOfFirstGridPointInDegrees']:g}E) step {keys['jDirectionIncrementInDegrees']}")
 
 
-def _decode(eccodes, message: Message, stream, shape: tuple) -> tuple[np.ndarray, np.ndarray | None]:
-    """Values of ``message`` as (Nj, Ni) float64, and its pv array for hybrid fields."""
+def _decode_grib(eccodes, message: Message, stream) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Values of the GRIB ``message`` (flat), its count of missing values, and its pv array for hybrid fields."""
     stream.seek(message.offset)
     handle = eccodes.codes_grib_new_from_file(stream)
     if handle is None:
@@ -319,10 +341,20 @@ def _decode(eccodes, message: Message, stream, shape: tuple) -> tuple[np.ndarray
         raise UserError(f"GRIB file {message.path} is corrupt: cannot decode {message.short_name}: {err}") from None
     finally:
         eccodes.codes_release(handle)
+    return values, int(missing), pv
+
+
+def _decode(eccodes, message: Message, streams: "_Streams", shape: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """Values of ``message`` (GRIB or netCDF) as (Nj, Ni) float64, and its pv array for hybrid GRIB fields."""
+    if message.location is not None:
+        values, missing, pv = netcdf_source.read_field(streams.netcdf(message.path), message), 0, None
+    else:
+        values, missing, pv = _decode_grib(eccodes, message, streams(message.path))
     if missing or not np.all(np.isfinite(values)):
-        count = int(missing) if missing else int(np.count_nonzero(~np.isfinite(values)))
-        raise UserError(f"GRIB file {message.path}: {message.short_name} ({message.level_type} {message.level:g}) "
-                        f"at {message.valid_time} has {count} missing or NaN values")
+        count = missing or int(np.count_nonzero(~np.isfinite(values)))
+        raise UserError(f"{'netCDF' if message.location else 'GRIB'} file {message.path}: {message.short_name} "
+                        f"({message.level_type} {message.level:g}) at {message.valid_time} has {count} missing or "
+                        "NaN values")
     return values.reshape(shape), pv
 
 
@@ -356,7 +388,7 @@ def interpolate_to_pressure(values: np.ndarray, level_pressure: np.ndarray, targ
 
 
 class _Streams:
-    """Open files of one decoding pass (hourly files: a handful at a time)."""
+    """Open files of one decoding pass (hourly files: a handful at a time): GRIB byte streams, netCDF datasets."""
 
     def __init__(self):
         self.open: dict = {}
@@ -364,6 +396,11 @@ class _Streams:
     def __call__(self, path):
         if path not in self.open:
             self.open[path] = open(path, "rb")
+        return self.open[path]
+
+    def netcdf(self, path):
+        if path not in self.open:
+            self.open[path] = netcdf_source.open_netcdf(path)
         return self.open[path]
 
     def close(self):
@@ -383,11 +420,11 @@ def decode_hour(plan: MonthPlan, time: np.datetime64, streams: _Streams | None =
     try:
         for name in plan.mapping.surface:
             message = plan.surface[(time, name)]
-            result[name] = _decode(eccodes, message, streams(message.path), shape)[0]
+            result[name] = _decode(eccodes, message, streams, shape)[0]
         for item in plan.mapping.levels:
             if (time, item.output_name) in plan.pressure:
                 message = plan.pressure[(time, item.output_name)]
-                result[item.output_name] = _decode(eccodes, message, streams(message.path), shape)[0]
+                result[item.output_name] = _decode(eccodes, message, streams, shape)[0]
                 continue
             if item.short_name not in columns:
                 columns[item.short_name] = _model_level_column(eccodes, plan, time, item.short_name, streams, shape)
@@ -408,12 +445,12 @@ def _model_level_column(eccodes, plan, time, short_name, streams, shape) -> tupl
     path of the top level's file); pressure and values have shape (level, Nj, Ni), levels top → bottom."""
     level_messages = plan.hybrid[(time, short_name)]
     lnsp_message = plan.lnsp[time]
-    lnsp = _decode(eccodes, lnsp_message, streams(lnsp_message.path), shape)[0]
+    lnsp = _decode(eccodes, lnsp_message, streams, shape)[0]
     levels = sorted(level_messages)
     stack, pv = [], None
     for level in levels:
         message = level_messages[level]
-        values, message_pv = _decode(eccodes, message, streams(message.path), shape)
+        values, message_pv = _decode(eccodes, message, streams, shape)
         if message_pv is None:
             raise UserError(f"GRIB file {message.path}: {short_name} on hybrid level {level:g} carries no pv "
                             "coefficients, so its pressure is unknown")

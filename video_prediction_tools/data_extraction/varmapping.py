@@ -8,6 +8,9 @@ Form (as the original's working form; template ``templates/data_extraction/era5_
 * ``multi``: ``{<GRIB shortName>: {<any label>: <pressure in Pa>, ...}}``; each entry becomes ``<name>_<hPa>``
   (here ``t_850``), taken from pressure-level data or interpolated from model-level data.
 
+Either key may be left out (``{"surface": ["2t"]}`` for an archive of single-level fields); at least one variable
+must be requested.
+
 Example::
 
     from video_prediction_tools.data_extraction.varmapping import load_varmapping
@@ -58,10 +61,7 @@ def parse_varmapping(data, source: str = "variable mapping") -> VarMapping:
     unknown = sorted(set(data) - {"surface", "multi"})
     if unknown:
         fail(f"unknown key(s) {', '.join(map(repr, unknown))}; only 'surface' and 'multi' are allowed")
-    missing = [key for key in ("surface", "multi") if key not in data]
-    if missing:
-        fail(f"missing key(s) {', '.join(map(repr, missing))} (use [] or {{}} when empty)")
-    surface, multi = data["surface"], data["multi"]
+    surface, multi = data.get("surface", []), data.get("multi", {})
     if not isinstance(surface, list):
         fail(f"'surface' must be a list of GRIB shortNames, not {type(surface).__name__}")
     for name in surface:
