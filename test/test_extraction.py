@@ -385,3 +385,177 @@ def test_a_failing_month_under_mpi_fails_the_job_but_not_the_other_month(tmp_pat
     assert_user_error(result, "1 of 2 unit(s) failed", "2017-02", str(victim))
     assert (tmp_path / "out" / "2017" / "01" / "era5_2017_01.nc").is_file()
     assert_no_output(tmp_path / "out", month=2)
+
+
+# ---- archive layouts: files of any period and name, GRIB 1/2 or CDS netCDF --------------------------------------
+def concatenate(files, target):
+    """One GRIB file holding the messages of ``files`` (GRIB files are sequences of self-contained messages)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"".join(path.read_bytes() for path in sorted(files)))
+    return target
+
+
+def assert_same_month(path, reference, names=None):
+    ours, expected = xr.open_dataset(path), xr.open_dataset(reference)
+    names = names or tuple(expected.data_vars)
+    assert tuple(ours.data_vars) == names
+    for coordinate in ("time", "lat", "lon"):
+        np.testing.assert_array_equal(ours[coordinate].values, expected[coordinate].values)
+    for name in names:
+        np.testing.assert_array_equal(ours[name].values, expected[name].values)
+        assert ours[name].attrs == expected[name].attrs
+
+
+def test_a_month_file_anywhere_extracts_like_the_hourly_files(tmp_path, tiny_grib_archive, tiny_extracted_archive):
+    root = tmp_path / "era5"
+    concatenate((tiny_grib_archive / "2017" / "01").iterdir(), root / "downloads" / "january 2017.grib")
+    mapping = tiny_extracted_archive.parent / "varmapping.json"
+    result = run_module(MODULE, "--source_dir", root, "--target_dir", tmp_path / "out", "--varslist_path", mapping)
+    assert result.returncode == 0, result.stderr
+    assert_same_month(tmp_path / "out" / "2017" / "01" / "era5_2017_01.nc",
+                      tiny_extracted_archive / "2017" / "01" / "era5_2017_01.nc")
+    assert sorted(p.name for p in (tmp_path / "out" / "2017").iterdir()) == ["01", "extraction_2017.log"]
+    # a single-level mapping needs no "multi" key
+    single = write_mapping(tmp_path / "single.json", {"surface": ["2t", "msl"]})
+    result = run_module(MODULE, "--source_dir", root, "--target_dir", tmp_path / "single", "--year", "2017",
+                        "--months", "1", "--varslist_path", single)
+    assert result.returncode == 0, result.stderr
+    assert_same_month(tmp_path / "single" / "2017" / "01" / "era5_2017_01.nc",
+                      tiny_extracted_archive / "2017" / "01" / "era5_2017_01.nc", names=("2t", "msl"))
+
+
+def test_grib2_day_files_without_suffix_extract_like_the_hourly_files(tmp_path, repo_root):
+    grid = Grid(45.0, 45.9, -0.6, 0.6, 0.3)
+    generate_archive(tmp_path / "hourly", [2018], [3], grid, days=2, edition=2)
+    month_dir = tmp_path / "hourly" / "2018" / "03"
+    for day in ("01", "02"):  # files of one day each, named without a GRIB suffix, outside month folders
+        concatenate(month_dir.glob(f"201803{day}*"), tmp_path / "days" / "march" / f"era5-day-{day}")
+    for source, target in (("hourly", "reference"), ("days", "out")):
+        assert extract(tmp_path / source, tmp_path / target, year=2018, repo_root=repo_root).returncode == 0
+    assert_same_month(tmp_path / "out" / "2018" / "03" / "era5_2018_03.nc",
+                      tmp_path / "reference" / "2018" / "03" / "era5_2018_03.nc")
+    assert len(xr.open_dataset(tmp_path / "out" / "2018" / "03" / "era5_2018_03.nc").time) == 48
+
+
+def test_two_files_offering_the_same_hour_are_refused_naming_both(tmp_path, tiny_grib_archive, repo_root):
+    source, month_dir = copy_month(tiny_grib_archive, tmp_path)
+    extra = concatenate([month_dir / "2017010205_sf.grb"], source / "extra" / "one-hour.grib")
+    result = extract(source, tmp_path / "out", repo_root=repo_root)
+    assert_user_error(result, "duplicate field 2t", "2017-01-02T05:00:00", str(month_dir / "2017010205_sf.grb"),
+                      str(extra))
+    assert_no_output(tmp_path / "out")
+
+
+def test_a_file_in_a_month_folder_with_hours_of_another_month_is_refused(tmp_path, tiny_grib_archive, repo_root):
+    source, month_dir = copy_month(tiny_grib_archive, tmp_path)
+    stray = shutil.copy(tiny_grib_archive / "2017" / "02" / "2017020100_sf.grb", month_dir / "stray.grb")
+    assert_user_error(extract(source, tmp_path / "out", repo_root=repo_root), str(stray),
+                      "holds fields valid outside 2017-01", "2017-02-01T00:00:00")
+
+
+#: a coarse global grid (30 degrees) in the canonical output order: lat north->south, lon ascending in [0, 360)
+CDS_LAT = np.array([60.0, 30.0, 0.0, -30.0, -60.0])
+CDS_LON = np.arange(0.0, 360.0, 30.0)
+#: 30 hours from 31 January 2019: one file holding hours of two months
+CDS_TIMES = np.datetime64("2019-01-31T00", "ns") + np.arange(30) * np.timedelta64(1, "h")
+CDS_LEVELS = np.array([500.0, 850.0])
+
+
+def packing_scale(values: np.ndarray) -> float:
+    """scale_factor of the packed (int16) variant: the value range in 60000 steps (values kept to half a step)."""
+    return float(np.ptp(values)) / 60000
+
+
+def cds_fields() -> dict:
+    """{CDS name: float32 values (time, [level,] lat, lon) in the canonical order}, every value distinct."""
+    hours = np.arange(len(CDS_TIMES))[:, None, None]
+    lat, lon = CDS_LAT[None, :, None], CDS_LON[None, None, :]
+    base = 0.01 * hours + 0.1 * lat + np.cos(np.radians(lon)) + 0.001 * lon
+    fields = {"t2m": 280.0 + base, "tcc": 0.5 + 0.01 * base, "msl": 101000.0 + 10.0 * base}
+    fields["t"] = np.stack([250.0 + base, 270.0 + base], axis=1)
+    return {name: values.astype(np.float32) for name, values in fields.items()}
+
+
+def write_cds_netcdf(path, time_name, level_name, lat_ascending, lon_180, packed):
+    """The fields of :func:`cds_fields` as a CDS netCDF file with the given coordinate conventions."""
+    lat_order = np.argsort(CDS_LAT) if lat_ascending else np.arange(len(CDS_LAT))
+    file_lon = (CDS_LON + 180.0) % 360.0 - 180.0 if lon_180 else CDS_LON
+    lon_order = np.argsort(file_lon)
+    variables = {}
+    for name, values in cds_fields().items():
+        dims = (time_name, level_name, "latitude", "longitude") if values.ndim == 4 else \
+            (time_name, "latitude", "longitude")
+        variables[name] = (dims, values[..., lat_order, :][..., lon_order],
+                           {"units": "K", "long_name": f"{name} field", **({"GRIB_shortName": "2t"}
+                                                                         if name == "t2m" and not packed else {})})
+    coords = {time_name: CDS_TIMES, level_name: (level_name, CDS_LEVELS, {"units": "hPa"}),
+              "latitude": CDS_LAT[lat_order], "longitude": file_lon[lon_order], "number": 0}
+    if time_name == "valid_time":  # as the CDS writes since 2024: ensemble number and experiment version as coords
+        coords["expver"] = (time_name, np.array(["0001"] * len(CDS_TIMES)))
+    encoding = {name: {"dtype": "int16", "scale_factor": packing_scale(values), "add_offset": float(values.min() + values.max()) / 2,
+                       "_FillValue": np.int16(-32767)} for name, values in cds_fields().items()} if packed else {}
+    xr.Dataset(variables, coords=coords).to_netcdf(path, encoding=encoding)
+
+
+@pytest.mark.parametrize("time_name, level_name, lat_ascending, lon_180, packed", [
+    ("valid_time", "pressure_level", False, False, False),  # CDS since 2024: lat descending, lon 0..360
+    ("valid_time", "pressure_level", True, True, False),
+    ("time", "level", True, True, True),  # earlier CDS files: packed int16
+])
+def test_cds_netcdf_with_any_coordinate_conventions(tmp_path, time_name, level_name, lat_ascending, lon_180,
+                                                    packed):
+    from video_prediction_tools.data_extraction.archive import months_of_work
+    from video_prediction_tools.data_extraction.extract import extract_month
+
+    (tmp_path / "cds").mkdir()
+    write_cds_netcdf(tmp_path / "cds" / "data.nc", time_name, level_name, lat_ascending, lon_180, packed)
+    archive, units = months_of_work(tmp_path / "cds")
+    assert units == [(2019, 1), (2019, 2)]
+    assert archive.variables() == {"2t": [("surface", 0.0)], "msl": [("surface", 0.0)], "t": [
+        ("isobaricInhPa", 500.0), ("isobaricInhPa", 850.0)], "tcc": [("surface", 0.0)]}
+    mapping = parse_varmapping({"surface": ["2t", "tcc", "msl"], "multi": {"t": {"pl": 85000}}})
+    expected = cds_fields()
+    tolerance = {name: packing_scale(values) / 2 * 1.001 if packed else 0 for name, values in expected.items()}
+    expected["t_850"], tolerance["t_850"] = expected.pop("t")[:, 1], tolerance["t"]
+    for (year, month), hours in zip(units, (slice(0, 24), slice(24, 30))):
+        extract_month(tmp_path / "cds", tmp_path / "out", year, month, mapping, archive=archive)
+        ours = xr.open_dataset(tmp_path / "out" / f"{year}" / f"{month:02d}" / f"era5_{year}_{month:02d}.nc")
+        np.testing.assert_array_equal(ours.time.values, CDS_TIMES[hours])
+        np.testing.assert_array_equal(ours.lat.values, CDS_LAT)
+        np.testing.assert_array_equal(ours.lon.values, CDS_LON)
+        for cds_name, name in (("t2m", "2t"), ("tcc", "tcc"), ("msl", "msl"), ("t_850", "t_850")):
+            # packed: within half the packing step, plus the float32 rounding of the unpacked value
+            np.testing.assert_allclose(ours[name].values, expected[cds_name][hours], rtol=1.2e-7 if packed else 0,
+                                       atol=tolerance[cds_name], err_msg=name)
+
+
+def test_netcdf_with_missing_values_or_an_irregular_grid_is_refused(tmp_path, repo_root):
+    source = tmp_path / "cds"
+    source.mkdir()
+    mapping = write_mapping(tmp_path / "m.json", {"surface": ["2t"]})
+    times = CDS_TIMES[:3]
+    values = np.full((3, 2, 3), 280.0, dtype=np.float32)
+    values[1, 0, 2] = np.nan
+    coords = {"valid_time": times, "latitude": [50.0, 49.0], "longitude": [0.0, 1.0, 2.0]}
+    xr.Dataset({"t2m": (("valid_time", "latitude", "longitude"), values)}, coords=coords).to_netcdf(source / "a.nc")
+    assert_user_error(extract(source, tmp_path / "out", year=2019, mapping_path=mapping), "a.nc",
+                      "2t (surface 0) at 2019-01-31T01:00:00 has 1 missing or NaN values")
+    coords["longitude"] = [0.0, 1.0, 3.0]
+    xr.Dataset({"t2m": (("valid_time", "latitude", "longitude"), values)}, coords=coords).to_netcdf(source / "a.nc")
+    assert_user_error(extract(source, tmp_path / "out", year=2019, mapping_path=mapping), "a.nc",
+                      "longitude coordinate is not a regular grid")
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_a_file_of_two_months_gives_identical_output_on_one_and_two_ranks(tmp_path):
+    (tmp_path / "cds").mkdir()
+    write_cds_netcdf(tmp_path / "cds" / "data.nc", "valid_time", "pressure_level", False, True, False)
+    mapping = write_mapping(tmp_path / "m.json", {"surface": ["2t", "tcc"], "multi": {"t": {"pl": 50000}}})
+    for ranks in (1, 2):
+        result = mpiexec(ranks, MODULE, "--source_dir", tmp_path / "cds", "--target_dir", tmp_path / f"n{ranks}",
+                         "--varslist_path", mapping)
+        assert result.returncode == 0, result.stderr
+    for month in ("01", "02"):
+        name = f"2019/{month}/era5_2019_{month}.nc"
+        assert (tmp_path / "n1" / name).read_bytes() == (tmp_path / "n2" / name).read_bytes(), name

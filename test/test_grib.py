@@ -163,3 +163,27 @@ def test_model_levels_interpolated_to_850_hpa_like_a_hand_computation(archives):
                             if column_values[i][0] <= 85000.0 < column_values[i + 1][0])
         weight = (math.log(85000.0) - math.log(above[0])) / (math.log(below[0]) - math.log(above[0]))
         assert decoded[row, column] == pytest.approx(above[1] + weight * (below[1] - above[1]), abs=1e-9)
+
+
+# ---- files as ECMWF's MARS writes them ------------------------------------------------------------------------------
+def test_zero_padding_between_messages_is_accepted_and_other_bytes_refused(archives, tmp_path):
+    """MARS pads each GRIB 1 message with zeros to a multiple of 120 bytes (the real ERA5 file does); any other
+    byte between messages is corruption."""
+    source = archives["grib1"] / f"{HOUR}_sf.grb"
+    messages = eccodes_messages(source)
+    raw = source.read_bytes()
+    bounds = [int(m["offset"]) for m in messages] + [len(raw)]
+    chunks = [raw[start:end] for start, end in zip(bounds, bounds[1:])]
+    padded = b"".join(chunk + b"\0" * (-len(chunk) % 120) for chunk in chunks)
+    (tmp_path / "mars.grib").write_bytes(padded)
+    index = grib.index_messages([tmp_path / "mars.grib"])
+    assert [m.short_name for m in index] == [m["short_name"] for m in messages]
+    assert all(m.offset % 120 == 0 for m in index)
+    plan = grib.plan_month(index, parse_varmapping({"surface": ["msl"]}), where="test")
+    np.testing.assert_array_equal(grib.decode_hour(plan, VALID_TIME)["msl"],
+                                  on_output_grid(next(m for m in messages if m["short_name"] == "msl"), plan))
+    damaged = bytearray(padded)
+    damaged[len(chunks[0]) + 3] = 7  # a byte inside the padding after the first message
+    (tmp_path / "damaged.grib").write_bytes(bytes(damaged))
+    with pytest.raises(UserError, match="damaged.grib is corrupt"):
+        grib.index_messages([tmp_path / "damaged.grib"])
