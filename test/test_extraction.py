@@ -559,3 +559,14 @@ def test_a_file_of_two_months_gives_identical_output_on_one_and_two_ranks(tmp_pa
     for month in ("01", "02"):
         name = f"2019/{month}/era5_2019_{month}.nc"
         assert (tmp_path / "n1" / name).read_bytes() == (tmp_path / "n2" / name).read_bytes(), name
+
+
+def test_a_target_inside_the_archive_is_not_read_as_input(tmp_path, repo_root):
+    (tmp_path / "cds").mkdir()
+    write_cds_netcdf(tmp_path / "cds" / "data.nc", "valid_time", "pressure_level", False, False, False)
+    mapping = write_mapping(tmp_path / "m.json", {"surface": ["2t"]})
+    for rerun in ("", "--overwrite"):  # the second run would see the first one's netCDF output as CDS input
+        result = run_module(MODULE, "--source_dir", tmp_path / "cds", "--target_dir", tmp_path / "cds" / "out",
+                            "--varslist_path", mapping, *filter(None, [rerun]))
+        assert result.returncode == 0, result.stderr
+    assert "2 month(s) written" in result.stderr

@@ -331,7 +331,7 @@ REJECTIONS = [
     ("extract", {"years": "2018"}, "years", "no GRIB files for year(s) 2018"),
     ("extract", {"months": "1-3"}, "months", "2017-03"),
     ("extract", {"months": "13"}, "months", "13"),
-    ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", "missing key(s) 'multi'"),
+    ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", "'surface' must be a list"),
     ("extract", {"varmapping": {"surface": ["2t", "zz_notavar"], "multi": {}}}, "varmapping",
      "field(s) zz_notavar are not in the GRIB files"),
     ("preprocess1", {"years": "2016"}, "years", "2016"),

@@ -159,14 +159,16 @@ class Archive:
         return messages
 
 
-def _data_files(root: Path, years: set[int] | None) -> list[tuple[Path, Path]]:
-    """(path, path relative to root) of the data files under ``root``, sorted; year folders of other years pruned."""
+def _data_files(root: Path, years: set[int] | None, exclude: Path | None) -> list[tuple[Path, Path]]:
+    """(path, path relative to root) of the data files under ``root``, sorted; year folders of other years and the
+    ``exclude`` folder (extraction's own output, when it lies inside the archive) pruned."""
     found = []
+    excluded = exclude.resolve() if exclude is not None else None
     for directory, subdirectories, names in os.walk(root, followlinks=True):
         relative = Path(directory).relative_to(root)
         subdirectories[:] = sorted(name for name in subdirectories if not name.startswith(".") and not (
             years is not None and relative == Path(".") and len(name) == 4 and name.isdigit()
-            and int(name) not in years))
+            and int(name) not in years) and (Path(directory) / name).resolve() != excluded)
         for name in sorted(names):
             path = Path(directory) / name
             if not name.startswith(".") and path.is_file() and file_format(path):
@@ -174,9 +176,10 @@ def _data_files(root: Path, years: set[int] | None) -> list[tuple[Path, Path]]:
     return found
 
 
-def survey(root, years: Sequence[int] | None = None) -> Archive:
+def survey(root, years: Sequence[int] | None = None, exclude=None) -> Archive:
     """The :class:`Archive` under ``root``: which data files it holds and, for files outside month folders, every
-    field header (read now). With ``years``, folders ``<root>/<YYYY>/`` of other years are not read.
+    field header (read now). With ``years``, folders ``<root>/<YYYY>/`` of other years are not read; the folder
+    ``exclude`` (e.g. the extraction's target) is never read.
 
     This is the function that tells which months (:meth:`Archive.months`) and variables
     (:meth:`Archive.variables`) an archive holds."""
@@ -184,7 +187,7 @@ def survey(root, years: Sequence[int] | None = None) -> Archive:
     if not root.is_dir():
         raise UserError(f"archive directory {root} does not exist")
     archive = Archive(root)
-    for path, relative in _data_files(root, set(years) if years else None):
+    for path, relative in _data_files(root, set(years) if years else None, Path(exclude) if exclude else None):
         month = _folder_month(relative)
         if month is not None:
             archive.folder_files.setdefault(month, []).append(path)
@@ -193,12 +196,12 @@ def survey(root, years: Sequence[int] | None = None) -> Archive:
     return archive
 
 
-def months_of_work(root, years: Sequence[int] | None = None,
-                   months: Sequence[int] | None = None) -> tuple[Archive, list[tuple[int, int]]]:
-    """The archive under ``root`` and the (year, month) units to extract: every month held in ``years`` (all years
-    held when None), or exactly ``years`` x ``months`` when ``months`` is given. UserError naming what the archive
-    holds when it holds none of the asked months, or not every month that was asked for."""
-    archive = survey(root, years)
+def months_of_work(root, years: Sequence[int] | None = None, months: Sequence[int] | None = None,
+                   exclude=None) -> tuple[Archive, list[tuple[int, int]]]:
+    """The archive under ``root`` (without the folder ``exclude``) and the (year, month) units to extract: every
+    month held in ``years`` (all years held when None), or exactly ``years`` x ``months`` when ``months`` is given.
+    UserError naming what the archive holds when it holds none of the asked months, or not every month asked for."""
+    archive = survey(root, years, exclude)
     held = archive.months()
     chosen_years = sorted(years) if years else sorted({year for year, _ in held})
     if months:
@@ -208,7 +211,7 @@ def months_of_work(root, years: Sequence[int] | None = None,
         units = [unit for unit in held if unit[0] in chosen_years]
         missing = [] if units else [(year, month) for year in chosen_years for month in range(1, 13)]
     if missing or not units:
-        everything = survey(root).months() if years else held
+        everything = survey(root, exclude=exclude).months() if years else held
         asked = describe_months(missing) if months else ", ".join(map(str, chosen_years)) or "any month"
         raise UserError(f"the archive {root} holds no data for {asked} (it holds {describe_months(everything)})")
     return archive, units

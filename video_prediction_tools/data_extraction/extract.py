@@ -68,7 +68,7 @@ def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMap
     member; otherwise it is redone. Returns a small summary {"status": "written"|"skipped", "path", "hours", "gaps"}.
     """
     output = month_output_path(target_dir, year, month)
-    archive = archive or survey(source_dir, [year])
+    archive = archive or survey(source_dir, [year], exclude=target_dir)
     files = archive.files_of_month(year, month)
     if not files:
         raise UserError(f"no GRIB or netCDF file under {source_dir} holds hours of {year:04d}-{month:02d}")

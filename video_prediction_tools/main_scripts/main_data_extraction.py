@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target_dir = Path(args.target_dir)
     if not target_dir.parent.is_dir():
         raise UserError(f"--target_dir {target_dir}: its parent directory does not exist")
-    archive, units = months_of_work(args.source_dir, years, months)
+    archive, units = months_of_work(args.source_dir, years, months, exclude=target_dir)
     check_writable_directory(target_dir, "--target_dir")
     setup_logging(_log_file(target_dir, args.logs_path, sorted({year for year, _ in units})))
     log.info("extracting %d month(s): %s -> %s; variables %s", len(units), args.source_dir, target_dir,
