@@ -14,7 +14,10 @@ import xarray as xr
 
 from fixtures.common import assert_user_error, run_module
 from fixtures.preprocessed import make_step1_experiment
-from video_prediction_tools.postprocess import bootstrap, forecast as F, plots
+from video_prediction_tools.data_extraction.climatology import check_climatology_covers
+from video_prediction_tools.postprocess import bootstrap, era5_job, figure_selection, plots, results_io as R
+from video_prediction_tools.postprocess.evaluation import ScoreAccumulator
+from video_prediction_tools.postprocess.persistence import PersistenceReader
 from video_prediction_tools.utils.errors import UserError
 
 MODULE = "video_prediction_tools.main_scripts.main_visualize_postprocess"
@@ -37,7 +40,7 @@ def year_boundary_data(tmp_path_factory):
 
 def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = F.PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
     inits = np.array(["2018-01-01T15", "2017-12-31T02", "2017-12-15T23"], dtype="datetime64[h]")
     persistence = reader.batch(inits, (8, 12, 3))
     assert persistence.shape == (3, 12, 8, 12, 3)
@@ -53,7 +56,7 @@ def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_
 
 def test_persistence_without_previous_day_is_nan_and_reported(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = F.PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
     inits = np.array(["2017-12-01T05", "2017-12-02T11"], dtype="datetime64[h]")
     persistence = reader.batch(inits, (8, 12, 3))
     assert np.isnan(persistence[0]).all()
@@ -68,7 +71,7 @@ def _sample(members=1, seed=0):
     forecast = reference[None] + rng.standard_normal((members, 12, 8, 12, 3)).astype(np.float32)
     persistence = reference + 2 * rng.standard_normal((12, 8, 12, 3)).astype(np.float32)
     init = np.datetime64("2018-01-01T11", "h")
-    dataset = F.sample_dataset(["2t", "tcc", "t_850"], "convLSTM", init, inputs, reference, forecast, persistence,
+    dataset = R.sample_dataset(["2t", "tcc", "t_850"], "convLSTM", init, inputs, reference, forecast, persistence,
                                LAT, LON, {"model": "convLSTM"})
     return dataset, (inputs, reference, forecast, persistence)
 
@@ -76,9 +79,9 @@ def _sample(members=1, seed=0):
 @pytest.mark.parametrize("members", [1, 3])
 def test_sample_file_is_cf_netcdf_with_units(tmp_path, members):
     dataset, (inputs, reference, forecast, persistence) = _sample(members)
-    path = tmp_path / F.sample_file_name(np.datetime64("2018-01-01T11", "h"), 7)
+    path = tmp_path / R.sample_file_name(np.datetime64("2018-01-01T11", "h"), 7)
     assert path.name == "vfp_date_2018010111_sample_ind_7.nc"
-    F.write_netcdf(dataset, path)
+    R.write_netcdf(dataset, path)
     with xr.open_dataset(path) as sample:
         assert sample["2t_in"].dims == ("in_hour", "lat", "lon")
         assert sample["in_hour"].values.tolist() == list(range(-11, 1))
@@ -122,8 +125,8 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads, co
     persistence[0, :2] = np.nan
     arguments = (["2t", "tcc", "2t"], "savp", np.datetime64("2017-12-31T23", "h"), inputs, reference, forecast,
                  persistence, LAT, LON, {"model": "savp", "checkpoint_step": 40, "mode": "test"})
-    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc", F.SAMPLE_COMPRESSION[compression])
-    F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc", F.SAMPLE_COMPRESSION[compression])
+    R.write_netcdf(R.sample_dataset(*arguments), tmp_path / "xarray.nc", R.SAMPLE_COMPRESSION[compression])
+    R.write_sample(R.sample_content(*arguments), tmp_path / "fast.nc", R.SAMPLE_COMPRESSION[compression])
     layout = _netcdf_layout(tmp_path / "fast.nc")
     assert layout == _netcdf_layout(tmp_path / "xarray.nc")
     assert layout[3]["2t_ref"][3]["zlib"] == (compression == "zlib")
@@ -144,14 +147,14 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads, co
 
 
 def test_variable_attributes():
-    assert F.variable_attributes("2t") == {"long_name": "2 metre temperature", "units": "K"}
-    assert F.variable_attributes("t_850")["long_name"] == "temperature at 850 hPa"
-    assert F.variable_attributes("foo")["units"] == "unknown"
+    assert R.variable_attributes("2t") == {"long_name": "2 metre temperature", "units": "K"}
+    assert R.variable_attributes("t_850")["long_name"] == "temperature at 850 hPa"
+    assert R.variable_attributes("foo")["units"] == "unknown"
 
 
 def test_example_sample_positions_pick_percentiles():
     scores = np.array([5.0, np.nan, 1.0, 3.0, 2.0, 4.0])
-    positions = F.example_sample_positions(scores, percentiles=[0, 50, 100])
+    positions = figure_selection.example_sample_positions(scores, percentiles=[0, 50, 100])
     assert positions == {0: 2, 50: 3, 100: 0}
 
 
@@ -238,11 +241,11 @@ def test_example_figure_prepared_before_the_forecasts_is_the_one_their_maps_are_
                                 run=types.SimpleNamespace(model_name="convLSTM"))
     rng = np.random.default_rng(5)
     fields = 280 + rng.standard_normal((24, 8, 12, 3)).astype(np.float32)
-    F.write_sample(F.sample_content(job.dataset.variables, "convLSTM", np.datetime64("2017-03-02T11", "h"),
+    R.write_sample(R.sample_content(job.dataset.variables, "convLSTM", np.datetime64("2017-03-02T11", "h"),
                                     fields[:12], fields[12:], fields[None, 12:] + 1, fields[12:] - 1, LAT, LON,
                                     {"model": "convLSTM"}), tmp_path / "sample.nc")
     with plots.ExampleForecastFigure() as figure, xr.open_dataset(tmp_path / "sample.nc") as sample:
-        figure.prepare(F.layout_sample(job), "2t", "convLSTM")
+        figure.prepare(figure_selection.layout_sample(job), "2t", "convLSTM")
         prepared = figure.maps
         figure.save(sample.load(), "2t", "convLSTM", tmp_path / "prepared.png")
         assert figure.maps is prepared
@@ -339,17 +342,18 @@ def test_unknown_metric_is_a_user_error(tmp_path):
 def test_default_metrics_include_acc_only_with_a_climatology_file(tmp_path):
     climatology = tmp_path / "clim.nc"
     climatology.write_bytes(b"")  # existence is checked here; contents when the domain is known
-    assert F.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
-    assert F.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
+    assert era5_job.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
+    assert era5_job.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
                                                               "weighted_rmse", "weighted_acc"]
-    assert F.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
+    assert era5_job.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
     with pytest.raises(UserError, match="acc need a climatology: give --climatology_file or drop acc"):
-        F.resolve_metric_names(["mse", "acc"], None)
-    with pytest.raises(UserError, match=f"--climatology_file {tmp_path / 'none.nc'} not found.*weighted_acc"):
-        F.resolve_metric_names(["weighted_acc"], str(tmp_path / "none.nc"))
+        era5_job.resolve_metric_names(["mse", "acc"], None)
+    with pytest.raises(UserError, match=f"climatology file {tmp_path / 'none.nc'} does not exist .needed by metric.s. "
+                                        f"weighted_acc"):
+        era5_job.resolve_metric_names(["weighted_acc"], str(tmp_path / "none.nc"))
     # a given but missing file with the default metrics (which then include ACC) is an error too
-    with pytest.raises(UserError, match="none.nc not found"):
-        F.resolve_metric_names(None, str(tmp_path / "none.nc"))
+    with pytest.raises(UserError, match="none.nc does not exist"):
+        era5_job.resolve_metric_names(None, str(tmp_path / "none.nc"))
 
 
 def test_climatology_must_cover_every_month_and_hour_of_the_valid_times():
@@ -359,13 +363,13 @@ def test_climatology_must_cover_every_month_and_hour_of_the_valid_times():
     values[2] = np.nan           # March has no data at all (the climatology step writes NaN then)
     climatology = xr.DataArray(values, dims=("month", "hour", "lat", "lon"), coords={"month": months, "hour": hours})
     february = np.arange(np.datetime64("2018-02-01T00"), np.datetime64("2018-02-01T05"), np.timedelta64(1, "h"))
-    F.check_climatology_covers(climatology, february, "clim.nc")
+    check_climatology_covers(climatology, february, "clim.nc")
     valid = np.arange(np.datetime64("2018-02-28T00"), np.datetime64("2018-03-01T02"), np.timedelta64(1, "h"))
     with pytest.raises(UserError) as error:
-        F.check_climatology_covers(climatology, valid, "clim.nc")
+        check_climatology_covers(climatology, valid, "clim.nc")
     assert "climatology clim.nc has no values for month 2 hour(s) 5; month 3 (all 2 hours)" in str(error.value)
     with pytest.raises(UserError, match="month 7 hour.s. 0, 1"):  # a coordinate that is absent is missing too
-        F.check_climatology_covers(climatology.isel(hour=slice(2, None)), valid + np.timedelta64(150, "D"), "c")
+        check_climatology_covers(climatology.isel(hour=slice(2, None)), valid + np.timedelta64(150, "D"), "c")
 
 
 # --- end to end on the trained tiny model of the training area --------------------------------------------------
@@ -389,10 +393,11 @@ def test_the_job_is_checked_without_tensorflow_and_its_model_loaded_last(trained
     run_dir, _ = trained_run
     options = f"checkpoint={str(run_dir)!r}, results_dir={str(tmp_path / 'results')!r}, block_length=4"
     script = ("import sys\n"
-              "from video_prediction_tools.postprocess import forecast as F\n"
-              f"job = F.open_job(F.PostprocessOptions({options}))\n"
+              "from video_prediction_tools.postprocess.era5_job import load_model, open_job\n"
+              "from video_prediction_tools.postprocess.options import PostprocessOptions\n"
+              f"job = open_job(PostprocessOptions({options}))\n"
               "print({'tensorflow', 'keras'} & set(sys.modules), job.context_frames, job.forecast_frames, job.model)\n"
-              "job = F.load_model(job)\n"
+              "job = load_model(job)\n"
               "print(job.model.context_frames, job.model.forecast_frames, job.members)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, **TF_ENV})
@@ -534,7 +539,7 @@ def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, 
     assert_user_error(result, "give --climatology_file or drop acc from --evaluation_metrics")
     result = refused("missing_clim", *quick, "--evaluation_metrics", "mse", "acc", "--climatology_file",
                      tmp_path / "none.nc")
-    assert_user_error(result, f"--climatology_file {tmp_path / 'none.nc'} not found", "acc")
+    assert_user_error(result, f"climatology file {tmp_path / 'none.nc'} does not exist", "acc")
     # a climatology without February (the test split's month) would give ACC all NaN: refused, naming month and file
     from video_prediction_tools.datasets.era5 import ERA5Dataset
     from video_prediction_tools.training.checkpoints import load_trained_model
@@ -646,12 +651,12 @@ def test_scores_of_several_members_are_the_mean_of_member_scores():
     dims = ("init_time", "fcst_hour", "lat", "lon")
     truth = xr.DataArray(280 + rng.standard_normal((2, 3, 8, 12)), dims=dims, coords=coords)
     members = xr.DataArray(280 + rng.standard_normal((2, 2, 3, 8, 12)), dims=("sample", *dims), coords=coords)
-    evaluation = F._Evaluation([MSE(), SSIM()], ["savp", "persistence"], "2t", np.array([1, 2, 3]), quantiles=True)
-    evaluation.add(truth, {"savp": members, "persistence": members.isel(sample=0)})
-    raw = evaluation.raw_dataset({"model": "savp"})
+    scores = ScoreAccumulator([MSE(), SSIM()], ["savp", "persistence"], "2t", np.array([1, 2, 3]), quantiles=True)
+    scores.add(truth, {"savp": members, "persistence": members.isel(sample=0)})
+    raw = scores.raw_dataset({"model": "savp"})
     per_member = [((members.values[k] - truth.values) ** 2).mean(axis=(2, 3)) for k in range(2)]
     np.testing.assert_allclose(raw["2t_savp_mse"].values, (per_member[0] + per_member[1]) / 2, rtol=1e-12)
     np.testing.assert_allclose(raw["2t_persistence_mse"].values, per_member[0], rtol=1e-12)
     assert set(raw.data_vars) == {"2t_savp_mse", "2t_savp_ssim", "2t_persistence_mse", "2t_persistence_ssim"}
     # conditional quantiles pool every member, init time and grid point of a lead hour
-    assert int(evaluation.calibration[2].result()["counts"].sum()) == 2 * 2 * 8 * 12
+    assert int(scores.calibration[2].result()["counts"].sum()) == 2 * 2 * 8 * 12
