@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -429,13 +430,16 @@ def full_results(trained_run, tmp_path_factory):
     return results, result
 
 
+#: a forecast of the full run: its sample file and initialisation time
+FULL_RUN_SAMPLE, FULL_RUN_INIT = "vfp_date_2018020223_sample_ind_36.nc", np.datetime64("2018-02-02T23", "h")
+
+
 @pytest.mark.slow
-def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
-    run_dir, by_time = trained_run
+def test_full_postprocessing_cli(trained_run, full_results):
+    _, by_time = trained_run
     results, result = full_results
     assert "acc" not in json.loads((results / "options.json").read_text())["evaluation_metrics"]
-    samples = sorted(results.glob("vfp_date_*_sample_ind_*.nc"))
-    assert len(samples) == 49
+    assert len(list(results.glob("vfp_date_*_sample_ind_*.nc"))) == 49
     evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     assert evaluation.attrs["model"] == "convLSTM" and evaluation.attrs["variable"] == "2t"
     assert evaluation.sizes["init_time"] == 49
@@ -448,9 +452,8 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
         assert f"2t_{product}_acc" not in evaluation
     assert evaluation["2t_convLSTM_mse"].attrs["units"] == "K^2"
 
-    path = results / "vfp_date_2018020223_sample_ind_36.nc"
-    with xr.open_dataset(path) as sample:
-        init = np.datetime64("2018-02-02T23", "h")
+    with xr.open_dataset(results / FULL_RUN_SAMPLE) as sample:
+        init = FULL_RUN_INIT
         for lead in (1, 12):
             valid = init + np.timedelta64(lead, "h")
             # reference = the analysis at the valid time; persistence = the analysis 24 h earlier
@@ -459,7 +462,6 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
             np.testing.assert_array_equal(sample["2t_persistence_fcst"].sel(fcst_hour=lead).values,
                                           by_time[(valid - np.timedelta64(24, "h")).item()][..., 0])
         np.testing.assert_allclose(sample["t_850_in"].sel(in_hour=0).values, by_time[init.item()][..., 2], rtol=1e-5)
-        evaluation_grid = {"lat": sample["lat"].values, "lon": sample["lon"].values}
         model_mse = ((sample["2t_convLSTM_fcst"] - sample["2t_ref"]) ** 2).mean(("lat", "lon")).values
         stored = evaluation["2t_convLSTM_mse"].sel(init_time=np.datetime64(init, "ns")).values
         np.testing.assert_allclose(stored, model_mse, rtol=1e-5)
@@ -471,10 +473,15 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert np.isnan(evaluation["2t_persistence_mse"].values[0]).all()
     assert np.isfinite(evaluation["2t_persistence_mse_avg"].values).all()
 
+
+@pytest.mark.slow
+def test_full_postprocessing_scores_figures_and_tables(full_results):
+    results, _ = full_results
+    evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     # every stored MSE / RMSE and the averages over the forecasts against a hand computation from the sample
     # files (file names sort like the init times, as evaluation_metrics.nc does)
     hand_mse = []
-    for sample_path in samples:
+    for sample_path in sorted(results.glob("vfp_date_*_sample_ind_*.nc")):
         with xr.open_dataset(sample_path) as sample:
             error = sample["2t_convLSTM_fcst"].values.astype(np.float64) - sample["2t_ref"].values
             hand_mse.append((error ** 2).mean(axis=(1, 2)))
@@ -497,29 +504,36 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert len(summary) == 13 and (results / "summary_metrics.md").is_file()
     assert (results / "postprocess.log").is_file() and (results / "options_checkpoints.json").is_file()
 
-    # quick evaluation with a climatology: model metrics only, ACC at the valid time
+
+@pytest.mark.slow
+def test_quick_evaluation_with_a_climatology_scores_acc_at_the_valid_time(trained_run, full_results, tmp_path):
+    """Model metrics only (no persistence, no sample files, no plots), ACC at the valid time."""
+    run_dir, _ = trained_run
+    results, _ = full_results
     quick = tmp_path / "Quick"
-    climatology = _climatology_file(tmp_path / "clim.nc", evaluation_grid["lat"], evaluation_grid["lon"])
+    with xr.open_dataset(results / FULL_RUN_SAMPLE) as sample:
+        sample.load()
+    climatology = _climatology_file(tmp_path / "clim.nc", sample["lat"].values, sample["lon"].values)
     checkpoint = sorted(run_dir.glob("checkpoint_*"))[0]
     result = run_module(MODULE, "--checkpoint", checkpoint, "--results_dir", quick,
                         "--lquick_evaluation", "--evaluation_metrics", "mse", "acc", "--climatology_file",
                         tmp_path / "clim.nc", "--block_length", 4, "--nboots", 10, env=TF_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in quick.glob("*.png")) == [] and not list(quick.glob("vfp_date_*"))
-    with xr.open_dataset(quick / "evaluation_metrics.nc") as quick_eval:
+    with xr.open_dataset(quick / "evaluation_metrics.nc") as quick_eval, \
+            xr.open_dataset(results / "evaluation_metrics.nc") as evaluation:
         assert "2t_persistence_mse" not in quick_eval
         np.testing.assert_allclose(quick_eval["2t_convLSTM_mse"].values, evaluation["2t_convLSTM_mse"].values,
                                    rtol=1e-6)
-        with xr.open_dataset(path) as sample:
-            lead = 3
-            valid = init + np.timedelta64(lead, "h")   # 2018-02-03T02: month 2, hour 2
-            clim = climatology.sel(month=2, hour=2).values
-            f = sample["2t_convLSTM_fcst"].sel(fcst_hour=lead).values.astype(np.float64) - clim
-            o = sample["2t_ref"].sel(fcst_hour=lead).values.astype(np.float64) - clim
-            expected = (f * o).sum() / np.sqrt((f ** 2).sum() * (o ** 2).sum())
-            stored = float(quick_eval["2t_convLSTM_acc"].sel(init_time=np.datetime64(init, "ns"), fcst_hour=lead))
-            assert stored == pytest.approx(expected, rel=1e-5)
-            assert str(valid) == "2018-02-03T02"
+        lead = 3
+        valid = FULL_RUN_INIT + np.timedelta64(lead, "h")   # 2018-02-03T02: month 2, hour 2
+        clim = climatology.sel(month=2, hour=2).values
+        f = sample["2t_convLSTM_fcst"].sel(fcst_hour=lead).values.astype(np.float64) - clim
+        o = sample["2t_ref"].sel(fcst_hour=lead).values.astype(np.float64) - clim
+        expected = (f * o).sum() / np.sqrt((f ** 2).sum() * (o ** 2).sum())
+        stored = float(quick_eval["2t_convLSTM_acc"].sel(init_time=np.datetime64(FULL_RUN_INIT, "ns"), fcst_hour=lead))
+        assert stored == pytest.approx(expected, rel=1e-5)
+        assert str(valid) == "2018-02-03T02"
 
 
 @pytest.mark.slow
@@ -564,6 +578,26 @@ def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, 
     assert_user_error(result, "at least 10 blocks of 168 samples", "49 sample(s)", "--block_length")
     result = refused("coast", "--block_length", 4, env={"AMBS_COASTLINES": str(tmp_path / "coast.shp")})
     assert_user_error(result, f"AMBS_COASTLINES={tmp_path / 'coast.shp'}: no such coastline shapefile")
+
+
+def test_each_dataset_goes_to_its_pipeline_and_an_unknown_one_is_refused(trained_run, tmp_path):
+    import shutil
+
+    from video_prediction_tools.postprocess import forecast, moving_mnist, pipeline
+    from video_prediction_tools.postprocess.options import PostprocessOptions
+
+    assert pipeline.PIPELINES == {"era5": forecast.run_era5_postprocess,
+                                  "moving_mnist": moving_mnist.run_moving_mnist_postprocess}
+    run_dir, _ = trained_run
+    assert pipeline.trained_dataset(run_dir) == "era5"
+    assert pipeline.trained_dataset(tmp_path / "nope") is None  # the ERA5 pipeline's validation reports it
+    radar_run = tmp_path / "radar_run"
+    shutil.copytree(run_dir, radar_run)
+    options = json.loads((radar_run / "options.json").read_text())
+    (radar_run / "options.json").write_text(json.dumps({**options, "dataset": "radar"}))
+    with pytest.raises(UserError, match="no postprocessing for runs trained on 'radar' .known: era5, moving_mnist"):
+        pipeline.run_postprocess(PostprocessOptions(str(radar_run), str(tmp_path / "results")))
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow
@@ -660,3 +694,49 @@ def test_scores_of_several_members_are_the_mean_of_member_scores():
     assert set(raw.data_vars) == {"2t_savp_mse", "2t_savp_ssim", "2t_persistence_mse", "2t_persistence_ssim"}
     # conditional quantiles pool every member, init time and grid point of a lead hour
     assert int(scores.calibration[2].result()["counts"].sum()) == 2 * 2 * 8 * 12
+
+
+# --- structure ---------------------------------------------------------------------------------------------------
+def _package_imports(package_dir: Path, package: str) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports (at module level or inside functions), from the source."""
+    import ast
+
+    graph = {}
+    for path in sorted(package_dir.glob("*.py")):
+        module = f"{package}.{path.stem}"
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base
+                                                                                                   else []))
+                names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            imported |= {name for name in names if name.startswith(package + ".") and name.count(".") == 2}
+        graph[module] = imported - {module}
+    return graph
+
+
+def test_postprocess_modules_import_no_circle():
+    """Walk the imports of every postprocessing module: no module reaches itself again."""
+    import video_prediction_tools.postprocess as package
+
+    graph = _package_imports(Path(package.__file__).parent, package.__name__)
+    assert "video_prediction_tools.postprocess.pipeline" in graph
+    state: dict[str, str] = {}
+
+    def visit(module, path):
+        if state.get(module) == "open":
+            raise AssertionError(f"import circle: {' -> '.join(path + [module])}")
+        if module not in state:
+            state[module] = "open"
+            for target in sorted(graph.get(module, ())):
+                visit(target, path + [module])
+            state[module] = "done"
+
+    for module in graph:
+        visit(module, [])

@@ -308,8 +308,8 @@ def _month_hour_field(field: xr.DataArray, path: Path) -> xr.DataArray:
 def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
     """The climatology of ``variable`` (or an alias) in ``path`` as ``(month, hour, lat, lon)``; ``variable``
     None: the first data variable with lat/lon dims. Missing file, variable or wrong layout → UserError."""
-    # the backend class itself: naming the engine makes xarray discover every installed backend first (0.25 s,
-    # felt in the runscript generator, which checks the climatology file at its question)
+    # the backend class itself: naming the engine makes xarray discover every installed backend first (felt in
+    # the runscript generator, which checks the climatology file at its question)
     from xarray.backends.netCDF4_ import NetCDF4BackendEntrypoint
 
     path = require_climatology_file(path)

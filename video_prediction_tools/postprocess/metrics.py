@@ -508,24 +508,28 @@ class FrameMAE(PixelMAE):
     per_pixel = False
 
 
+@dataclass(eq=False)
+class _UnitDataRange:
+    """Mixin making a gridded metric with a stated data range a Moving MNIST metric of data range 1."""
+
+    dataset: ClassVar[str] = MOVING_MNIST
+    data_range: float | None = 1.0
+
+
 @register
 @dataclass(eq=False)
-class PixelSSIM(SSIM):
+class PixelSSIM(_UnitDataRange, SSIM):
     """SSIM of intensities with data range 1 (scikit-image's mean SSIM, 7 x 7 uniform windows)."""
 
-    dataset: ClassVar[str] = MOVING_MNIST
     long_name: ClassVar[str] = "structural similarity index (data range 1)"
-    data_range: float | None = 1.0
 
 
 @register
 @dataclass(eq=False)
-class PixelPSNR(PSNR):
+class PixelPSNR(_UnitDataRange, PSNR):
     """PSNR of intensities, 10 log10(1 / mse) [dB] (data range 1)."""
 
-    dataset: ClassVar[str] = MOVING_MNIST
     long_name: ClassVar[str] = "peak signal-to-noise ratio (data range 1)"
-    data_range: float | None = 1.0
 
 
 def needs_climatology(name: str) -> bool:
