@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 from fixtures.archive import TINY_DAYS, TINY_GRID, TINY_MONTHS, TINY_YEAR
 from fixtures.common import assert_user_error, mpiexec, run_module
+from video_prediction_tools.data_extraction import climatology as C
 
 MODULE = "video_prediction_tools.main_scripts.main_climatology"
 
@@ -91,3 +92,16 @@ def test_bad_input_ends_cleanly(tmp_path, tiny_extracted_archive):
     assert_user_error(run_module(MODULE, "--source_dir", source, "--years", "2017", "--variable", "2t",
                                  "--out", out), "era5_2017_02.nc")
     assert not out.exists()
+
+
+def test_month_and_hour_of_valid_times_and_their_place_in_a_climatology():
+    valid = np.array(["2017-12-31T23", "2018-01-01T00", "2018-02-28T13"], dtype="datetime64[h]")
+    for times in (valid, valid.astype("datetime64[ns]")):  # as numpy and as xarray hold them
+        months, hours = C.month_and_hour(times)
+        assert months.tolist() == [12, 1, 2] and hours.tolist() == [23, 0, 13]
+    climatology = xr.DataArray(np.zeros((2, 3, 1, 1)), dims=("month", "hour", "lat", "lon"),
+                               coords={"month": [2, 12], "hour": [13, 23, 0]})
+    month_index, hour_index = C.month_hour_indices(climatology, valid[[0, 2]])
+    assert month_index.tolist() == [1, 0] and hour_index.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="the climatology has no month \\[1\\]"):
+        C.month_hour_indices(climatology, valid)

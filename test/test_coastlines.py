@@ -13,7 +13,7 @@ import pytest
 import shapefile
 
 from fixtures.common import REPO_ROOT
-from video_prediction_tools.postprocess import coastlines, forecast as F, plots
+from video_prediction_tools.postprocess import coastlines, plots, results_io
 from video_prediction_tools.utils.errors import UserError
 
 # outer rings clockwise (shapefile convention) and closed, as written
@@ -149,8 +149,8 @@ def _sample(lat=LAT, lon=LON):
     reference = 280 + rng.standard_normal((6, *shape)).astype(np.float32)
     forecast = reference[None] + rng.standard_normal((1, 6, *shape)).astype(np.float32)
     persistence = reference + 1
-    return F.sample_dataset(["2t"], "convLSTM", np.datetime64("2018-01-01T11", "h"), inputs, reference, forecast,
-                            persistence, lat, lon, {})
+    return results_io.sample_dataset(["2t"], "convLSTM", np.datetime64("2018-01-01T11", "h"), inputs, reference,
+                                     forecast, persistence, lat, lon, {})
 
 
 def _map_axes(figure):
@@ -219,14 +219,14 @@ REGRESSION_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import xarray as xr
-    from video_prediction_tools.postprocess import forecast, plots
+    from video_prediction_tools.postprocess import plots, results_io
 
     lat, lon = np.arange(55.0, 46.5, -1.0), np.arange(6.0, 15.5, 1.0)
     shape = (len(lat), len(lon), 1)
-    sample = forecast.sample_dataset(["2t"], "convLSTM", np.datetime64("2018-01-01T11", "h"),
-                                     np.full((4, *shape), 280, np.float32), np.full((6, *shape), 281, np.float32),
-                                     np.full((1, 6, *shape), 282, np.float32), np.full((6, *shape), 283, np.float32),
-                                     lat, lon, {})
+    sample = results_io.sample_dataset(["2t"], "convLSTM", np.datetime64("2018-01-01T11", "h"),
+                                       np.full((4, *shape), 280, np.float32), np.full((6, *shape), 281, np.float32),
+                                       np.full((1, 6, *shape), 282, np.float32), np.full((6, *shape), 283, np.float32),
+                                       lat, lon, {})
     sample.to_netcdf(sys.argv[1] + "/sample.nc", engine="netcdf4")
     with xr.open_dataset(sys.argv[1] + "/sample.nc", engine="netcdf4") as stored:
         figure = plots.example_forecast_figure(stored.load(), "2t", "convLSTM")

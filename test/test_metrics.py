@@ -6,6 +6,7 @@ import xarray as xr
 import xskillscore as xs
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from video_prediction_tools.data_extraction import climatology as C
 from video_prediction_tools.postprocess import metrics as M
 from video_prediction_tools.utils.errors import UserError
 
@@ -232,7 +233,7 @@ def test_load_climatology_matches_domain_by_nearest_coordinates(tmp_path):
     data = _write_climatology(tmp_path / "clim.nc", clim_lat, clim_lon)
     domain_lat = np.array([45.0, 44.7, 44.4])                # 0.3° grid: nearest 0.25° point within 0.125°
     domain_lon = np.array([359.4, 359.7, 0.0, 0.3])          # wraps through 0°E
-    clim = M.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon)
+    clim = C.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon)
     assert clim.dims == ("month", "hour", "lat", "lon")
     np.testing.assert_array_equal(clim["lon"].values, domain_lon)
     lat_index = [np.abs(clim_lat - v).argmin() for v in domain_lat]
@@ -243,13 +244,13 @@ def test_load_climatology_matches_domain_by_nearest_coordinates(tmp_path):
 def test_load_climatology_errors(tmp_path):
     _write_climatology(tmp_path / "clim.nc", np.arange(50.0, 39.9, -1.0), np.arange(0.0, 10.0, 1.0))
     with pytest.raises(UserError, match="does not cover the domain.*longitude"):
-        M.load_climatology(tmp_path / "clim.nc", "2t", [45.0], [20.0])
+        C.load_climatology(tmp_path / "clim.nc", "2t", [45.0], [20.0])
     with pytest.raises(UserError, match="does not cover the domain.*latitude"):
-        M.load_climatology(tmp_path / "clim.nc", "2t", [55.0], [5.0])
+        C.load_climatology(tmp_path / "clim.nc", "2t", [55.0], [5.0])
     with pytest.raises(UserError, match="no variable 't_850'"):
-        M.load_climatology(tmp_path / "clim.nc", "t_850", [45.0], [5.0])
+        C.load_climatology(tmp_path / "clim.nc", "t_850", [45.0], [5.0])
     with pytest.raises(UserError, match="missing.nc does not exist"):
-        M.load_climatology(tmp_path / "missing.nc", "2t", [45.0], [5.0])
+        C.load_climatology(tmp_path / "missing.nc", "2t", [45.0], [5.0])
 
 
 @pytest.fixture
@@ -266,7 +267,7 @@ def test_a_new_metric_is_one_registered_class(scratch_registry):
     from dataclasses import dataclass
     from typing import ClassVar
 
-    from video_prediction_tools.postprocess.forecast import resolve_metric_names
+    from video_prediction_tools.postprocess.era5_job import resolve_metric_names
     from video_prediction_tools.runscript_generator.checks import known_metrics
 
     @M.register
@@ -319,6 +320,20 @@ def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
     assert repr(M.make_metrics(["ssim"], data_range=3.0)[0]) == "SSIM(data_range=3.0, window=7)"
 
 
+def test_moving_mnist_metrics_are_registered_apart_from_the_era5_ones():
+    mnist = M.METRICS_BY_DATASET[M.MOVING_MNIST]
+    assert list(mnist) == ["mse", "mse_frame", "mae", "mae_frame", "ssim", "psnr"]
+    assert all(issubclass(cls, M.Metric) and cls.dataset == M.MOVING_MNIST for cls in mnist.values())
+    assert M.METRICS is M.METRICS_BY_DATASET[M.ERA5] and "mae" not in M.METRICS
+    psnr, ssim = M.make_metrics(["psnr", "ssim"], dataset=M.MOVING_MNIST)
+    assert psnr.data_range == 1.0 and ssim.data_range == 1.0 and psnr.units("1") == "dB" and ssim.units("1") == "1"
+    assert M.make_metrics(["mse"], dataset=M.MOVING_MNIST)[0].units("1") == "1"
+    with pytest.raises(UserError, match="unknown evaluation metric.s. acc; known: mse, mse_frame, mae"):
+        M.check_metric_names(["acc"], M.MOVING_MNIST)
+    with pytest.raises(ValueError, match="unknown dataset 'radar'"):
+        M.register(type("CriticalSuccessIndex", (M.Metric,), {"name": "csi", "dataset": "radar"}))
+
+
 # --- the original's CDO climatology file (climatology_t2m_1991-2020.nc): (time, lat, lon), 288 steps ----------
 GLOBAL_LAT = np.arange(90.0, -90.1, -5.0)              # north → south
 GLOBAL_LON = np.arange(0.0, 360.0, 5.0)                # 0..355
@@ -364,8 +379,8 @@ def test_cdo_climatology_gives_the_same_acc_as_the_ambs_file(tmp_path, dtype, la
         lon, cdo_values = lon[order], cdo_values[..., order]
     _write_cdo_climatology(tmp_path / "cdo.nc", cdo_values, lat, lon)
     forecast, truth = _domain_fields(seed=4)
-    ambs = M.ACC(M.load_climatology(tmp_path / "ambs.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
-    cdo = M.ACC(M.load_climatology(tmp_path / "cdo.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
+    ambs = M.ACC(C.load_climatology(tmp_path / "ambs.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
+    cdo = M.ACC(C.load_climatology(tmp_path / "cdo.nc", "2t", DOMAIN_LAT, DOMAIN_LON)).compute(forecast, truth)
     np.testing.assert_allclose(cdo.values, ambs.values, rtol=0, atol=1e-6)
     # and both equal the hand computation with the global array indexed at the domain's points
     lat_index = [list(GLOBAL_LAT).index(v) for v in DOMAIN_LAT]
@@ -383,7 +398,7 @@ def _write_climatology_values(path, values, lat, lon):
 def test_cdo_climatology_with_undecoded_times_is_read_in_the_documented_order(tmp_path):
     values = _global_climatology_values(np.float32)
     _write_cdo_climatology(tmp_path / "cdo.nc", values, times=np.arange(288.0))   # plain numbers, no units
-    clim = M.load_climatology(tmp_path / "cdo.nc", "t2m", DOMAIN_LAT, DOMAIN_LON)
+    clim = C.load_climatology(tmp_path / "cdo.nc", "t2m", DOMAIN_LAT, DOMAIN_LON)
     assert clim.sel(month=7, hour=13, lat=45.0, lon=5.0).item() == values[6, 13, 9, 1]
 
 
@@ -391,24 +406,24 @@ def test_bad_cdo_climatologies_are_user_errors(tmp_path):
     values = _global_climatology_values(np.float32)
     _write_cdo_climatology(tmp_path / "short.nc", values, times=pd.date_range("2020-01-01", periods=287, freq="h"))
     with pytest.raises(UserError, match="'var167' has 287 time steps, expected 288"):
-        M.load_climatology(tmp_path / "short.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+        C.load_climatology(tmp_path / "short.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
     _write_cdo_climatology(tmp_path / "other.nc", values, variable="var130")
     with pytest.raises(UserError, match="no variable '2t' or 't2m' or 'var167' \\(it has var130\\)"):
-        M.load_climatology(tmp_path / "other.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+        C.load_climatology(tmp_path / "other.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
     europe_lat, europe_lon = np.arange(70.0, 44.9, -5.0), np.arange(-10.0, 30.1, 5.0)
     _write_cdo_climatology(tmp_path / "europe.nc", values[:, :, 4:10, :9], europe_lat, europe_lon)
     with pytest.raises(UserError, match="does not cover the domain: no latitude .* of \\[40.0\\]"):
-        M.load_climatology(tmp_path / "europe.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+        C.load_climatology(tmp_path / "europe.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
     hourly = pd.DatetimeIndex([pd.Timestamp(2020, 1, 1) + pd.Timedelta(hours=k) for k in range(288)])
     _write_cdo_climatology(tmp_path / "hourly.nc", values, times=hourly)     # 12 days, not 12 months
     with pytest.raises(UserError, match="time step 24 is month 1 hour 0, expected month 2 hour 0"):
-        M.load_climatology(tmp_path / "hourly.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
+        C.load_climatology(tmp_path / "hourly.nc", "2t", DOMAIN_LAT, DOMAIN_LON)
     # the generator's check accepts both layouts without knowing the variable, and refuses the bad ones
     _write_cdo_climatology(tmp_path / "good.nc", values)
-    M.check_climatology_file(tmp_path / "good.nc")
+    C.check_climatology_file(tmp_path / "good.nc")
     with pytest.raises(UserError, match="287 time steps"):
-        M.check_climatology_file(tmp_path / "short.nc")
+        C.check_climatology_file(tmp_path / "short.nc")
     not_climatology = tmp_path / "not_climatology.nc"
     xr.Dataset({"2t": (("x",), np.zeros(3))}).to_netcdf(not_climatology)
     with pytest.raises(UserError, match="no variable by month and hour on a lat/lon grid"):
-        M.check_climatology_file(not_climatology)
+        C.check_climatology_file(not_climatology)

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,7 +15,10 @@ import xarray as xr
 
 from fixtures.common import assert_user_error, run_module
 from fixtures.preprocessed import make_step1_experiment
-from video_prediction_tools.postprocess import bootstrap, forecast as F, plots
+from video_prediction_tools.data_extraction.climatology import check_climatology_covers
+from video_prediction_tools.postprocess import bootstrap, era5_job, figure_selection, plots, results_io as R
+from video_prediction_tools.postprocess.evaluation import ScoreAccumulator
+from video_prediction_tools.postprocess.persistence import PersistenceReader
 from video_prediction_tools.utils.errors import UserError
 
 MODULE = "video_prediction_tools.main_scripts.main_visualize_postprocess"
@@ -37,7 +41,7 @@ def year_boundary_data(tmp_path_factory):
 
 def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = F.PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
     inits = np.array(["2018-01-01T15", "2017-12-31T02", "2017-12-15T23"], dtype="datetime64[h]")
     persistence = reader.batch(inits, (8, 12, 3))
     assert persistence.shape == (3, 12, 8, 12, 3)
@@ -53,7 +57,7 @@ def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_
 
 def test_persistence_without_previous_day_is_nan_and_reported(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = F.PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
     inits = np.array(["2017-12-01T05", "2017-12-02T11"], dtype="datetime64[h]")
     persistence = reader.batch(inits, (8, 12, 3))
     assert np.isnan(persistence[0]).all()
@@ -68,7 +72,7 @@ def _sample(members=1, seed=0):
     forecast = reference[None] + rng.standard_normal((members, 12, 8, 12, 3)).astype(np.float32)
     persistence = reference + 2 * rng.standard_normal((12, 8, 12, 3)).astype(np.float32)
     init = np.datetime64("2018-01-01T11", "h")
-    dataset = F.sample_dataset(["2t", "tcc", "t_850"], "convLSTM", init, inputs, reference, forecast, persistence,
+    dataset = R.sample_dataset(["2t", "tcc", "t_850"], "convLSTM", init, inputs, reference, forecast, persistence,
                                LAT, LON, {"model": "convLSTM"})
     return dataset, (inputs, reference, forecast, persistence)
 
@@ -76,9 +80,9 @@ def _sample(members=1, seed=0):
 @pytest.mark.parametrize("members", [1, 3])
 def test_sample_file_is_cf_netcdf_with_units(tmp_path, members):
     dataset, (inputs, reference, forecast, persistence) = _sample(members)
-    path = tmp_path / F.sample_file_name(np.datetime64("2018-01-01T11", "h"), 7)
+    path = tmp_path / R.sample_file_name(np.datetime64("2018-01-01T11", "h"), 7)
     assert path.name == "vfp_date_2018010111_sample_ind_7.nc"
-    F.write_netcdf(dataset, path)
+    R.write_netcdf(dataset, path)
     with xr.open_dataset(path) as sample:
         assert sample["2t_in"].dims == ("in_hour", "lat", "lon")
         assert sample["in_hour"].values.tolist() == list(range(-11, 1))
@@ -122,8 +126,8 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads, co
     persistence[0, :2] = np.nan
     arguments = (["2t", "tcc", "2t"], "savp", np.datetime64("2017-12-31T23", "h"), inputs, reference, forecast,
                  persistence, LAT, LON, {"model": "savp", "checkpoint_step": 40, "mode": "test"})
-    F.write_netcdf(F.sample_dataset(*arguments), tmp_path / "xarray.nc", F.SAMPLE_COMPRESSION[compression])
-    F.write_sample(F.sample_content(*arguments), tmp_path / "fast.nc", F.SAMPLE_COMPRESSION[compression])
+    R.write_netcdf(R.sample_dataset(*arguments), tmp_path / "xarray.nc", R.SAMPLE_COMPRESSION[compression])
+    R.write_sample(R.sample_content(*arguments), tmp_path / "fast.nc", R.SAMPLE_COMPRESSION[compression])
     layout = _netcdf_layout(tmp_path / "fast.nc")
     assert layout == _netcdf_layout(tmp_path / "xarray.nc")
     assert layout[3]["2t_ref"][3]["zlib"] == (compression == "zlib")
@@ -144,14 +148,14 @@ def test_sample_writer_gives_the_file_xarray_writes(tmp_path, members, leads, co
 
 
 def test_variable_attributes():
-    assert F.variable_attributes("2t") == {"long_name": "2 metre temperature", "units": "K"}
-    assert F.variable_attributes("t_850")["long_name"] == "temperature at 850 hPa"
-    assert F.variable_attributes("foo")["units"] == "unknown"
+    assert R.variable_attributes("2t") == {"long_name": "2 metre temperature", "units": "K"}
+    assert R.variable_attributes("t_850")["long_name"] == "temperature at 850 hPa"
+    assert R.variable_attributes("foo")["units"] == "unknown"
 
 
 def test_example_sample_positions_pick_percentiles():
     scores = np.array([5.0, np.nan, 1.0, 3.0, 2.0, 4.0])
-    positions = F.example_sample_positions(scores, percentiles=[0, 50, 100])
+    positions = figure_selection.example_sample_positions(scores, percentiles=[0, 50, 100])
     assert positions == {0: 2, 50: 3, 100: 0}
 
 
@@ -238,11 +242,11 @@ def test_example_figure_prepared_before_the_forecasts_is_the_one_their_maps_are_
                                 run=types.SimpleNamespace(model_name="convLSTM"))
     rng = np.random.default_rng(5)
     fields = 280 + rng.standard_normal((24, 8, 12, 3)).astype(np.float32)
-    F.write_sample(F.sample_content(job.dataset.variables, "convLSTM", np.datetime64("2017-03-02T11", "h"),
+    R.write_sample(R.sample_content(job.dataset.variables, "convLSTM", np.datetime64("2017-03-02T11", "h"),
                                     fields[:12], fields[12:], fields[None, 12:] + 1, fields[12:] - 1, LAT, LON,
                                     {"model": "convLSTM"}), tmp_path / "sample.nc")
     with plots.ExampleForecastFigure() as figure, xr.open_dataset(tmp_path / "sample.nc") as sample:
-        figure.prepare(F.layout_sample(job), "2t", "convLSTM")
+        figure.prepare(figure_selection.layout_sample(job), "2t", "convLSTM")
         prepared = figure.maps
         figure.save(sample.load(), "2t", "convLSTM", tmp_path / "prepared.png")
         assert figure.maps is prepared
@@ -339,17 +343,18 @@ def test_unknown_metric_is_a_user_error(tmp_path):
 def test_default_metrics_include_acc_only_with_a_climatology_file(tmp_path):
     climatology = tmp_path / "clim.nc"
     climatology.write_bytes(b"")  # existence is checked here; contents when the domain is known
-    assert F.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
-    assert F.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
+    assert era5_job.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
+    assert era5_job.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
                                                               "weighted_rmse", "weighted_acc"]
-    assert F.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
+    assert era5_job.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
     with pytest.raises(UserError, match="acc need a climatology: give --climatology_file or drop acc"):
-        F.resolve_metric_names(["mse", "acc"], None)
-    with pytest.raises(UserError, match=f"--climatology_file {tmp_path / 'none.nc'} not found.*weighted_acc"):
-        F.resolve_metric_names(["weighted_acc"], str(tmp_path / "none.nc"))
+        era5_job.resolve_metric_names(["mse", "acc"], None)
+    with pytest.raises(UserError, match=f"climatology file {tmp_path / 'none.nc'} does not exist .needed by metric.s. "
+                                        f"weighted_acc"):
+        era5_job.resolve_metric_names(["weighted_acc"], str(tmp_path / "none.nc"))
     # a given but missing file with the default metrics (which then include ACC) is an error too
-    with pytest.raises(UserError, match="none.nc not found"):
-        F.resolve_metric_names(None, str(tmp_path / "none.nc"))
+    with pytest.raises(UserError, match="none.nc does not exist"):
+        era5_job.resolve_metric_names(None, str(tmp_path / "none.nc"))
 
 
 def test_climatology_must_cover_every_month_and_hour_of_the_valid_times():
@@ -359,13 +364,13 @@ def test_climatology_must_cover_every_month_and_hour_of_the_valid_times():
     values[2] = np.nan           # March has no data at all (the climatology step writes NaN then)
     climatology = xr.DataArray(values, dims=("month", "hour", "lat", "lon"), coords={"month": months, "hour": hours})
     february = np.arange(np.datetime64("2018-02-01T00"), np.datetime64("2018-02-01T05"), np.timedelta64(1, "h"))
-    F.check_climatology_covers(climatology, february, "clim.nc")
+    check_climatology_covers(climatology, february, "clim.nc")
     valid = np.arange(np.datetime64("2018-02-28T00"), np.datetime64("2018-03-01T02"), np.timedelta64(1, "h"))
     with pytest.raises(UserError) as error:
-        F.check_climatology_covers(climatology, valid, "clim.nc")
+        check_climatology_covers(climatology, valid, "clim.nc")
     assert "climatology clim.nc has no values for month 2 hour(s) 5; month 3 (all 2 hours)" in str(error.value)
     with pytest.raises(UserError, match="month 7 hour.s. 0, 1"):  # a coordinate that is absent is missing too
-        F.check_climatology_covers(climatology.isel(hour=slice(2, None)), valid + np.timedelta64(150, "D"), "c")
+        check_climatology_covers(climatology.isel(hour=slice(2, None)), valid + np.timedelta64(150, "D"), "c")
 
 
 # --- end to end on the trained tiny model of the training area --------------------------------------------------
@@ -389,10 +394,11 @@ def test_the_job_is_checked_without_tensorflow_and_its_model_loaded_last(trained
     run_dir, _ = trained_run
     options = f"checkpoint={str(run_dir)!r}, results_dir={str(tmp_path / 'results')!r}, block_length=4"
     script = ("import sys\n"
-              "from video_prediction_tools.postprocess import forecast as F\n"
-              f"job = F.open_job(F.PostprocessOptions({options}))\n"
+              "from video_prediction_tools.postprocess.era5_job import load_model, open_job\n"
+              "from video_prediction_tools.postprocess.options import PostprocessOptions\n"
+              f"job = open_job(PostprocessOptions({options}))\n"
               "print({'tensorflow', 'keras'} & set(sys.modules), job.context_frames, job.forecast_frames, job.model)\n"
-              "job = F.load_model(job)\n"
+              "job = load_model(job)\n"
               "print(job.model.context_frames, job.model.forecast_frames, job.members)\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, **TF_ENV})
@@ -424,13 +430,16 @@ def full_results(trained_run, tmp_path_factory):
     return results, result
 
 
+#: a forecast of the full run: its sample file and initialisation time
+FULL_RUN_SAMPLE, FULL_RUN_INIT = "vfp_date_2018020223_sample_ind_36.nc", np.datetime64("2018-02-02T23", "h")
+
+
 @pytest.mark.slow
-def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
-    run_dir, by_time = trained_run
+def test_full_postprocessing_cli(trained_run, full_results):
+    _, by_time = trained_run
     results, result = full_results
     assert "acc" not in json.loads((results / "options.json").read_text())["evaluation_metrics"]
-    samples = sorted(results.glob("vfp_date_*_sample_ind_*.nc"))
-    assert len(samples) == 49
+    assert len(list(results.glob("vfp_date_*_sample_ind_*.nc"))) == 49
     evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     assert evaluation.attrs["model"] == "convLSTM" and evaluation.attrs["variable"] == "2t"
     assert evaluation.sizes["init_time"] == 49
@@ -443,9 +452,8 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
         assert f"2t_{product}_acc" not in evaluation
     assert evaluation["2t_convLSTM_mse"].attrs["units"] == "K^2"
 
-    path = results / "vfp_date_2018020223_sample_ind_36.nc"
-    with xr.open_dataset(path) as sample:
-        init = np.datetime64("2018-02-02T23", "h")
+    with xr.open_dataset(results / FULL_RUN_SAMPLE) as sample:
+        init = FULL_RUN_INIT
         for lead in (1, 12):
             valid = init + np.timedelta64(lead, "h")
             # reference = the analysis at the valid time; persistence = the analysis 24 h earlier
@@ -454,7 +462,6 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
             np.testing.assert_array_equal(sample["2t_persistence_fcst"].sel(fcst_hour=lead).values,
                                           by_time[(valid - np.timedelta64(24, "h")).item()][..., 0])
         np.testing.assert_allclose(sample["t_850_in"].sel(in_hour=0).values, by_time[init.item()][..., 2], rtol=1e-5)
-        evaluation_grid = {"lat": sample["lat"].values, "lon": sample["lon"].values}
         model_mse = ((sample["2t_convLSTM_fcst"] - sample["2t_ref"]) ** 2).mean(("lat", "lon")).values
         stored = evaluation["2t_convLSTM_mse"].sel(init_time=np.datetime64(init, "ns")).values
         np.testing.assert_allclose(stored, model_mse, rtol=1e-5)
@@ -466,10 +473,15 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert np.isnan(evaluation["2t_persistence_mse"].values[0]).all()
     assert np.isfinite(evaluation["2t_persistence_mse_avg"].values).all()
 
+
+@pytest.mark.slow
+def test_full_postprocessing_scores_figures_and_tables(full_results):
+    results, _ = full_results
+    evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     # every stored MSE / RMSE and the averages over the forecasts against a hand computation from the sample
     # files (file names sort like the init times, as evaluation_metrics.nc does)
     hand_mse = []
-    for sample_path in samples:
+    for sample_path in sorted(results.glob("vfp_date_*_sample_ind_*.nc")):
         with xr.open_dataset(sample_path) as sample:
             error = sample["2t_convLSTM_fcst"].values.astype(np.float64) - sample["2t_ref"].values
             hand_mse.append((error ** 2).mean(axis=(1, 2)))
@@ -492,29 +504,36 @@ def test_full_postprocessing_cli(trained_run, full_results, tmp_path):
     assert len(summary) == 13 and (results / "summary_metrics.md").is_file()
     assert (results / "postprocess.log").is_file() and (results / "options_checkpoints.json").is_file()
 
-    # quick evaluation with a climatology: model metrics only, ACC at the valid time
+
+@pytest.mark.slow
+def test_quick_evaluation_with_a_climatology_scores_acc_at_the_valid_time(trained_run, full_results, tmp_path):
+    """Model metrics only (no persistence, no sample files, no plots), ACC at the valid time."""
+    run_dir, _ = trained_run
+    results, _ = full_results
     quick = tmp_path / "Quick"
-    climatology = _climatology_file(tmp_path / "clim.nc", evaluation_grid["lat"], evaluation_grid["lon"])
+    with xr.open_dataset(results / FULL_RUN_SAMPLE) as sample:
+        sample.load()
+    climatology = _climatology_file(tmp_path / "clim.nc", sample["lat"].values, sample["lon"].values)
     checkpoint = sorted(run_dir.glob("checkpoint_*"))[0]
     result = run_module(MODULE, "--checkpoint", checkpoint, "--results_dir", quick,
                         "--lquick_evaluation", "--evaluation_metrics", "mse", "acc", "--climatology_file",
                         tmp_path / "clim.nc", "--block_length", 4, "--nboots", 10, env=TF_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in quick.glob("*.png")) == [] and not list(quick.glob("vfp_date_*"))
-    with xr.open_dataset(quick / "evaluation_metrics.nc") as quick_eval:
+    with xr.open_dataset(quick / "evaluation_metrics.nc") as quick_eval, \
+            xr.open_dataset(results / "evaluation_metrics.nc") as evaluation:
         assert "2t_persistence_mse" not in quick_eval
         np.testing.assert_allclose(quick_eval["2t_convLSTM_mse"].values, evaluation["2t_convLSTM_mse"].values,
                                    rtol=1e-6)
-        with xr.open_dataset(path) as sample:
-            lead = 3
-            valid = init + np.timedelta64(lead, "h")   # 2018-02-03T02: month 2, hour 2
-            clim = climatology.sel(month=2, hour=2).values
-            f = sample["2t_convLSTM_fcst"].sel(fcst_hour=lead).values.astype(np.float64) - clim
-            o = sample["2t_ref"].sel(fcst_hour=lead).values.astype(np.float64) - clim
-            expected = (f * o).sum() / np.sqrt((f ** 2).sum() * (o ** 2).sum())
-            stored = float(quick_eval["2t_convLSTM_acc"].sel(init_time=np.datetime64(init, "ns"), fcst_hour=lead))
-            assert stored == pytest.approx(expected, rel=1e-5)
-            assert str(valid) == "2018-02-03T02"
+        lead = 3
+        valid = FULL_RUN_INIT + np.timedelta64(lead, "h")   # 2018-02-03T02: month 2, hour 2
+        clim = climatology.sel(month=2, hour=2).values
+        f = sample["2t_convLSTM_fcst"].sel(fcst_hour=lead).values.astype(np.float64) - clim
+        o = sample["2t_ref"].sel(fcst_hour=lead).values.astype(np.float64) - clim
+        expected = (f * o).sum() / np.sqrt((f ** 2).sum() * (o ** 2).sum())
+        stored = float(quick_eval["2t_convLSTM_acc"].sel(init_time=np.datetime64(FULL_RUN_INIT, "ns"), fcst_hour=lead))
+        assert stored == pytest.approx(expected, rel=1e-5)
+        assert str(valid) == "2018-02-03T02"
 
 
 @pytest.mark.slow
@@ -534,7 +553,7 @@ def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, 
     assert_user_error(result, "give --climatology_file or drop acc from --evaluation_metrics")
     result = refused("missing_clim", *quick, "--evaluation_metrics", "mse", "acc", "--climatology_file",
                      tmp_path / "none.nc")
-    assert_user_error(result, f"--climatology_file {tmp_path / 'none.nc'} not found", "acc")
+    assert_user_error(result, f"climatology file {tmp_path / 'none.nc'} does not exist", "acc")
     # a climatology without February (the test split's month) would give ACC all NaN: refused, naming month and file
     from video_prediction_tools.datasets.era5 import ERA5Dataset
     from video_prediction_tools.training.checkpoints import load_trained_model
@@ -559,6 +578,26 @@ def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, 
     assert_user_error(result, "at least 10 blocks of 168 samples", "49 sample(s)", "--block_length")
     result = refused("coast", "--block_length", 4, env={"AMBS_COASTLINES": str(tmp_path / "coast.shp")})
     assert_user_error(result, f"AMBS_COASTLINES={tmp_path / 'coast.shp'}: no such coastline shapefile")
+
+
+def test_each_dataset_goes_to_its_pipeline_and_an_unknown_one_is_refused(trained_run, tmp_path):
+    import shutil
+
+    from video_prediction_tools.postprocess import forecast, moving_mnist, pipeline
+    from video_prediction_tools.postprocess.options import PostprocessOptions
+
+    assert pipeline.PIPELINES == {"era5": forecast.run_era5_postprocess,
+                                  "moving_mnist": moving_mnist.run_moving_mnist_postprocess}
+    run_dir, _ = trained_run
+    assert pipeline.trained_dataset(run_dir) == "era5"
+    assert pipeline.trained_dataset(tmp_path / "nope") is None  # the ERA5 pipeline's validation reports it
+    radar_run = tmp_path / "radar_run"
+    shutil.copytree(run_dir, radar_run)
+    options = json.loads((radar_run / "options.json").read_text())
+    (radar_run / "options.json").write_text(json.dumps({**options, "dataset": "radar"}))
+    with pytest.raises(UserError, match="no postprocessing for runs trained on 'radar' .known: era5, moving_mnist"):
+        pipeline.run_postprocess(PostprocessOptions(str(radar_run), str(tmp_path / "results")))
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.slow
@@ -646,12 +685,58 @@ def test_scores_of_several_members_are_the_mean_of_member_scores():
     dims = ("init_time", "fcst_hour", "lat", "lon")
     truth = xr.DataArray(280 + rng.standard_normal((2, 3, 8, 12)), dims=dims, coords=coords)
     members = xr.DataArray(280 + rng.standard_normal((2, 2, 3, 8, 12)), dims=("sample", *dims), coords=coords)
-    evaluation = F._Evaluation([MSE(), SSIM()], ["savp", "persistence"], "2t", np.array([1, 2, 3]), quantiles=True)
-    evaluation.add(truth, {"savp": members, "persistence": members.isel(sample=0)})
-    raw = evaluation.raw_dataset({"model": "savp"})
+    scores = ScoreAccumulator([MSE(), SSIM()], ["savp", "persistence"], "2t", np.array([1, 2, 3]), quantiles=True)
+    scores.add(truth, {"savp": members, "persistence": members.isel(sample=0)})
+    raw = scores.raw_dataset({"model": "savp"})
     per_member = [((members.values[k] - truth.values) ** 2).mean(axis=(2, 3)) for k in range(2)]
     np.testing.assert_allclose(raw["2t_savp_mse"].values, (per_member[0] + per_member[1]) / 2, rtol=1e-12)
     np.testing.assert_allclose(raw["2t_persistence_mse"].values, per_member[0], rtol=1e-12)
     assert set(raw.data_vars) == {"2t_savp_mse", "2t_savp_ssim", "2t_persistence_mse", "2t_persistence_ssim"}
     # conditional quantiles pool every member, init time and grid point of a lead hour
-    assert int(evaluation.calibration[2].result()["counts"].sum()) == 2 * 2 * 8 * 12
+    assert int(scores.calibration[2].result()["counts"].sum()) == 2 * 2 * 8 * 12
+
+
+# --- structure ---------------------------------------------------------------------------------------------------
+def _package_imports(package_dir: Path, package: str) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports (at module level or inside functions), from the source."""
+    import ast
+
+    graph = {}
+    for path in sorted(package_dir.glob("*.py")):
+        module = f"{package}.{path.stem}"
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base
+                                                                                                   else []))
+                names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            imported |= {name for name in names if name.startswith(package + ".") and name.count(".") == 2}
+        graph[module] = imported - {module}
+    return graph
+
+
+def test_postprocess_modules_import_no_circle():
+    """Walk the imports of every postprocessing module: no module reaches itself again."""
+    import video_prediction_tools.postprocess as package
+
+    graph = _package_imports(Path(package.__file__).parent, package.__name__)
+    assert "video_prediction_tools.postprocess.pipeline" in graph
+    state: dict[str, str] = {}
+
+    def visit(module, path):
+        if state.get(module) == "open":
+            raise AssertionError(f"import circle: {' -> '.join(path + [module])}")
+        if module not in state:
+            state[module] = "open"
+            for target in sorted(graph.get(module, ())):
+                visit(target, path + [module])
+            state[module] = "done"
+
+    for module in graph:
+        visit(module, [])

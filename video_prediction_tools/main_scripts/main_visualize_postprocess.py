@@ -24,8 +24,10 @@ import argparse
 from typing import Sequence
 
 from video_prediction_tools.postprocess.bootstrap import BLOCK_LENGTH, NBOOTS
-from video_prediction_tools.postprocess.forecast import SAMPLE_COMPRESSION, PostprocessOptions, run_postprocess
 from video_prediction_tools.postprocess.metrics import CLIMATOLOGY_METRICS, CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
+from video_prediction_tools.postprocess.options import PostprocessOptions
+from video_prediction_tools.postprocess.pipeline import run_postprocess
+from video_prediction_tools.postprocess.results_io import SAMPLE_COMPRESSION
 from video_prediction_tools.main_scripts import legacy_options
 from video_prediction_tools.main_scripts.main_train_models import GPU_MEMORY_NOTE
 from video_prediction_tools.utils.errors import run_cli

@@ -99,7 +99,7 @@ def _prepare_in_helper(sample: xr.Dataset, variable: str, model_name: str, quant
 
 def _exit_now() -> None:
     """The helper's last step: everything it made was sent or written, so the interpreter's teardown of
-    matplotlib, xarray and the rest (a third of a second, which the main process would wait for) is skipped."""
+    matplotlib, xarray and the rest (which the main process would wait for) is skipped."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -132,7 +132,7 @@ class HelperProcess:
     def __init__(self):
         self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_start_helper, initargs=(os.getpid(),))
-        # started now: the spawn and the imports take a second or two
+        # started now: the spawn and the imports take a while
         self.preparations = [self.pool.submit(_helper_figures)]
         self.submitted: list[tuple[Future, tuple]] = []
 

@@ -35,13 +35,14 @@ from ..utils.io import read_json, write_json
 from ..utils.log import setup_logging
 from .bootstrap import skill_score, write_table
 from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
+from .persistence import PERSISTENCE
 from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
+from .results_io import EVALUATION_FILE
 
 log = logging.getLogger("ambs")
 DEFAULT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DEFAULT_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
                    "tab:olive")
-EVALUATION_FILE = "evaluation_metrics.nc"
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _run_identity(dataset: xr.Dataset, results_dir: Path, metric: str) -> tuple[
     if model and variable:
         return model, variable
     suffix = f"_{metric}_bootstrapped"
-    candidates = [name for name in dataset.data_vars if name.endswith(suffix) and "_persistence_" not in name]
+    candidates = [name for name in dataset.data_vars if name.endswith(suffix) and f"_{PERSISTENCE}_" not in name]
     raise UserError(f"{results_dir / EVALUATION_FILE}: attributes 'model' and 'variable' are missing (was it written "
                     f"by this version of postprocessing?); candidate variables: {', '.join(candidates) or 'none'}")
 
@@ -98,7 +99,7 @@ def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: st
             available = sorted({n.split("_")[-2] for n in dataset.data_vars if n.endswith("_bootstrapped")})
             raise UserError(f"{path} has no bootstrapped metric {metric!r} for model {model} (variable "
                             f"{name}_bootstrapped missing); metrics present: {', '.join(available) or 'none'}")
-        persistence_name = f"{variable}_persistence_{metric}_bootstrapped"
+        persistence_name = f"{variable}_{PERSISTENCE}_{metric}_bootstrapped"
         persistence = dataset[persistence_name].load() if persistence_name in dataset else None
         # files written before conventions could be chosen used the AMBS definitions
         conventions = dataset.attrs.get("metric_conventions", DEFAULT_CONVENTIONS)

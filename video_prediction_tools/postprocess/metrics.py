@@ -38,11 +38,18 @@ Definitions (n = number of grid points, F forecast, O truth, sums over the domai
   w inside every sum.
 
 Perfect forecasts score mse 0, rmse 0, psnr 100 dB, ssim 1, acc 1, texture 1.
+
+Each metric scores the runs of one dataset (:attr:`Metric.dataset`); the above are the ERA5 metrics
+(:data:`METRICS`). Moving MNIST runs are scored on intensities in [0, 1] (byte value / 255), one value per
+forecast frame of 64 x 64 pixels, by their own registered metrics (``METRICS_BY_DATASET[MOVING_MNIST]``):
+
+* ``mse`` = mean over the pixels of (F - O)^2; ``mse_frame`` = the sum over the pixels, i.e. 4096 x ``mse`` (the
+  per-frame MSE that OpenSTL and the PredRNN papers publish); ``mae`` / ``mae_frame`` likewise with |F - O|;
+* ``ssim``: as above with data range 1; ``psnr`` = 10 log10(1 / mse) [dB] (data range 1, capped at 100 dB).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
@@ -59,9 +66,6 @@ PSNR_CAP_DB = 100.0
 #: number of 2-D fields processed at once: float64 temporaries of a few MB stay in cache and bound the memory
 FIELDS_PER_CHUNK = 16
 SPATIAL_DIMS = ("lat", "lon")
-#: coordinates of a month x hour-of-day climatology
-MONTHS = np.arange(1, 13)
-HOURS = np.arange(24)
 
 
 def _valid_times(field: xr.DataArray) -> xr.DataArray:
@@ -104,21 +108,32 @@ def latitude_weights(lat: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
-#: metric name → class, in the order of the default metric list; filled by :func:`register`
-METRICS: dict[str, type["Metric"]] = {}
-#: what a run supplies to the metrics besides the fields: the climatology (``load_climatology``) and the stated
-#: data range of PSNR and SSIM; a metric receives those named by its dataclass fields
+#: the datasets whose runs are scored by the metrics of this module (the values of :attr:`Metric.dataset`)
+ERA5, MOVING_MNIST = "era5", "moving_mnist"
+#: dataset → {metric name → class}, each in the order of that dataset's default metric list; filled by
+#: :func:`register`
+METRICS_BY_DATASET: dict[str, dict[str, type["Metric"]]] = {ERA5: {}, MOVING_MNIST: {}}
+#: the ERA5 metrics: those offered by ERA5 postprocessing, meta-postprocessing and the runscript generator
+METRICS = METRICS_BY_DATASET[ERA5]
+#: what a run supplies to the metrics besides the fields: the climatology (``data_extraction.climatology.
+#: load_climatology``) and the stated data range of PSNR and SSIM; a metric receives those named by its dataclass
+#: fields
 RUN_INPUTS = ("climatology", "data_range")
 
 
 def register(cls: type["Metric"]) -> type["Metric"]:
-    """Class decorator: make a metric known to postprocessing, meta-postprocessing and the runscript generator."""
-    if not cls.name or cls.name in METRICS:
+    """Class decorator: make a metric known to the postprocessing of its :attr:`~Metric.dataset` (and, for ERA5,
+    to meta-postprocessing and the runscript generator)."""
+    if cls.dataset not in METRICS_BY_DATASET:
+        raise ValueError(f"metric class {cls.__name__}: unknown dataset {cls.dataset!r}; known: "
+                         f"{', '.join(METRICS_BY_DATASET)}")
+    registry = METRICS_BY_DATASET[cls.dataset]
+    if not cls.name or cls.name in registry:
         raise ValueError(f"metric class {cls.__name__} needs a unique name, got {cls.name!r}")
     unknown = set(cls.needs) - set(RUN_INPUTS)
     if unknown:
         raise ValueError(f"metric {cls.name} needs unknown run input(s) {sorted(unknown)}; known: {RUN_INPUTS}")
-    METRICS[cls.name] = cls
+    registry[cls.name] = cls
     return cls
 
 
@@ -129,9 +144,12 @@ class Metric:
     Subclasses are dataclasses whose fields are the metric's parameters (e.g. ``data_range``, ``climatology``,
     ``weighted``); they set :attr:`name` (the ``<metric>`` part of ``<var>_<product>_<metric>``),
     :attr:`long_name`, :attr:`perfect_score` (``None`` if there is none usable for skill scores), :attr:`needs`
-    and implement :meth:`_score`. Decorated with :func:`register`, they are offered everywhere.
+    and implement :meth:`_score`; :attr:`dataset` says which runs they score. Decorated with :func:`register`,
+    they are offered everywhere.
     """
 
+    #: the dataset (:data:`METRICS_BY_DATASET` key) whose runs the metric scores
+    dataset: ClassVar[str] = ERA5
     name: ClassVar[str] = ""
     long_name: ClassVar[str] = ""
     perfect_score: ClassVar[float | None] = None
@@ -315,7 +333,8 @@ class SSIM(Metric):
 class ACC(Metric):
     """Anomaly correlation coefficient against a month x hour climatology at the valid time.
 
-    ``climatology``: DataArray ``(month, hour, lat, lon)`` on the forecast grid (see :func:`load_climatology`).
+    ``climatology``: DataArray ``(month, hour, lat, lon)`` on the forecast grid, given by the caller (postprocessing
+    reads it with ``data_extraction.climatology.load_climatology``).
     ``centred``: remove the (weighted) domain-mean anomaly first; default False = the original's uncentred ACC.
     ``weighted``: cos(lat) weights (WeatherBench).
     ``climatology_hour_offset``: hours added to the valid time before the climatology is looked up; 0 (default)
@@ -338,14 +357,15 @@ class ACC(Metric):
 
     def _context(self, forecast):
         _check_same_grid(forecast, self.climatology,
-                         "the climatology is not on the forecast's lat/lon grid (use load_climatology)")
+                         "the climatology is not on the forecast's lat/lon grid (see data_extraction.climatology."
+                         "load_climatology)")
         valid = _valid_times(forecast).broadcast_like(forecast.isel(lat=0, lon=0, drop=True))
         valid = valid.transpose(*forecast.dims[:-2]).values.ravel() \
             + np.timedelta64(self.climatology_hour_offset, "h")
-        months = valid.astype("datetime64[M]").astype(int) % 12 + 1
-        hours = (valid.astype("datetime64[h]") - valid.astype("datetime64[D]")).astype(int)
-        month_index = _positions(self.climatology["month"].values, months, "month")
-        hour_index = _positions(self.climatology["hour"].values, hours, "hour")
+        # imported here, as xarray (which the climatology's module needs): see the imports above
+        from ..data_extraction.climatology import month_hour_indices
+
+        month_index, hour_index = month_hour_indices(self.climatology, valid)
         weights = latitude_weights(forecast["lat"].values)[:, None] * np.ones(forecast.shape[-1]) \
             if self.weighted else None
         return {"month_index": month_index, "hour_index": hour_index, "weights": weights,
@@ -368,19 +388,6 @@ class ACC(Metric):
                               * _sum_of_products(weighted_truth, anomaly_truth))
         with np.errstate(divide="ignore", invalid="ignore"):
             return numerator / denominator
-
-
-def _positions(available: np.ndarray, wanted: np.ndarray, what: str) -> np.ndarray:
-    """Index of every ``wanted`` value in ``available`` (a climatology coordinate); missing → ValueError."""
-    available = np.asarray(available).astype(int)
-    order = np.argsort(available)
-    found = np.searchsorted(available[order], wanted)
-    found = np.minimum(found, len(available) - 1)
-    positions = order[found]
-    bad = available[positions] != wanted
-    if bad.any():
-        raise ValueError(f"the climatology has no {what} {sorted(set(wanted[bad].tolist()))}")
-    return positions
 
 
 def spherical_gradient_magnitude(fields: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -441,6 +448,90 @@ class WeightedACC(ACC):
     weighted: bool = True
 
 
+# ------------------------------------------------------------------------------------------ Moving MNIST metrics
+class _PixelMetric(Metric):
+    """Base of the Moving MNIST metrics: frames of intensities in [0, 1] (byte value / 255) given as ``(..., lat,
+    lon)`` = ``(..., row, column)`` fields in float64; dimensionless scores."""
+
+    dataset = MOVING_MNIST
+    perfect_score = 0.0
+
+    def units(self, data_units):
+        return "1"
+
+
+class _PixelErrorSum(_PixelMetric):
+    """The sum over a frame's pixels of an error of each pixel (:meth:`_errors`), or its mean (``per_pixel``)."""
+
+    per_pixel: ClassVar[bool] = True
+
+    def _errors(self, difference: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _score(self, forecast, truth, context, chunk):
+        difference = np.asarray(forecast, np.float64) - np.asarray(truth, np.float64)
+        total = self._errors(difference).sum(axis=(-2, -1))
+        return total / (truth.shape[1] * truth.shape[2]) if self.per_pixel else total
+
+
+@register
+class PixelMSE(_PixelErrorSum):
+    name = "mse"
+    long_name = "mean squared error per pixel"
+
+    def _errors(self, difference):
+        return difference ** 2
+
+
+@register
+class FrameMSE(PixelMSE):
+    """The per-frame MSE that OpenSTL and the PredRNN papers publish: 4096 x ``mse`` on 64 x 64 frames."""
+
+    name = "mse_frame"
+    long_name = "squared error summed over the pixels of a frame"
+    per_pixel = False
+
+
+@register
+class PixelMAE(_PixelErrorSum):
+    name = "mae"
+    long_name = "mean absolute error per pixel"
+
+    def _errors(self, difference):
+        return np.abs(difference)
+
+
+@register
+class FrameMAE(PixelMAE):
+    name = "mae_frame"
+    long_name = "absolute error summed over the pixels of a frame"
+    per_pixel = False
+
+
+@dataclass(eq=False)
+class _UnitDataRange:
+    """Mixin making a gridded metric with a stated data range a Moving MNIST metric of data range 1."""
+
+    dataset: ClassVar[str] = MOVING_MNIST
+    data_range: float | None = 1.0
+
+
+@register
+@dataclass(eq=False)
+class PixelSSIM(_UnitDataRange, SSIM):
+    """SSIM of intensities with data range 1 (scikit-image's mean SSIM, 7 x 7 uniform windows)."""
+
+    long_name: ClassVar[str] = "structural similarity index (data range 1)"
+
+
+@register
+@dataclass(eq=False)
+class PixelPSNR(_UnitDataRange, PSNR):
+    """PSNR of intensities, 10 log10(1 / mse) [dB] (data range 1)."""
+
+    long_name: ClassVar[str] = "peak signal-to-noise ratio (data range 1)"
+
+
 def needs_climatology(name: str) -> bool:
     """Whether the registered metric ``name`` cannot be computed without a climatology (ACC-type)."""
     return "climatology" in METRICS[name].needs
@@ -488,11 +579,13 @@ CONVENTIONS = {
 DEFAULT_CONVENTIONS = "ambs"
 
 
-def check_metric_names(names: Sequence[str]) -> list[str]:
-    """The names, validated (unknown → UserError listing the known ones), duplicates dropped, order kept."""
-    unknown = [name for name in names if name not in METRICS]
+def check_metric_names(names: Sequence[str], dataset: str = ERA5) -> list[str]:
+    """The names, validated against the metrics of ``dataset`` (unknown → UserError listing the known ones),
+    duplicates dropped, order kept."""
+    known = METRICS_BY_DATASET[dataset]
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise UserError(f"unknown evaluation metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+        raise UserError(f"unknown evaluation metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return list(dict.fromkeys(names))
 
 
@@ -507,150 +600,21 @@ def check_conventions(name: str, data_range: float | None = None) -> Conventions
     return conventions
 
 
-def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None,
-                 data_range: float | None = None, conventions: str = DEFAULT_CONVENTIONS) -> list[Metric]:
-    """Metric objects for ``names``: each gets the run inputs its dataclass fields name (``climatology``, a
-    :func:`load_climatology` DataArray; ``data_range``, the stated range of PSNR and SSIM, None: truth range), then
-    the parameters of ``conventions`` (a :data:`CONVENTIONS` name)."""
+def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None, data_range: float | None = None,
+                 conventions: str = DEFAULT_CONVENTIONS, dataset: str = ERA5) -> list[Metric]:
+    """Metric objects for ``names`` (metrics of ``dataset``): each gets the run inputs given (not None) that its
+    dataclass fields name (``climatology``, a ``(month, hour, lat, lon)`` DataArray on the forecast grid;
+    ``data_range``, the stated range of PSNR and SSIM, None: the class's default), then the parameters of
+    ``conventions`` (a :data:`CONVENTIONS` name)."""
     convention = check_conventions(conventions, data_range)
     inputs = {"climatology": climatology, "data_range": data_range}
     metrics = []
-    for name in check_metric_names(names):
-        cls = METRICS[name]
+    for name in check_metric_names(names, dataset):
+        cls = METRICS_BY_DATASET[dataset][name]
         missing = sorted(need for need in cls.needs if inputs[need] is None)
         if missing:
             raise ValueError(f"metric {name} needs a {' and a '.join(missing)}")
-        parameters = {item.name: inputs[item.name] for item in fields(cls) if item.name in inputs}
+        parameters = {item.name: inputs[item.name] for item in fields(cls)
+                      if inputs.get(item.name) is not None}
         metrics.append(cls(**{**parameters, **convention.parameters_for(cls)}))
     return metrics
-
-
-def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | None, what: str,
-                     path: Path) -> np.ndarray:
-    """Index of the nearest ``source`` coordinate for every ``target`` value, each within half a grid step of the
-    source (:data:`CLIMATOLOGY_TOLERANCE_STEPS`); ``period`` (360 for longitudes) makes 359.7 and -0.3 equal."""
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    distance = target[:, None] - source[None, :]
-    if period is not None:
-        distance = (distance + period / 2) % period - period / 2
-    nearest = np.abs(distance).argmin(axis=1)
-    step = np.median(np.abs(np.diff(source))) if len(source) > 1 else 0.0
-    tolerance = CLIMATOLOGY_TOLERANCE_STEPS * step + 1e-6
-    off = np.abs(distance[np.arange(len(target)), nearest]) > tolerance
-    if off.any():
-        raise UserError(f"climatology {path} does not cover the domain: no {what} within half a grid step "
-                        f"({tolerance:g} deg) of {target[off][:3].tolist()} (its {what} range is "
-                        f"{source.min():g}..{source.max():g})")
-    return nearest
-
-
-#: a domain point takes the climatology value of the nearest climatology grid point, which must lie within this
-#: many climatology grid steps (+ 1e-6 deg): half a step accepts float noise of any size (the original compared
-#: coordinates rounded to 0.1 deg and silently dropped the points that differed) and any domain inside the grid
-CLIMATOLOGY_TOLERANCE_STEPS = 0.5
-#: groups of names under which one variable is found in climatology files: AMBS's and ERA5's short names and
-#: CDO's GRIB-code name (``var167`` in the published ``climatology_t2m_1991-2020.nc``)
-CLIMATOLOGY_ALIASES = (("2t", "t2m", "var167"),)
-#: time steps of a climatology in CDO layout ``(time, lat, lon)``: month 1..12 x hour 0..23, by month then hour
-CDO_TIME_STEPS = 12 * 24
-
-
-def _climatology_names(variable: str) -> list[str]:
-    """``variable`` followed by its aliases (:data:`CLIMATOLOGY_ALIASES`)."""
-    for group in CLIMATOLOGY_ALIASES:
-        if variable in group:
-            return [variable] + [name for name in group if name != variable]
-    return [variable]
-
-
-def _month_hour_field(field: xr.DataArray, path: Path) -> xr.DataArray:
-    """A climatology variable as ``(month, hour, lat, lon)``, from either accepted layout.
-
-    * AMBS (the climatology step): dims ``(month, hour, lat, lon)`` in any order.
-    * CDO (the original's ``climatology_t2m_1991-2020.nc``): dims ``(time, lat, lon)`` with 288 time steps, month
-      1..12 x hour 0..23 ordered by month, then hour. When the time coordinate holds dates, their months and hours
-      must follow that order (else UserError), so a file in another order is never misread.
-    ``latitude``/``longitude`` dims are renamed ``lat``/``lon``.
-    """
-    field = field.rename({old: new for old, new in (("latitude", "lat"), ("longitude", "lon")) if old in field.dims})
-    name = field.name
-    if set(field.dims) == {"month", "hour", "lat", "lon"}:
-        return field.transpose("month", "hour", "lat", "lon")
-    if set(field.dims) != {"time", "lat", "lon"}:
-        raise UserError(f"climatology {path}: variable {name!r} must have dims (month, hour, lat, lon) or CDO's "
-                        f"(time, lat, lon) with {CDO_TIME_STEPS} time steps, got {field.dims}")
-    field = field.transpose("time", "lat", "lon")
-    if field.sizes["time"] != CDO_TIME_STEPS:
-        raise UserError(f"climatology {path}: variable {name!r} has {field.sizes['time']} time steps, expected "
-                        f"{CDO_TIME_STEPS} (month 1..12 x hour 0..23, ordered by month, then hour)")
-    expected_months, expected_hours = np.repeat(MONTHS, 24), np.tile(HOURS, 12)
-    try:
-        months, hours = field["time"].dt.month.values, field["time"].dt.hour.values
-    except (AttributeError, TypeError):  # undecoded time values: the order is taken as documented
-        months, hours = expected_months, expected_hours
-    wrong = np.flatnonzero((months != expected_months) | (hours != expected_hours))
-    if wrong.size:
-        step = int(wrong[0])
-        raise UserError(f"climatology {path}: time step {step} is month {months[step]} hour {hours[step]}, expected "
-                        f"month {expected_months[step]} hour {expected_hours[step]} (288 steps ordered by month, "
-                        f"then hour)")
-    values = field.values.reshape(12, 24, field.sizes["lat"], field.sizes["lon"])
-    import xarray as xr
-
-    return xr.DataArray(values, dims=("month", "hour", "lat", "lon"), name=name, attrs=field.attrs,
-                        coords={"month": MONTHS, "hour": HOURS, "lat": field["lat"].values,
-                                "lon": field["lon"].values})
-
-
-def _read_climatology(path: str | Path, variable: str | None) -> xr.DataArray:
-    """The climatology of ``variable`` (or an alias) in ``path`` as ``(month, hour, lat, lon)``; ``variable``
-    None: the first data variable with lat/lon dims. Missing file, variable or wrong layout → UserError."""
-    import xarray as xr
-    # the backend class itself: naming the engine makes xarray discover every installed backend first (0.25 s,
-    # felt in the runscript generator, which checks the climatology file at its question)
-    from xarray.backends.netCDF4_ import NetCDF4BackendEntrypoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"climatology file {path} does not exist")
-    try:
-        with xr.open_dataset(path, engine=NetCDF4BackendEntrypoint) as dataset:
-            present = [str(name) for name in dataset.data_vars]
-            if variable is None:
-                candidates = [name for name in present if {"lat", "lon"} <= set(dataset[name].dims)
-                              or {"latitude", "longitude"} <= set(dataset[name].dims)]
-            else:
-                candidates = [name for name in _climatology_names(variable) if name in dataset]
-            if not candidates:
-                wanted = ("by month and hour on a lat/lon grid, dims (month, hour, lat, lon) or CDO's (time, lat, "
-                          "lon)" if variable is None else " or ".join(map(repr, _climatology_names(variable))))
-                raise UserError(f"climatology {path} has no variable {wanted} (it has {', '.join(present) or 'none'})")
-            field = dataset[candidates[0]].load()
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read climatology {path}: {err}") from None
-    return _month_hour_field(field, path)
-
-
-def check_climatology_file(path: str | Path, variable: str | None = None) -> None:
-    """UserError unless ``path`` is a climatology that :func:`load_climatology` reads (either layout; the domain is
-    checked only when postprocessing knows it). For the runscript generator, which does not know the variable."""
-    _read_climatology(path, variable)
-
-
-def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float]) -> xr.DataArray:
-    """Read a month x hour climatology of ``variable`` for the domain ``lat``/``lon`` [degrees].
-
-    Accepted files (see :func:`_month_hour_field`): the climatology step's ``(month, hour, lat, lon)`` file, or the
-    original's CDO file (``climatology_t2m_1991-2020.nc``: ``(time, lat, lon)``, 288 steps month x hour), float32 or
-    float64, the variable under its name or an alias (``2t``/``t2m``/``var167``). Latitudes may run either way,
-    longitudes may be 0..360 or -180..180. Every domain point takes the nearest climatology grid point, which must
-    lie within half a climatology grid step (:data:`CLIMATOLOGY_TOLERANCE_STEPS`), else UserError (a domain not
-    covered). Returns a float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's coordinates.
-    """
-    path = Path(path)
-    field = _read_climatology(path, variable)
-    lat_index = _nearest_indices(field["lat"].values, np.asarray(lat), None, "latitude", path)
-    lon_index = _nearest_indices(field["lon"].values, np.asarray(lon), 360.0, "longitude", path)
-    field = field.isel(lat=lat_index, lon=lon_index).astype(np.float32)
-    return field.assign_coords(lat=np.asarray(lat), lon=np.asarray(lon))

@@ -1,9 +1,9 @@
 """Postprocessing of a model trained on Moving MNIST: per-frame scores against the copy-last-frame baseline, and
 plots of example sequences.
 
-``run_moving_mnist_postprocess`` (reached through ``main_visualize_postprocess`` when the checkpoint's run was
-trained with ``--dataset moving_mnist``) forecasts every sequence of the chosen split (``--mode``), compares each
-forecast frame with the true frame and writes into ``--results_dir``:
+``run_moving_mnist_postprocess`` (reached through ``main_visualize_postprocess`` and :mod:`.pipeline` when the
+checkpoint's run was trained with ``--dataset moving_mnist``) forecasts every sequence of the chosen split
+(``--mode``), compares each forecast frame with the true frame and writes into ``--results_dir``:
 
 * ``evaluation_metrics.nc``: ``<product>_<metric> [sequence, frame]`` and the mean over the sequences
   ``<product>_<metric>_avg [frame]``, for the products ``<model>`` and ``copy_last_frame`` (the last context frame
@@ -14,12 +14,8 @@ forecast frame with the true frame and writes into ``--results_dir``:
   sequences with the lowest, median and highest model MSE (truth, forecast, baseline, absolute error);
 * ``options.json``, ``model_hparams.json``, ``data_split.json``, ``postprocess.log``.
 
-Scores (intensities scaled to [0, 1], i.e. byte value / 255, one value per forecast frame of 64 x 64 pixels):
-
-* ``mse`` = mean over the pixels of (F - O)^2; ``mse_frame`` = the sum over the pixels, i.e. 4096 x ``mse`` (the
-  per-frame MSE that OpenSTL and the PredRNN papers publish); ``mae`` / ``mae_frame`` likewise with |F - O|;
-* ``ssim``: scikit-image's mean SSIM (7 x 7 uniform windows, sample covariances) with data range 1;
-* ``psnr`` = 10 log10(1 / mse) [dB] (data range 1, capped at 100 dB for a perfect frame).
+Scores: the Moving MNIST metrics of :mod:`.metrics` (``mse``, ``mse_frame``, ``mae``, ``mae_frame``, ``ssim``,
+``psnr``) on intensities scaled to [0, 1] (byte value / 255), one value per forecast frame of 64 x 64 pixels.
 
 ``--lquick_evaluation`` scores the model only (no baseline, no plots). Everything is validated before the results
 directory is created.
@@ -29,82 +25,67 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, fields as dataclass_fields
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import xarray as xr
 
 from ..utils.errors import UserError
-from ..utils.io import read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
+from . import plots
 from .bootstrap import write_table
-from .forecast import EVALUATION_FILE, SUMMARY_STEM, write_netcdf
-from .metrics import PSNR, SSIM
+from .metrics import METRICS_BY_DATASET, MOVING_MNIST, make_metrics
+from .options import PostprocessOptions, check_options
+from .results_io import EVALUATION_FILE, SUMMARY_STEM, start_results_dir, write_netcdf
+
+if TYPE_CHECKING:  # the reader and the model import TensorFlow, which validating the options never needs
+    from ..datasets.moving_mnist import MovingMnist
+    from ..models.base import VideoPredictionModel
+    from ..training.checkpoints import TrainedRun
 
 log = logging.getLogger("ambs")
-DATASET = "moving_mnist"
+#: the dataset of the runs this pipeline evaluates
+DATASET = MOVING_MNIST
+#: the metrics of Moving MNIST runs (name → registered class), in the order of the default list
+MNIST_METRICS = METRICS_BY_DATASET[MOVING_MNIST]
+#: units of the intensities scored (byte value / 255)
+INTENSITY_UNITS = "1"
 BASELINE = "copy_last_frame"
-#: name → (long name, units); values on intensities in [0, 1]
-MNIST_METRICS = {
-    "mse": ("mean squared error per pixel", "1"),
-    "mse_frame": ("squared error summed over the pixels of a frame", "1"),
-    "mae": ("mean absolute error per pixel", "1"),
-    "mae_frame": ("absolute error summed over the pixels of a frame", "1"),
-    "ssim": ("structural similarity index (data range 1)", "1"),
-    "psnr": ("peak signal-to-noise ratio (data range 1)", "dB"),
-}
-HIGHER_IS_BETTER = {"ssim", "psnr"}
 #: byte value of full intensity: forecasts and truth are scored as value / 255
 FULL_INTENSITY = 255.0
 #: example sequences plotted: label → quantile of the model's sequence-mean MSE
 EXAMPLE_QUANTILES = {"best": 0.0, "median": 0.5, "worst": 1.0}
 
 
-def trained_dataset(checkpoint) -> str | None:
-    """The dataset a training run (or one of its checkpoints) was trained on, from its ``options.json``; None
-    when there is no complete checkpoint or no readable options (the caller's validation reports it in its order)."""
-    from ..training.checkpoints import OPTIONS_FILE, resolve_checkpoint
-
-    try:
-        run_dir = resolve_checkpoint(checkpoint).parent
-        options = read_json(run_dir / OPTIONS_FILE, what="training options")
-    except UserError:
-        return None
-    return str(options.get("dataset", "era5")) if isinstance(options, dict) else None
-
-
-def frame_scores(forecast: np.ndarray, truth: np.ndarray, names=tuple(MNIST_METRICS)) -> dict[str, np.ndarray]:
+def frame_scores(forecast: np.ndarray, truth: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Scores of every frame: ``forecast``, ``truth`` ``[..., H, W]`` intensities in [0, 1] → ``{name: [...]}``
-    (float64), for the metric ``names`` of :data:`MNIST_METRICS` (see the module docstring)."""
+    (float64), for the metric ``names`` (default: all) of :data:`MNIST_METRICS`."""
     forecast, truth = np.broadcast_arrays(np.asarray(forecast, np.float64), np.asarray(truth, np.float64))
     leading, (height, width) = forecast.shape[:-2], forecast.shape[-2:]
-    difference = forecast - truth
-    scores = {}
-    for name in names:
-        if name in ("mse", "mse_frame"):
-            scores[name] = (difference ** 2).sum(axis=(-2, -1))
-        elif name in ("mae", "mae_frame"):
-            scores[name] = np.abs(difference).sum(axis=(-2, -1))
-        else:
-            # the registered gridded metrics score (..., lat, lon) fields; here rows and columns of pixels
-            metric = {"ssim": SSIM, "psnr": PSNR}[name](data_range=1.0)
-            fields = {key: xr.DataArray(values.reshape(-1, height, width), dims=("field", "lat", "lon"),
-                                        coords={"lat": np.arange(height), "lon": np.arange(width)})
-                      for key, values in (("forecast", forecast), ("truth", truth))}
-            scores[name] = metric.compute(fields["forecast"], fields["truth"]).values.reshape(leading)
-        if name in ("mse", "mae"):
-            scores[name] = scores[name] / (height * width)
-    return scores
+    # the registered metrics score (..., lat, lon) fields; here rows and columns of pixels
+    fields = {key: xr.DataArray(values.reshape(-1, height, width), dims=("field", "lat", "lon"),
+                                coords={"lat": np.arange(height), "lon": np.arange(width)})
+              for key, values in (("forecast", forecast), ("truth", truth))}
+    metrics = make_metrics(list(MNIST_METRICS) if names is None else names, dataset=MOVING_MNIST)
+    return {metric.name: metric.compute(fields["forecast"], fields["truth"]).values.reshape(leading)
+            for metric in metrics}
+
+
+def metric_attributes(name: str) -> dict[str, str]:
+    """``long_name`` and ``units`` of the Moving MNIST metric ``name``."""
+    cls = MNIST_METRICS[name]
+    return {"long_name": cls.long_name, "units": cls().units(INTENSITY_UNITS)}
 
 
 @dataclass
 class MnistJob:
     """A validated job: options, trained model and run, the split's reader, the metrics; nothing written yet."""
 
-    options: object
+    options: PostprocessOptions
     results_dir: Path
-    model: object
-    run: object
-    dataset: object
+    model: VideoPredictionModel
+    run: TrainedRun
+    dataset: MovingMnist
     metric_names: list[str]
 
     @property
@@ -140,7 +121,7 @@ _ERA5_ONLY = {
 }
 
 
-def _refuse_era5_only_options(options) -> None:
+def _refuse_era5_only_options(options: PostprocessOptions) -> None:
     """An ERA5-only option given with a value other than its default would silently have no effect: refuse it."""
     defaults = {field.name: field.default for field in dataclass_fields(options)}
     for name, reason in _ERA5_ONLY.items():
@@ -149,16 +130,13 @@ def _refuse_era5_only_options(options) -> None:
                             f"drop the option")
 
 
-def open_mnist_job(options) -> MnistJob:
+def open_mnist_job(options: PostprocessOptions) -> MnistJob:
     """Validate the options, restore the model and open the split, writing nothing."""
     from ..datasets.moving_mnist import MovingMnist
     from ..training.checkpoints import load_trained_model
 
     setup_logging()
-    if options.mode not in ("test", "val", "train"):
-        raise UserError(f"--mode {options.mode!r}: expected test, val or train")
-    if options.batch_size < 1:
-        raise UserError(f"--batch_size {options.batch_size}: expected a positive integer")
+    check_options(options)
     if options.climatology_file:
         raise UserError(f"--climatology_file {options.climatology_file}: Moving MNIST has no climatology; "
                         f"drop the option")
@@ -206,11 +184,10 @@ def evaluation_dataset(job: MnistJob, indices: np.ndarray, scores: dict[tuple[st
     frames = np.arange(1, job.model.forecast_frames + 1)
     data = {}
     for (product, metric), values in scores.items():
-        long_name, units = MNIST_METRICS[metric]
-        attrs = {"long_name": long_name, "units": units}
+        attrs = metric_attributes(metric)
         data[f"{product}_{metric}"] = (("sequence", "frame"), values[order], attrs)
         data[f"{product}_{metric}_avg"] = (("frame",), values[order].mean(axis=0),
-                                           {**attrs, "long_name": f"{long_name}, mean over sequences"})
+                                           {**attrs, "long_name": f"{attrs['long_name']}, mean over sequences"})
     coords = {"sequence": ("sequence", np.asarray(indices)[order], {"long_name": "index in mnist_test_seq.npy"}),
               "frame": ("frame", frames, {"long_name": "forecast frame after the last context frame"})}
     return xr.Dataset(data, coords=coords, attrs={**job.provenance, "products": " ".join(job.products)})
@@ -229,17 +206,13 @@ def summary_rows(evaluation: xr.Dataset, products, metric_names) -> list[dict]:
     return rows
 
 
-def run_moving_mnist_postprocess(options) -> Path:
+def run_moving_mnist_postprocess(options: PostprocessOptions) -> Path:
     """Forecast, score and plot a Moving MNIST run (see the module docstring); return the results directory."""
     job = open_mnist_job(options)
     results_dir, model = job.results_dir, job.model
-    results_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(results_dir)
-    setup_logging(results_dir / "postprocess.log")
-    write_json(results_dir / "options.json", {**asdict(options), "evaluation_metrics": job.metric_names,
-                                              **job.provenance})
-    write_json(results_dir / "model_hparams.json", job.run.hparams)
-    write_json(results_dir / "data_split.json", job.run.datasplit)
+    start_results_dir(results_dir, {
+        "options.json": {**asdict(options), "evaluation_metrics": job.metric_names, **job.provenance},
+        "model_hparams.json": job.run.hparams, "data_split.json": job.run.datasplit})
     log.info("postprocessing %s (%d sequences of the %s split) into %s", job.run.checkpoint_dir,
              job.dataset.num_windows, options.mode, results_dir)
     context, frames = model.context_frames, model.forecast_frames
@@ -275,7 +248,7 @@ def example_indices(evaluation: xr.Dataset, model_name: str) -> dict[str, int]:
     metric = "mse" if f"{model_name}_mse" in evaluation else \
         next(name for name in MNIST_METRICS if f"{model_name}_{name}" in evaluation)
     per_sequence = evaluation[f"{model_name}_{metric}"].mean("frame").values
-    if metric in HIGHER_IS_BETTER:
+    if MNIST_METRICS[metric].higher_is_better:
         per_sequence = -per_sequence
     order = np.argsort(per_sequence, kind="stable")
     sequences = evaluation["sequence"].values
@@ -285,7 +258,6 @@ def example_indices(evaluation: xr.Dataset, model_name: str) -> dict[str, int]:
 def plot_results(job: MnistJob, evaluation: xr.Dataset) -> None:
     """``evaluation_<metric>.png`` per metric and the example sequences (forecast again for the few chosen)."""
     from ..datasets.moving_mnist import MovingMnist
-    from . import plots
 
     for metric in job.metric_names:
         figure, axis = plots.plt.subplots(figsize=(6, 4))
@@ -293,7 +265,7 @@ def plot_results(job: MnistJob, evaluation: xr.Dataset) -> None:
             average = evaluation[f"{product}_{metric}_avg"]
             axis.plot(average["frame"].values, average.values, marker="o", label=product)
         axis.set_xlabel("Forecast frame")
-        axis.set_ylabel(plots.metric_axis_label(metric, MNIST_METRICS[metric][1]))
+        axis.set_ylabel(plots.metric_axis_label(metric, metric_attributes(metric)["units"]))
         axis.set_title(f"Moving MNIST: {metric} per forecast frame")
         axis.legend()
         axis.grid(alpha=0.3)
@@ -316,8 +288,6 @@ def example_figure(truth: np.ndarray, forecast: np.ndarray, copies: np.ndarray, 
                    title: str):
     """Rows: the true sequence ``[T, H, W]``; the forecast ``[F, H, W]`` and the baseline under the true
     forecast frames; the forecast's absolute error. Intensities in [0, 1], gray scale."""
-    from . import plots
-
     length, frames = truth.shape[0], forecast.shape[0]
     rows = [("truth", truth, range(length)), (model_name, forecast, range(context, context + frames)),
             (BASELINE, copies, range(context, context + frames)),

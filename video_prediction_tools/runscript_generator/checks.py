@@ -281,7 +281,7 @@ def climatology_file(text: str) -> Path | None:
     if not str(text).strip():
         return None
     path = Path(str(text).strip()).expanduser()
-    from ..postprocess.metrics import check_climatology_file
+    from ..data_extraction.climatology import check_climatology_file
 
     check_climatology_file(path)
     return path.resolve()

@@ -1,0 +1,54 @@
+"""The options of a postprocessing run (those of ``main_visualize_postprocess``) and the checks every pipeline
+makes of them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..utils.errors import UserError
+from .bootstrap import BLOCK_LENGTH, NBOOTS
+from .metrics import DEFAULT_CONVENTIONS
+from .results_io import SAMPLE_COMPRESSION
+
+#: the data splits a run can be evaluated on
+MODES = ("test", "val", "train")
+
+
+@dataclass
+class PostprocessOptions:
+    """The options of ``main_visualize_postprocess`` (names as the original CLI)."""
+
+    checkpoint: str
+    results_dir: str
+    mode: str = "test"
+    batch_size: int = 8
+    num_stochastic_samples: int = 1
+    #: None: every metric of the run's dataset (for ERA5, ACC-type ones only with a climatology file)
+    evaluation_metrics: Sequence[str] | None = None
+    climatology_file: str | None = None
+    lquick_evaluation: bool = False
+    seed: int = 7
+    channel: int = 0
+    block_length: int = BLOCK_LENGTH
+    nboots: int = NBOOTS
+    data_range: float | None = None
+    #: metric definitions (``metrics.CONVENTIONS``): ``ambs`` or ``gmd2022`` (the original's published numbers)
+    metric_conventions: str = DEFAULT_CONVENTIONS
+    overwrite: bool = False
+    #: compression of the per-sample files, a key of ``results_io.SAMPLE_COMPRESSION``
+    sample_compression: str = "none"
+
+
+def check_options(options: PostprocessOptions) -> None:
+    """UserError for an option no pipeline accepts: an unknown split, a batch size or number of stochastic
+    samples below 1, an unknown sample compression."""
+    if options.mode not in MODES:
+        raise UserError(f"--mode {options.mode!r}: expected test, val or train")
+    if options.batch_size < 1:
+        raise UserError(f"--batch_size {options.batch_size}: expected a positive integer")
+    if options.num_stochastic_samples < 1:
+        raise UserError(f"--num_stochastic_samples {options.num_stochastic_samples}: expected a positive integer")
+    if options.sample_compression not in SAMPLE_COMPRESSION:
+        raise UserError(f"--sample_compression {options.sample_compression!r}: expected one of "
+                        f"{', '.join(SAMPLE_COMPRESSION)}")
+
