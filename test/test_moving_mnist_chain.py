@@ -14,8 +14,8 @@ import xarray as xr
 import yaml
 
 from fixtures.common import BIN_DIR, assert_user_error, run_module
-from test_generator import assert_clean_shell, make_venv, plant_checkpoint, variable_line
-from test_generator_interactive import DOWN, ENTER, only_runscript, run_wizard, typed
+from fixtures.generator import (DOWN, ENTER, assert_clean_shell, make_venv, only_runscript, plant_checkpoint, run_wizard,
+                                typed, variable_line)
 from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist, generate_moving_mnist, \
     load_mnist_digits, write_raw_file
 from video_prediction_tools.runscript_generator import wizard
