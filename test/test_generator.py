@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -620,6 +621,22 @@ def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, 
     generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "num_stochastic_samples": 3})
     assert "Warning: convLSTM is deterministic; its 3 samples per forecast will all be the same" in \
         capsys.readouterr().err
+
+
+def test_the_deterministic_warning_names_the_model_the_run_trained(tmp_path, capsys):
+    """The model of a run is the one its options.json names (as postprocessing reads it), not its directory's
+    name; whether it is deterministic is the model registry's trait (convLSTM_gan is, savp is not)."""
+    data = make_base(tmp_path)
+    venv = make_venv(tmp_path, data["base"])
+    for label, model in (("gan_label", "convLSTM_gan"), ("savp_label", "savp")):
+        run_dir = data["base"] / "Models" / EXPNAME / label / RUN
+        shutil.copytree(data["run_dir"], run_dir)
+        (run_dir / "options.json").write_text(json.dumps({"model": model, "dataset": "era5"}))
+        generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "model": label,
+                                                 "num_stochastic_samples": 3}, runscript_dir=tmp_path / label)
+        warned = f"Warning: {model} is deterministic; its 3 samples per forecast will all be the same" in \
+            capsys.readouterr().err
+        assert warned == (model == "convLSTM_gan"), model
 
 
 def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):

@@ -74,23 +74,20 @@ class _ModuleSource:
     """What the source of one model module says, read without importing it."""
 
     #: class name → (names of its bases, value of its ``stochastic`` class attribute or None when it sets none)
-    classes: dict[str, tuple[list[str], bool | None]]
+    classes: dict[str, tuple[list[str], ast.expr | None]]
     #: name bound in the module → (module of the package it was imported from, name there): ``from .x import C``
     imports: dict[str, tuple[str, str]]
     #: ``(model name, class name)`` of every ``@register("<name>", ...)`` decorator
     registrations: list[tuple[str, str]]
 
 
-def _stochastic_value(node: ast.ClassDef) -> bool | None:
-    """The constant of a ``stochastic = ...`` (or ``stochastic: ClassVar[bool] = ...``) in a class body."""
+def _stochastic_value(node: ast.ClassDef) -> ast.expr | None:
+    """The value of a ``stochastic = ...`` (or ``stochastic: ClassVar[bool] = ...``) in a class body."""
     for statement in node.body:
         targets = statement.targets if isinstance(statement, ast.Assign) else \
             [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value is not None else []
         if any(getattr(target, "id", None) == "stochastic" for target in targets):
-            if not isinstance(statement.value, ast.Constant) or not isinstance(statement.value.value, bool):
-                raise ValueError(f"class {node.name}: 'stochastic' must be set to True or False, so that the model "
-                                 f"registry can read it without importing the model")
-            return statement.value.value
+            return statement.value
     return None
 
 
@@ -114,8 +111,8 @@ def _read_module(source: str) -> _ModuleSource:
 
 
 def _package_sources() -> dict[str, _ModuleSource]:
-    """``{module name: its source read}`` of every module of the ``models`` package registering a model or
-    defining a class (the package path may be extended, ``models.__path__``, to add models from elsewhere)."""
+    """``{module name: its source read}`` of every module of the ``models`` package (the package path may be
+    extended, ``models.__path__``, to add models from elsewhere; the first module of a name wins, as on import)."""
     from . import __path__ as package_path
 
     found = {}
@@ -162,11 +159,13 @@ def _class_stochastic(sources: dict[str, _ModuleSource], module: str, name: str)
         origin = source.imports.get(name)
         return _class_stochastic(sources, *origin) if origin else None
     bases, value = source.classes[name]
-    for base in bases if value is None else ():
-        value = _class_stochastic(sources, module, base)
-        if value is not None:
-            break
-    return value
+    if value is not None:
+        if not isinstance(value, ast.Constant) or not isinstance(value.value, bool):
+            raise ValueError(f"class {name}: 'stochastic' must be set to True or False, so that the model registry "
+                             f"can read it without importing the model")
+        return value.value
+    inherited = (_class_stochastic(sources, module, base) for base in bases)
+    return next((value for value in inherited if value is not None), None)
 
 
 def model_traits(name: str) -> ModelTraits:
