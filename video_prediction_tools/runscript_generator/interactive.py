@@ -9,9 +9,11 @@ error; an editor exiting with an error aborts).
 Example (``input``/``output`` drive the prompts through a pipe, as the tests do)::
 
     from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
     with create_pipe_input() as pipe:
         pipe.send_text("\\r")
-        InteractivePrompter(input=pipe).select("model", "Model to train:", ["convLSTM", "mcnet"])   # 'convLSTM'
+        prompter = InteractivePrompter(input=pipe, output=DummyOutput())
+        prompter.select("model", "Model to train:", ["convLSTM", "mcnet"])   # 'convLSTM'
 """
 from __future__ import annotations
 
