@@ -18,6 +18,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -178,10 +179,10 @@ def choose_trained_run(p, ctx: Context, trained: set[tuple[str, str, str]], expe
     model = p.select("model", "Trained model:", sorted({t[1] for t in trained if t[0] == experiment}))
     runs = sorted(t[2] for t in trained if t[:2] == (experiment, model))
     run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>):", runs, default=runs[-1])
-    run_dir = ctx.base_dir / "Models" / experiment / model / run
-    checkpoint = p.select("checkpoint", checkpoint_question, [AUTO_CHECKPOINT] + checks.checkpoints(run_dir),
-                          default=AUTO_CHECKPOINT)
-    if checkpoint == AUTO_CHECKPOINT and not ctx.chain and not checks.checkpoints(run_dir):
-        raise UserError(f"run {run_dir} has no checkpoint_<step> directory yet; train it first "
+    chosen = ChosenRun(ctx.base_dir, experiment, model, run, AUTO_CHECKPOINT)
+    found = checks.checkpoints(chosen.run_dir)
+    checkpoint = p.select("checkpoint", checkpoint_question, [AUTO_CHECKPOINT] + found, default=AUTO_CHECKPOINT)
+    if checkpoint == AUTO_CHECKPOINT and not ctx.chain and not found:
+        raise UserError(f"run {chosen.run_dir} has no checkpoint_<step> directory yet; train it first "
                         f"(or use --chain when its training runscript is still to run)")
-    return ChosenRun(ctx.base_dir, experiment, model, run, checkpoint)
+    return dataclasses.replace(chosen, checkpoint=checkpoint)
