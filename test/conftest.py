@@ -12,3 +12,4 @@ from fixtures.common import *  # noqa: E402,F401,F403
 from fixtures.archive import *  # noqa: E402,F401,F403
 from fixtures.preprocessed import *  # noqa: E402,F401,F403
 from fixtures.trained import *  # noqa: E402,F401,F403
+from fixtures.generator import *  # noqa: E402,F401,F403

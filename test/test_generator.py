@@ -1,8 +1,7 @@
 """Runscript generator, answers-file mode: every step on a base directory holding what earlier steps produce,
 the validation rules, bash -n / shellcheck of every variant, and an injection test that runs the scripts.
 
-The helpers here (``make_base``, ``make_venv``, ``generate``) are shared with test_generator_interactive.py and
-test_slurm.py.
+The shared helpers (``make_base``, ``make_venv``, ...) are in ``fixtures/generator.py``.
 """
 from __future__ import annotations
 
@@ -14,126 +13,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 import yaml
 
-from fixtures.common import BIN_DIR, PYTHON, REPO_ROOT, assert_user_error
+from fixtures.common import PYTHON, REPO_ROOT, assert_user_error
+from fixtures.generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, assert_clean_shell, make_base, make_venv,
+                                variable_line, write_evaluation, write_extracted_month)
 from video_prediction_tools.postprocess.metrics import DEFAULT_METRICS
 from video_prediction_tools.runscript_generator import steps as steps_module
+from video_prediction_tools.runscript_generator.base import AUTO_CHECKPOINT
 from video_prediction_tools.runscript_generator import wizard
 from video_prediction_tools.utils.errors import UserError
-from video_prediction_tools.utils.settings import create_base_tree, write_settings
+from video_prediction_tools.utils.settings import create_base_tree
 
 GENERATOR = REPO_ROOT / "env_setup" / "generate_runscript.py"
-SHELLCHECK = BIN_DIR / "shellcheck"
-#: the tiny extracted grid: 16 rows 48.0 → 43.5 N, 24 columns 0.0 → 6.9 E, 0.3° spacing
-LAT = np.round(48.0 - 0.3 * np.arange(16), 4)
-LON = np.round(0.3 * np.arange(24), 4)
-EXPNAME = "era5-Y2017-2017M01to02-12x8-4350N0030E-2t_tcc_t_850"
-RUN = "20240101T000000_alice_ref"
-RUN2 = "20240102T000000_alice_other"
-VARMAPPING = {"surface": ["2t", "tcc"], "multi": {"t": {"pl": 85000}}}
-DATASPLIT = {"train": {"2017": [1]}, "test": {"2017": [2]}}
-
-
-# ------------------------------------------------------------------------------------------------ data builders
-def write_extracted_month(path: Path, year: int, month: int, variables=("2t", "tcc", "t_850")) -> None:
-    time = pd.date_range(f"{year}-{month:02d}-01", periods=3, freq="h")
-    rng = np.random.default_rng(month)
-    data = {name: (("time", "lat", "lon"), rng.random((3, len(LAT), len(LON)), dtype=np.float32), {"units": "K"})
-            for name in variables}
-    ds = xr.Dataset(data, coords={"time": time, "lat": ("lat", LAT, {"units": "degrees_north"}),
-                                  "lon": ("lon", LON, {"units": "degrees_east"})})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.to_netcdf(path)
-
-
-def write_grib_hour(path: Path, year: int, month: int) -> None:
-    """A GRIB file of every field of the synthetic archive (surface fields, temperature on pressure levels) at
-    00 UTC of the first day of the month on the grid LAT x LON (the generator reads their headers only)."""
-    from video_prediction_tools.data_extraction.synthetic import GribWriter, Grid
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = GribWriter(Grid(lat_south=LAT[-1], lat_north=LAT[0], lon_west=LON[0], lon_east=LON[-1], resolution=0.3))
-    try:
-        with open(path, "wb") as stream:
-            for key in writer.templates:
-                writer.write_message(stream, key, np.datetime64(f"{year:04d}-{month:02d}-01T00"),
-                                     np.full((len(LAT), len(LON)), 280.0))
-    finally:
-        writer.close()
-
-
-def plant_checkpoint(run_dir: Path, step: int, complete: bool) -> None:
-    """A ``checkpoint_<step>`` directory holding every file of a checkpoint (complete) or only the model weights
-    (incomplete: what an interrupted copy leaves); checked with training's own completeness rule."""
-    from video_prediction_tools.training import checkpoints
-
-    checkpoint = checkpoints.checkpoint_path(run_dir, step)
-    checkpoint.mkdir(parents=True)
-    names = (checkpoints.WEIGHTS_FILE, checkpoints.VARIABLES_FILE, checkpoints.STATE_FILE) if complete \
-        else (checkpoints.WEIGHTS_FILE,)
-    for name in names:
-        (checkpoint / name).write_bytes(b"{}")
-    assert checkpoints.is_complete(checkpoint) == complete
-
-
-def write_evaluation(results: Path, metrics, persistence: bool) -> None:
-    """An ``evaluation_metrics.nc`` as postprocessing writes it, as far as the generator reads it: the model and
-    variable attributes and the bootstrapped ``2t_<model>_<metric>`` (and persistence) scores."""
-    results.mkdir(parents=True)
-    models = ("convLSTM", "persistence") if persistence else ("convLSTM",)
-    scores = {f"2t_{model}_{metric}_bootstrapped": (("iboot", "fcst_hour"), np.ones((2, 3)))
-              for model in models for metric in metrics}
-    xr.Dataset(scores, attrs={"model": "convLSTM", "variable": "2t"}).to_netcdf(results / "evaluation_metrics.nc")
-
-
-def make_base(root: Path, name: str = "base") -> dict[str, Path]:
-    """A base directory with what every earlier step would have produced, plus a GRIB archive and a climatology."""
-    base = root / name
-    create_base_tree(base)
-    grib = root / f"{name}_grib"
-    for month in (1, 2):
-        write_grib_hour(grib / "2017" / f"{month:02d}" / f"2017{month:02d}0100_sf.grb", 2017, month)
-        write_extracted_month(base / "ExtractedData" / "2017" / f"{month:02d}" / f"era5_2017_{month:02d}.nc",
-                              2017, month)
-    experiment = base / "PreprocessedData" / EXPNAME
-    (experiment / "tfrecords").mkdir(parents=True)
-    (experiment / "metadata.json").write_text(json.dumps({"expname": EXPNAME}))
-    for month in (1, 2):
-        (experiment / "tfrecords" / f"sequence_Y_2017_M_{month:02d}.tfrecords").write_bytes(b"")
-    # step 2's summary: January 3 days of hours in one block, February 4 days in two blocks (48 h each)
-    (experiment / "tfrecords" / "dataset_info.json").write_text(json.dumps({"months": {
-        "2017-01": {"blocks": [[2017010100, 72]]}, "2017-02": {"blocks": [[2017020100, 48], [2017020300, 48]]}}}))
-    for run in (RUN, RUN2):
-        run_dir = base / "Models" / EXPNAME / "convLSTM" / run
-        for step in (5, 10):
-            plant_checkpoint(run_dir, step, complete=True)
-        (run_dir / "data_split.json").write_text(json.dumps(DATASPLIT))
-        (run_dir / "model_hparams.json").write_text(json.dumps({"sequence_length": 24}))
-        plant_checkpoint(run_dir, 15, complete=False)
-        write_evaluation(base / "Results" / EXPNAME / "convLSTM" / run, ("mse", "rmse", "ssim") if run == RUN
-                         else ("mse", "rmse"), persistence=True)
-    climatology = root / f"{name}_climatology.nc"
-    xr.Dataset({"2t": (("month", "hour", "lat", "lon"), np.zeros((12, 24, len(LAT), len(LON)), np.float32))},
-               coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": LAT, "lon": LON}
-               ).to_netcdf(climatology)
-    return {"base": base, "grib": grib, "experiment": experiment, "climatology": climatology,
-            "run_dir": base / "Models" / EXPNAME / "convLSTM" / RUN}
-
-
-def make_venv(root: Path, base: Path, hpc: bool = False, container: Path | None = None,
-              activate: str = "") -> Path:
-    """A venv as create_env.sh leaves it, as far as the generator looks: bin/activate + the settings file."""
-    venv = root / "venv"
-    (venv / "bin").mkdir(parents=True, exist_ok=True)
-    (venv / "bin" / "activate").write_text(activate)
-    write_settings(venv, base, hpc, str(container) if container else None)
-    return venv
-
-
 def answers_for(step: str, data: dict[str, Path], exp_id: str = "ref") -> dict:
     """Valid answers of every step on the base directory of :func:`make_base`."""
     return {
@@ -150,30 +44,6 @@ def answers_for(step: str, data: dict[str, Path], exp_id: str = "ref") -> dict:
     }[step]
 
 
-@pytest.fixture(scope="session")
-def generator_templates(tmp_path_factory):
-    """The repository's templates; JSON templates other areas ship are completed by minimal valid ones while
-    they are missing (so these tests check the generator, not the presence of another area's file)."""
-    real = REPO_ROOT / "templates"
-    needed = {Path("hparams/era5/convLSTM/model_hparams_template.json"): {},
-              Path("data_extraction/era5_varmapping_template.json"): VARMAPPING,
-              Path("data_split/era5/datasplit_template.json"): DATASPLIT}
-    if all((real / rel).is_file() for rel in needed):
-        return real
-    copy = tmp_path_factory.mktemp("templates") / "templates"
-    shutil.copytree(real, copy)
-    for rel, content in needed.items():
-        if not (copy / rel).is_file():
-            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
-            (copy / rel).write_text(json.dumps(content))
-    return copy
-
-
-@pytest.fixture(autouse=True)
-def _templates(generator_templates, monkeypatch):
-    monkeypatch.setattr(steps_module, "templates_dir", lambda: generator_templates)
-
-
 def generate(tmp: Path, venv: Path, step: str, answers: dict, *options: str, runscript_dir: Path | None = None) -> Path:
     """Run the generator in-process from an answers file; return the runscript written."""
     runscript_dir = runscript_dir or tmp / "runscripts"
@@ -185,23 +55,6 @@ def generate(tmp: Path, venv: Path, step: str, answers: dict, *options: str, run
     new = sorted(set(runscript_dir.glob("*.sh")) - before)
     assert len(new) == 1 or "--overwrite" in options, new
     return new[0] if new else next(iter(before))
-
-
-def assert_clean_shell(script: Path) -> None:
-    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    result = subprocess.run([str(SHELLCHECK), "-S", "warning", str(script)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
-
-
-def variable_line(script: Path, name: str) -> str:
-    """The value bash gives the assignment ``NAME=...`` of a runscript; an array as ``(a b c)``."""
-    lines = [line for line in script.read_text().splitlines() if line.startswith(f"{name}=")]
-    assert len(lines) == 1, (name, lines)
-    result = subprocess.run(["bash", "-c", lines[0] + f'\nprintf "%s\\0" "${{{name}[@]}}"'],
-                            capture_output=True, text=True, check=True)
-    values = result.stdout.split("\0")[:-1]
-    return f"({' '.join(values)})" if lines[0][len(name) + 1:].startswith("(") else values[0]
 
 
 # ------------------------------------------------------------------------------------------------ answers mode
@@ -274,7 +127,7 @@ def test_postprocess_answers(tmp_path, venv, data):
 
 
 def test_postprocess_auto_checkpoint_and_no_quick(tmp_path, venv, data):
-    answers = {**answers_for("postprocess", data), "checkpoint": steps_module.AUTO_CHECKPOINT,
+    answers = {**answers_for("postprocess", data), "checkpoint": AUTO_CHECKPOINT,
                "lquick_evaluation": False, "climatology_file": ""}
     script = generate(tmp_path, venv, "postprocess", answers)
     assert variable_line(script, "CHECKPOINT") == str(data["run_dir"])
@@ -608,7 +461,7 @@ def test_chain_mode_accepts_what_earlier_runscripts_will_produce(tmp_path, data)
     train = generate(tmp_path, venv, "train", answers_for("train", data, exp_id="chain"), "--chain")
     run = Path(variable_line(train, "OUTPUT_DIR")).name
     post = generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "run": run,
-                                                    "checkpoint": steps_module.AUTO_CHECKPOINT}, "--chain")
+                                                    "checkpoint": AUTO_CHECKPOINT}, "--chain")
     assert variable_line(post, "CHECKPOINT") == str(base / "Models" / EXPNAME / "convLSTM" / run)
     meta = generate(tmp_path, venv, "meta_postprocess", {**answers_for("meta_postprocess", data),
                                                          "runs": [f"{EXPNAME}/convLSTM/{run}"]}, "--chain")
@@ -770,6 +623,22 @@ def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, 
         capsys.readouterr().err
 
 
+def test_the_deterministic_warning_names_the_model_the_run_trained(tmp_path, capsys):
+    """The model of a run is the one its options.json names (as postprocessing reads it), not its directory's
+    name; whether it is deterministic is the model registry's trait (convLSTM_gan is, savp is not)."""
+    data = make_base(tmp_path)
+    venv = make_venv(tmp_path, data["base"])
+    for label, model in (("gan_label", "convLSTM_gan"), ("savp_label", "savp")):
+        run_dir = data["base"] / "Models" / EXPNAME / label / RUN
+        shutil.copytree(data["run_dir"], run_dir)
+        (run_dir / "options.json").write_text(json.dumps({"model": model, "dataset": "era5"}))
+        generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "model": label,
+                                                 "num_stochastic_samples": 3}, runscript_dir=tmp_path / label)
+        warned = f"Warning: {model} is deterministic; its 3 samples per forecast will all be the same" in \
+            capsys.readouterr().err
+        assert warned == (model == "convLSTM_gan"), model
+
+
 def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
     venv = make_venv(tmp_path, data["base"])
     result = subprocess.run([PYTHON, str(GENERATOR), "--venv_path", str(venv)], capture_output=True, text=True,
@@ -780,9 +649,9 @@ def test_without_a_terminal_the_wizard_points_to_answers(tmp_path, data):
 def test_a_model_without_a_template_is_offered_its_own_defaults(tmp_path):
     """The train step offers a model's JSON template, or, for a model without one, its ``default_hparams()``."""
     from video_prediction_tools.models.registry import default_hparams
-    from video_prediction_tools.runscript_generator.steps import _hparams_offered
+    from video_prediction_tools.runscript_generator.base import hparams_offered
 
     template = tmp_path / "model_hparams_template.json"
-    assert json.loads(_hparams_offered("convLSTM", template)) == default_hparams("convLSTM")
+    assert json.loads(hparams_offered("convLSTM", template)) == default_hparams("convLSTM")
     template.write_text('{"lr": 0.5}')
-    assert json.loads(_hparams_offered("convLSTM", template)) == {"lr": 0.5}
+    assert json.loads(hparams_offered("convLSTM", template)) == {"lr": 0.5}

@@ -13,22 +13,14 @@ import pytest
 import yaml
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from fixtures.common import PYTHON
-from test_generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, _templates, assert_clean_shell,  # noqa: F401
-                            generator_templates, make_base, make_venv, variable_line)
+from fixtures.generator import (CTRL_B, CTRL_C, DATASPLIT, DOWN, ENTER, EXPNAME, RUN, RUN2, SPACE, UP, VARMAPPING,
+                                assert_clean_shell, make_base, make_venv, only_runscript, run_wizard, typed,
+                                variable_line)
 from video_prediction_tools.runscript_generator import wizard
 from video_prediction_tools.utils.errors import UserError
-
-ENTER, DOWN, UP, CLEAR, CTRL_C, SPACE, CTRL_B = "\r", "\x1b[B", "\x1b[A", "\x15", "\x03", " ", "\x02"
-
-
-def typed(text: str) -> str:
-    """Replace a prefilled default by ``text`` and submit."""
-    return CLEAR + text + ENTER
-
 
 @pytest.fixture
 def data(tmp_path):
@@ -57,21 +49,6 @@ def editor(tmp_path, monkeypatch):
         return plan
 
     return set_plan
-
-
-def run_wizard(tmp_path, venv, keys: str, *options: str, output=None) -> int:
-    """Run the wizard with ``keys`` typed; the pipe is closed afterwards, so running out of keys is an EOF."""
-    with create_pipe_input() as pipe:
-        pipe.send_text(keys)
-        pipe.close()
-        return wizard.main(["--venv_path", str(venv), "--runscript_dir", str(tmp_path / "runscripts"), *options],
-                           input=pipe, output=output or DummyOutput())
-
-
-def only_runscript(tmp_path) -> Path:
-    scripts = list((tmp_path / "runscripts").glob("*.sh"))
-    assert len(scripts) == 1, scripts
-    return scripts[0]
 
 
 def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):

@@ -14,8 +14,8 @@ import xarray as xr
 import yaml
 
 from fixtures.common import BIN_DIR, assert_user_error, run_module
-from test_generator import assert_clean_shell, make_venv, plant_checkpoint, variable_line
-from test_generator_interactive import DOWN, ENTER, only_runscript, run_wizard, typed
+from fixtures.generator import (DOWN, ENTER, assert_clean_shell, make_venv, only_runscript, plant_checkpoint, run_wizard,
+                                typed, variable_line)
 from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist, generate_moving_mnist, \
     load_mnist_digits, write_raw_file
 from video_prediction_tools.runscript_generator import wizard
@@ -123,6 +123,24 @@ def test_generator_refuses_bad_moving_mnist_answers(mnist_base, tmp_path):
                                             "datasplit": {"train": {"index1": [0, 16]}}}))
     result = run_module(GENERATOR, "--venv_path", venv, "--answers", answers_file, "--runscript_dir", tmp_path)
     assert_user_error(result, "datasplit", "16")
+    # the models offered are the registry's models with a Moving MNIST template
+    answers_file.write_text(yaml.safe_dump({"step": "train", "dataset": "moving_mnist", "model": "mcnet",
+                                            "experiment": "moving_mnist", "exp_id": "x"}))
+    with pytest.raises(UserError, match="'model' .*'mcnet' is not one of: convLSTM, simvp, tau$"):
+        wizard.main(["--venv_path", str(venv), "--answers", str(answers_file)])
+
+
+def test_chain_mode_offers_the_run_a_generated_training_will_make(mnist_base, tmp_path):
+    """With --chain, postprocessing is generated for the run of a training runscript that has not run yet."""
+    root, base, raw = mnist_base
+    venv = make_venv(tmp_path, base)
+    convert_moving_mnist(raw, base / "PreprocessedData" / "moving_mnist" / "tfrecords")
+    train = generate(tmp_path, venv, {"step": "train", "dataset": "moving_mnist", "experiment": "moving_mnist",
+                                      "model": "convLSTM", "exp_id": "planned", "datasplit": SPLIT, "hparams": HPARAMS})
+    run = yaml.safe_load(train.with_name(train.name + ".answers.yaml").read_text())["derived"]["exp_id"]
+    post = generate(tmp_path, venv, {"step": "postprocess", "dataset": "moving_mnist", "experiment": "moving_mnist",
+                                     "model": "convLSTM", "run": run}, "--chain")
+    assert variable_line(post, "CHECKPOINT") == str(base / "Models" / "moving_mnist" / "convLSTM" / run)
 
 
 # ---------------------------------------------------------------------------------------------- the whole chain

@@ -58,16 +58,47 @@ def test_a_model_with_a_template_gets_the_template():
     assert registry.template_hparams("convLSTM") == template
 
 
-def test_listing_models_and_checking_values_need_no_tensorflow():
+def test_listing_models_their_traits_and_checking_values_need_no_tensorflow():
     script = ("import sys\n"
-              "from video_prediction_tools.models.registry import known_models, check_hparam_values\n"
+              "from video_prediction_tools.models.registry import (known_models, check_hparam_values, model_traits,\n"
+              "                                                    models_with_template)\n"
               "from video_prediction_tools.training import checkpoints\n"
               "check_hparam_values('convLSTM', {'lr': 0.01, 'batch_size': 2})\n"
-              "print(known_models(), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
+              "print(known_models(), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+              "print([name for name in known_models() if model_traits(name).stochastic],\n"
+              "      models_with_template('moving_mnist'), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n")
     result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == ("['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', "
-                                     "'simvp', 'tau', 'vae'] False False")
+    assert result.stdout.splitlines() == [
+        "['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', 'simvp', 'tau', 'vae'] False False",
+        "['ours_gan', 'ours_vae_l1', 'savp', 'vae'] ['convLSTM', 'simvp', 'tau'] False False"]
+
+
+def test_traits_read_from_the_source_agree_with_the_imported_classes(extra_model_package):
+    """For every registered model (one added to the package path included), the trait the registry reads from the
+    source is the class attribute of the imported class, and the module it names defines the class."""
+    names = registry.known_models()
+    assert "tiny_extra" in names
+    for name in names:
+        traits = registry.model_traits(name)
+        cls = registry.get_model_class(name)
+        assert (traits.stochastic, traits.module) == (cls.stochastic, cls.__module__), name
+    assert registry.model_traits("tiny_extra").stochastic is False     # inherited from ConvLSTM through an import
+    with pytest.raises(UserError, match="unknown model 'nope'"):
+        registry.model_traits("nope")
+
+
+def test_a_stochastic_attribute_the_source_cannot_tell_is_named(tmp_path, monkeypatch):
+    """A model whose ``stochastic`` is not a literal True or False cannot be read without importing it: the
+    registry says so, naming the class, instead of guessing."""
+    import video_prediction_tools.models as models
+
+    (tmp_path / "odd_model.py").write_text("from .convlstm import ConvLSTM\nfrom .registry import register\n\n\n"
+                                           "@register('odd')\nclass Odd(ConvLSTM):\n    stochastic = 1 > 0\n")
+    monkeypatch.setattr(models, "__path__", [*models.__path__, str(tmp_path)])
+    assert "odd" in registry.known_models()       # listing needs no trait
+    with pytest.raises(ValueError, match="class Odd: 'stochastic' must be set to True or False"):
+        registry.model_traits("odd")
 
 
 def test_unknown_model_lists_the_known_ones():

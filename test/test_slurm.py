@@ -24,9 +24,9 @@ import xarray as xr
 import yaml
 
 from fixtures.common import BIN_DIR, run_module
-from test_generator import _templates, generator_templates, make_venv  # noqa: F401
+from fixtures.generator import make_venv
 from video_prediction_tools.runscript_generator import wizard
-from video_prediction_tools.runscript_generator.steps import AUTO_CHECKPOINT
+from video_prediction_tools.runscript_generator.base import AUTO_CHECKPOINT
 from video_prediction_tools.utils.settings import create_base_tree
 
 pytestmark = pytest.mark.slurm

@@ -1,15 +1,21 @@
-"""Model registry: name → class (+ hyper-parameter preset), strict hyper-parameter validation, model building.
+"""Model registry: name → class (+ hyper-parameter preset), the models' traits, strict hyper-parameter validation,
+model building.
 
 Models are found, not listed: every module of the ``models`` package (every directory of its ``__path__``) is
 read as text and each class decorated with ``@register("<name>")`` is a model. Listing the names
-(:func:`known_models`) imports nothing, so no TensorFlow; a model's module is imported when the model is first
-used. A model's hyper-parameter template is ``templates/hparams/<dataset>/<name>/model_hparams_template.json``
-when that file exists, else its :func:`default_hparams` (:func:`template_hparams`).
+(:func:`known_models`) and reading a model's traits (:func:`model_traits`: whether it is stochastic, from the
+``stochastic = ...`` class attribute of its class or of its bases in the package) import nothing, so no
+TensorFlow; a model's module is imported when the model is first used. A model's hyper-parameter template is
+``templates/hparams/<dataset>/<name>/model_hparams_template.json`` (:func:`hparams_template_path`) when that file
+exists, else its :func:`default_hparams` (:func:`template_hparams`).
 
 Example::
 
-    from video_prediction_tools.models.registry import known_models, resolve_hparams, build_model
-    known_models()                       # ['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', 'vae']
+    from video_prediction_tools.models.registry import (build_model, known_models, model_traits, models_with_template,
+                                                        resolve_hparams)
+    known_models()   # ['convLSTM', 'convLSTM_gan', 'mcnet', 'ours_gan', 'ours_vae_l1', 'savp', 'simvp', 'tau', 'vae']
+    model_traits("savp").stochastic                             # True
+    models_with_template("moving_mnist")                        # ['convLSTM', 'simvp', 'tau']
     hparams = resolve_hparams("convLSTM", {"lr": 0.0005})      # defaults + user values, type- and range-checked
     model = build_model("convLSTM", hparams, frame_shape=(56, 92, 3))
 """
@@ -63,37 +69,127 @@ def register(name: str, preset: dict[str, Any] | None = None):
     return decorator
 
 
-def _registered_names(source: str) -> list[str]:
-    """The names given to ``@register("<name>", ...)`` decorators of classes in a module's source text."""
-    names = []
-    for node in ast.walk(ast.parse(source)):
+@dataclass(frozen=True)
+class _ModuleSource:
+    """What the source of one model module says, read without importing it."""
+
+    #: class name → (names of its bases, value of its ``stochastic`` class attribute or None when it sets none)
+    classes: dict[str, tuple[list[str], ast.expr | None]]
+    #: name bound in the module → (module of the package it was imported from, name there): ``from .x import C``
+    imports: dict[str, tuple[str, str]]
+    #: ``(model name, class name)`` of every ``@register("<name>", ...)`` decorator
+    registrations: list[tuple[str, str]]
+
+
+def _stochastic_value(node: ast.ClassDef) -> ast.expr | None:
+    """The value of a ``stochastic = ...`` (or ``stochastic: ClassVar[bool] = ...``) in a class body."""
+    for statement in node.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else \
+            [statement.target] if isinstance(statement, ast.AnnAssign) and statement.value is not None else []
+        if any(getattr(target, "id", None) == "stochastic" for target in targets):
+            return statement.value
+    return None
+
+
+def _registrations(node: ast.ClassDef) -> list[tuple[str, str]]:
+    return [(str(decorator.args[0].value), node.name) for decorator in node.decorator_list
+            if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register"
+            and decorator.args and isinstance(decorator.args[0], ast.Constant)]
+
+
+def _read_module(source: str) -> _ModuleSource:
+    tree = ast.parse(source)
+    classes, imports, registrations = {}, {}, []
+    for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            for decorator in node.decorator_list:
-                if (isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "register"
-                        and decorator.args and isinstance(decorator.args[0], ast.Constant)):
-                    names.append(str(decorator.args[0].value))
-    return names
+            classes[node.name] = ([base.id for base in node.bases if isinstance(base, ast.Name)],
+                                  _stochastic_value(node))
+            registrations += _registrations(node)
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            imports.update({alias.asname or alias.name: (node.module, alias.name) for alias in node.names})
+    return _ModuleSource(classes, imports, registrations)
 
 
-def model_modules() -> dict[str, str]:
-    """``{model name: module name}`` of every model of the ``models`` package, found by reading (not importing)
-    its modules; the package path may be extended (``models.__path__``) to add models from elsewhere."""
+def _package_sources() -> dict[str, _ModuleSource]:
+    """``{module name: its source read}`` of every module of the ``models`` package (the package path may be
+    extended, ``models.__path__``, to add models from elsewhere; the first module of a name wins, as on import)."""
     from . import __path__ as package_path
 
     found = {}
     for module in pkgutil.iter_modules(package_path):
-        if module.ispkg:
-            continue
         path = Path(module.module_finder.path) / f"{module.name}.py"
-        if path.is_file() and "register" in (text := path.read_text()):
-            for name in _registered_names(text):
-                found.setdefault(name, f"{__package__}.{module.name}")
+        if not module.ispkg and module.name not in found and path.is_file():
+            found[module.name] = _read_module(path.read_text())
+    return found
+
+
+def model_modules() -> dict[str, str]:
+    """``{model name: module name}`` of every model of the ``models`` package, found by reading (not importing)
+    its modules."""
+    found = {}
+    for module, source in _package_sources().items():
+        for name, _ in source.registrations:
+            found.setdefault(name, f"{__package__}.{module}")
     return found
 
 
 def known_models() -> list[str]:
     """The names of every model (no model module is imported)."""
     return sorted(model_modules())
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What the generator and postprocessing need to know of a model before (or without) importing it."""
+
+    name: str
+    #: module that defines the model
+    module: str
+    #: its forecasts depend on a random draw (several samples per forecast differ); the class attribute, which a
+    #: model may refine per instance from its hyper-parameters (SAVP without latent variables, ``nz = 0``)
+    stochastic: bool
+
+
+def _class_stochastic(sources: dict[str, _ModuleSource], module: str, name: str) -> bool | None:
+    """The ``stochastic`` value class ``name`` of ``module`` sets or inherits from its bases in the package."""
+    source = sources.get(module)
+    if source is None:
+        return None
+    if name not in source.classes:
+        origin = source.imports.get(name)
+        return _class_stochastic(sources, *origin) if origin else None
+    bases, value = source.classes[name]
+    if value is not None:
+        if not isinstance(value, ast.Constant) or not isinstance(value.value, bool):
+            raise ValueError(f"class {name}: 'stochastic' must be set to True or False, so that the model registry "
+                             f"can read it without importing the model")
+        return value.value
+    inherited = (_class_stochastic(sources, module, base) for base in bases)
+    return next((value for value in inherited if value is not None), None)
+
+
+def model_traits(name: str) -> ModelTraits:
+    """The traits of model ``name``, read from the package's source (no model module is imported)."""
+    sources = _package_sources()
+    for module, source in sources.items():
+        for registered, class_name in source.registrations:
+            if registered == name:
+                stochastic = _class_stochastic(sources, module, class_name)
+                if stochastic is None:
+                    raise ValueError(f"model {name}: neither class {class_name} nor its bases in the models "
+                                     f"package set 'stochastic'")
+                return ModelTraits(name, f"{__package__}.{module}", stochastic)
+    raise UserError(f"unknown model {name!r}; known models: {', '.join(known_models())}")
+
+
+def hparams_template_path(name: str, dataset: str = "era5") -> Path:
+    """``templates/hparams/<dataset>/<name>/model_hparams_template.json`` (it may not exist)."""
+    return templates_dir() / "hparams" / dataset / name / "model_hparams_template.json"
+
+
+def models_with_template(dataset: str) -> list[str]:
+    """The models with a hyper-parameter template for ``dataset`` (those whose defaults need adapting to it)."""
+    return [name for name in known_models() if hparams_template_path(name, dataset).is_file()]
 
 
 def _entry(name: str) -> _Entry:
@@ -206,7 +302,7 @@ def check_hparam_values(model: str, hparams: dict[str, Any], source: str = "mode
 def template_hparams(name: str, dataset: str = "era5") -> dict[str, Any]:
     """The hyper-parameter template of model ``name`` for ``dataset``: the JSON of
     ``templates/hparams/<dataset>/<name>/model_hparams_template.json`` if it exists, else the model's defaults."""
-    path = templates_dir() / "hparams" / dataset / name / "model_hparams_template.json"
+    path = hparams_template_path(name, dataset)
     if path.is_file():
         return read_json(path, what=f"hyper-parameter template of {name}")
     return default_hparams(name)

@@ -1,119 +1,32 @@
-"""The workflow steps of the runscript generator: for each step its questions, checks and template variables.
+"""The ERA5 workflow steps of the runscript generator: for each step its questions, checks and template variables.
 
-Each step class asks its questions through a *prompter* (interactive questionary front end or answers file,
-see :mod:`.wizard`), checks every answer against what earlier steps produced (:mod:`.checks`), and returns a
-:class:`StepResult`: the runscript name, template variables, JSON files to write and values saved for later steps.
-Defaults come from the data too (the months found, a domain box that fits the grid, a data split of the months with
-TFRecords, a block length the evaluated split supports), so that accepting them leads to runscripts that run.
-
-With ``Context.chain`` set, the data of earlier steps need not exist yet (runscripts chained with
-``sbatch --dependency=afterok``): a step then accepts what an earlier generated runscript will produce (read from
-its saved answers) and leaves the data checks to the runscript and the step itself at run time.
+Each step class asks its questions through a prompter (:class:`.prompter.Prompter`), checks every answer against
+what earlier steps produced (:mod:`.checks`), and returns a :class:`~.base.StepResult`: the runscript name,
+template variables, JSON files to write and values saved for later steps. Defaults come from the data too (the
+months found, a domain box that fits the grid, a data split of the months with TFRecords, a block length the
+evaluated split supports), so that accepting them leads to runscripts that run.
 
 Steps, in workflow order, with the original generator's names: ``extract``, ``preprocess1``, ``preprocess2``,
-``train``, ``postprocess``, ``meta_postprocess``.
+``train`` (:class:`~.train_step.Train` with :class:`Era5TrainingInputs`), ``postprocess``, ``meta_postprocess``.
+
+Example::
+
+    from video_prediction_tools.runscript_generator.steps import STEPS, next_step
+    next_step(base_dir)                      # 'preprocess1' once ExtractedData holds files
+    result = STEPS["extract"].ask(prompter, ctx)
 """
 from __future__ import annotations
 
-import getpass
 import json
-import os
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from ..utils.errors import UserError
-from ..utils.settings import Settings, templates_dir
+from ..utils.settings import templates_dir
 from . import checks
-from .render import answers_path
+from .base import AUTO_CHECKPOINT, Step, StepResult, choose_trained_run, exp_id_parser, subdirs, trained_runs
+from .train_step import Train
 
 DATASET = "era5"
-#: models that give the same forecast every time (more stochastic samples only repeat it)
-DETERMINISTIC_MODELS = ("convLSTM", "mcnet")
-
-
-@dataclass
-class Context:
-    """What every step needs to know about the user's set-up."""
-
-    settings: Settings
-    venv_dir: Path
-    runscript_dir: Path
-    hpc: bool
-    chain: bool = False
-    now: datetime = field(default_factory=datetime.now)
-    user: str = field(default_factory=lambda: os.environ.get("USER") or getpass.getuser())
-    #: the full id saved with a replayed answers file: replaying regenerates the same runscript (same run)
-    replayed_exp_id: str | None = None
-
-    @property
-    def base_dir(self) -> Path:
-        return Path(self.settings.base_dir)
-
-    def exp_id(self, typed: str) -> str:
-        """``<YYYYmmddTHHMMSS>_<USER>_<typed id>``: the id of a training run, as the original named it (the
-        replayed id when it ends with the typed one)."""
-        if self.replayed_exp_id and self.replayed_exp_id.endswith(f"_{typed}"):
-            return self.replayed_exp_id
-        return f"{self.now:%Y%m%dT%H%M%S}_{self.user}_{typed}"
-
-    def planned(self, runscript_name: str) -> dict[str, Any]:
-        """The ``derived`` values saved with an earlier generated runscript (empty if there is none)."""
-        path = answers_path(self.runscript_dir / runscript_name)
-        if not path.is_file():
-            return {}
-        try:
-            return (yaml.safe_load(path.read_text()) or {}).get("derived", {}) or {}
-        except yaml.YAMLError:
-            return {}
-
-
-def _hparams_offered(model: str, template: Path) -> str:
-    """The hyper-parameters offered for ``model``: its JSON template, or (a model without one) its own defaults."""
-    if template.is_file():
-        return template.read_text()
-    from ..models.registry import default_hparams
-
-    return json.dumps(default_hparams(model), indent=2) + "\n"
-
-
-@dataclass
-class StepResult:
-    runscript_name: str
-    variables: dict[str, Any]
-    json_files: dict[Path, Any] = field(default_factory=dict)
-    #: values computed from the answers, saved under ``derived`` in the answers file (for later steps)
-    derived: dict[str, Any] = field(default_factory=dict)
-
-
-class Step:
-    name = ""
-    title = ""
-    template = ""
-    #: runs as an MPI job over months (mpiexec -n N without SLURM)
-    mpi = False
-
-    def ask(self, prompter, ctx: Context) -> StepResult:
-        raise NotImplementedError
-
-
-def _subdirs(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if path.is_dir() else []
-
-
-def _exp_id_parser(ctx: Context):
-    """Typed ids become part of file names; under SLURM also of the #SBATCH log paths, which sbatch reads unquoted."""
-    def parse(text: str) -> str:
-        typed = checks.parse_identifier(text)
-        if ctx.hpc:
-            checks.sbatch_id(typed)
-        return typed
-
-    return parse
 
 
 #: the GMD domain: its SW corner (degrees) and size (rows, columns), the default where it fits the data
@@ -313,7 +226,7 @@ def _experiment(p, ctx, question: str, usable, what: str) -> str:
     """Choose ``PreprocessedData/<EXPNAME>``: a select list of usable experiments (chain mode: also the one
     that the generated step-1 runscript will write)."""
     root = ctx.base_dir / "PreprocessedData"
-    choices = [name for name in _subdirs(root) if usable(root / name)]
+    choices = [name for name in subdirs(root) if usable(root / name)]
     planned = ctx.planned("preprocess_data_era5_step1.sh").get("expname") if ctx.chain else None
     if planned and planned not in choices:
         choices.append(planned)
@@ -348,52 +261,36 @@ class Preprocess2(Step):
 
 
 # --------------------------------------------------------------------------------------------------- train
-class Train(Step):
-    name = "train"
-    title = "training: one model on one preprocessed experiment (Models/<EXPNAME>/<model>/<exp_id>)"
-    template = "train_model_era5.sh.j2"
+class Era5TrainingInputs:
+    """The train step on ERA5 (:class:`~.train_step.TrainingInputs`): experiments with TFRecords, every model of
+    the registry, a data split of years and months with TFRecords."""
 
-    def ask(self, p, ctx):
+    dataset = DATASET
+    title = "training: one model on one preprocessed experiment (Models/<EXPNAME>/<model>/<exp_id>)"
+    example_id = "gmd_reference"
+
+    def choose_experiment(self, p, ctx):
+        return _experiment(p, ctx, "Experiment whose TFRecords to train on:",
+                           lambda d: bool(checks.tfrecord_months(d / "tfrecords")) or ctx.chain,
+                           "TFRecords from step 2")
+
+    def models(self):
         from ..models.registry import known_models
 
-        experiment = _experiment(p, ctx, "Experiment whose TFRecords to train on:",
-                                 lambda d: bool(checks.tfrecord_months(d / "tfrecords")) or ctx.chain,
-                                 "TFRecords from step 2")
-        experiment_dir = ctx.base_dir / "PreprocessedData" / experiment
-        models = known_models()
-        model = p.select("model", "Model to train:", models, default="convLSTM" if "convLSTM" in models else None)
-        hparams_template = templates_dir() / "hparams" / DATASET / model / "model_hparams_template.json"
-        split_template = templates_dir() / "data_split" / DATASET / "datasplit_template.json"
-        if not split_template.is_file():
-            raise UserError(f"template {split_template} is missing; cannot propose a data split")
-        typed = p.text("exp_id", "Experiment id (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx), default=model,
-                       guidance="A short name for this training run, e.g. gmd_reference.")
-        exp_id = ctx.exp_id(typed)
-        run_dir = ctx.base_dir / "Models" / experiment / model / exp_id
-        if run_dir.exists() and exp_id != ctx.replayed_exp_id:
-            raise UserError(f"run directory {run_dir} exists already; choose another experiment id")
-        available = self._available_months(ctx, experiment, experiment_dir)
-        split = p.edit_json("datasplit", "data split (train/val/test years and months)",
-                            proposed_split(split_template, available),
-                            lambda content, path: checks.datasplit(content, available), split_template.name)
-        hparams = p.edit_json("hparams", f"hyper-parameters of {model}", _hparams_offered(model, hparams_template),
-                              lambda content, path: checks.hparams(content, model, hparams_template),
-                              hparams_template.name)
-        seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
-        stem = f"train_model_{DATASET}_{exp_id}"
-        # the run directory is made by the training when it runs; until then the files wait next to the runscript
-        split_file, hparams_file = (ctx.runscript_dir / f"{stem}_data_split.json",
-                                    ctx.runscript_dir / f"{stem}_model_hparams.json")
-        return StepResult(f"{stem}.sh",
-                          dict(input_dir=experiment_dir, output_dir=run_dir, model=model, seed=seed,
-                               datasplit_file=split_file, hparams_file=hparams_file),
-                          json_files={split_file: split, hparams_file: hparams},
-                          derived={"expname": experiment, "model": model, "exp_id": exp_id, "run_dir": str(run_dir)})
+        return known_models()
+
+    def exp_id_default(self, model):
+        return model
+
+    def split(self, p, ctx, experiment, template):
+        available = self._available_months(ctx, experiment)
+        return p.edit_json("datasplit", "data split (train/val/test years and months)",
+                           proposed_split(template, available),
+                           lambda content, path: checks.datasplit(content, available), template.name)
 
     @staticmethod
-    def _available_months(ctx, experiment, experiment_dir):
-        found = checks.tfrecord_months(experiment_dir / "tfrecords")
+    def _available_months(ctx, experiment):
+        found = checks.tfrecord_months(ctx.base_dir / "PreprocessedData" / experiment / "tfrecords")
         if found or not ctx.chain:
             return found
         planned = ctx.planned("preprocess_data_era5_step1.sh")
@@ -426,47 +323,51 @@ def proposed_split(template: Path, available: set[tuple[int, int]] | None) -> st
 
 
 # --------------------------------------------------------------------------------------------------- postprocess
-#: the checkpoint answer that lets postprocessing take the best (or newest) checkpoint of the run at run time
-AUTO_CHECKPOINT = "best"
-
-
 class Postprocess(Step):
     name = "postprocess"
     title = "postprocessing: forecasts, metrics and plots of a trained model (Results/<EXPNAME>/<model>/<exp_id>)"
     template = "visualize_postprocess_era5.sh.j2"
 
     def ask(self, p, ctx):
-        models_root = ctx.base_dir / "Models"
-        trained = {tuple(path.relative_to(models_root).parts) for path in models_root.glob("*/*/*") if path.is_dir()}
-        if ctx.chain:  # training runs whose runscripts are generated but not run yet
-            for answers in ctx.runscript_dir.glob(f"train_model_{DATASET}_*.sh.answers.yaml"):
-                planned = ctx.planned(answers.name[: -len(".answers.yaml")])
-                if planned.get("exp_id"):
-                    trained.add((planned["expname"], planned["model"], planned["exp_id"]))
+        trained = trained_runs(ctx, DATASET)
         if not trained:
-            raise UserError(f"no trained models in {models_root}; generate and run a training runscript first")
-        experiment = p.select("experiment", "Experiment the model was trained on:", sorted({t[0] for t in trained}))
-        model = p.select("model", "Trained model:", sorted({t[1] for t in trained if t[0] == experiment}))
-        runs = sorted(t[2] for t in trained if t[:2] == (experiment, model))
-        run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>):", runs, default=runs[-1])
-        run_dir = models_root / experiment / model / run
-        checkpoint_choices = [AUTO_CHECKPOINT] + checks.checkpoints(run_dir)
-        checkpoint = p.select("checkpoint", f"Checkpoint to evaluate ({AUTO_CHECKPOINT}: the best, or newest, "
-                                            f"checkpoint when the runscript runs):", checkpoint_choices,
-                              default=AUTO_CHECKPOINT)
-        if checkpoint == AUTO_CHECKPOINT and not ctx.chain and not checks.checkpoints(run_dir):
-            raise UserError(f"run {run_dir} has no checkpoint_<step> directory yet; train it first "
-                            f"(or use --chain when its training runscript is still to run)")
-        split = self._split(run_dir)
+            raise UserError(f"no trained models in {ctx.base_dir / 'Models'}; generate and run a training runscript "
+                            f"first")
+        chosen = choose_trained_run(p, ctx, trained, "Experiment the model was trained on:",
+                                    f"Checkpoint to evaluate ({AUTO_CHECKPOINT}: the best, or newest, checkpoint when "
+                                    f"the runscript runs):")
+        split = self._split(chosen.run_dir)
         modes = [mode for mode in ("test", "val") if split is None or split.get(mode)]
         if not modes:
-            raise UserError(f"the data split of run {run_dir} has neither test nor val months to evaluate")
+            raise UserError(f"the data split of run {chosen.run_dir} has neither test nor val months to evaluate")
         mode = p.select("mode", "Data split to evaluate (those the run's data split has):", modes, default=modes[0])
         batch_size = p.text("batch_size", "Batch size:", lambda t: checks.parse_int(t, "batch size", 1), default="4")
         samples = p.text("num_stochastic_samples", "Stochastic samples per forecast (1 for deterministic models):",
                          lambda t: checks.parse_int(t, "number of stochastic samples", 1), default="1")
-        if samples > 1 and model in DETERMINISTIC_MODELS:
+        if samples > 1:
+            self._warn_if_deterministic(p, chosen.trained_model(), samples)
+        metrics, climatology = self._metrics(p)
+        windows = self._windows(ctx, chosen.experiment, chosen.run_dir, split, mode)
+        block_length = self._ask_block_length(p, windows, mode)
+        quick = p.confirm("lquick_evaluation", "Quick evaluation (metrics of the model only, no plots or "
+                                               "per-sample files)?", default=False)
+        return StepResult(f"visualize_postprocess_{DATASET}_{chosen.run}.sh",
+                          dict(checkpoint=chosen.checkpoint_path, results_dir=chosen.results_dir, mode=mode,
+                               batch_size=batch_size, num_stochastic_samples=samples, evaluation_metrics=metrics,
+                               climatology_file=climatology or "", lquick_evaluation=quick,
+                               block_length=block_length),
+                          derived={"results_dir": str(chosen.results_dir)})
+
+    @staticmethod
+    def _warn_if_deterministic(p, model: str, samples: int) -> None:
+        from ..models.registry import known_models, model_traits
+
+        if model in known_models() and not model_traits(model).stochastic:
             p.info(f"Warning: {model} is deterministic; its {samples} samples per forecast will all be the same.")
+
+    @staticmethod
+    def _metrics(p) -> tuple[list[str], Path | None]:
+        """The evaluation metrics and the climatology file (ACC is left out without one)."""
         from ..postprocess.metrics import CLIMATOLOGY_METRICS
 
         metrics = p.text("evaluation_metrics", f"Evaluation metrics ({', '.join(checks.known_metrics())}):",
@@ -479,26 +380,17 @@ class Postprocess(Step):
         if climatology is None and set(metrics) & set(CLIMATOLOGY_METRICS):
             metrics = checks.parse_metrics(",".join(name for name in metrics if name not in CLIMATOLOGY_METRICS))
             p.info("Note: no climatology file given, so ACC is left out (postprocessing refuses it without one).")
+        return metrics, climatology
+
+    def _ask_block_length(self, p, windows: int | None, mode: str) -> int:
         from ..postprocess.bootstrap import BLOCK_LENGTH, MIN_BLOCKS
 
-        windows = self._windows(ctx, experiment, run_dir, split, mode)
         block_default = BLOCK_LENGTH if windows is None else max(1, min(BLOCK_LENGTH, windows // MIN_BLOCKS))
-        block_length = p.text("block_length", f"Bootstrap block length in forecasts ({BLOCK_LENGTH} = one week of "
-                                               f"hourly forecasts; at least {MIN_BLOCKS} blocks are needed"
-                                               + (f"; the {mode} split holds {windows} forecasts" if windows is not None
-                                                  else "") + "):",
-                              lambda t: self._block_length(t, windows, mode), default=str(block_default))
-        quick = p.confirm("lquick_evaluation", "Quick evaluation (metrics of the model only, no plots or "
-                                               "per-sample files)?", default=False)
-        results_dir = ctx.base_dir / "Results" / experiment / model / run
-        return StepResult(f"visualize_postprocess_{DATASET}_{run}.sh",
-                          dict(checkpoint=run_dir if checkpoint == AUTO_CHECKPOINT else run_dir / checkpoint,
-                               results_dir=results_dir, mode=mode, batch_size=batch_size,
-                               num_stochastic_samples=samples, evaluation_metrics=metrics,
-                               climatology_file=climatology or "", lquick_evaluation=quick,
-                               block_length=block_length),
-                          derived={"results_dir": str(results_dir)})
-
+        return p.text("block_length", f"Bootstrap block length in forecasts ({BLOCK_LENGTH} = one week of hourly "
+                                      f"forecasts; at least {MIN_BLOCKS} blocks are needed"
+                                      + (f"; the {mode} split holds {windows} forecasts" if windows is not None
+                                         else "") + "):",
+                      lambda t: self._block_length(t, windows, mode), default=str(block_default))
 
     @staticmethod
     def _split(run_dir) -> dict | None:
@@ -570,7 +462,7 @@ class MetaPostprocess(Step):
         metric = p.select("metric", "Metric to compare (those every chosen run has):", metrics,
                           default="mse" if "mse" in metrics else metrics[0])
         typed = p.text("exp_id", "Id of this comparison (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
-                       _exp_id_parser(ctx), default="comparison")
+                       exp_id_parser(ctx), default="comparison")
         skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence?"
                           + ("" if persistence_in_all else " (some runs were evaluated without persistence)"),
                           default=persistence_in_all)
@@ -590,7 +482,8 @@ class MetaPostprocess(Step):
 
 
 STEPS: dict[str, Step] = {step.name: step for step in
-                          (Extract(), Preprocess1(), Preprocess2(), Train(), Postprocess(), MetaPostprocess())}
+                          (Extract(), Preprocess1(), Preprocess2(), Train(Era5TrainingInputs()), Postprocess(),
+                           MetaPostprocess())}
 
 #: what each step leaves in the base directory (a glob), to offer the first step not done yet
 STEP_OUTPUTS = {"extract": "ExtractedData/*/*/*.nc", "preprocess1": "PreprocessedData/*/metadata.json",
