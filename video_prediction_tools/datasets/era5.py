@@ -1,4 +1,5 @@
-"""ERA5 reader: windows of ``sequence_length`` consecutive hours cut at read time from the step-2 TFRecords.
+"""ERA5 reader (the dataset ``era5`` of the registry): windows of ``sequence_length`` consecutive hours cut at read
+time from the step-2 TFRecords.
 
 Windows (stride 1 h) never cross a gap in time and never leave their month: a month (or a gap-free block of it)
 of N hours gives N − L + 1 windows, even when the next month belongs to the same split (months are not joined,

@@ -37,14 +37,13 @@ A new dataset::
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, runtime_checkable
 
 from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from ..utils.errors import UserError
 from ..utils.settings import templates_dir
-from ..utils.source_scan import registered_modules
+from ..utils.source_scan import look_up, registered_modules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -183,9 +182,4 @@ def registered_datasets() -> dict[str, type[Reader]]:
 
 def get_dataset_class(name: str) -> type[Reader]:
     """The reader class of dataset ``name`` (its module imported on demand); UserError for an unknown name."""
-    if name not in _REGISTRY:
-        modules = dataset_modules()
-        if name not in modules:
-            raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(modules))}")
-        importlib.import_module(modules[name])
-    return _REGISTRY[name]
+    return look_up(_REGISTRY, name, dataset_modules, "dataset")

@@ -1,7 +1,8 @@
 """Registries found by reading source text: which classes of a package carry a registering decorator, without
 importing the package's modules (so without their heavy dependencies, TensorFlow above all).
 
-A class counts when it is decorated with ``@<decorator>("<name>", ...)``, the name a string literal.
+A class counts when it is decorated with ``@<decorator>("<name>", ...)``, the name a string literal; the module
+that registers a name is imported when the name is first looked up (:func:`look_up`).
 
 Example::
 
@@ -13,9 +14,14 @@ Example::
 from __future__ import annotations
 
 import ast
+import importlib
 import pkgutil
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
+
+from .errors import UserError
+
+T = TypeVar("T")
 
 
 def decorated_names(source: str, decorator: str) -> list[str]:
@@ -42,3 +48,14 @@ def registered_modules(package_path: Iterable[str], package: str, decorator: str
             for name in decorated_names(text, decorator):
                 found.setdefault(name, f"{package}.{module.name}")
     return found
+
+
+def look_up(registry: dict[str, T], name: str, modules: Callable[[], dict[str, str]], kind: str) -> T:
+    """``registry[name]``, first importing the module that registers ``name`` (``modules()``: the source scan's
+    ``{name: module}``) if it is not imported yet; UserError naming the known names for an unknown one."""
+    if name not in registry:
+        found = modules()
+        if name not in found:
+            raise UserError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(found))}")
+        importlib.import_module(found[name])
+    return registry[name]
