@@ -1,15 +1,21 @@
-"""The ERA5 reader: windows equal the raw slices after normalisation, counts, gaps, order, normalisation, split."""
+"""The ERA5 reader: windows equal the raw slices after normalisation, counts, gaps, order, normalisation, split;
+the dataset registry and the Reader protocol that the trainer opens every dataset through."""
 import json
+import subprocess
 
 import numpy as np
 import pytest
 
+from fixtures.common import PYTHON, REPO_ROOT
+from fixtures.datasets import reader_inputs, tiny_moving_mnist  # noqa: F401  (fixtures)
 from fixtures.preprocessed import make_step1_experiment
 from video_prediction_tools.data_preprocess.records import yyyymmddhh_to_datetime
 from video_prediction_tools.data_preprocess.step2 import run_step2
-from video_prediction_tools.datasets.datasplit import load_datasplit, load_index_split, split_months
+from video_prediction_tools.datasets.datasplit import load_datasplit, split_months
 from video_prediction_tools.datasets.era5 import ERA5Dataset, load_hours
 from video_prediction_tools.datasets.normalization import Normalization
+from video_prediction_tools.datasets.registry import Reader, get_dataset_class
+from video_prediction_tools.runscript_generator.checks import evaluated_windows
 from video_prediction_tools.utils.errors import UserError
 
 #: the window length of most tests: 24 hours, as in the GMD experiment
@@ -174,6 +180,8 @@ def test_windows_never_cross_a_gap_or_another_split(gappy):
         dataset = ERA5Dataset(exp_dir, split, mode, hparams={"sequence_length": length})
         images, starts, _ = collect(dataset, batch_size=64)
         assert dataset.num_windows == len(starts) == expected_counts[mode]
+        # the runscript generator counts the same windows
+        assert evaluated_windows(exp_dir / "tfrecords", split_months(split, mode), length) == dataset.num_windows
         for window, t_start in zip(images[::37], starts[::37]):
             raw_window(raw, t_start, length)              # asserts the window's hours are consecutive
         first = yyyymmddhh_to_datetime(starts)
@@ -221,12 +229,14 @@ def test_window_length_comes_from_the_hparams_only(gappy):
             ERA5Dataset(exp_dir, split, "train", hparams={"sequence_length": bad})
 
 
-def test_datasplit_templates_are_valid(repo_root):
-    era5 = load_datasplit(repo_root / "templates/data_split/era5/datasplit_template.json")
+def test_datasplit_templates_are_valid():
+    era5_class, mnist_class = get_dataset_class("era5"), get_dataset_class("moving_mnist")
+    assert era5_class.split_template_path().is_file() and mnist_class.split_template_path().is_file()
+    era5 = era5_class.load_split(era5_class.split_template_path())
     assert split_months(era5, "val") == [(2016, m) for m in range(1, 13)]
     assert split_months(era5, "test") == [(2019, m) for m in range(1, 13)]
     assert {y for y, _ in split_months(era5, "train")} == set(range(2007, 2016)) | {2017, 2018}
-    mnist = load_index_split(repo_root / "templates/data_split/moving_mnist/datasplit_template.json", 10000)
+    mnist = mnist_class.load_split(mnist_class.split_template_path())
     assert mnist["train"] == [(0, 7999)] and mnist["test"] == [(9000, 9999)]
 
 
@@ -253,7 +263,8 @@ def test_normalization_round_trip_numpy_and_tensorflow():
 def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
     import tensorflow as tf
 
-    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
+    from video_prediction_tools.data_preprocess.records import month_file_layout
+    from video_prediction_tools.datasets.era5 import read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
@@ -285,39 +296,10 @@ def test_month_file_layout_rejects_files_not_laid_out_by_step2(gappy, tmp_path):
         read_month(mixed, layout, (8, 12, 3))
 
 
-def test_example_features_reads_what_tensorflow_parses():
-    """The reader finds a month file's layout without TensorFlow: its protobuf parsing gives the values
-    TensorFlow's own parser gives (bytes, packed and unpacked int64, floats left as bytes), and refuses garbage."""
-    import tensorflow as tf
-
-    from video_prediction_tools.data_preprocess.records import hour_example
-    from video_prediction_tools.datasets.era5 import example_features
-
-    frame = np.random.default_rng(3).standard_normal((8, 12, 3)).astype(np.float32)
-    payload = hour_example(frame, 2017030123).SerializeToString()
-    parsed = tf.train.Example.FromString(payload).features.feature
-    features = example_features(payload)
-    assert sorted(features) == sorted(parsed) == ["images", "valid_time"]
-    assert features["images"] == {1: list(parsed["images"].bytes_list.value)} and features["images"][1][0] == \
-        frame.tobytes()
-    assert features["valid_time"] == {3: list(parsed["valid_time"].int64_list.value)} == {3: [2017030123]}
-    other = tf.train.Example(features=tf.train.Features(feature={
-        "counts": tf.train.Feature(int64_list=tf.train.Int64List(value=[0, 300, 2 ** 40])),
-        "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a", b"bc"]))}))
-    features = example_features(other.SerializeToString())
-    assert features == {"counts": {3: [0, 300, 2 ** 40]}, "name": {1: [b"a", b"bc"]}}
-    unpacked = bytes([0x0A, 0x0B, 0x0A, 0x09, 0x0A, 0x01, ord("n"), 0x12, 0x04, 0x1A, 0x02, 0x08, 0x07])
-    assert tf.train.Example.FromString(unpacked).features.feature["n"].int64_list.value == [7]
-    assert example_features(unpacked) == {"n": {3: [7]}}
-    for garbage in (payload[:-3], b"\xff\xff", payload[:40]):
-        with pytest.raises(ValueError):
-            example_features(garbage)
-
-
 def test_damaged_month_files_are_refused_naming_the_record(gappy):
     """Eight bytes overwritten inside a frame, a flipped bit in a length or in a checksum: the reader refuses the
     file naming it and the record, when the dataset reads it and when load_hours does."""
-    from video_prediction_tools.datasets.era5 import month_file_layout
+    from video_prediction_tools.data_preprocess.records import month_file_layout
 
     exp_dir, _ = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_03.tfrecords"
@@ -400,7 +382,8 @@ def test_train_batches_interleave_the_months_in_memory(tiny_tfrecords):
 
 
 def test_read_month_normalises_like_normalization_and_checks_the_blocks(gappy):
-    from video_prediction_tools.datasets.era5 import block_times, month_file_layout, read_month
+    from video_prediction_tools.data_preprocess.records import month_file_layout
+    from video_prediction_tools.datasets.era5 import block_times, read_month
 
     exp_dir, raw = gappy
     source = exp_dir / "tfrecords" / "sequence_Y_2017_M_02.tfrecords"
@@ -428,3 +411,68 @@ def test_buffer_pool_hands_out_only_unreferenced_arrays():
     del again
     assert pool.get((3, 2)) is not view.base          # a view keeps its buffer
     assert pool.get((4, 2)).shape == (4, 2)           # another shape: a new array
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the dataset registry and the Reader protocol
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_the_source_scan_names_exactly_the_registered_datasets():
+    """known_datasets() reads the sources; importing every module of the package registers the same classes, each
+    with a documented evaluation; listing imports no dataset module; an unknown name is one clear error."""
+    import importlib
+    import pkgutil
+
+    from video_prediction_tools import datasets
+    from video_prediction_tools.datasets import registry
+
+    for module in pkgutil.iter_modules(datasets.__path__):
+        importlib.import_module(f"{datasets.__name__}.{module.name}")
+    registered = registry.registered_datasets()
+    assert sorted(registered) == registry.known_datasets() == ["era5", "moving_mnist"]
+    for name, reader_class in registered.items():
+        assert registry.get_dataset_class(name) is reader_class and reader_class.name == name
+        assert reader_class.evaluation in registry.EVALUATIONS
+    assert (registered["era5"].evaluation, registered["moving_mnist"].evaluation) == ("gridded", "sequences")
+    with pytest.raises(UserError, match="unknown dataset 'radar'; known datasets: era5, moving_mnist"):
+        registry.get_dataset_class("radar")
+    script = ("import sys\n"
+              "from video_prediction_tools.datasets.registry import known_datasets\n"
+              "print(known_datasets(), sorted(name for name in sys.modules if name.startswith('video_prediction_tools"
+              ".datasets.')), 'tensorflow' in sys.modules)\n")
+    listing = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.strip() == "['era5', 'moving_mnist'] ['video_prediction_tools.datasets.registry'] False"
+
+
+def test_the_trainer_opens_every_registered_dataset_through_the_reader_protocol(reader_inputs, tmp_path):
+    """For every registered dataset the trainer opens train and val readers of its registered class and
+    fingerprints the files they name; the trainer's source uses nothing of a reader outside the Reader protocol."""
+    import ast
+    import inspect
+
+    from video_prediction_tools.datasets.registry import known_datasets
+    from video_prediction_tools.training import trainer
+
+    assert sorted(reader_inputs) == known_datasets()     # a new dataset brings its entry (fixtures/datasets.py)
+    for name, inputs in reader_inputs.items():
+        split_file, hparams_file = tmp_path / f"{name}_split.json", tmp_path / f"{name}_hparams.json"
+        split_file.write_text(json.dumps(inputs.datasplit))
+        hparams_file.write_text(json.dumps(inputs.hparams))
+        run = trainer.prepare_run(trainer.TrainingOptions(
+            input_dir=str(inputs.input_dir), output_dir=str(tmp_path / name), datasplit_dict=str(split_file),
+            dataset=name, model="convLSTM", model_hparams_dict=str(hparams_file)))
+        splits = trainer.open_splits(run)
+        for reader, mode in ((splits.train, "train"), (splits.val, "val")):
+            assert type(reader) is get_dataset_class(name) and isinstance(reader, Reader) and reader.mode == mode
+            assert reader.num_windows > 0 and all(path.is_file() for path in reader.input_files())
+        trainer.record_run(run, splits)
+        recorded = json.loads((tmp_path / name / "run_identity.json").read_text())["input_files"]
+        assert sorted(recorded) == sorted({path.name for reader in (splits.train, splits.val)
+                                           for path in reader.input_files()})
+    readers = {"splits.train", "splits.val", "self.train_data", "self.val_data", "train_data", "val_data", "reader",
+               "reader_class"}
+    used = {node.attr for node in ast.walk(ast.parse(inspect.getsource(trainer)))
+            if isinstance(node, ast.Attribute) and ast.unparse(node.value) in readers}
+    protocol = {name for name in dir(Reader) if not name.startswith("__")} | set(Reader.__annotations__)
+    assert {"batches", "input_files", "num_windows", "normalization"} <= used <= protocol, used - protocol

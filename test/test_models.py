@@ -7,11 +7,11 @@ import tensorflow as tf
 import keras
 
 from fixtures.common import REPO_ROOT
+from fixtures.models import FRAME_SHAPE, parameter_count, train, waves
 from video_prediction_tools.models.registry import build_model, resolve_hparams
 from video_prediction_tools.utils.errors import UserError
 from video_prediction_tools.utils.io import read_json
 
-FRAME_SHAPE = (10, 13, 2)
 TINY = {"context_frames": 3, "sequence_length": 6, "opt_var": "all", "lr": 0.01}
 #: small widths so that each test runs in seconds on a shared 2-core machine
 CONFIGS = {
@@ -29,45 +29,8 @@ def fixed_seed():
     keras.utils.set_random_seed(0)
 
 
-def waves(batch=2, frames=6, shape=FRAME_SHAPE):
-    """Smooth waves in [0.15, 0.85] moving one grid cell east per frame: ``[B, T, H, W, C]``."""
-    b, t, i, j, c = np.meshgrid(*(np.arange(n) for n in (batch, frames, *shape)), indexing="ij")
-    return tf.constant(0.5 + 0.35 * np.sin(0.9 * (j - t) + 0.6 * i + 1.3 * b + 2.0 * c), tf.float32)
-
-
 def tiny_model(name, **overrides):
     return build_model(name, {**TINY, **CONFIGS[name], **overrides}, FRAME_SHAPE)
-
-
-def train(model, images, steps, compiled=True):
-    """``steps`` training steps (each phase in order, its own Adam), in a tf.function as the trainer runs them
-    (or eagerly: quicker for one or two steps); the phase losses before the first and after the last step."""
-    phases = model.optimization_phases()
-    optimizers = [keras.optimizers.Adam(float(p.learning_rate(0)), **p.optimizer) for p in phases]
-
-    def step(batch, global_step):
-        for phase, optimizer in zip(phases, optimizers):
-            with tf.GradientTape() as tape:
-                loss, _ = phase.loss(batch, global_step)
-            variables = phase.variables()
-            optimizer.apply(tape.gradient(loss, variables), variables)
-
-    def parts():
-        merged = {}
-        for phase in phases:
-            merged.update({k: float(v) for k, v in phase.loss(images, tf.constant(0, tf.int64))[1].items()})
-        return merged
-
-    if compiled:
-        step = tf.function(step)
-    before = parts()
-    for index in range(steps):
-        step(images, tf.constant(index, tf.int64))
-    return before, parts()
-
-
-def parameter_count(model):
-    return sum(int(np.prod(v.shape)) for v in model.trainable_weights)
 
 
 @pytest.mark.parametrize("name", [name if name == "convLSTM" else pytest.param(name, marks=pytest.mark.slow)

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from fixtures.common import REPO_ROOT, run_module
-from test_models import parameter_count, train, waves
+from fixtures.models import FRAME_SHAPE, parameter_count, train, waves
 from video_prediction_tools import quick_start
 from video_prediction_tools.models.layers import pad_to_multiple
 from video_prediction_tools.models.registry import build_model, resolve_hparams
@@ -21,7 +21,6 @@ from video_prediction_tools.models.simvp_blocks import differential_divergence
 from video_prediction_tools.utils.errors import UserError
 from video_prediction_tools.utils.io import read_json
 
-FRAME_SHAPE = (10, 13, 2)
 TINY = {"context_frames": 3, "sequence_length": 6, "opt_var": "all", "lr": 0.005, "hid_S": 4, "hid_T": 16,
         "N_S": 2, "N_T": 2}
 CONFIGS = {"simvp": ("simvp", {}), "simvp_incepu": ("simvp", {"translator": "incepu"}), "tau": ("tau", {})}

@@ -93,3 +93,16 @@ def test_rerun_skips_unless_overwrite(mnist, tmp_path):
     assert target.stat().st_mtime_ns == stamp
     convert_moving_mnist(root, root / "tfrecords", overwrite=True)
     assert target.stat().st_mtime_ns != stamp
+
+
+def test_the_reader_names_its_files_and_checks_its_split_against_the_conversion(mnist):
+    root, _ = mnist
+    dataset = MovingMnist(root, SPLIT, "train")
+    assert dataset.input_files() == [root / "tfrecords" / "moving_mnist.tfrecords"]
+    assert dataset.description_files() == [root / "tfrecords" / "dataset_info.json", root / "statistics.json"]
+    assert MovingMnist.load_split(SPLIT, root) == {"train": [(0, 3), (8, 9)], "val": [(4, 5)], "test": [(6, 7)]}
+    assert MovingMnist.load_split({"train": {"index1": [0, 10]}}) == {"train": [(0, 10)]}   # no data to check
+    with pytest.raises(UserError, match="index 10 beyond the 10 sequences"):
+        MovingMnist.load_split({"train": {"index1": [0, 10]}}, root)
+    with pytest.raises(UserError, match="normalization months 'all'"):
+        MovingMnist(root, SPLIT, "train", normalization_months="all")

@@ -91,3 +91,42 @@ def test_truncated_file_is_refused(written_by_tensorflow):
         records.check_tfrecord_file(path)
     (length,) = struct.unpack("<Q", content[:8])
     assert length == len(payloads[0])
+
+
+def test_example_features_reads_what_tensorflow_parses():
+    """The reader finds a month file's layout without TensorFlow: its protobuf parsing gives the values
+    TensorFlow's own parser gives (bytes, packed and unpacked int64, floats left as bytes), and refuses garbage."""
+    frame = np.random.default_rng(3).standard_normal((8, 12, 3)).astype(np.float32)
+    payload = records.hour_example(frame, 2017030123).SerializeToString()
+    parsed = tf.train.Example.FromString(payload).features.feature
+    features = records.example_features(payload)
+    assert sorted(features) == sorted(parsed) == ["images", "valid_time"]
+    assert features["images"] == {1: list(parsed["images"].bytes_list.value)} and features["images"][1][0] == \
+        frame.tobytes()
+    assert features["valid_time"] == {3: list(parsed["valid_time"].int64_list.value)} == {3: [2017030123]}
+    other = tf.train.Example(features=tf.train.Features(feature={
+        "counts": tf.train.Feature(int64_list=tf.train.Int64List(value=[0, 300, 2 ** 40])),
+        "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"a", b"bc"]))}))
+    features = records.example_features(other.SerializeToString())
+    assert features == {"counts": {3: [0, 300, 2 ** 40]}, "name": {1: [b"a", b"bc"]}}
+    unpacked = bytes([0x0A, 0x0B, 0x0A, 0x09, 0x0A, 0x01, ord("n"), 0x12, 0x04, 0x1A, 0x02, 0x08, 0x07])
+    assert tf.train.Example.FromString(unpacked).features.feature["n"].int64_list.value == [7]
+    assert records.example_features(unpacked) == {"n": {3: [7]}}
+    for garbage in (payload[:-3], b"\xff\xff", payload[:40]):
+        with pytest.raises(ValueError):
+            records.example_features(garbage)
+
+
+def test_window_starts_stay_inside_gap_free_blocks():
+    blocks = [[2017020100, 5], [2017020108, 3], [2017020200, 2]]      # rows 0-4, 5-7, 8-9 of the month file
+    assert records.window_starts(blocks, 3).tolist() == [0, 1, 2, 5]
+    assert records.window_starts(blocks, 1).tolist() == list(range(10))
+    assert records.window_starts(blocks, 6).tolist() == []
+    assert records.window_starts([], 3).dtype == np.int64 and len(records.window_starts([], 3)) == 0
+
+
+def test_varint_values_decode_the_valid_times_of_tensorflows_records():
+    times = [2017030123, 2019123100, 1900010100]
+    payloads = [records.hour_example(np.zeros((1, 1, 1), np.float32), time).SerializeToString() for time in times]
+    columns = np.array([list(payload[-5:]) for payload in payloads], np.uint8)   # the last field: 5-byte varint
+    assert records.varint_values(columns).tolist() == times

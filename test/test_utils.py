@@ -1,4 +1,4 @@
-"""Tests of the shared helpers: atomic writes, JSON errors, MPI distribution, settings."""
+"""Tests of the shared helpers: atomic writes, JSON errors, MPI distribution, settings, the source scan of registries."""
 import json
 import textwrap
 
@@ -178,3 +178,20 @@ def test_settings_round_trip_and_base_tree(tmp_path, monkeypatch):
     assert_user_error(missing_parent, "parent directory", "does not exist")
     with pytest.raises(UserError, match="virtual environment nope not found"):
         settings.resolve_venv("nope")
+
+
+def test_source_scan_finds_registered_classes_without_importing_their_modules(tmp_path):
+    from video_prediction_tools.utils.source_scan import look_up, registered_modules
+
+    package = tmp_path / "scanned"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "one.py").write_text('@register_thing("a")\nclass A:\n    pass\n\n\n@other("b")\nclass B:\n    pass\n\n\n'
+                                    'register_thing("not a decorator")\n')
+    (package / "two.py").write_text('raise RuntimeError("imported")\n\n\n@register_thing("d", extra=1)\nclass D:\n'
+                                    '    pass\n')
+    found = registered_modules([str(package)], "scanned", "register_thing")
+    assert found == {"a": "scanned.one", "d": "scanned.two"}
+    assert look_up({"a": "the class A"}, "a", lambda: found, "thing") == "the class A"
+    with pytest.raises(UserError, match="unknown thing 'z'; known things: a, d"):
+        look_up({}, "z", lambda: found, "thing")

@@ -11,6 +11,14 @@ bytes, the data, uint32 masked CRC32C of the data (the masking rotates the CRC r
 0xa282ead8, modulo 2**32). :func:`record_checksum_error` checks one record's two checksums with the maintained
 ``google-crc32c`` package, so that a damaged file is refused instead of feeding wrong numbers to training.
 
+Because every record of a month file has the same size and field order, the file is a byte matrix
+``[hours, record_bytes]`` (:class:`RecordLayout`, found from the first record by :func:`month_file_layout` with a
+protobuf parser of its own, :func:`example_features`: no TensorFlow needed to read a month).
+
+Windows of ``sequence_length`` consecutive hours never cross a gap nor leave their month: :func:`window_starts`
+gives the rows where they start in a month's gap-free blocks, the one count of windows that the reader and the
+runscript generator share.
+
 Everything that reads or names these files (step 2, the reader ``datasets/era5.py``, postprocessing, the runscript
 generator) takes the names and formats from here.
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import google_crc32c
@@ -107,6 +116,17 @@ def month_blocks(valid_time: np.ndarray) -> list[list[int]]:
     """Gap-free runs of hours ``[[first YYYYMMDDHH, hours], ...]`` of a month's valid times (dataset_info.json)."""
     return [[int(valid_time[first]), hours]
             for first, hours in contiguous_blocks(yyyymmddhh_to_datetime(valid_time))]
+
+
+def window_starts(blocks, sequence_length: int) -> np.ndarray:
+    """Rows of a month file (int64, ascending) at which a window of ``sequence_length`` consecutive hours starts,
+    given the month's gap-free ``blocks`` ``[[first YYYYMMDDHH, hours], ...]`` in file order: a block of N hours
+    holds N - L + 1 windows (none if N < L); windows never cross from one block into the next."""
+    starts, first_row = [np.zeros(0, np.int64)], 0
+    for _, hours in blocks:
+        starts.append(first_row + np.arange(max(0, int(hours) - sequence_length + 1), dtype=np.int64))
+        first_row += int(hours)
+    return np.concatenate(starts)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,3 +219,152 @@ def read_month_records(path: Path, frame_shape) -> tuple[np.ndarray, np.ndarray]
     if not images:
         raise UserError(f"{path}: no records (rerun step 2 with --overwrite)")
     return np.concatenate(images), np.concatenate(valid_time)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the protobuf fields of a record, read without TensorFlow, and the byte layout of a month file
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """Byte layout of a step-2 month file, whose records (one ``tf.train.Example`` per hour) all have the same size
+    and field order (deterministic serialisation of the same features; the valid time's varint has 5 bytes for
+    every year 0027-3435), so that the whole file is one ``[hours, record_bytes]`` byte matrix."""
+    hours: int
+    #: bytes of one record, framing included
+    record_bytes: int
+    #: first byte of the float32 frame ``[H, W, C]`` within a record (the frame has H*W*C*4 bytes)
+    image_offset: int
+    #: first byte of the valid time (protobuf varint, the record's last field) within a record, and its length
+    time_offset: int
+    time_bytes: int
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative integer."""
+    out = bytearray()
+    while True:
+        out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    """The protobuf varint at ``position`` of ``data`` and the position after it (ValueError if cut off)."""
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not byte & 0x80:
+            return value, position
+
+
+def _message_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """``(field number, value)`` of each field of a serialised protobuf message, in order: varints as ``int``,
+    length-delimited and fixed-size fields as ``bytes`` (ValueError if malformed)."""
+    fields, position = [], 0
+    while position < len(data):
+        key, position = _read_varint(data, position)
+        wire_type = key & 7
+        if wire_type == 0:
+            value, position = _read_varint(data, position)
+        elif wire_type in (1, 2, 5):
+            size, position = (8, position) if wire_type == 1 else (4, position) if wire_type == 5 \
+                else _read_varint(data, position)
+            if position + size > len(data):
+                raise ValueError("truncated field")
+            value, position = data[position:position + size], position + size
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        fields.append((key >> 3, value))
+    return fields
+
+
+def _length_delimited(data: bytes, number: int) -> list[bytes]:
+    """The length-delimited values (sub-messages, bytes, packed lists) of field ``number`` of a message."""
+    return [value for field, value in _message_fields(data) if field == number and isinstance(value, bytes)]
+
+
+def _list_values(kind: int, values: bytes) -> list:
+    """The values of a ``BytesList`` (kind 1: bytes), ``FloatList`` (2: raw bytes) or ``Int64List`` (3: ints,
+    packed or not)."""
+    if kind != 3:
+        return _length_delimited(values, 1)
+    items = []
+    for field, value in _message_fields(values):
+        if field == 1 and isinstance(value, int):
+            items.append(value)
+        elif field == 1:  # packed: varints one after the other
+            position = 0
+            while position < len(value):
+                number, position = _read_varint(value, position)
+                items.append(number)
+    return items
+
+
+def example_features(payload: bytes) -> dict[str, dict[int, list]]:
+    """The features of a serialised ``tf.train.Example`` without TensorFlow: name → {kind: values}, kind 1 =
+    ``bytes_list`` (bytes), 3 = ``int64_list`` (ints, packed or not); ValueError if malformed."""
+    features = {}
+    for features_message in _length_delimited(payload, 1):  # Example.features
+        for entry in _length_delimited(features_message, 1):  # Features.feature: its map entries
+            name = b"".join(_length_delimited(entry, 1)).decode()
+            kinds = features.setdefault(name, {})
+            for feature in _length_delimited(entry, 2):
+                for kind, values in _message_fields(feature):
+                    if isinstance(values, bytes):
+                        kinds.setdefault(kind, []).extend(_list_values(kind, values))
+    return features
+
+
+def varint_values(columns: np.ndarray) -> np.ndarray:
+    """int64 values ``[rows]`` of the protobuf varints ``columns`` (uint8 ``[rows, n]``), each spanning all ``n``
+    bytes (the valid times of a month file: :attr:`RecordLayout.time_bytes` bytes each)."""
+    return ((columns.astype(np.int64) & 0x7F) << (7 * np.arange(columns.shape[1]))).sum(axis=1)
+
+
+def month_file_layout(path: Path, frame_shape) -> RecordLayout:
+    """Find the byte layout of a month file from its first record (its protobuf fields read by
+    :func:`example_features`, no TensorFlow); the reader checks that every other record has the same field headers
+    (:func:`read_month`). UserError if the file is not laid out as step 2 writes it."""
+    def unexpected(why):
+        return UserError(f"{path}: {why}; not a step-2 file of format {RECORD_FORMAT} (rerun step 2 with --overwrite)")
+
+    frame_bytes = int(np.prod(frame_shape)) * 4
+    with open(path, "rb") as file:
+        header = file.read(RECORD_HEADER_BYTES)
+        if len(header) < RECORD_HEADER_BYTES:
+            raise unexpected("no complete record")
+        why = record_checksum_error(header)      # before trusting the length
+        if why:
+            raise damaged(path, 0, why)
+        (length,) = struct.unpack("<Q", header[:8])
+        payload = file.read(length)
+        footer = file.read(RECORD_FOOTER_BYTES)
+    if len(footer) < RECORD_FOOTER_BYTES:
+        raise unexpected("no complete record")
+    why = record_checksum_error(header, payload, footer)
+    if why:
+        raise damaged(path, 0, why)
+    try:
+        features = example_features(payload)
+        image = features["images"][1][0]
+        valid_time = features["valid_time"][3][0]
+    except (ValueError, UnicodeDecodeError, KeyError, IndexError):
+        raise unexpected("first record is not an hour example (images bytes + valid_time int64)") from None
+    if len(image) != frame_bytes:
+        raise unexpected(f"first frame has {len(image)} bytes, expected {frame_bytes} for a frame {tuple(frame_shape)}")
+    time_varint = _varint(valid_time)
+    image_offset = payload.find(image)
+    time_offset = length - len(time_varint)
+    record_bytes = RECORD_HEADER_BYTES + length + RECORD_FOOTER_BYTES
+    if not (0 <= image_offset and image_offset + frame_bytes <= time_offset and payload.endswith(time_varint)):
+        raise unexpected("unexpected field order in the first record")
+    size = path.stat().st_size
+    if size % record_bytes:
+        raise unexpected(f"{size} bytes is not a whole number of {record_bytes}-byte records")
+    return RecordLayout(size // record_bytes, record_bytes, RECORD_HEADER_BYTES + image_offset,
+                        RECORD_HEADER_BYTES + time_offset, len(time_varint))

@@ -11,7 +11,7 @@ Output in ``dest_dir`` (default ``PreprocessedData/<EXPNAME>/tfrecords``):
   ``valid_time`` = int64 ``YYYYMMDDHH``. Values are physical (not normalised): normalisation belongs to the reader,
   which takes it from the training months only. Windows are cut at read time, so every hour is on disk once and
   the files do not depend on the window length. One record per hour rather than one per gap-free block:
-  ``benchmarks/bench_pipeline.py`` measured writing 5x faster (large protobuf fields are slow to build).
+  ``benchmarks/bench_pipeline.py`` measured writing faster (large protobuf fields are slow to build).
 * ``dataset_info.json``: ``{"format", "variables" (channel order), "frame_shape": [H, W, C], "lat", "lon",
   "months": {"YYYY-MM": {"file", "blocks": [[first YYYYMMDDHH, hours], ...], "stats": <stat_<MM>.json>}}}``:
   the reader needs nothing else (the window length comes from the training hyper-parameters).
@@ -46,18 +46,18 @@ from pathlib import Path
 import numpy as np
 
 from ..utils import provenance
+from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, check_writable_directory, read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, rank, run_units, size
 from .metadata import METADATA_FILE, read_metadata
 from .records import (DATASET_INFO, RECORD_FORMAT, datetime_to_yyyymmddhh, hour_example, month_blocks, month_key,
-                      read_month_records, tfrecord_name)
+                      read_month_records, tfrecord_name, window_starts)
 from .statistics import merge_stats
 
 log = logging.getLogger("ambs")
 
-DEFAULT_SEQUENCE_LENGTH = 24
 _STAT_FILE = re.compile(r"^stat_(\d{2})\.json$")
 
 
@@ -184,7 +184,8 @@ def check_windows_fit(sequence_length: int, months: list[Month], entries: list[d
     """Windows of ``sequence_length`` consecutive hours must fit into some month (a window never crosses a gap nor
     leaves its month): none anywhere is a UserError; months without any are named in a warning."""
     longest = [max(hours for _, hours in entry["blocks"]) for entry in entries]
-    without = [month.key for month, hours in zip(months, longest) if hours < sequence_length]
+    without = [month.key for month, entry in zip(months, entries)
+               if not len(window_starts(entry["blocks"], sequence_length))]
     if len(without) == len(months):
         best = int(np.argmax(longest))
         raise UserError(f"--sequence_length {sequence_length}: no month holds that many consecutive hours (the "

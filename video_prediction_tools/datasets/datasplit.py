@@ -27,6 +27,12 @@ from ..utils.io import read_json
 MODES = ("train", "val", "test")
 
 
+def check_mode(mode: str) -> None:
+    """UserError unless ``mode`` is one of :data:`MODES`."""
+    if mode not in MODES:
+        raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+
+
 def _read(path_or_dict, what: str) -> tuple[dict, str]:
     if isinstance(path_or_dict, dict):
         return path_or_dict, "data split"

@@ -1,4 +1,5 @@
-"""ERA5 reader: windows of ``sequence_length`` consecutive hours cut at read time from the step-2 TFRecords.
+"""ERA5 reader (the dataset ``era5`` of the registry): windows of ``sequence_length`` consecutive hours cut at read
+time from the step-2 TFRecords.
 
 Windows (stride 1 h) never cross a gap in time and never leave their month: a month (or a gap-free block of it)
 of N hours gives N − L + 1 windows, even when the next month belongs to the same split (months are not joined,
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import functools
 import os
-import struct
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -50,14 +50,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data_preprocess.statistics import merge_stats
-from ..data_preprocess.records import (DATASET_INFO, RECORD_FOOTER_BYTES, RECORD_FORMAT, RECORD_HEADER_BYTES, damaged,
-                                      datetime_to_yyyymmddhh, month_key, parse_month_key, record_checksum_error,
+from ..data_preprocess.records import (DATASET_INFO, RECORD_FOOTER_BYTES, RECORD_FORMAT, RECORD_HEADER_BYTES,
+                                      RecordLayout, damaged, datetime_to_yyyymmddhh, month_file_layout, month_key,
+                                      parse_month_key, record_checksum_error, varint_values, window_starts,
                                       yyyymmddhh_to_datetime)
+from ..data_preprocess.statistics import merge_stats
+from ..data_preprocess.step2 import run_step2
+from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from ..utils.errors import UserError
 from ..utils.io import read_json
-from .datasplit import MODES, load_datasplit, split_months
+from .datasplit import MODES, check_mode, load_datasplit, split_months
 from .normalization import Normalization
+from .registry import Reader, register_dataset
 
 #: months whose windows are interleaved in a training pass (memory: this many month tensors)
 MONTHS_IN_MEMORY = 4
@@ -69,146 +73,6 @@ MONTHS_READ_AHEAD = 2
 READ_PART_HOURS = 96
 
 
-@dataclass(frozen=True)
-class RecordLayout:
-    """Byte layout of a step-2 month file, whose records (one ``tf.train.Example`` per hour) all have the same size
-    and field order (deterministic serialisation of the same features; the valid time's varint has 5 bytes for
-    every year 0027-3435), so that the whole file is one ``[hours, record_bytes]`` byte matrix."""
-    hours: int
-    #: bytes of one record, framing included
-    record_bytes: int
-    #: first byte of the float32 frame ``[H, W, C]`` within a record (the frame has H*W*C*4 bytes)
-    image_offset: int
-    #: first byte of the valid time (protobuf varint, the record's last field) within a record, and its length
-    time_offset: int
-    time_bytes: int
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer."""
-    out = bytearray()
-    while True:
-        out.append(value & 0x7F | (0x80 if value > 0x7F else 0))
-        value >>= 7
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
-    """The protobuf varint at ``position`` of ``data`` and the position after it (ValueError if cut off)."""
-    value = shift = 0
-    while True:
-        if position >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        byte = data[position]
-        value |= (byte & 0x7F) << shift
-        position, shift = position + 1, shift + 7
-        if not byte & 0x80:
-            return value, position
-
-
-def _message_fields(data: bytes) -> list[tuple[int, int | bytes]]:
-    """``(field number, value)`` of each field of a serialised protobuf message, in order: varints as ``int``,
-    length-delimited and fixed-size fields as ``bytes`` (ValueError if malformed)."""
-    fields, position = [], 0
-    while position < len(data):
-        key, position = _read_varint(data, position)
-        wire_type = key & 7
-        if wire_type == 0:
-            value, position = _read_varint(data, position)
-        elif wire_type in (1, 2, 5):
-            size, position = (8, position) if wire_type == 1 else (4, position) if wire_type == 5 \
-                else _read_varint(data, position)
-            if position + size > len(data):
-                raise ValueError("truncated field")
-            value, position = data[position:position + size], position + size
-        else:
-            raise ValueError(f"wire type {wire_type}")
-        fields.append((key >> 3, value))
-    return fields
-
-
-def _length_delimited(data: bytes, number: int) -> list[bytes]:
-    """The length-delimited values (sub-messages, bytes, packed lists) of field ``number`` of a message."""
-    return [value for field, value in _message_fields(data) if field == number and isinstance(value, bytes)]
-
-
-def _list_values(kind: int, values: bytes) -> list:
-    """The values of a ``BytesList`` (kind 1: bytes), ``FloatList`` (2: raw bytes) or ``Int64List`` (3: ints,
-    packed or not)."""
-    if kind != 3:
-        return _length_delimited(values, 1)
-    items = []
-    for field, value in _message_fields(values):
-        if field == 1 and isinstance(value, int):
-            items.append(value)
-        elif field == 1:  # packed: varints one after the other
-            position = 0
-            while position < len(value):
-                number, position = _read_varint(value, position)
-                items.append(number)
-    return items
-
-
-def example_features(payload: bytes) -> dict[str, dict[int, list]]:
-    """The features of a serialised ``tf.train.Example`` without TensorFlow: name → {kind: values}, kind 1 =
-    ``bytes_list`` (bytes), 3 = ``int64_list`` (ints, packed or not); ValueError if malformed."""
-    features = {}
-    for features_message in _length_delimited(payload, 1):  # Example.features
-        for entry in _length_delimited(features_message, 1):  # Features.feature: its map entries
-            name = b"".join(_length_delimited(entry, 1)).decode()
-            kinds = features.setdefault(name, {})
-            for feature in _length_delimited(entry, 2):
-                for kind, values in _message_fields(feature):
-                    if isinstance(values, bytes):
-                        kinds.setdefault(kind, []).extend(_list_values(kind, values))
-    return features
-
-
-def month_file_layout(path: Path, frame_shape) -> RecordLayout:
-    """Find the byte layout of a month file from its first record (its protobuf fields read by
-    :func:`example_features`, no TensorFlow); the reader checks that every other record has the same field headers
-    (:func:`read_month`). UserError if the file is not laid out as step 2 writes it."""
-    def unexpected(why):
-        return UserError(f"{path}: {why}; not a step-2 file of format {RECORD_FORMAT} (rerun step 2 with --overwrite)")
-
-    frame_bytes = int(np.prod(frame_shape)) * 4
-    with open(path, "rb") as file:
-        header = file.read(RECORD_HEADER_BYTES)
-        if len(header) < RECORD_HEADER_BYTES:
-            raise unexpected("no complete record")
-        why = record_checksum_error(header)      # before trusting the length
-        if why:
-            raise damaged(path, 0, why)
-        (length,) = struct.unpack("<Q", header[:8])
-        payload = file.read(length)
-        footer = file.read(RECORD_FOOTER_BYTES)
-    if len(footer) < RECORD_FOOTER_BYTES:
-        raise unexpected("no complete record")
-    why = record_checksum_error(header, payload, footer)
-    if why:
-        raise damaged(path, 0, why)
-    try:
-        features = example_features(payload)
-        image = features["images"][1][0]
-        valid_time = features["valid_time"][3][0]
-    except (ValueError, UnicodeDecodeError, KeyError, IndexError):
-        raise unexpected("first record is not an hour example (images bytes + valid_time int64)") from None
-    if len(image) != frame_bytes:
-        raise unexpected(f"first frame has {len(image)} bytes, expected {frame_bytes} for a frame {tuple(frame_shape)}")
-    time_varint = _varint(valid_time)
-    image_offset = payload.find(image)
-    time_offset = length - len(time_varint)
-    record_bytes = RECORD_HEADER_BYTES + length + RECORD_FOOTER_BYTES
-    if not (0 <= image_offset and image_offset + frame_bytes <= time_offset and payload.endswith(time_varint)):
-        raise unexpected("unexpected field order in the first record")
-    size = path.stat().st_size
-    if size % record_bytes:
-        raise unexpected(f"{size} bytes is not a whole number of {record_bytes}-byte records")
-    return RecordLayout(size // record_bytes, record_bytes, RECORD_HEADER_BYTES + image_offset,
-                        RECORD_HEADER_BYTES + time_offset, len(time_varint))
-
-
 #: rows of month files whose checksums this process has verified: (path, size, mtime in ns, first row, end row)
 _VERIFIED: set[tuple[str, int, int, int, int]] = set()
 _VERIFIED_LOCK = threading.Lock()
@@ -218,8 +82,8 @@ def _verify_checksums(path, records: np.ndarray, first: int, record_bytes: int) 
     """Check the CRC32C checksums of rows ``records`` (the rows from ``first`` on of a month file mapped as
     ``[hours, record_bytes]``); UserError naming the file and the record for a damaged one. Done once per process
     for the same rows of the same file (same size and modification time): a training run reads every month once
-    per epoch, and checking a GMD-shaped month (744 records, 46 MB) takes 13 ms, more than reading it (9 ms;
-    benchmarks/README.md); a file rewritten since has another size or modification time and is checked again."""
+    per epoch, and checking a month costs more than reading it (benchmarks/README.md); a file rewritten since has
+    another size or modification time and is checked again."""
     stat = os.stat(path)
     key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns, first, first + len(records))
     with _VERIFIED_LOCK:
@@ -277,8 +141,7 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
                          for v in (normalization.offset, normalization.scale))
         np.subtract(frames, offset, out=images)
         np.divide(images, scale, out=images)
-    varint = records[:, layout.time_offset:layout.time_offset + layout.time_bytes].astype(np.int64)
-    times = ((varint & 0x7F) << (7 * np.arange(layout.time_bytes))).sum(axis=1)
+    times = varint_values(records[:, layout.time_offset:layout.time_offset + layout.time_bytes])
     del mapped, records, frames
     if valid_times is not None and not np.array_equal(times, valid_times[first:end]):
         raise UserError(f"{path}: valid times differ from the blocks listed in {DATASET_INFO} (rerun step 2)")
@@ -303,7 +166,7 @@ _UNSHARED = _item_references([object()], 0)
 class _BufferPool:
     """float32 arrays handed out again once nobody holds them (nor a view of them) any more. A fresh array costs
     fresh pages every time (a month of the GMD shape is 46 MB, a batch of 32 windows 47 MB: glibc maps both anew
-    for every allocation, 20-30 % of the time of reading a month or cutting a batch); a reused one is warm.
+    for every allocation, a sizeable part of reading a month or cutting a batch); a reused one is warm.
     A buffer still referenced anywhere is never handed out; thread-safe (a pass may run in another thread, as
     under ``make_dataset``)."""
 
@@ -345,26 +208,75 @@ def _available_months(info: dict) -> set[tuple[int, int]]:
     return {parse_month_key(key) for key in info["months"]}
 
 
-class ERA5Dataset:
+@dataclass(frozen=True)
+class _PassPlan:
+    """How one pass is cut from its months (``months[k]``: position in the reader's files of the pass's window
+    k): its batches, their segments (consecutive windows of one month within one batch), the months in the order
+    they are first needed, how many of them must have been submitted for reading by each batch
+    (:data:`MONTHS_READ_AHEAD` ahead) and after which batch each is released."""
+    #: first and end window of each batch
+    batch_firsts: list[int]
+    batch_ends: list[int]
+    #: ``(first window, end window, month)`` of each segment, and the first segment of each batch (plus the end)
+    segments: list[tuple[int, int, int]]
+    segments_of_batch: list[int]
+    needed: list[int]
+    submit_by: list[int]
+    released_after: dict[int, list[int]]
+
+    @classmethod
+    def make(cls, months: np.ndarray, batch_size: int, month_count: int) -> "_PassPlan":
+        windows = len(months)
+        batch_firsts = np.arange(0, windows, batch_size)
+        cuts = np.union1d(batch_firsts, np.flatnonzero(np.diff(months)) + 1)
+        segments = list(zip(cuts.tolist(), [*cuts[1:].tolist(), windows], months[cuts].tolist()))
+        segments_of_batch = np.searchsorted(cuts, [*batch_firsts, windows]).tolist()
+        needed = months[np.sort(np.unique(months, return_index=True)[1])].tolist()
+        rank = np.empty(month_count, np.int64)
+        rank[needed] = np.arange(len(needed))
+        batch_ends = np.minimum(batch_firsts + batch_size, windows)
+        submit_by = np.minimum(np.maximum.accumulate(rank[months])[batch_ends - 1] + 1 + MONTHS_READ_AHEAD,
+                               len(needed)).tolist()
+        last_window = np.zeros(month_count, np.int64)
+        np.maximum.at(last_window, months, np.arange(windows))
+        released_after: dict[int, list[int]] = {}
+        for month in needed:
+            released_after.setdefault(int(last_window[month]) // batch_size, []).append(month)
+        return cls(batch_firsts.tolist(), batch_ends.tolist(), segments, segments_of_batch, needed, submit_by,
+                   released_after)
+
+    def batch_segments(self, batch: int) -> list[tuple[int, int, int]]:
+        return self.segments[self.segments_of_batch[batch]:self.segments_of_batch[batch + 1]]
+
+
+def _window_length(hparams: dict) -> int:
+    """The window length in hours: the hyper-parameter ``sequence_length`` (required, a positive integer)."""
+    if "sequence_length" not in hparams:
+        raise UserError("hyper-parameter 'sequence_length' missing: the reader needs the window length in hours "
+                        "(the training hyper-parameters set it)")
+    length = hparams["sequence_length"]
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise UserError(f"sequence_length {length!r}: expected a positive integer (hours per window)")
+    return int(length)
+
+
+@register_dataset("era5")
+class ERA5Dataset(Reader):
     """Windows of one data-split mode of a step-2 output; see the module docstring."""
+
+    evaluation = "gridded"
+    split_template = "data_split/era5/datasplit_template.json"
 
     def __init__(self, input_dir, datasplit, mode: str, hparams: dict | None = None, seed: int = 1234,
                  normalization: Normalization | None = None, normalization_months: str = "train"):
-        if mode not in MODES:
-            raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        check_mode(mode)
         self.tfrecord_dir = resolve_tfrecord_dir(input_dir)
         info = read_dataset_info(self.tfrecord_dir)
         self.mode = mode
         self.seed = int(seed)
-        self.datasplit = load_datasplit(datasplit, available=_available_months(info))
+        self.datasplit = self.load_split(datasplit, self.tfrecord_dir)
         hparams = dict(hparams or {})
-        if "sequence_length" not in hparams:
-            raise UserError("hyper-parameter 'sequence_length' missing: the reader needs the window length in hours "
-                            "(the training hyper-parameters set it)")
-        length = hparams["sequence_length"]
-        if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-            raise UserError(f"sequence_length {length!r}: expected a positive integer (hours per window)")
-        self.sequence_length = int(length)
+        self.sequence_length = _window_length(hparams)
         self.shuffle_on_val = bool(hparams.get("shuffle_on_val", False))
         #: default of batches' batch_size
         self.batch_size = int(hparams.get("batch_size", 4))
@@ -375,27 +287,7 @@ class ERA5Dataset:
         self.months = split_months(self.datasplit, mode)
         if not self.months:
             raise UserError(f"the data split has no months for mode '{mode}'")
-        entries = [info["months"][month_key(*m)] for m in self.months]
-        self.files = [str(self.tfrecord_dir / entry["file"]) for entry in entries]
-        missing = [f for f in self.files if not Path(f).is_file()]
-        if missing:
-            raise UserError(f"TFRecord file {missing[0]} listed in {DATASET_INFO} is missing (rerun step 2)")
-        self.layouts = [month_file_layout(Path(f), self.frame_shape) for f in self.files]
-        for path, layout, entry in zip(self.files, self.layouts, entries):
-            if layout.hours != sum(hours for _, hours in entry["blocks"]):
-                raise UserError(f"{path} holds {layout.hours} hours, {DATASET_INFO} lists "
-                                f"{sum(hours for _, hours in entry['blocks'])} (rerun step 2)")
-        #: gap-free runs ``[[first YYYYMMDDHH, hours], ...]`` of each month, in file order
-        self.blocks = [entry["blocks"] for entry in entries]
-        #: rows of each month file at which a window starts (it ends ``sequence_length - 1`` hours later, no gap)
-        self.window_starts = [self._gap_free_starts(blocks) for blocks in self.blocks]
-        self.windows_per_month = [len(starts) for starts in self.window_starts]
-        #: valid times YYYYMMDDHH of the rows of each month file (checked against the file when it is read)
-        self.valid_times = [block_times(blocks) for blocks in self.blocks]
-        self.num_windows = int(sum(self.windows_per_month))
-        if self.num_windows == 0:
-            raise UserError(f"no window of {self.sequence_length} consecutive hours fits in the '{mode}' months "
-                            f"{', '.join(month_key(*m) for m in self.months)}")
+        self._open_months([info["months"][month_key(*m)] for m in self.months])
         if normalization is None:
             stats = merge_stats([info["months"][key]["stats"] for key in self._statistics_months(info,
                                                                                                  normalization_months)])
@@ -409,6 +301,52 @@ class ERA5Dataset:
         self._month_buffers = _BufferPool(keep=MONTHS_IN_MEMORY + MONTHS_READ_AHEAD + 1)
         self._batch_buffers = _BufferPool(keep=4)
 
+    def _open_months(self, entries: list[dict]) -> None:
+        """Check the month files of the mode (their ``dataset_info.json`` entries, in chronological order) and find
+        their windows."""
+        self.files = [str(self.tfrecord_dir / entry["file"]) for entry in entries]
+        missing = [f for f in self.files if not Path(f).is_file()]
+        if missing:
+            raise UserError(f"TFRecord file {missing[0]} listed in {DATASET_INFO} is missing (rerun step 2)")
+        self.layouts = [month_file_layout(Path(f), self.frame_shape) for f in self.files]
+        for path, layout, entry in zip(self.files, self.layouts, entries):
+            if layout.hours != sum(hours for _, hours in entry["blocks"]):
+                raise UserError(f"{path} holds {layout.hours} hours, {DATASET_INFO} lists "
+                                f"{sum(hours for _, hours in entry['blocks'])} (rerun step 2)")
+        #: gap-free runs ``[[first YYYYMMDDHH, hours], ...]`` of each month, in file order
+        self.blocks = [entry["blocks"] for entry in entries]
+        #: rows of each month file at which a window starts (it ends ``sequence_length - 1`` hours later, no gap)
+        self.window_starts = [window_starts(blocks, self.sequence_length) for blocks in self.blocks]
+        self.windows_per_month = [len(starts) for starts in self.window_starts]
+        #: valid times YYYYMMDDHH of the rows of each month file (checked against the file when it is read)
+        self.valid_times = [block_times(blocks) for blocks in self.blocks]
+        self.num_windows = int(sum(self.windows_per_month))
+        if self.num_windows == 0:
+            raise UserError(f"no window of {self.sequence_length} consecutive hours fits in the '{self.mode}' months "
+                            f"{', '.join(month_key(*m) for m in self.months)}")
+
+    @classmethod
+    def load_split(cls, datasplit, input_dir=None) -> dict[str, dict[str, list[int]]]:
+        """Whole months per mode (:func:`.datasplit.load_datasplit`); with ``input_dir`` (``PreprocessedData/
+        <EXPNAME>`` or its ``tfrecords/``) every month named must have been written by step 2."""
+        if input_dir is None:
+            return load_datasplit(datasplit)
+        return load_datasplit(datasplit, available=_available_months(read_dataset_info(resolve_tfrecord_dir(
+            input_dir))))
+
+    @classmethod
+    def convert(cls, source, dest_dir=None, *, sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
+                overwrite: bool = False, keep_netcdf: bool = False) -> Path:
+        """Step 2 on ``PreprocessedData/<EXPNAME>`` (:func:`..data_preprocess.step2.run_step2`)."""
+        return run_step2(source, dest_dir, sequence_length=sequence_length, overwrite=overwrite,
+                         keep_netcdf=keep_netcdf)
+
+    def input_files(self) -> list[Path]:
+        return [Path(path) for path in self.files]
+
+    def description_files(self) -> list[Path]:
+        return [self.tfrecord_dir / DATASET_INFO, self.tfrecord_dir.parent / "statistics.json"]
+
     def _statistics_months(self, info: dict, normalization_months: str) -> list[str]:
         """Month keys whose statistics make the normalisation: the train split's, or (``"all"``) every month of
         the step-2 output."""
@@ -421,27 +359,10 @@ class ERA5Dataset:
             raise UserError("the data split has no 'train' months to compute the normalisation from")
         return [month_key(*m) for m in train_months]
 
-    def _gap_free_starts(self, blocks) -> np.ndarray:
-        starts, first_row = [np.zeros(0, np.int64)], 0
-        for _, hours in blocks:
-            starts.append(first_row + np.arange(max(0, hours - self.sequence_length + 1), dtype=np.int64))
-            first_row += hours
-        return np.concatenate(starts)
-
-    @property
-    def shuffled(self) -> bool:
-        return self.mode == "train" or (self.mode == "val" and self.shuffle_on_val)
-
-    def _check_batch_size(self, batch_size: int | None) -> int:
-        batch_size = self.batch_size if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise UserError(f"batch_size {batch_size}: expected a positive integer")
-        return batch_size
-
     def pass_order(self, batch_size: int | None = None, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Every window of one pass in the order :meth:`batches` yields them: (position of its month in
         ``self.files`` ``[N]``, its first row in that file ``[N]``). See the module docstring for the order."""
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.resolve_batch_size(batch_size)
         if not self.shuffled:
             months = np.repeat(np.arange(len(self.files)), [len(s) for s in self.window_starts])
             return months, np.concatenate(self.window_starts)
@@ -472,82 +393,70 @@ class ERA5Dataset:
         ``{"images": float32 [B, T, H, W, C] normalised, "t_start": int64 [B] YYYYMMDDHH of frame 0}``.
 
         Months are read in background threads, :data:`MONTHS_READ_AHEAD` ahead of the windows being cut, and
-        released after their last window. An ``images`` array is reused for a later batch once the caller holds
-        no reference to it (or to a view of it); keep the batch (or copy it) to keep its values."""
-        batch_size = self._check_batch_size(batch_size)
+        released after their last window (:class:`_PassPlan`). An ``images`` array is reused for a later batch once
+        the caller holds no reference to it (or to a view of it); keep the batch (or copy it) to keep its values."""
+        batch_size = self.resolve_batch_size(batch_size)
         months, starts = self.pass_order(batch_size, epoch)
         batch_count = len(starts) // batch_size if drop_remainder else -(-len(starts) // batch_size)
         months = months[skip * batch_size:batch_count * batch_size]
         starts = starts[skip * batch_size:batch_count * batch_size]
         if not len(starts):
             return
-        # the pass as segments (consecutive windows of one month within one batch), the months in the order they
-        # are first needed, how many of them must have been submitted by each batch, and when each is released
-        batch_firsts = np.arange(0, len(starts), batch_size)
-        cuts = np.union1d(batch_firsts, np.flatnonzero(np.diff(months)) + 1)
-        segments = list(zip(cuts.tolist(), [*cuts[1:].tolist(), len(starts)], months[cuts].tolist()))
-        segments_of_batch = np.searchsorted(cuts, [*batch_firsts, len(starts)]).tolist()
-        needed = months[np.sort(np.unique(months, return_index=True)[1])].tolist()
-        rank = np.empty(len(self.files), np.int64)
-        rank[needed] = np.arange(len(needed))
-        batch_ends = np.minimum(batch_firsts + batch_size, len(starts))
-        submit_by = np.minimum(np.maximum.accumulate(rank[months])[batch_ends - 1] + 1 + MONTHS_READ_AHEAD,
-                            len(needed)).tolist()
-        last_window = np.zeros(len(self.files), np.int64)
-        np.maximum.at(last_window, months, np.arange(len(months)))
-        released_after = {}
-        for month in needed:
-            released_after.setdefault(int(last_window[month]) // batch_size, []).append(month)
-        length, frame_shape = self.sequence_length, self.frame_shape
-        frame_offsets = np.arange(length)
-        max_hours = max(layout.hours for layout in self.layouts)
+        plan = _PassPlan.make(months, batch_size, len(self.files))
         with ThreadPoolExecutor(MONTHS_READ_AHEAD, thread_name_prefix="ambs-reader") as pool:
             reads, submitted = {}, 0
-
-            def submit(month: int) -> None:
-                """Read a month in parts of READ_PART_HOURS hours (in parallel; windows of the first part can be cut
-                while the next ones are read): its frames and [(end row, future)] of the parts."""
-                layout = self.layouts[month]
-                # one buffer shape for months of every length, so that any released buffer fits the next month
-                frames = self._month_buffers.get((max_hours, *frame_shape))[:layout.hours]
-                edges = [*range(0, layout.hours, READ_PART_HOURS), layout.hours]
-                reads[month] = frames, [(end, pool.submit(read_month, self.files[month], layout, frame_shape,
-                                                          self.normalization, self.valid_times[month], frames,
-                                                          (begin, end)))
-                                        for begin, end in zip(edges[:-1], edges[1:])]
-
-            for batch, (first, end) in enumerate(zip(batch_firsts.tolist(), batch_ends.tolist())):
-                while submitted < submit_by[batch]:
-                    submit(needed[submitted])
+            for batch, (first, end) in enumerate(zip(plan.batch_firsts, plan.batch_ends)):
+                while submitted < plan.submit_by[batch]:
+                    reads[plan.needed[submitted]] = self._read_in_parts(pool, plan.needed[submitted])
                     submitted += 1
-                images = self._batch_buffers.get((end - first, length, *frame_shape))
-                rows = images.reshape(-1, *frame_shape)
-                t_start = np.empty(end - first, np.int64)
-                for begin, stop, month in segments[segments_of_batch[batch]:segments_of_batch[batch + 1]]:
-                    month_frames, parts = reads[month]
-                    window_starts = starts[begin:stop]
-                    rows_needed = int(window_starts.max()) + length
-                    for part_end, part in parts:                     # wait for the parts holding the windows
-                        part.result()
-                        if part_end >= rows_needed:
-                            break
-                    # mode "clip": with "raise" numpy would write through a temporary buffer
-                    np.take(month_frames, (window_starts[:, None] + frame_offsets).ravel(), axis=0,
-                            out=rows[(begin - first) * length:(stop - first) * length], mode="clip")
-                    t_start[begin - first:stop - first] = self.valid_times[month][window_starts]
-                for month in released_after.get(batch, ()):
+                images = self._batch_buffers.get((end - first, self.sequence_length, *self.frame_shape))
+                t_start = self._cut_windows(images, first, plan.batch_segments(batch), starts, reads)
+                for month in plan.released_after.get(batch, ()):
                     del reads[month]
-                del rows, month_frames, parts
                 yield {"images": images, "t_start": t_start}
                 del images
 
+    def _read_in_parts(self, pool: ThreadPoolExecutor, month: int):
+        """Submit the reading of month ``month`` (position in :attr:`files`) in parts of :data:`READ_PART_HOURS`
+        hours (read in parallel; windows of the first part can be cut while the next ones are read): its frames
+        ``[hours, H, W, C]`` and ``[(end row, future)]`` of the parts."""
+        layout = self.layouts[month]
+        # one buffer shape for months of every length, so that any released buffer fits the next month
+        max_hours = max(other.hours for other in self.layouts)
+        frames = self._month_buffers.get((max_hours, *self.frame_shape))[:layout.hours]
+        edges = [*range(0, layout.hours, READ_PART_HOURS), layout.hours]
+        return frames, [(end, pool.submit(read_month, self.files[month], layout, self.frame_shape, self.normalization,
+                                          self.valid_times[month], frames, (begin, end)))
+                        for begin, end in zip(edges[:-1], edges[1:])]
+
+    def _cut_windows(self, images: np.ndarray, first: int, segments, starts: np.ndarray, reads: dict) -> np.ndarray:
+        """Copy the windows of one batch into ``images`` ``[B, T, H, W, C]`` (the pass's windows ``first`` to
+        ``first + B``, as ``segments`` of :class:`_PassPlan`, cut from the months being read in ``reads``); return
+        their ``t_start`` int64 ``[B]``."""
+        length = self.sequence_length
+        rows = images.reshape(-1, *self.frame_shape)
+        t_start = np.empty(len(images), np.int64)
+        for begin, stop, month in segments:
+            month_frames, parts = reads[month]
+            firsts = starts[begin:stop]
+            rows_needed = int(firsts.max()) + length
+            for part_end, part in parts:                     # wait for the parts holding the windows
+                part.result()
+                if part_end >= rows_needed:
+                    break
+            # mode "clip": with "raise" numpy would write through a temporary buffer
+            np.take(month_frames, (firsts[:, None] + np.arange(length)).ravel(), axis=0,
+                    out=rows[(begin - first) * length:(stop - first) * length], mode="clip")
+            t_start[begin - first:stop - first] = self.valid_times[month][firsts]
+        return t_start
+
     def make_dataset(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False):
         """:meth:`batches` as a ``tf.data.Dataset`` (tensors of the same batches), for code built on tf.data.
-        Slower (``from_generator``: about 2 ms per batch, benchmarks/bench_pipeline.py); AMBS itself uses
+        Slower (``from_generator`` adds a cost per batch, benchmarks/bench_pipeline.py); AMBS itself uses
         :meth:`batches`."""
         import tensorflow as tf
 
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.resolve_batch_size(batch_size)
         signature = {"images": tf.TensorSpec((None, self.sequence_length, *self.frame_shape), tf.float32),
                      "t_start": tf.TensorSpec((None,), tf.int64)}
         return tf.data.Dataset.from_generator(

@@ -1,5 +1,5 @@
 """Moving MNIST: generation of sequences, conversion of ``mnist_test_seq.npy`` to a TFRecord file, and its reader
-(ERA5Dataset's API).
+(the dataset ``moving_mnist`` of the registry).
 
 Raw data: the standard ``mnist_test_seq.npy``, uint8 ``[frames (20), sequences (10000), 64, 64]``.
 
@@ -41,11 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from ..data_preprocess.statistics import field_stats
+from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, check_writable_directory, read_json, write_json
 from ..utils.log import progress, setup_logging
-from .datasplit import MODES, load_index_split
+from .datasplit import MODES, check_mode, load_index_split
 from .normalization import Normalization
+from .registry import Reader, register_dataset
 
 log = logging.getLogger("ambs")
 
@@ -208,28 +210,43 @@ def convert_moving_mnist(source, dest_dir=None, overwrite: bool = False) -> Path
     return dest_dir
 
 
-class MovingMnist:
-    """Sequences of one data-split mode of a converted Moving MNIST file; same API as ``ERA5Dataset``.
+def read_dataset_info(input_dir) -> tuple[Path, dict]:
+    """The directory of a conversion (``input_dir`` or its ``tfrecords/``) and its ``dataset_info.json``."""
+    input_dir = Path(input_dir)
+    if not (input_dir / DATASET_INFO).is_file() and (input_dir / "tfrecords" / DATASET_INFO).is_file():
+        input_dir = input_dir / "tfrecords"
+    info = read_json(input_dir / DATASET_INFO, what="Moving MNIST dataset description (convert it first)")
+    if info.get("dataset") != "moving_mnist":
+        raise UserError(f"{input_dir / DATASET_INFO} does not describe a converted Moving MNIST file")
+    return input_dir, info
 
-    ``lat``/``lon`` are None (pixels have no coordinates); ``t_start`` is the sequence index.
+
+@register_dataset("moving_mnist")
+class MovingMnist(Reader):
+    """Sequences of one data-split mode of a converted Moving MNIST file (a :class:`.registry.Reader`).
+
+    ``lat``/``lon`` are None (pixels have no coordinates); ``t_start`` is the sequence index. The normalisation
+    comes from every converted sequence (see the module docstring): ``normalization_months`` accepts its
+    default only.
     """
 
+    evaluation = "sequences"
+    split_template = "data_split/moving_mnist/datasplit_template.json"
+
     def __init__(self, input_dir, datasplit, mode: str, hparams: dict | None = None, seed: int = 1234,
-                 normalization: Normalization | None = None):
-        if mode not in MODES:
-            raise UserError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
-        input_dir = Path(input_dir)
-        if not (input_dir / DATASET_INFO).is_file() and (input_dir / "tfrecords" / DATASET_INFO).is_file():
-            input_dir = input_dir / "tfrecords"
-        info = read_json(input_dir / DATASET_INFO, what="Moving MNIST dataset description (convert it first)")
-        if info.get("dataset") != "moving_mnist":
-            raise UserError(f"{input_dir / DATASET_INFO} does not describe a converted Moving MNIST file")
+                 normalization: Normalization | None = None, normalization_months: str = "train"):
+        check_mode(mode)
+        if normalization_months != "train":
+            raise UserError(f"normalization months {normalization_months!r}: Moving MNIST is normalised by the "
+                            f"byte range or the statistics of every converted sequence; the choice of months "
+                            f"applies to ERA5 only")
+        input_dir, info = read_dataset_info(input_dir)
         self.tfrecord_file = input_dir / TFRECORD_FILE
         if not self.tfrecord_file.is_file():
             raise UserError(f"{self.tfrecord_file} is missing (convert Moving MNIST again)")
         self.mode = mode
         self.seed = int(seed)
-        self.datasplit = load_index_split(datasplit, num_sequences=int(info["num_sequences"]))
+        self.datasplit = self.load_split(datasplit, input_dir)
         self.ranges = self.datasplit.get(mode, [])
         if not self.ranges:
             raise UserError(f"the data split has no index ranges for mode '{mode}'")
@@ -249,17 +266,32 @@ class MovingMnist:
         self.normalization = normalization or Normalization(hparams.get("normalization", "minmax"), info["stats"],
                                                             self.variables)
 
-    @property
-    def shuffled(self) -> bool:
-        return self.mode == "train" or (self.mode == "val" and self.shuffle_on_val)
+    @classmethod
+    def load_split(cls, datasplit, input_dir=None) -> dict[str, list[tuple[int, int]]]:
+        """Inclusive sequence index ranges per mode (:func:`.datasplit.load_index_split`); with ``input_dir`` (a
+        conversion's directory or its parent) every index must be one of the converted sequences."""
+        if input_dir is None:
+            return load_index_split(datasplit)
+        return load_index_split(datasplit, num_sequences=int(read_dataset_info(input_dir)[1]["num_sequences"]))
+
+    @classmethod
+    def convert(cls, source, dest_dir=None, *, sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
+                overwrite: bool = False, keep_netcdf: bool = False) -> Path:
+        """:func:`convert_moving_mnist` (sequences have a fixed length and no step-1 files: ``sequence_length``
+        and ``keep_netcdf`` do not apply)."""
+        return convert_moving_mnist(source, dest_dir, overwrite=overwrite)
+
+    def input_files(self) -> list[Path]:
+        return [self.tfrecord_file]
+
+    def description_files(self) -> list[Path]:
+        return [self.tfrecord_file.parent / DATASET_INFO, self.tfrecord_file.parent.parent / "statistics.json"]
 
     def make_dataset(self, batch_size: int | None = None, epoch: int = 0, drop_remainder: bool = False):
         """One pass: ``{"images": float32 [B, T, 64, 64, 1], "t_start": int64 [B] (sequence index)}``."""
         import tensorflow as tf
 
-        batch_size = self.batch_size if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise UserError(f"batch_size {batch_size}: expected a positive integer")
+        batch_size = self.resolve_batch_size(batch_size)
         firsts = tf.constant([first for first, _ in self.ranges], tf.int64)
         lasts = tf.constant([last for _, last in self.ranges], tf.int64)
         offset = tf.constant(self.normalization.offset, tf.float32)

@@ -25,7 +25,9 @@ if not __package__:  # run by path, as the original's runscripts do: make the pa
 import argparse
 from typing import Sequence
 
+from video_prediction_tools.datasets.registry import get_dataset_class, known_datasets
 from video_prediction_tools.main_scripts import legacy_options
+from video_prediction_tools.utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from video_prediction_tools.utils.errors import run_cli
 
 
@@ -35,25 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="PreprocessedData/<EXPNAME> of step 1 (moving_mnist: mnist_test_seq.npy or its dir)")
     parser.add_argument("--dest_dir", "-dest_dir", default=None,
                         help="output directory (default <source_dir>/tfrecords)")
-    parser.add_argument("--sequence_length", "-sequence_length", type=int, default=24,
+    parser.add_argument("--sequence_length", "-sequence_length", type=int, default=DEFAULT_SEQUENCE_LENGTH,
                         help="window length in hours that must fit into the data: checked, not recorded (the "
-                             "training hyper-parameter sequence_length sets the window length; default 24)")
-    parser.add_argument("--dataset", choices=("era5", "moving_mnist"), default="era5")
+                             f"training hyper-parameter sequence_length sets the window length; default "
+                             f"{DEFAULT_SEQUENCE_LENGTH})")
+    parser.add_argument("--dataset", choices=known_datasets(), default="era5")
     parser.add_argument("--overwrite", action="store_true", help="rewrite months whose output exists")
     parser.add_argument("--keep_netcdf", action="store_true", help="keep X_<MM>.nc after conversion")
     legacy_options.ignored(parser, "--sequences_per_file", "-sequences_per_file",
                            reason="each month becomes one TFRecord file holding every hour once; training cuts "
                                   "the windows")
     args = parser.parse_args(argv)
-    if args.dataset == "moving_mnist":
-        from video_prediction_tools.datasets.moving_mnist import convert_moving_mnist
-
-        convert_moving_mnist(args.source_dir, args.dest_dir, overwrite=args.overwrite)
-    else:
-        from video_prediction_tools.data_preprocess.step2 import run_step2
-
-        run_step2(args.source_dir, args.dest_dir, sequence_length=args.sequence_length, overwrite=args.overwrite,
-                  keep_netcdf=args.keep_netcdf)
+    get_dataset_class(args.dataset).convert(args.source_dir, args.dest_dir, sequence_length=args.sequence_length,
+                                            overwrite=args.overwrite, keep_netcdf=args.keep_netcdf)
     return 0
 
 

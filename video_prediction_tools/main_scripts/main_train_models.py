@@ -26,6 +26,7 @@ if not __package__:  # run by path, as the original's runscripts do: make the pa
 import argparse
 from typing import Sequence
 
+from video_prediction_tools.datasets.registry import known_datasets
 from video_prediction_tools.main_scripts import legacy_options
 from video_prediction_tools.utils.errors import run_cli
 
@@ -40,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", "-output_dir", required=True, help="run directory (created if missing)")
     parser.add_argument("--datasplit_dict", "-datasplit_dict", required=True,
                         help="data split JSON: {\"train\": {\"2017\": [1, 2]}, \"val\": {...}, \"test\": {...}}")
-    parser.add_argument("--dataset", "-dataset", default="era5", choices=["era5", "moving_mnist"])
+    parser.add_argument("--dataset", "-dataset", default="era5", choices=known_datasets())
     parser.add_argument("--model", "-model", required=True, help="model name (convLSTM, convLSTM_gan, savp, ...)")
     parser.add_argument("--model_hparams_dict", "-model_hparams_dict", default=None,
                         help="model hyper-parameters JSON (keys of that model only; defaults for missing keys)")

@@ -31,6 +31,7 @@ import math
 import keras
 import tensorflow as tf
 
+from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from .registry import sequence_frames
 
 #: hyper-parameters every model accepts (names of the original), with their defaults
@@ -39,7 +40,7 @@ COMMON_HPARAMS: dict[str, Any] = {
     "lr": 0.001,
     "max_epochs": 20,
     "context_frames": 12,
-    "sequence_length": 24,
+    "sequence_length": DEFAULT_SEQUENCE_LENGTH,
     "shuffle_on_val": False,
     "opt_var": "0",
     "normalization": "minmax",
@@ -137,9 +138,9 @@ class VideoPredictionModel(keras.Model):
     def compiled_forecast(self) -> Callable[..., tf.Tensor]:
         """:meth:`forecast` as one ``tf.function``: ``f(images [B, T, H, W, C], seed=0) → [B, F, H, W, C]``.
 
-        The same forecasts as eager calls of :meth:`forecast` with the same seed, about 1.5x faster (no Python
-        between the layers; 56 x 92 x 3 convLSTM batches of 16 on 2 CPU cores: 0.93 s against 1.4 s), and the GIL
-        is free while a batch is forecast, so other threads (writing files, computing scores) run meanwhile.
+        The same forecasts as eager calls of :meth:`forecast` with the same seed, faster (no Python between the
+        layers), and the GIL is free while a batch is forecast, so other threads (writing files, computing scores)
+        run meanwhile.
         Traced once per batch shape; the seed travels as a tensor, so new seeds do not trace again.
         """
         traced = tf.function(lambda images, seed: self.forecast(images, seed=seed))

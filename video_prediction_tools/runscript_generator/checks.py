@@ -255,16 +255,17 @@ def evaluated_metrics(results_dir: Path) -> tuple[list[str] | None, bool]:
 
 def evaluated_windows(tfrecords_dir: Path, months: Iterable[tuple[int, int]], sequence_length: int) -> int | None:
     """Windows of ``sequence_length`` hours that the step-2 files of ``months`` hold (windows never leave a
-    gap-free block of a month; blocks from step 2's ``dataset_info.json``); None if that file is missing."""
-    from ..data_preprocess.records import DATASET_INFO, month_key
+    gap-free block of a month, :func:`..data_preprocess.records.window_starts`; blocks from step 2's
+    ``dataset_info.json``); None if that file is missing."""
+    from ..data_preprocess.records import DATASET_INFO, month_key, window_starts
 
     try:
         info = json.loads((tfrecords_dir / DATASET_INFO).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     entries = info.get("months", {}) if isinstance(info, dict) else {}
-    return sum(max(0, int(hours) - sequence_length + 1) for year, month in months
-               for _, hours in entries.get(month_key(year, month), {}).get("blocks", []))
+    return sum(len(window_starts(entries.get(month_key(year, month), {}).get("blocks", []), sequence_length))
+               for year, month in months)
 
 
 def parse_metrics(text: str) -> list[str]:

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..datasets.normalization import Normalization
+from ..datasets.registry import Reader, get_dataset_class, known_datasets
 from ..models.registry import build_model, resolve_hparams
 from ..utils.errors import UserError
 from ..utils.io import read_json, remove_stale_temporaries, write_json
@@ -58,7 +59,6 @@ from .run_logs import LossLogWriter, summary_scalar, write_loss_logs
 
 log = logging.getLogger("ambs")
 
-DATASETS = ("era5", "moving_mnist")
 #: noise seed of stochastic models' validation forecasts: the same draws at every validation, so checkpoints
 #: are compared on equal terms
 VALIDATION_SEED = 0
@@ -136,8 +136,8 @@ def check_options(options: TrainingOptions) -> None:
         raise UserError(f"--val_interval {options.val_interval}: expected a positive number of steps")
     if options.stop_after_steps is not None and options.stop_after_steps < 1:
         raise UserError(f"--stop_after_steps {options.stop_after_steps}: expected a positive number of steps")
-    if options.dataset not in DATASETS:
-        raise UserError(f"--dataset {options.dataset!r}: expected one of {', '.join(DATASETS)}")
+    if options.dataset not in known_datasets():
+        raise UserError(f"--dataset {options.dataset!r}: expected one of {', '.join(known_datasets())}")
     if not Path(options.input_dir).is_dir():
         raise UserError(f"--input_dir {options.input_dir}: directory does not exist")
     if options.model_hparams_dict is not None and not Path(options.model_hparams_dict).is_file():
@@ -264,7 +264,7 @@ class PreparedRun:
 
     options: TrainingOptions
     run_dir: Path
-    strategy: Any
+    strategy: tf.distribute.Strategy
     is_chief: bool
     task_index: int
     #: checkpoint to resume from (``--checkpoint``, else the newest complete one of the run directory), or None
@@ -278,20 +278,11 @@ class PreparedRun:
 class OpenedSplits:
     """The train and val readers and the step schedule they imply."""
 
-    train: Any
-    val: Any
+    train: Reader
+    val: Reader
     batch_size: int
     schedule: Schedule
     frame_shape: list[int]
-
-
-def _dataset_class(name: str):
-    """The reader class of ``--dataset`` (imported on demand: each reader has its own dependencies)."""
-    if name == "era5":
-        from ..datasets.era5 import ERA5Dataset
-        return ERA5Dataset
-    from ..datasets.moving_mnist import MovingMnist
-    return MovingMnist
 
 
 def _check_model_of_run(run_dir: Path, options: TrainingOptions) -> None:
@@ -351,15 +342,15 @@ def open_splits(run: PreparedRun) -> OpenedSplits:
     """The train and val readers (window length = ``hparams["sequence_length"]``), checked to give at least one
     training batch and one validation window, and the schedule of steps."""
     options, hparams = run.options, run.hparams
-    dataset_class = _dataset_class(options.dataset)
+    reader_class = get_dataset_class(options.dataset)
     normalization = None
     if run.resume_from is not None and (run.resume_from.parent / checkpoints.NORMALIZATION_FILE).is_file():
         normalization = Normalization.from_dict(read_json(run.resume_from.parent / checkpoints.NORMALIZATION_FILE))
-    months = {} if options.normalization_months == "train" else {"normalization_months": options.normalization_months}
-    train_data = dataset_class(options.input_dir, options.datasplit_dict, "train", hparams=hparams,
-                               seed=options.seed, normalization=normalization, **months)
-    val_data = dataset_class(options.input_dir, options.datasplit_dict, "val", hparams=hparams,
-                             seed=options.seed, normalization=train_data.normalization)
+    train_data = reader_class(options.input_dir, options.datasplit_dict, "train", hparams=hparams,
+                              seed=options.seed, normalization=normalization,
+                              normalization_months=options.normalization_months)
+    val_data = reader_class(options.input_dir, options.datasplit_dict, "val", hparams=hparams,
+                            seed=options.seed, normalization=train_data.normalization)
     batch_size = int(hparams["batch_size"])
     steps_per_epoch = int(train_data.num_windows) // batch_size
     if steps_per_epoch == 0:
@@ -376,13 +367,12 @@ def open_splits(run: PreparedRun) -> OpenedSplits:
     return OpenedSplits(train_data, val_data, batch_size, schedule, [int(n) for n in train_data.frame_shape])
 
 
-def _input_files(splits: OpenedSplits) -> tuple[list[str], list[Path]]:
+def _input_files(splits: OpenedSplits) -> tuple[list[Path], list[Path]]:
     """The data files the splits read, and the JSON files describing them (for the input fingerprint)."""
     data_files, descriptions = [], []
     for reader in (splits.train, splits.val):
-        data_files += list(getattr(reader, "files", None) or [reader.tfrecord_file])
-        data_dir = Path(getattr(reader, "tfrecord_dir", None) or Path(reader.tfrecord_file).parent)
-        descriptions += [data_dir / "dataset_info.json", data_dir.parent / "statistics.json"]
+        data_files += reader.input_files()
+        descriptions += reader.description_files()
     return data_files, descriptions
 
 

@@ -36,12 +36,6 @@ class UserError(Exception):
         self.quiet = quiet
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`UserError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise UserError(message)
-
-
 #: errors of the file system that the user fixes (permissions, a read-only or full disk, a file where a directory
 #: is expected), as opposed to bugs
 FILE_SYSTEM_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
