@@ -320,18 +320,18 @@ def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
     assert repr(M.make_metrics(["ssim"], data_range=3.0)[0]) == "SSIM(data_range=3.0, window=7)"
 
 
-def test_moving_mnist_metrics_are_registered_apart_from_the_era5_ones():
-    mnist = M.METRICS_BY_DATASET[M.MOVING_MNIST]
+def test_sequence_metrics_are_registered_apart_from_the_gridded_ones():
+    mnist = M.METRICS_BY_EVALUATION[M.SEQUENCES]
     assert list(mnist) == ["mse", "mse_frame", "mae", "mae_frame", "ssim", "psnr"]
-    assert all(issubclass(cls, M.Metric) and cls.dataset == M.MOVING_MNIST for cls in mnist.values())
-    assert M.METRICS is M.METRICS_BY_DATASET[M.ERA5] and "mae" not in M.METRICS
-    psnr, ssim = M.make_metrics(["psnr", "ssim"], dataset=M.MOVING_MNIST)
+    assert all(issubclass(cls, M.Metric) and cls.evaluation == M.SEQUENCES for cls in mnist.values())
+    assert M.METRICS is M.METRICS_BY_EVALUATION[M.GRIDDED] and "mae" not in M.METRICS
+    psnr, ssim = M.make_metrics(["psnr", "ssim"], evaluation=M.SEQUENCES)
     assert psnr.data_range == 1.0 and ssim.data_range == 1.0 and psnr.units("1") == "dB" and ssim.units("1") == "1"
-    assert M.make_metrics(["mse"], dataset=M.MOVING_MNIST)[0].units("1") == "1"
+    assert M.make_metrics(["mse"], evaluation=M.SEQUENCES)[0].units("1") == "1"
     with pytest.raises(UserError, match="unknown evaluation metric.s. acc; known: mse, mse_frame, mae"):
-        M.check_metric_names(["acc"], M.MOVING_MNIST)
-    with pytest.raises(ValueError, match="unknown dataset 'radar'"):
-        M.register(type("CriticalSuccessIndex", (M.Metric,), {"name": "csi", "dataset": "radar"}))
+        M.check_metric_names(["acc"], M.SEQUENCES)
+    with pytest.raises(ValueError, match="unknown evaluation 'radar'"):
+        M.register(type("CriticalSuccessIndex", (M.Metric,), {"name": "csi", "evaluation": "radar"}))
 
 
 # --- the original's CDO climatology file (climatology_t2m_1991-2020.nc): (time, lat, lon), 288 steps ----------

@@ -583,11 +583,15 @@ def test_refused_runs_fail_before_forecasting_and_leave_no_results(trained_run, 
 def test_each_dataset_goes_to_its_pipeline_and_an_unknown_one_is_refused(trained_run, tmp_path):
     import shutil
 
+    from video_prediction_tools.datasets.registry import EVALUATIONS, get_dataset_class, known_datasets
     from video_prediction_tools.postprocess import forecast, moving_mnist, pipeline
     from video_prediction_tools.postprocess.options import PostprocessOptions
 
-    assert pipeline.PIPELINES == {"era5": forecast.run_era5_postprocess,
-                                  "moving_mnist": moving_mnist.run_moving_mnist_postprocess}
+    assert pipeline.PIPELINES == {"gridded": forecast.run_era5_postprocess,
+                                  "sequences": moving_mnist.run_moving_mnist_postprocess}
+    assert set(pipeline.PIPELINES) == set(EVALUATIONS)
+    assert {name: get_dataset_class(name).evaluation for name in known_datasets()} == {
+        "era5": "gridded", "moving_mnist": "sequences"}
     run_dir, _ = trained_run
     assert pipeline.trained_dataset(run_dir) == "era5"
     assert pipeline.trained_dataset(tmp_path / "nope") is None  # the ERA5 pipeline's validation reports it
@@ -595,7 +599,7 @@ def test_each_dataset_goes_to_its_pipeline_and_an_unknown_one_is_refused(trained
     shutil.copytree(run_dir, radar_run)
     options = json.loads((radar_run / "options.json").read_text())
     (radar_run / "options.json").write_text(json.dumps({**options, "dataset": "radar"}))
-    with pytest.raises(UserError, match="no postprocessing for runs trained on 'radar' .known: era5, moving_mnist"):
+    with pytest.raises(UserError, match="unknown dataset 'radar'"):
         pipeline.run_postprocess(PostprocessOptions(str(radar_run), str(tmp_path / "results")))
     assert not (tmp_path / "results").exists()
 

@@ -17,12 +17,15 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from ..utils.errors import UserError
 from .fields import Message
+
+if TYPE_CHECKING:  # xarray is imported when a netCDF file is opened: GRIB-only users (and the generator) skip it
+    import xarray as xr
 
 #: CDS netCDF names whose GRIB shortName differs (the rest carry the GRIB shortName: tcc, msl, t, sp, ...)
 NETCDF_TO_GRIB_NAMES = {"t2m": "2t", "d2m": "2d", "u10": "10u", "v10": "10v", "u100": "100u", "v100": "100v",
@@ -38,6 +41,8 @@ SPACING_TOLERANCE = 1e-4
 
 def open_netcdf(path: Path) -> xr.Dataset:
     """Open ``path`` lazily (values are read field by field); UserError naming it when it is no readable netCDF."""
+    import xarray as xr
+
     try:
         return xr.open_dataset(path, decode_timedelta=False, cache=False)
     except Exception as err:  # netCDF4/h5py raise many types for broken files; all mean the same to the user

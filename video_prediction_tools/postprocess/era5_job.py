@@ -19,16 +19,17 @@ import xarray as xr
 
 from ..data_extraction.climatology import check_climatology_covers, load_climatology, require_climatology_file
 from ..data_preprocess.records import yyyymmddhh_to_datetime
+from ..datasets.registry import get_dataset_class
 from ..utils.errors import UserError
 from ..utils.log import setup_logging
 from .bootstrap import number_of_blocks
 from .coastlines import find_coastline_file
-from .metrics import ACC, ERA5, METRICS, Conventions, check_conventions, check_metric_names, needs_climatology
+from .metrics import ACC, GRIDDED, METRICS, Conventions, check_conventions, check_metric_names, needs_climatology
 from .options import PostprocessOptions, check_options
 from .persistence import PERSISTENCE
 
 if TYPE_CHECKING:  # the model's module imports TensorFlow, which open_job never needs
-    from ..datasets.era5 import ERA5Dataset
+    from ..datasets.registry import Reader
     from ..models.base import VideoPredictionModel
     from ..training.checkpoints import TrainedRun
 
@@ -42,7 +43,7 @@ class Era5Job:
     results_dir: Path
     metric_names: list[str]
     run: TrainedRun
-    dataset: ERA5Dataset
+    dataset: Reader
     #: the evaluated channel's name (``--channel``)
     variable: str
     #: ``(month, hour, lat, lon)`` on the domain, for ACC-type metrics; None without them
@@ -97,7 +98,7 @@ def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str 
     return names
 
 
-def forecast_valid_times(dataset: ERA5Dataset, context_frames: int, forecast_frames: int) -> np.ndarray:
+def forecast_valid_times(dataset: Reader, context_frames: int, forecast_frames: int) -> np.ndarray:
     """Every valid time (datetime64[h], sorted, unique) of the forecasts of ``dataset``'s windows: the rows
     ``context_frames .. context_frames + forecast_frames - 1`` of each gap-free window."""
     rows = np.arange(context_frames, context_frames + forecast_frames)
@@ -105,7 +106,7 @@ def forecast_valid_times(dataset: ERA5Dataset, context_frames: int, forecast_fra
     return yyyymmddhh_to_datetime(np.unique(np.concatenate(parts)))
 
 
-def _open_climatology(options: PostprocessOptions, conventions: Conventions, run: TrainedRun, dataset: ERA5Dataset,
+def _open_climatology(options: PostprocessOptions, conventions: Conventions, run: TrainedRun, dataset: Reader,
                       variable: str) -> xr.DataArray:
     """The climatology of ``variable`` on the domain, checked to cover the valid times of every forecast (shifted
     as the metric ``conventions`` look the climatology up)."""
@@ -119,7 +120,6 @@ def _open_climatology(options: PostprocessOptions, conventions: Conventions, run
 def open_job(options: PostprocessOptions) -> Era5Job:
     """Validate everything but the model's weights (see the module docstring) without writing anything and without
     TensorFlow."""
-    from ..datasets.era5 import ERA5Dataset
     from ..training.checkpoints import read_trained_run
 
     setup_logging()  # console only until the results directory exists
@@ -127,10 +127,11 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     conventions = check_conventions(options.metric_conventions, options.data_range)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
     run = read_trained_run(options.checkpoint)
-    if run.dataset != ERA5:
-        raise UserError(f"postprocessing supports ERA5 runs only; {run.run_dir} was trained on {run.dataset!r}")
+    reader_class = get_dataset_class(run.dataset)
+    if reader_class.evaluation != GRIDDED:
+        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, whose data are not gridded fields")
     hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
-    dataset = ERA5Dataset(run.input_dir, run.datasplit, options.mode, hparams=hparams,
+    dataset = reader_class(run.input_dir, run.datasplit, options.mode, hparams=hparams,
                           normalization=run.normalization)
     if not 0 <= options.channel < len(dataset.variables):
         raise UserError(f"--channel {options.channel}: the data has channels 0..{len(dataset.variables) - 1} "

@@ -44,7 +44,7 @@ from .era5_job import Era5Job, load_model, open_job
 from .evaluation import BatchConsumer, ScoreAccumulator
 from .figure_selection import helper_figures, layout_sample, plot_scores, quantile_labels
 from .helper import HelperProcess
-from .metrics import ERA5, METRICS, make_metrics
+from .metrics import GRIDDED, METRICS, make_metrics
 from .options import PostprocessOptions, check_options
 from .persistence import PERSISTENCE, PersistenceReader
 from .results_io import EVALUATION_FILE, SAMPLE_COMPRESSION, SUMMARY_STEM, sample_content, sample_file_name, \
@@ -52,7 +52,7 @@ from .results_io import EVALUATION_FILE, SAMPLE_COMPRESSION, SUMMARY_STEM, sampl
 
 log = logging.getLogger("ambs")
 #: the dataset of the runs this pipeline evaluates
-DATASET = ERA5
+EVALUATION = GRIDDED
 
 
 def start_results(job: Era5Job) -> None:

@@ -39,9 +39,9 @@ Definitions (n = number of grid points, F forecast, O truth, sums over the domai
 
 Perfect forecasts score mse 0, rmse 0, psnr 100 dB, ssim 1, acc 1, texture 1.
 
-Each metric scores the runs of one dataset (:attr:`Metric.dataset`); the above are the ERA5 metrics
-(:data:`METRICS`). Moving MNIST runs are scored on intensities in [0, 1] (byte value / 255), one value per
-forecast frame of 64 x 64 pixels, by their own registered metrics (``METRICS_BY_DATASET[MOVING_MNIST]``):
+Each metric scores the runs of one evaluation kind (:attr:`Metric.evaluation`); the above are the gridded (ERA5)
+metrics (:data:`METRICS`). Moving MNIST runs are scored on intensities in [0, 1] (byte value / 255), one value per
+forecast frame of 64 x 64 pixels, by their own registered metrics (``METRICS_BY_EVALUATION[SEQUENCES]``):
 
 * ``mse`` = mean over the pixels of (F - O)^2; ``mse_frame`` = the sum over the pixels, i.e. 4096 x ``mse`` (the
   per-frame MSE that OpenSTL and the PredRNN papers publish); ``mae`` / ``mae_frame`` likewise with |F - O|;
@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, ClassVar, Sequence
 
 import numpy as np
 
+from ..datasets.registry import EVALUATIONS
 from ..utils.errors import UserError
 
 if TYPE_CHECKING:  # xarray and scipy are imported where used: the runscript generator reads the metric names
@@ -108,13 +109,14 @@ def latitude_weights(lat: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
-#: the datasets whose runs are scored by the metrics of this module (the values of :attr:`Metric.dataset`)
-ERA5, MOVING_MNIST = "era5", "moving_mnist"
-#: dataset → {metric name → class}, each in the order of that dataset's default metric list; filled by
+#: the evaluations (a dataset class's ``evaluation``, see ``datasets.registry.EVALUATIONS``) whose runs the metrics
+#: of this module score (the values of :attr:`Metric.evaluation`): ERA5 is gridded, Moving MNIST sequences
+GRIDDED, SEQUENCES = "gridded", "sequences"
+#: evaluation → {metric name → class}, each in the order of that evaluation's default metric list; filled by
 #: :func:`register`
-METRICS_BY_DATASET: dict[str, dict[str, type["Metric"]]] = {ERA5: {}, MOVING_MNIST: {}}
-#: the ERA5 metrics: those offered by ERA5 postprocessing, meta-postprocessing and the runscript generator
-METRICS = METRICS_BY_DATASET[ERA5]
+METRICS_BY_EVALUATION: dict[str, dict[str, type["Metric"]]] = {kind: {} for kind in EVALUATIONS}
+#: the gridded (ERA5) metrics: those offered by ERA5 postprocessing, meta-postprocessing and the runscript generator
+METRICS = METRICS_BY_EVALUATION[GRIDDED]
 #: what a run supplies to the metrics besides the fields: the climatology (``data_extraction.climatology.
 #: load_climatology``) and the stated data range of PSNR and SSIM; a metric receives those named by its dataclass
 #: fields
@@ -122,12 +124,12 @@ RUN_INPUTS = ("climatology", "data_range")
 
 
 def register(cls: type["Metric"]) -> type["Metric"]:
-    """Class decorator: make a metric known to the postprocessing of its :attr:`~Metric.dataset` (and, for ERA5,
-    to meta-postprocessing and the runscript generator)."""
-    if cls.dataset not in METRICS_BY_DATASET:
-        raise ValueError(f"metric class {cls.__name__}: unknown dataset {cls.dataset!r}; known: "
-                         f"{', '.join(METRICS_BY_DATASET)}")
-    registry = METRICS_BY_DATASET[cls.dataset]
+    """Class decorator: make a metric known to the postprocessing of its :attr:`~Metric.evaluation` (and, for
+    gridded data, to meta-postprocessing and the runscript generator)."""
+    if cls.evaluation not in METRICS_BY_EVALUATION:
+        raise ValueError(f"metric class {cls.__name__}: unknown evaluation {cls.evaluation!r}; known: "
+                         f"{', '.join(METRICS_BY_EVALUATION)}")
+    registry = METRICS_BY_EVALUATION[cls.evaluation]
     if not cls.name or cls.name in registry:
         raise ValueError(f"metric class {cls.__name__} needs a unique name, got {cls.name!r}")
     unknown = set(cls.needs) - set(RUN_INPUTS)
@@ -144,12 +146,12 @@ class Metric:
     Subclasses are dataclasses whose fields are the metric's parameters (e.g. ``data_range``, ``climatology``,
     ``weighted``); they set :attr:`name` (the ``<metric>`` part of ``<var>_<product>_<metric>``),
     :attr:`long_name`, :attr:`perfect_score` (``None`` if there is none usable for skill scores), :attr:`needs`
-    and implement :meth:`_score`; :attr:`dataset` says which runs they score. Decorated with :func:`register`,
+    and implement :meth:`_score`; :attr:`evaluation` says which runs they score. Decorated with :func:`register`,
     they are offered everywhere.
     """
 
-    #: the dataset (:data:`METRICS_BY_DATASET` key) whose runs the metric scores
-    dataset: ClassVar[str] = ERA5
+    #: the evaluation (:data:`METRICS_BY_EVALUATION` key) of the runs the metric scores
+    evaluation: ClassVar[str] = GRIDDED
     name: ClassVar[str] = ""
     long_name: ClassVar[str] = ""
     perfect_score: ClassVar[float | None] = None
@@ -453,7 +455,7 @@ class _PixelMetric(Metric):
     """Base of the Moving MNIST metrics: frames of intensities in [0, 1] (byte value / 255) given as ``(..., lat,
     lon)`` = ``(..., row, column)`` fields in float64; dimensionless scores."""
 
-    dataset = MOVING_MNIST
+    evaluation = SEQUENCES
     perfect_score = 0.0
 
     def units(self, data_units):
@@ -512,7 +514,7 @@ class FrameMAE(PixelMAE):
 class _UnitDataRange:
     """Mixin making a gridded metric with a stated data range a Moving MNIST metric of data range 1."""
 
-    dataset: ClassVar[str] = MOVING_MNIST
+    evaluation: ClassVar[str] = SEQUENCES
     data_range: float | None = 1.0
 
 
@@ -579,10 +581,10 @@ CONVENTIONS = {
 DEFAULT_CONVENTIONS = "ambs"
 
 
-def check_metric_names(names: Sequence[str], dataset: str = ERA5) -> list[str]:
-    """The names, validated against the metrics of ``dataset`` (unknown → UserError listing the known ones),
+def check_metric_names(names: Sequence[str], evaluation: str = GRIDDED) -> list[str]:
+    """The names, validated against the metrics of ``evaluation`` (unknown → UserError listing the known ones),
     duplicates dropped, order kept."""
-    known = METRICS_BY_DATASET[dataset]
+    known = METRICS_BY_EVALUATION[evaluation]
     unknown = [name for name in names if name not in known]
     if unknown:
         raise UserError(f"unknown evaluation metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
@@ -601,16 +603,16 @@ def check_conventions(name: str, data_range: float | None = None) -> Conventions
 
 
 def make_metrics(names: Sequence[str], climatology: xr.DataArray | None = None, data_range: float | None = None,
-                 conventions: str = DEFAULT_CONVENTIONS, dataset: str = ERA5) -> list[Metric]:
-    """Metric objects for ``names`` (metrics of ``dataset``): each gets the run inputs given (not None) that its
+                 conventions: str = DEFAULT_CONVENTIONS, evaluation: str = GRIDDED) -> list[Metric]:
+    """Metric objects for ``names`` (metrics of ``evaluation``): each gets the run inputs given (not None) that its
     dataclass fields name (``climatology``, a ``(month, hour, lat, lon)`` DataArray on the forecast grid;
     ``data_range``, the stated range of PSNR and SSIM, None: the class's default), then the parameters of
     ``conventions`` (a :data:`CONVENTIONS` name)."""
     convention = check_conventions(conventions, data_range)
     inputs = {"climatology": climatology, "data_range": data_range}
     metrics = []
-    for name in check_metric_names(names, dataset):
-        cls = METRICS_BY_DATASET[dataset][name]
+    for name in check_metric_names(names, evaluation):
+        cls = METRICS_BY_EVALUATION[evaluation][name]
         missing = sorted(need for need in cls.needs if inputs[need] is None)
         if missing:
             raise ValueError(f"metric {name} needs a {' and a '.join(missing)}")

@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import xarray as xr
 
+from ..datasets.registry import get_dataset_class
 from ..utils.errors import UserError
 from ..utils.log import progress, setup_logging
 from . import plots
 from .bootstrap import write_table
-from .metrics import METRICS_BY_DATASET, MOVING_MNIST, make_metrics
+from .metrics import METRICS_BY_EVALUATION, SEQUENCES, make_metrics
 from .options import PostprocessOptions, check_options
 from .results_io import EVALUATION_FILE, SUMMARY_STEM, start_results_dir, write_netcdf
 
@@ -45,9 +46,9 @@ if TYPE_CHECKING:  # the reader and the model import TensorFlow, which validatin
 
 log = logging.getLogger("ambs")
 #: the dataset of the runs this pipeline evaluates
-DATASET = MOVING_MNIST
+EVALUATION = SEQUENCES
 #: the metrics of Moving MNIST runs (name → registered class), in the order of the default list
-MNIST_METRICS = METRICS_BY_DATASET[MOVING_MNIST]
+MNIST_METRICS = METRICS_BY_EVALUATION[SEQUENCES]
 #: units of the intensities scored (byte value / 255)
 INTENSITY_UNITS = "1"
 BASELINE = "copy_last_frame"
@@ -66,7 +67,7 @@ def frame_scores(forecast: np.ndarray, truth: np.ndarray, names: Sequence[str] |
     fields = {key: xr.DataArray(values.reshape(-1, height, width), dims=("field", "lat", "lon"),
                                 coords={"lat": np.arange(height), "lon": np.arange(width)})
               for key, values in (("forecast", forecast), ("truth", truth))}
-    metrics = make_metrics(list(MNIST_METRICS) if names is None else names, dataset=MOVING_MNIST)
+    metrics = make_metrics(list(MNIST_METRICS) if names is None else names, evaluation=SEQUENCES)
     return {metric.name: metric.compute(fields["forecast"], fields["truth"]).values.reshape(leading)
             for metric in metrics}
 
@@ -95,7 +96,7 @@ class MnistJob:
     @property
     def provenance(self) -> dict:
         run = self.run
-        return {"dataset": DATASET, "model": run.model_name, "checkpoint": str(run.checkpoint_dir),
+        return {"dataset": run.dataset, "model": run.model_name, "checkpoint": str(run.checkpoint_dir),
                 "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir),
                 "intensity_scale": "byte value / 255", "baseline": f"{BASELINE}: the last context frame repeated"}
 
@@ -132,7 +133,6 @@ def _refuse_era5_only_options(options: PostprocessOptions) -> None:
 
 def open_mnist_job(options: PostprocessOptions) -> MnistJob:
     """Validate the options, restore the model and open the split, writing nothing."""
-    from ..datasets.moving_mnist import MovingMnist
     from ..training.checkpoints import load_trained_model
 
     setup_logging()
@@ -149,10 +149,11 @@ def open_mnist_job(options: PostprocessOptions) -> MnistJob:
     _refuse_era5_only_options(options)
     metric_names = check_mnist_metrics(options.evaluation_metrics)
     model, run = load_trained_model(options.checkpoint)
-    if run.dataset != DATASET:
-        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, not Moving MNIST")
+    reader_class = get_dataset_class(run.dataset)
+    if reader_class.evaluation != SEQUENCES:
+        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, whose data are not independent sequences")
     hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
-    dataset = MovingMnist(run.input_dir, run.datasplit, options.mode, hparams=hparams,
+    dataset = reader_class(run.input_dir, run.datasplit, options.mode, hparams=hparams,
                           normalization=run.normalization)
     return MnistJob(options, Path(options.results_dir), model, run, dataset, metric_names)
 

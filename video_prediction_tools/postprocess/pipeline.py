@@ -1,9 +1,11 @@
-"""Postprocessing of a trained run by the pipeline of the dataset it was trained on.
+"""Postprocessing of a trained run by the pipeline of the kind of data it was trained on.
 
-:data:`PIPELINES` maps the dataset named in the run's ``options.json`` (``read_trained_run(...).dataset``) to the
-function that evaluates such runs: :mod:`.forecast` for ERA5 (forecasts, persistence, metrics, bootstrap, sample
-files, maps), :mod:`.moving_mnist` for Moving MNIST (per-frame scores against the copy-last-frame baseline).
-Adding a dataset to postprocessing is one entry here::
+The run's ``options.json`` names its dataset (``read_trained_run(...).dataset``); the dataset's registered class
+says how its data are evaluated (``Reader.evaluation``, see ``datasets.registry.EVALUATIONS``), and
+:data:`PIPELINES` maps that kind to the function that evaluates such runs: :mod:`.forecast` for gridded fields
+(ERA5: forecasts, persistence, metrics, bootstrap, sample files, maps), :mod:`.moving_mnist` for independent
+sequences (per-frame scores against the copy-last-frame baseline). A new dataset of an existing kind needs nothing
+here; a new kind of evaluation is one entry::
 
     from video_prediction_tools.postprocess.options import PostprocessOptions
     from video_prediction_tools.postprocess.pipeline import run_postprocess
@@ -14,18 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..datasets.registry import get_dataset_class
 from ..training.checkpoints import read_trained_run
 from ..utils.errors import UserError
 from . import forecast, moving_mnist
 from .options import PostprocessOptions
 
-#: dataset of the trained run → the pipeline that evaluates it (returns the results directory)
+#: evaluation kind of the trained run's dataset → the pipeline that evaluates it (returns the results directory)
 PIPELINES: dict[str, Callable[[PostprocessOptions], Path]] = {
-    forecast.DATASET: forecast.run_era5_postprocess,
-    moving_mnist.DATASET: moving_mnist.run_moving_mnist_postprocess,
+    forecast.EVALUATION: forecast.run_era5_postprocess,
+    moving_mnist.EVALUATION: moving_mnist.run_moving_mnist_postprocess,
 }
 #: the pipeline of a checkpoint whose run cannot be read: its validation reports what is wrong, in its order
-DEFAULT_DATASET = forecast.DATASET
+DEFAULT_EVALUATION = forecast.EVALUATION
 
 
 def trained_dataset(checkpoint: str | Path) -> str | None:
@@ -38,9 +41,10 @@ def trained_dataset(checkpoint: str | Path) -> str | None:
 
 
 def run_postprocess(options: PostprocessOptions) -> Path:
-    """Evaluate the run of ``options.checkpoint`` with the pipeline of its dataset; return the results directory."""
-    dataset = trained_dataset(options.checkpoint) or DEFAULT_DATASET
-    if dataset not in PIPELINES:
-        raise UserError(f"--checkpoint {options.checkpoint}: no postprocessing for runs trained on {dataset!r} "
-                        f"(known: {', '.join(PIPELINES)})")
-    return PIPELINES[dataset](options)
+    """Evaluate the run of ``options.checkpoint`` with the pipeline of its data; return the results directory."""
+    dataset = trained_dataset(options.checkpoint)
+    evaluation = DEFAULT_EVALUATION if dataset is None else get_dataset_class(dataset).evaluation
+    if evaluation not in PIPELINES:
+        raise UserError(f"--checkpoint {options.checkpoint}: no postprocessing for runs on {dataset!r} "
+                        f"(evaluation {evaluation!r}; known: {', '.join(PIPELINES)})")
+    return PIPELINES[evaluation](options)
