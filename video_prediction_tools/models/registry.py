@@ -22,7 +22,6 @@ Example::
 from __future__ import annotations
 
 import ast
-import importlib
 import math
 import pkgutil
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 from ..utils.errors import UserError
 from ..utils.io import read_json
 from ..utils.settings import templates_dir
+from ..utils.source_scan import look_up
 
 #: hyper-parameters that are counts (>= 1); counts for which 0 means "none" (``nz``: no latent variables,
 #: ``num_transformed_images``) are checked by their models
@@ -193,12 +193,7 @@ def models_with_template(dataset: str) -> list[str]:
 
 
 def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        modules = model_modules()
-        if name not in modules:
-            raise UserError(f"unknown model {name!r}; known models: {', '.join(sorted(modules))}")
-        importlib.import_module(modules[name])
-    return _REGISTRY[name]
+    return look_up(_REGISTRY, name, model_modules, "model")
 
 
 def get_model_class(name: str) -> type:

@@ -19,13 +19,12 @@ import xarray as xr
 
 from ..data_extraction.climatology import check_climatology_covers, load_climatology, require_climatology_file
 from ..data_preprocess.records import yyyymmddhh_to_datetime
-from ..datasets.registry import get_dataset_class
 from ..utils.errors import UserError
 from ..utils.log import setup_logging
 from .bootstrap import number_of_blocks
 from .coastlines import find_coastline_file
 from .metrics import ACC, GRIDDED, METRICS, Conventions, check_conventions, check_metric_names, needs_climatology
-from .options import PostprocessOptions, check_options
+from .options import PostprocessOptions, check_options, open_evaluated_split
 from .persistence import PERSISTENCE
 
 if TYPE_CHECKING:  # the model's module imports TensorFlow, which open_job never needs
@@ -127,12 +126,7 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     conventions = check_conventions(options.metric_conventions, options.data_range)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
     run = read_trained_run(options.checkpoint)
-    reader_class = get_dataset_class(run.dataset)
-    if reader_class.evaluation != GRIDDED:
-        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, whose data are not gridded fields")
-    hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
-    dataset = reader_class(run.input_dir, run.datasplit, options.mode, hparams=hparams,
-                          normalization=run.normalization)
+    dataset = open_evaluated_split(run, options, GRIDDED, "gridded fields")
     if not 0 <= options.channel < len(dataset.variables):
         raise UserError(f"--channel {options.channel}: the data has channels 0..{len(dataset.variables) - 1} "
                         f"({', '.join(dataset.variables)})")

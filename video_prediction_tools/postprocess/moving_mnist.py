@@ -30,13 +30,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import xarray as xr
 
-from ..datasets.registry import get_dataset_class
 from ..utils.errors import UserError
 from ..utils.log import progress, setup_logging
 from . import plots
 from .bootstrap import write_table
 from .metrics import METRICS_BY_EVALUATION, SEQUENCES, make_metrics
-from .options import PostprocessOptions, check_options
+from .options import PostprocessOptions, check_options, open_evaluated_split
 from .results_io import EVALUATION_FILE, SUMMARY_STEM, start_results_dir, write_netcdf
 
 if TYPE_CHECKING:  # the reader and the model import TensorFlow, which validating the options never needs
@@ -149,12 +148,7 @@ def open_mnist_job(options: PostprocessOptions) -> MnistJob:
     _refuse_era5_only_options(options)
     metric_names = check_mnist_metrics(options.evaluation_metrics)
     model, run = load_trained_model(options.checkpoint)
-    reader_class = get_dataset_class(run.dataset)
-    if reader_class.evaluation != SEQUENCES:
-        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, whose data are not independent sequences")
-    hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
-    dataset = reader_class(run.input_dir, run.datasplit, options.mode, hparams=hparams,
-                          normalization=run.normalization)
+    dataset = open_evaluated_split(run, options, SEQUENCES, "independent sequences")
     return MnistJob(options, Path(options.results_dir), model, run, dataset, metric_names)
 
 

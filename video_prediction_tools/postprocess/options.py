@@ -3,12 +3,17 @@ makes of them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
+from ..datasets.registry import get_dataset_class
 from ..utils.errors import UserError
 from .bootstrap import BLOCK_LENGTH, NBOOTS
 from .metrics import DEFAULT_CONVENTIONS
 from .results_io import SAMPLE_COMPRESSION
+
+if TYPE_CHECKING:
+    from ..datasets.registry import Reader
+    from ..training.checkpoints import TrainedRun
 
 #: the data splits a run can be evaluated on
 MODES = ("test", "val", "train")
@@ -52,3 +57,13 @@ def check_options(options: PostprocessOptions) -> None:
         raise UserError(f"--sample_compression {options.sample_compression!r}: expected one of "
                         f"{', '.join(SAMPLE_COMPRESSION)}")
 
+
+
+def open_evaluated_split(run: TrainedRun, options: PostprocessOptions, evaluation: str, what: str) -> Reader:
+    """The reader of the split ``options.mode`` of the run's data, in time order, normalised as in training; a run
+    whose dataset is evaluated otherwise than ``evaluation`` (``what``: its data in words) is refused."""
+    reader_class = get_dataset_class(run.dataset)
+    if reader_class.evaluation != evaluation:
+        raise UserError(f"{run.run_dir} was trained on {run.dataset!r}, whose data are not {what}")
+    hparams = {**run.hparams, "shuffle_on_val": False, "batch_size": options.batch_size}
+    return reader_class(run.input_dir, run.datasplit, options.mode, hparams=hparams, normalization=run.normalization)
