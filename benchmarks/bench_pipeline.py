@@ -82,7 +82,8 @@ def read_month_tensor(path: Path, per_hour: bool) -> float:
 
 def read_month_byte_matrix(path: Path, frame_shape) -> None:
     """The reader's way: the file memory-mapped as one byte matrix, frames and times as its column slices."""
-    from video_prediction_tools.datasets.era5 import month_file_layout, read_month
+    from video_prediction_tools.data_preprocess.records import month_file_layout
+    from video_prediction_tools.datasets.era5 import read_month
 
     read_month(path, month_file_layout(path, frame_shape), frame_shape)
 
