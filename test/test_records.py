@@ -127,6 +127,9 @@ def test_window_starts_stay_inside_gap_free_blocks():
 
 def test_varint_values_decode_the_valid_times_of_tensorflows_records():
     times = [2017030123, 2019123100, 1900010100]
-    payloads = [records.hour_example(np.zeros((1, 1, 1), np.float32), time).SerializeToString() for time in times]
-    columns = np.array([list(payload[-5:]) for payload in payloads], np.uint8)   # the last field: 5-byte varint
+    # one int64 feature per example, so the payload ends with the time's 5-byte varint whatever order protobuf
+    # writes a map in (an example of several features has no fixed field order)
+    payloads = [tf.train.Example(features=tf.train.Features(feature={"valid_time": tf.train.Feature(
+        int64_list=tf.train.Int64List(value=[time]))})).SerializeToString() for time in times]
+    columns = np.array([list(payload[-5:]) for payload in payloads], np.uint8)
     assert records.varint_values(columns).tolist() == times
