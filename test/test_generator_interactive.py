@@ -21,6 +21,7 @@ from fixtures.generator import (CTRL_B, CTRL_C, DATASPLIT, DOWN, ENTER, EXPNAME,
                                 variable_line)
 from video_prediction_tools.runscript_generator import wizard
 from video_prediction_tools.utils.errors import UserError
+from video_prediction_tools.utils.settings import create_base_tree
 
 @pytest.fixture
 def data(tmp_path):
@@ -123,8 +124,8 @@ def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, edi
             + ENTER            # model: default convLSTM
             + typed("inter")  # experiment id
             + DOWN + ENTER     # data split: edit the offered one
-            + "y"              # re-open the editor after the JSON error
-            + "y"              # re-open after the missing month
+            + "y" + ENTER      # re-open the editor after the JSON error
+            + "y" + ENTER      # re-open after the missing month
             + ENTER            # hyper-parameters: use the template as is
             + typed("7"))      # seed
     assert run_wizard(tmp_path, venv, keys, "--step", "train") == 0
@@ -140,7 +141,7 @@ def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, edit
     editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     with pytest.raises(UserError, match="nothing was written"):
-        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n",
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n" + ENTER,
                    "--step", "train")
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
@@ -158,7 +159,7 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
             + str(data["climatology"]) + ENTER
             + typed("24")                 # block length: 50 test forecasts hold 10 blocks of at most 5 ...
             + typed("4")                  # ... so 24 is asked again
-            + "y")                        # quick evaluation
+            + "y" + ENTER)                # quick evaluation
     assert run_wizard(tmp_path, venv, keys, "--step", "postprocess") == 0
     script = only_runscript(tmp_path)
     assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
@@ -172,7 +173,7 @@ def test_meta_postprocess_checkbox(tmp_path, venv, data):
     keys = (SPACE + SPACE + ENTER         # both runs (ticked already; untick and tick the first again)
             + DOWN + ENTER                # metric: rmse
             + typed("cmp")               # id
-            + "n" + "y")                  # skill scores no, persistence plot yes
+            + "n" + ENTER + "y" + ENTER)  # skill scores no, persistence plot yes
     assert run_wizard(tmp_path, venv, keys, "--step", "meta_postprocess") == 0
     script = only_runscript(tmp_path)
     config = json.loads(Path(variable_line(script, "ANALYSIS_CONFIG")).read_text())
@@ -186,7 +187,7 @@ def test_hpc_settings_customised(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
     keys = (ENTER + ENTER                  # experiment, sequence length 24
             + ENTER                        # profile: generic
-            + "y"                          # change the SLURM settings
+            + "y" + ENTER                  # change the SLURM settings
             + typed("proj")                # account
             + ENTER + ENTER                # partition, nodes
             + typed("2")                   # ntasks
@@ -200,14 +201,41 @@ def test_hpc_settings_customised(tmp_path, data):
         assert line in text
 
 
-def test_overwrite_needs_confirmation(tmp_path, venv, data):
+def test_an_existing_runscript_is_kept_beside_replaced_or_the_previous_question_asked(tmp_path, venv, data):
+    """A runscript that exists is kept and this one named otherwise (offered), replaced, or the previous question is
+    asked again: no choice ends the session."""
     assert run_wizard(tmp_path, venv, ENTER + typed("12") + ENTER, "--step", "preprocess2") == 0
     script = only_runscript(tmp_path)
-    with pytest.raises(UserError, match="kept"):
-        run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "n", "--step", "preprocess2")
-    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
-    assert run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "y", "--step", "preprocess2") == 0
-    assert variable_line(script, "SEQUENCE_LENGTH") == "6"
+    # experiment, window 6, MPI processes; then Enter keeps the runscript and Enter takes the offered name
+    assert run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + ENTER + ENTER, "--step", "preprocess2") == 0
+    beside = script.with_name("preprocess_data_era5_step2_2.sh")
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12" and variable_line(beside, "SEQUENCE_LENGTH") == "6"
+    assert beside.with_name(beside.name + ".answers.yaml").is_file()
+    keys = (ENTER + typed("7") + ENTER
+            + DOWN + DOWN + ENTER      # [keep it, replace it, « back]: back to the MPI processes ...
+            + typed("3")               # ... changed
+            + DOWN + ENTER)            # replace it
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess2") == 0
+    assert variable_line(script, "SEQUENCE_LENGTH") == "7" and "mpiexec -n 3 python" in script.read_text()
+    assert variable_line(beside, "SEQUENCE_LENGTH") == "6"
+
+
+def test_an_error_found_after_an_answer_asks_the_previous_question_again(tmp_path, data):
+    """Choosing postprocessing where no run can be evaluated says so and offers the step menu again, instead of
+    ending the session."""
+    base = tmp_path / "fresh"
+    create_base_tree(base)
+    venv = make_venv(tmp_path, base)
+    screen = io.StringIO()
+    output = Vt100_Output(screen, lambda: Size(rows=40, columns=200), term="xterm")
+    keys = (ENTER                      # dataset: era5
+            + DOWN * 4 + ENTER         # step: extract offered; down to postprocess
+            + UP * 4 + ENTER           # the step menu again: extract
+            + typed(str(data["grib"])) + ENTER + ENTER + ENTER + ENTER)
+    assert run_wizard(tmp_path, venv, keys, output=output) == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "no trained models in" in shown and "The previous question again" in shown
+    assert only_runscript(tmp_path).name == "data_extraction_era5.sh"
 
 
 @pytest.mark.parametrize("ending", [CTRL_C, ""], ids=["ctrl-c", "eof"])
@@ -312,7 +340,7 @@ NEWCOMER_QUESTIONS = {
                     "Number of MPI processes"],
     "preprocess2": ["Experiment (PreprocessedData", "Window length in hours", "Number of MPI processes"],
     "train": ["Experiment whose TFRecords", "Model to train", "Experiment id", "Use this data split",
-              "Use this hyper-parameters", "Random seed"],
+              "Use these hyper-parameters", "Random seed"],
     "postprocess": ["Experiment the model was trained on", "Trained model", "Training run", "Checkpoint to evaluate",
                     "Data split to evaluate", "Batch size", "Stochastic samples", "Evaluation metrics",
                     "Climatology netCDF", "Bootstrap block length", "Quick evaluation"],
@@ -430,10 +458,10 @@ def test_back_at_every_kind_of_question(tmp_path, venv, data):
     terminal.answer("Id of this comparison", typed("cmp"))
     terminal.answer("Plot skill scores", CTRL_B)                  # yes/no: back to the id ...
     terminal.answer("Id of this comparison", ENTER)               # ... offered as typed before: cmp
-    terminal.answer("Plot skill scores", "n")
+    terminal.answer("Plot skill scores", "n" + ENTER)
     terminal.answer("Also plot the persistence curves", CTRL_B)   # back to the skill scores ...
-    terminal.answer("Plot skill scores", "y")                     # ... changed to yes
-    terminal.answer("Also plot the persistence curves", "y")
+    terminal.answer("Plot skill scores", "y" + ENTER)             # ... changed to yes
+    terminal.answer("Also plot the persistence curves", "y" + ENTER)
     assert terminal.finish() == 0, terminal.screen[-3000:]
     script = only_runscript(tmp_path)
     assert script.name.startswith("meta_postprocess_era5_") and script.name.endswith("_cmp.sh")
