@@ -718,8 +718,10 @@ def test_a_renamed_runscript_takes_its_json_files_along(tmp_path):
     from video_prediction_tools.runscript_generator.base import StepResult
     from video_prediction_tools.runscript_generator.generation import renamed
 
-    split, moved_split = tmp_path / "train_model_era5_x_data_split.json", tmp_path / "train_model_era5_x_2_data_split.json"
+    split, moved_split = (tmp_path / "train_model_era5_x_data_split.json",
+                          tmp_path / "train_model_era5_x_2_data_split.json")
     result = renamed(StepResult("train_model_era5_x.sh", {"datasplit_file": split, "seed": 7},
                                 json_files={split: DATASPLIT}), "train_model_era5_x_2.sh")
     assert result.runscript_name == "train_model_era5_x_2.sh"
-    assert result.variables == {"datasplit_file": moved_split, "seed": 7} and result.json_files == {moved_split: DATASPLIT}
+    assert result.variables == {"datasplit_file": moved_split, "seed": 7}
+    assert result.json_files == {moved_split: DATASPLIT}

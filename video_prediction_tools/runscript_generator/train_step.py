@@ -85,8 +85,8 @@ class Train(Step):
         hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_offered(model, hparams_template),
                               lambda content, path: checks.hparams(content, model, hparams_template),
                               hparams_template.name)
-        seed = p.text("seed", f"Random seed (0 to {MAX_SEED}):", lambda text: checks.parse_int(text, "seed", 0, MAX_SEED),
-                      default="1234")
+        seed = p.text("seed", f"Random seed (0 to {MAX_SEED}):",
+                      lambda text: checks.parse_int(text, "seed", 0, MAX_SEED), default="1234")
         stem = f"train_model_{dataset}_{exp_id}"
         split_file, hparams_file = (ctx.runscript_dir / f"{stem}_data_split.json",
                                     ctx.runscript_dir / f"{stem}_model_hparams.json")
