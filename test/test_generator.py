@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -19,7 +20,7 @@ import yaml
 
 from fixtures.common import PYTHON, REPO_ROOT, assert_user_error
 from fixtures.generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, assert_clean_shell, make_base, make_venv,
-                                variable_line, write_evaluation, write_extracted_month)
+                                plant_checkpoint, variable_line, write_evaluation, write_extracted_month)
 from video_prediction_tools.postprocess.metrics import DEFAULT_METRICS
 from video_prediction_tools.runscript_generator import steps as steps_module
 from video_prediction_tools.runscript_generator.base import AUTO_CHECKPOINT
@@ -202,6 +203,9 @@ REJECTIONS = [
     ("train", {"model": "no_such_model"}, "model", "not one of"),
     ("train", {"exp_id": "a/b"}, "exp_id", "'/'"),
     ("train", {"exp_id": ""}, "exp_id", "must not be empty"),
+    ("train", {"exp_id": "with blank"}, "exp_id", "must not contain '/', blanks"),
+    ("train", {"seed": 2**32}, "seed", "seed must be in 0..4294967295, got 4294967296"),
+    ("preprocess1", {"nyx": "2.5, 3"}, "nyx", "'2.5, 3' are not two whole numbers"),
     ("train", {"datasplit": {"train": {"2017": [3]}}}, "datasplit", "2017-03"),
     ("train", {"datasplit": {"training": {"2017": [1]}}}, "datasplit", "unknown mode"),
     ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
@@ -216,6 +220,7 @@ REJECTIONS = [
     ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_15"}, "checkpoint", "not one of"),    # incomplete
     ("postprocess", {"climatology_file": "/nonexistent.nc"}, "climatology_file", "does not exist"),
+    ("postprocess", {"climatology_file": "/tmp"}, "climatology_file", "/tmp is a directory; give the netCDF file"),
     ("postprocess", {"evaluation_metrics": "mse,foo"}, "evaluation_metrics", "foo"),
     ("postprocess", {"batch_size": 0}, "batch_size", ">= 1"),
     ("postprocess", {"block_length": "week"}, "block_length", "integer"),
@@ -372,6 +377,8 @@ def test_site_profile_defaults_and_overrides(tmp_path, data):
 
 # ------------------------------------------------------------------------------------------------ injection
 PAYLOAD = "x y'q\"$(touch PWNED_1)`touch PWNED_2`;touch PWNED_3 $HOME"
+#: the same for typed ids, which take no blanks: $IFS is one when a shell executes it
+ID_PAYLOAD = "_q'\"$(touch$IFS'PWNED_1')`touch$IFS'PWNED_2'`;touch$IFS'PWNED_3'$HOME"
 
 FAKE_PYTHON = """#!/bin/bash
 # stands in for python: records its arguments, one per line, runs nothing
@@ -385,7 +392,8 @@ exec "$@"
 
 
 def test_injection_payloads_stay_inert(tmp_path):
-    """Paths and ids holding blanks, quotes, $(), backticks and ';' are passed verbatim and never executed."""
+    """Paths holding blanks, quotes, $(), backticks and ';' and ids holding all that but blanks are passed verbatim
+    and never executed."""
     data = make_base(tmp_path, name=f"base {PAYLOAD}")
     fake_bin = tmp_path / "fake_bin"
     fake_bin.mkdir()
@@ -396,7 +404,7 @@ def test_injection_payloads_stay_inert(tmp_path):
     log = tmp_path / "argv.log"
     work = tmp_path / "work"
     work.mkdir()
-    scripts = [generate(tmp_path, venv, step, answers_for(step, data, exp_id=f"id {PAYLOAD}"))
+    scripts = [generate(tmp_path, venv, step, answers_for(step, data, exp_id=f"id{ID_PAYLOAD}"))
                for step in steps_module.STEPS]
     for script in scripts:
         assert_clean_shell(script)
@@ -416,11 +424,11 @@ def test_injection_payloads_stay_inert(tmp_path):
     assert option(by_module["main_data_extraction"], "--source_dir") == str(data["grib"])
     assert option(by_module["main_preprocess_data_step1"], "--destination_dir") == f"{base}/PreprocessedData"
     train_out = option(by_module["main_train_models"], "--output_dir")
-    assert train_out.startswith(f"{base}/Models/{EXPNAME}/convLSTM/") and train_out.endswith(f"_id {PAYLOAD}")
+    assert train_out.startswith(f"{base}/Models/{EXPNAME}/convLSTM/") and train_out.endswith(f"_id{ID_PAYLOAD}")
     assert Path(option(by_module["main_train_models"], "--datasplit_dict")).is_file()
     assert option(by_module["main_visualize_postprocess"], "--climatology_file") == str(data["climatology"])
     meta_id = option(by_module["main_meta_postprocess"], "--exp_id")
-    assert meta_id.endswith(f"_id {PAYLOAD}")
+    assert meta_id.endswith(f"_id{ID_PAYLOAD}")
 
 
 def test_runscript_refuses_missing_input(tmp_path, data):
@@ -439,8 +447,8 @@ def test_runscript_refuses_missing_input(tmp_path, data):
 
 def test_hpc_ids_must_suit_sbatch_log_names(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
-    with pytest.raises(UserError, match="'exp_id'.*experiment id 'with blank'.*sbatch"):
-        generate(tmp_path, venv, "train", answers_for("train", data, exp_id="with blank"))
+    with pytest.raises(UserError, match="'exp_id'.*experiment id 'half%'.*sbatch"):
+        generate(tmp_path, venv, "train", answers_for("train", data, exp_id="half%"))
 
 
 def test_chain_mode_accepts_what_earlier_runscripts_will_produce(tmp_path, data):
@@ -449,7 +457,7 @@ def test_chain_mode_accepts_what_earlier_runscripts_will_produce(tmp_path, data)
     base = tmp_path / "empty_base"
     create_base_tree(base)
     venv = make_venv(tmp_path, base)
-    with pytest.raises(UserError, match="no extracted data for year"):
+    with pytest.raises(UserError, match="ExtractedData holds no extracted netCDF files"):
         generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data))
     generate(tmp_path, venv, "extract", answers_for("extract", data), "--chain")
     script = generate(tmp_path, venv, "preprocess1", answers_for("preprocess1", data), "--chain")
@@ -655,3 +663,65 @@ def test_a_model_without_a_template_is_offered_its_own_defaults(tmp_path):
     assert json.loads(hparams_offered("convLSTM", template)) == default_hparams("convLSTM")
     template.write_text('{"lr": 0.5}')
     assert json.loads(hparams_offered("convLSTM", template)) == {"lr": 0.5}
+
+
+def test_seeds_up_to_the_largest_32_bit_number_are_taken(tmp_path, venv, data):
+    script = generate(tmp_path, venv, "train", {**answers_for("train", data, exp_id="seeded"), "seed": 2**32 - 1})
+    assert variable_line(script, "SEED") == "4294967295"
+
+
+def test_pairs_take_commas_and_or_blanks():
+    from video_prediction_tools.runscript_generator import checks
+
+    for text in ("2.5, 3", "2.5,3", "2.5 3", " 2.5 ,  3 "):
+        assert checks.parse_pair(text, "SW corner", float) == (2.5, 3.0)
+
+
+def test_postprocessing_offers_only_runs_that_can_be_evaluated(tmp_path, capsys):
+    """A run directory without a complete checkpoint (a training that died) is not offered; an answers file
+    without experiment, model and run takes those of the newest run, as the menus offer them."""
+    data = make_base(tmp_path)
+    venv = make_venv(tmp_path, data["base"])
+    dead = data["run_dir"].parent / "20991231T000000_alice_dead"
+    plant_checkpoint(dead, 5, complete=False)
+    (dead / "options.json").write_text(json.dumps({"model": "convLSTM", "dataset": "era5"}))
+    with pytest.raises(UserError, match=f"'run'.*'{dead.name}' is not one of: {RUN}, {RUN2}$"):
+        generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "run": dead.name})
+    script = generate(tmp_path, venv, "postprocess", {"lquick_evaluation": True})
+    assert script.name == f"visualize_postprocess_era5_{RUN2}.sh"
+    assert f"experiment={EXPNAME}, model=convLSTM, run={RUN2}, checkpoint=best" in capsys.readouterr().err
+
+
+def test_step_1_refuses_the_grib_archive_as_its_source(tmp_path, venv, data):
+    with pytest.raises(UserError, match=r"'source_dir'.* holds no extracted netCDF files \(<YYYY>/<MM>/\*.nc\); it "
+                                        r"is a GRIB archive, the source of the extraction step"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "source_dir": str(data["grib"])})
+
+
+@pytest.mark.parametrize("corner", ["43.65, 0.45", "44.55, 0.75", "45.45, 6.45", "47.5, 0.15"])
+def test_the_grid_size_hint_is_what_step_1_accepts(tmp_path, venv, data, corner):
+    """From a corner between grid points (halfway ones included, where the nearest point is a tie) the size the
+    question names as the largest is accepted, one row or column more is refused."""
+    answers = {**answers_for("preprocess1", data), "sw_corner": corner}
+    with pytest.raises(UserError) as err:
+        generate(tmp_path, venv, "preprocess1", {**answers, "nyx": "99, 99"})
+    ny, nx = map(int, re.search(r"at most (\d+), (\d+) from this corner", str(err.value)).groups())
+    generate(tmp_path, venv, "preprocess1", {**answers, "nyx": f"{ny}, {nx}"})
+    for bigger in (f"{ny + 1}, {nx}", f"{ny}, {nx + 1}"):
+        with pytest.raises(UserError, match="'nyx'.*reaches beyond"):
+            generate(tmp_path, venv, "preprocess1", {**answers, "nyx": bigger})
+
+
+def test_a_renamed_runscript_takes_its_json_files_along(tmp_path):
+    """A runscript written under another name (the existing one kept) has JSON files named after it, and its
+    variables point to them."""
+    from video_prediction_tools.runscript_generator.base import StepResult
+    from video_prediction_tools.runscript_generator.generation import renamed
+
+    split, moved_split = (tmp_path / "train_model_era5_x_data_split.json",
+                          tmp_path / "train_model_era5_x_2_data_split.json")
+    result = renamed(StepResult("train_model_era5_x.sh", {"datasplit_file": split, "seed": 7},
+                                json_files={split: DATASPLIT}), "train_model_era5_x_2.sh")
+    assert result.runscript_name == "train_model_era5_x_2.sh"
+    assert result.variables == {"datasplit_file": moved_split, "seed": 7}
+    assert result.json_files == {moved_split: DATASPLIT}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from fixtures.generator import (CTRL_B, CTRL_C, DATASPLIT, DOWN, ENTER, EXPNAME,
                                 variable_line)
 from video_prediction_tools.runscript_generator import wizard
 from video_prediction_tools.utils.errors import UserError
+from video_prediction_tools.utils.settings import create_base_tree
 
 @pytest.fixture
 def data(tmp_path):
@@ -123,8 +125,8 @@ def test_train_with_editor_reopened_after_invalid_edit(tmp_path, venv, data, edi
             + ENTER            # model: default convLSTM
             + typed("inter")  # experiment id
             + DOWN + ENTER     # data split: edit the offered one
-            + "y"              # re-open the editor after the JSON error
-            + "y"              # re-open after the missing month
+            + "y" + ENTER      # re-open the editor after the JSON error
+            + "y" + ENTER      # re-open after the missing month
             + ENTER            # hyper-parameters: use the template as is
             + typed("7"))      # seed
     assert run_wizard(tmp_path, venv, keys, "--step", "train") == 0
@@ -140,7 +142,7 @@ def test_train_invalid_edit_then_abort_leaves_nothing(tmp_path, venv, data, edit
     editor(json.dumps(DATASPLIT), json.dumps({"no_such_hparam": 1}))
     models_before = sorted((data["base"] / "Models").rglob("*"))
     with pytest.raises(UserError, match="nothing was written"):
-        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n",
+        run_wizard(tmp_path, venv, ENTER + ENTER + typed("abort") + DOWN + ENTER + DOWN + ENTER + "n" + ENTER,
                    "--step", "train")
     assert sorted((data["base"] / "Models").rglob("*")) == models_before
     assert not (tmp_path / "runscripts").exists()
@@ -158,7 +160,7 @@ def test_postprocess_choices_from_runs_and_checkpoints(tmp_path, venv, data):
             + str(data["climatology"]) + ENTER
             + typed("24")                 # block length: 50 test forecasts hold 10 blocks of at most 5 ...
             + typed("4")                  # ... so 24 is asked again
-            + "y")                        # quick evaluation
+            + "y" + ENTER)                # quick evaluation
     assert run_wizard(tmp_path, venv, keys, "--step", "postprocess") == 0
     script = only_runscript(tmp_path)
     assert script.name == f"visualize_postprocess_era5_{RUN}.sh"
@@ -172,7 +174,7 @@ def test_meta_postprocess_checkbox(tmp_path, venv, data):
     keys = (SPACE + SPACE + ENTER         # both runs (ticked already; untick and tick the first again)
             + DOWN + ENTER                # metric: rmse
             + typed("cmp")               # id
-            + "n" + "y")                  # skill scores no, persistence plot yes
+            + "n" + ENTER + "y" + ENTER)  # skill scores no, persistence plot yes
     assert run_wizard(tmp_path, venv, keys, "--step", "meta_postprocess") == 0
     script = only_runscript(tmp_path)
     config = json.loads(Path(variable_line(script, "ANALYSIS_CONFIG")).read_text())
@@ -186,7 +188,7 @@ def test_hpc_settings_customised(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
     keys = (ENTER + ENTER                  # experiment, sequence length 24
             + ENTER                        # profile: generic
-            + "y"                          # change the SLURM settings
+            + "y" + ENTER                  # change the SLURM settings
             + typed("proj")                # account
             + ENTER + ENTER                # partition, nodes
             + typed("2")                   # ntasks
@@ -200,14 +202,41 @@ def test_hpc_settings_customised(tmp_path, data):
         assert line in text
 
 
-def test_overwrite_needs_confirmation(tmp_path, venv, data):
+def test_an_existing_runscript_is_kept_beside_replaced_or_the_previous_question_asked(tmp_path, venv, data):
+    """A runscript that exists is kept and this one named otherwise (offered), replaced, or the previous question is
+    asked again: no choice ends the session."""
     assert run_wizard(tmp_path, venv, ENTER + typed("12") + ENTER, "--step", "preprocess2") == 0
     script = only_runscript(tmp_path)
-    with pytest.raises(UserError, match="kept"):
-        run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "n", "--step", "preprocess2")
-    assert variable_line(script, "SEQUENCE_LENGTH") == "12"
-    assert run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + "y", "--step", "preprocess2") == 0
-    assert variable_line(script, "SEQUENCE_LENGTH") == "6"
+    # experiment, window 6, MPI processes; then Enter keeps the runscript and Enter takes the offered name
+    assert run_wizard(tmp_path, venv, ENTER + typed("6") + ENTER + ENTER + ENTER, "--step", "preprocess2") == 0
+    beside = script.with_name("preprocess_data_era5_step2_2.sh")
+    assert variable_line(script, "SEQUENCE_LENGTH") == "12" and variable_line(beside, "SEQUENCE_LENGTH") == "6"
+    assert beside.with_name(beside.name + ".answers.yaml").is_file()
+    keys = (ENTER + typed("7") + ENTER
+            + DOWN + DOWN + ENTER      # [keep it, replace it, « back]: back to the MPI processes ...
+            + typed("3")               # ... changed
+            + DOWN + ENTER)            # replace it
+    assert run_wizard(tmp_path, venv, keys, "--step", "preprocess2") == 0
+    assert variable_line(script, "SEQUENCE_LENGTH") == "7" and "mpiexec -n 3 python" in script.read_text()
+    assert variable_line(beside, "SEQUENCE_LENGTH") == "6"
+
+
+def test_an_error_found_after_an_answer_asks_the_previous_question_again(tmp_path, data):
+    """Choosing postprocessing where no run can be evaluated says so and offers the step menu again, instead of
+    ending the session."""
+    base = tmp_path / "fresh"
+    create_base_tree(base)
+    venv = make_venv(tmp_path, base)
+    screen = io.StringIO()
+    output = Vt100_Output(screen, lambda: Size(rows=40, columns=200), term="xterm")
+    keys = (ENTER                      # dataset: era5
+            + DOWN * 4 + ENTER         # step: extract offered; down to postprocess
+            + UP * 4 + ENTER           # the step menu again: extract
+            + typed(str(data["grib"])) + ENTER + ENTER + ENTER + ENTER)
+    assert run_wizard(tmp_path, venv, keys, output=output) == 0
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert "no trained models in" in shown and "The previous question again" in shown
+    assert only_runscript(tmp_path).name == "data_extraction_era5.sh"
 
 
 @pytest.mark.parametrize("ending", [CTRL_C, ""], ids=["ctrl-c", "eof"])
@@ -253,6 +282,8 @@ class Terminal:
                                         start_new_session=True)
         os.close(slave)
         self.screen = ""
+        #: the output as written, escape sequences included (see :func:`displayed`)
+        self.raw = ""
         self._seen = 0
 
     def _read(self, timeout: float) -> bool:
@@ -266,6 +297,7 @@ class Terminal:
             chunk = os.read(self.master, 65536)
         except OSError:  # the program ended and closed the terminal
             return False
+        self.raw += chunk.decode(errors="replace")
         self.screen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\r", "", chunk.decode(errors="replace"))
         return bool(chunk)
 
@@ -303,6 +335,32 @@ class Terminal:
         return self.process.wait(timeout=5)
 
 
+def displayed(raw: str) -> list[str]:
+    """The lines a terminal shows after ``raw``, as far as prompt_toolkit draws: text, carriage returns and line
+    feeds, cursor moves (CSI A/B/C/D) and erasing (CSI J: to the end of the screen, CSI K: of the line); other
+    sequences (colours, modes) change no text."""
+    lines, row, column = [[]], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|[\s\S]", raw):
+        if token.startswith("\x1b["):
+            count, code = int(token[2:-1]) if token[2:-1].isdigit() else 1, token[-1]
+            row = max(0, row - count) if code == "A" else row + count if code == "B" else row
+            column = column + count if code == "C" else max(0, column - count) if code == "D" else column
+            if code in "JK":
+                del lines[row][column:]
+                if code == "J":
+                    del lines[row + 1:]
+        elif token == "\r":
+            column = 0
+        elif token == "\n":
+            row += 1
+        elif not token.startswith("\x1b"):
+            lines[row].extend(" " * (column - len(lines[row])))
+            lines[row][column:column + 1] = [token]
+            column += 1
+        lines += [[] for _ in range(row + 1 - len(lines))]
+    return ["".join(line).rstrip() for line in lines]
+
+
 #: the questions of each step, in order; a newcomer presses Enter at each (the archive path is typed)
 NEWCOMER_QUESTIONS = {
     "extract": ["Directory of the ERA5 GRIB files", "Years to extract", "Months to extract",
@@ -312,7 +370,7 @@ NEWCOMER_QUESTIONS = {
                     "Number of MPI processes"],
     "preprocess2": ["Experiment (PreprocessedData", "Window length in hours", "Number of MPI processes"],
     "train": ["Experiment whose TFRecords", "Model to train", "Experiment id", "Use this data split",
-              "Use this hyper-parameters", "Random seed"],
+              "Use these hyper-parameters", "Random seed"],
     "postprocess": ["Experiment the model was trained on", "Trained model", "Training run", "Checkpoint to evaluate",
                     "Data split to evaluate", "Batch size", "Stochastic samples", "Evaluation metrics",
                     "Climatology netCDF", "Bootstrap block length", "Quick evaluation"],
@@ -359,6 +417,7 @@ def test_newcomer_accepts_every_default_and_every_runscript_runs(tmp_path):
         assert written, terminal.screen[-3000:]
         result = subprocess.run(["bash", written.group(1)], capture_output=True, text=True, timeout=1200, env=env)
         assert result.returncode == 0, (step, result.stdout[-3000:], result.stderr[-3000:])
+        assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr, result.stderr[-3000:]
     # what the defaults chose: the whole 8 x 12 grid, the three months split val/train/test, and a block length
     # the 49 test windows (3 days of 24 h windows) support: 49 // 10 = 4
     (experiment,) = (base / "PreprocessedData").iterdir()
@@ -414,7 +473,7 @@ def generator_on_terminal(venv, runscripts: Path, *options: str, rows: int = 50,
 
 def test_back_at_every_kind_of_question(tmp_path, venv, data):
     """On a terminal, going back works at a tick list, a yes/no and a text question (Ctrl-B) and a menu (its « back
-    choice): the previous question comes again with the earlier answer offered."""
+    choice): the previous question comes again with the earlier answer offered, the one left erased."""
     terminal = generator_on_terminal(venv, tmp_path / "runscripts")
     terminal.answer("Dataset")                                    # ERA5
     terminal.answer("Workflow step", ENTER)                       # offered: meta_postprocess
@@ -426,14 +485,17 @@ def test_back_at_every_kind_of_question(tmp_path, venv, data):
     terminal.answer("Runs to compare", SPACE + ENTER)             # ... where the first run is unticked
     terminal.answer("Metric to compare", DOWN + ENTER)            # rmse
     terminal.answer("Id of this comparison", CTRL_B)              # text: back to the metric menu ...
-    terminal.answer("Metric to compare", ENTER)                   # ... which offers rmse, chosen before
+    terminal.expect("Metric to compare")
+    terminal.shown_for(1.0)
+    assert not [line for line in displayed(terminal.raw) if "Id of this comparison" in line]   # ... erasing it
+    terminal.type(ENTER)                                          # ... which offers rmse, chosen before
     terminal.answer("Id of this comparison", typed("cmp"))
     terminal.answer("Plot skill scores", CTRL_B)                  # yes/no: back to the id ...
     terminal.answer("Id of this comparison", ENTER)               # ... offered as typed before: cmp
-    terminal.answer("Plot skill scores", "n")
+    terminal.answer("Plot skill scores", "n" + ENTER)
     terminal.answer("Also plot the persistence curves", CTRL_B)   # back to the skill scores ...
-    terminal.answer("Plot skill scores", "y")                     # ... changed to yes
-    terminal.answer("Also plot the persistence curves", "y")
+    terminal.answer("Plot skill scores", "y" + ENTER)             # ... changed to yes
+    terminal.answer("Also plot the persistence curves", "y" + ENTER)
     assert terminal.finish() == 0, terminal.screen[-3000:]
     script = only_runscript(tmp_path)
     assert script.name.startswith("meta_postprocess_era5_") and script.name.endswith("_cmp.sh")
@@ -461,3 +523,105 @@ def test_rejected_answer_keeps_its_question_once_and_shows_the_whole_reason(tmp_
     terminal.answer("Number of MPI processes")
     assert terminal.finish() == 0, terminal.screen[-3000:]
     assert variable_line(only_runscript(tmp_path), "NYX") == "(8 12)"
+
+
+def test_help_at_menus_tick_lists_and_yes_no_and_yes_waits_for_enter(tmp_path, venv, data):
+    """On a terminal, 'help' and Enter at a menu, a tick list or a yes/no question shows its guidance and asks it
+    again (Enter alone would have taken the default); 'y' at a yes/no is taken only with Enter, so that no Enter
+    typed after it reaches the next question or the shell."""
+    terminal = generator_on_terminal(venv, tmp_path / "runscripts")
+    terminal.answer("Dataset", "help" + ENTER)
+    terminal.expect("Choices: era5, moving_mnist (offered: era5)")
+    terminal.answer("Dataset")
+    terminal.answer("Workflow step", "help" + ENTER)            # the menu offers meta_postprocess ...
+    terminal.expect("train: training: one model on one preprocessed experiment")
+    terminal.expect("Workflow step")                             # ... asked again, not chosen
+    terminal.answer("» meta_postprocess", ENTER)
+    terminal.answer("Runs to compare", "?" + ENTER)
+    terminal.expect("space ticks or unticks")
+    terminal.answer("Runs to compare", ENTER)
+    terminal.answer("Metric to compare")
+    terminal.answer("Id of this comparison")
+    terminal.answer("Plot skill scores", "help" + ENTER)
+    terminal.expect("Type y or n and press Enter; Enter alone answers yes.")
+    terminal.answer("Plot skill scores", "n")
+    assert "Also plot the persistence curves" not in terminal.shown_for(1.5)  # 'n' alone answers nothing yet
+    terminal.type(ENTER)
+    terminal.answer("Also plot the persistence curves", "y")
+    assert "Runscript written" not in terminal.shown_for(1.5)
+    terminal.type(ENTER)
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    text = only_runscript(tmp_path).read_text()
+    assert "--enable_skill_scores)" not in text and "EXTRA_OPTIONS+=(--enable_persit_plot)" in text
+
+
+def system_like_python(root: Path) -> Path:
+    """A python as a system may have one: PyYAML and Jinja2 installed, questionary and the AMBS dependencies
+    not (a venv of the base interpreter whose site-packages link to those two packages only)."""
+    import subprocess
+    import jinja2
+    import markupsafe
+
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(root)], check=True)
+    (site,) = root.glob("lib/python*/site-packages")
+    for module in (yaml, jinja2, markupsafe):
+        source = Path(module.__file__).parent
+        (site / source.name).symlink_to(source)
+    return root / "bin" / "python"
+
+
+def venv_of_this_python(root: Path, base: Path, container: Path | None = None) -> Path:
+    """A venv as create_env.sh leaves it, with its own python: a directory of its own (pyvenv.cfg, the settings)
+    linking to the packages and interpreter of the venv running the tests."""
+    import sys
+
+    venv = make_venv(root, base, container=container)
+    shutil.copy(Path(sys.prefix) / "pyvenv.cfg", venv)
+    (venv / "lib").symlink_to(Path(sys.prefix) / "lib")
+    (venv / "bin" / "python").symlink_to(Path(sys.prefix) / "bin" / "python")
+    return venv
+
+
+def test_the_documented_launch_runs_with_the_venv_python_whatever_the_system_python_has(tmp_path, data):
+    """``python env_setup/generate_runscript.py --venv_path <venv>`` with the venv not active and a python that has
+    PyYAML and Jinja2 but not questionary: the launcher re-runs itself with the venv's python."""
+    import os
+    import subprocess
+
+    system_python = system_like_python(tmp_path / "system")
+    probe = subprocess.run([str(system_python), "-c", "import yaml, jinja2\nimport questionary"],
+                           capture_output=True, text=True)
+    assert "No module named 'questionary'" in probe.stderr
+    venv = venv_of_this_python(tmp_path / "ambs", data["base"])
+    launcher = Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    terminal = Terminal([str(system_python), str(launcher), "--venv_path", str(venv), "--runscript_dir",
+                         str(tmp_path / "runscripts"), "--step", "preprocess2"], dict(env, TERM="xterm"))
+    for question in ("Experiment (PreprocessedData", "Window length in hours", "Number of MPI processes"):
+        terminal.answer(question)
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    assert "Traceback" not in terminal.screen
+    assert only_runscript(tmp_path).name == "preprocess_data_era5_step2.sh"
+
+
+def test_a_container_venv_is_launched_inside_its_container(tmp_path, data):
+    """A venv whose settings record a container image runs the generator through the container runtime with the
+    venv's python (a runtime on PATH that records its arguments and runs the command)."""
+    import os
+    import subprocess
+
+    image = tmp_path / "tf.sif"
+    image.write_text("an image")
+    venv = venv_of_this_python(tmp_path / "ambs", data["base"], container=image)
+    runtime_dir = tmp_path / "runtime"
+    runtime_dir.mkdir()
+    (runtime_dir / "apptainer").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "runtime_args"}\nshift 2\n'
+                                           f'exec "$@"\n')
+    (runtime_dir / "apptainer").chmod(0o755)
+    launcher = Path(wizard.__file__).parents[2] / "env_setup" / "generate_runscript.py"
+    result = subprocess.run([str(system_like_python(tmp_path / "system")), str(launcher), "--venv_path", str(venv),
+                             "--help"], capture_output=True, text=True,
+                            env=dict(os.environ, PATH=f"{runtime_dir}:{os.environ['PATH']}"))
+    assert result.returncode == 0 and "--venv_path" in result.stdout, result.stderr
+    args = (tmp_path / "runtime_args").read_text().split()
+    assert args[:4] == ["exec", str(image), str(venv / "bin" / "python"), str(launcher)]

@@ -181,9 +181,13 @@ def test_weather_is_plausible_and_moves_east():
 
 
 def test_cli_writes_archive_and_rejects_bad_options(tmp_path):
-    result = run_module(MODULE, "--years", "2017", "--months", "12", "--days", "1", "--out", tmp_path / "a",
+    """The log (not a terminal) counts the files of each month and holds no progress bar at 0 %."""
+    result = run_module(MODULE, "--years", "2017", "--months", "11,12", "--days", "1", "--out", tmp_path / "a",
                         "--lat_range", "40", "41.5", "--lon_range", "10", "11.5", "--edition", "2")
     assert result.returncode == 0, result.stderr
+    for month in (11, 12):
+        assert f"wrote 2017-{month} (48 files)" in result.stderr, result.stderr
+    assert "0%" not in result.stderr, result.stderr
     messages = read_messages(tmp_path / "a" / "2017" / "12" / "2017120123_sf.grb")
     assert {m["edition"] for m in messages} == {2} and messages[0]["shortName"] == "2t"
     assert messages[0]["typeOfLevel"] == "heightAboveGround"

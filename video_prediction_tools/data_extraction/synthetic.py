@@ -434,8 +434,9 @@ def generate_archive(out_dir, years: Sequence[int], months: Sequence[int], grid:
         written = []
         for year in years:
             for month in months:
-                written += write_month(Path(out_dir), year, month, atmosphere, writer, days)
-                log.info("wrote %d-%02d (%d files) under %s", year, month, len(written), out_dir)
+                month_files = write_month(Path(out_dir), year, month, atmosphere, writer, days)
+                written += month_files
+                log.info("wrote %d-%02d (%d files) under %s", year, month, len(month_files), out_dir)
         return written
     finally:
         writer.close()

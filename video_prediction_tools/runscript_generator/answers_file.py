@@ -55,8 +55,8 @@ class AnswersPrompter:
                   f"{', '.join(_defaulted(key, get_answer(self.answers, key)) for key in defaulted)} (saved with "
                   f"the runscript's answers)", file=sys.stderr)
 
-    def may_replace(self, runscript: Path) -> bool:
-        return False  # replacing needs --overwrite
+    def where_to_write(self, runscript: Path) -> tuple[Path, bool]:
+        return runscript, False  # replacing needs --overwrite
 
     def info(self, message: str, wrap: bool = False) -> None:
         print(message, file=sys.stderr)
@@ -108,7 +108,8 @@ class AnswersPrompter:
         set_answer(self.answers, key, raw)
         return value
 
-    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
+    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None,
+               guidance: str = "") -> str:
         raw = as_text(self._raw(key, message, default))
         if raw not in choices:
             self._fail(key, message, f"{raw!r} is not one of: {', '.join(choices) or '(none found)'}")
@@ -125,7 +126,7 @@ class AnswersPrompter:
         set_answer(self.answers, key, list(items))
         return list(items)
 
-    def confirm(self, key: str, message: str, default: bool) -> bool:
+    def confirm(self, key: str, message: str, default: bool, guidance: str = "") -> bool:
         raw = self._raw(key, message, default)
         if isinstance(raw, str) and raw.strip().lower() in ("yes", "y", "true", "1", "no", "n", "false", "0"):
             raw = raw.strip().lower() in ("yes", "y", "true", "1")

@@ -29,7 +29,6 @@ from typing import Any
 
 import yaml
 
-from ..utils.errors import UserError
 from ..utils.settings import Settings
 from . import checks
 from .render import answers_path
@@ -158,11 +157,13 @@ class ChosenRun:
 
 
 def trained_runs(ctx: Context, dataset: str, usable_experiment=lambda name: True) -> set[tuple[str, str, str]]:
-    """``(experiment, model, run)`` of the run directories under ``Models/`` whose experiment is usable, and in
-    chain mode of the runs that generated (not yet run) training runscripts of ``dataset`` will make."""
+    """``(experiment, model, run)`` of the runs that can be evaluated: the run directories under ``Models/`` whose
+    experiment is usable and that hold a complete checkpoint (a run that died before its first one has nothing to
+    evaluate), and in chain mode the runs that generated (not yet run) training runscripts of ``dataset`` will
+    make."""
     models_root = ctx.base_dir / "Models"
     trained = {tuple(path.relative_to(models_root).parts) for path in models_root.glob("*/*/*")
-               if path.is_dir() and usable_experiment(path.parent.parent.name)}
+               if path.is_dir() and usable_experiment(path.parent.parent.name) and checks.checkpoints(path)}
     if ctx.chain:
         for answers in ctx.runscript_dir.glob(f"train_model_{dataset}_*.sh.answers.yaml"):
             planned = ctx.planned(answers.name[: -len(".answers.yaml")])
@@ -173,16 +174,19 @@ def trained_runs(ctx: Context, dataset: str, usable_experiment=lambda name: True
 
 def choose_trained_run(p, ctx: Context, trained: set[tuple[str, str, str]], experiment_question: str,
                        checkpoint_question: str) -> ChosenRun:
-    """Ask for the experiment, model, run and checkpoint among ``trained`` (:func:`trained_runs`, not empty):
-    the automatic checkpoint needs one to exist unless the run's training is still to run (chain mode)."""
-    experiment = p.select("experiment", experiment_question, sorted({t[0] for t in trained}))
-    model = p.select("model", "Trained model:", sorted({t[1] for t in trained if t[0] == experiment}))
-    runs = sorted(t[2] for t in trained if t[:2] == (experiment, model))
+    """Ask for the experiment, model, run and checkpoint among ``trained`` (:func:`trained_runs`, not empty),
+    offering those of the newest run (run ids start with their time)."""
+    def newest(runs) -> tuple[str, str, str]:
+        return max(runs, key=lambda t: (t[2], t))
+
+    experiment = p.select("experiment", experiment_question, sorted({t[0] for t in trained}),
+                          default=newest(trained)[0])
+    of_experiment = [t for t in trained if t[0] == experiment]
+    model = p.select("model", "Trained model:", sorted({t[1] for t in of_experiment}),
+                     default=newest(of_experiment)[1])
+    runs = sorted(t[2] for t in of_experiment if t[1] == model)
     run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>):", runs, default=runs[-1])
     chosen = ChosenRun(ctx.base_dir, experiment, model, run, AUTO_CHECKPOINT)
-    found = checks.checkpoints(chosen.run_dir)
-    checkpoint = p.select("checkpoint", checkpoint_question, [AUTO_CHECKPOINT] + found, default=AUTO_CHECKPOINT)
-    if checkpoint == AUTO_CHECKPOINT and not ctx.chain and not found:
-        raise UserError(f"run {chosen.run_dir} has no checkpoint_<step> directory yet; train it first "
-                        f"(or use --chain when its training runscript is still to run)")
+    checkpoint = p.select("checkpoint", checkpoint_question, [AUTO_CHECKPOINT] + checks.checkpoints(chosen.run_dir),
+                          default=AUTO_CHECKPOINT)
     return dataclasses.replace(chosen, checkpoint=checkpoint)

@@ -58,23 +58,53 @@ def parse_int(text: str, what: str, minimum: int, maximum: int | None = None) ->
 
 
 def parse_pair(text: str, what: str, convert: Callable[[str], Any]) -> tuple[Any, Any]:
+    """Two values separated by a comma and/or blanks (``2.5, 3``, ``2.5,3``, ``2.5 3``), each converted."""
     items = _split(text)
     if len(items) != 2:
-        raise UserError(f"{what}: expected two values separated by a comma, got {text!r}")
+        raise UserError(f"{what}: expected two values separated by a comma or blank, got {text!r}")
     try:
         return convert(items[0]), convert(items[1])
     except ValueError:
-        raise UserError(f"{what}: {text!r} are not two numbers") from None
+        raise UserError(f"{what}: {text!r} are not two {'whole ' if convert is int else ''}numbers") from None
 
 
 def parse_identifier(text: str, what: str = "experiment id") -> str:
-    """A typed id used in file and directory names: no '/', no control characters, not empty, no leading '-'."""
+    """A typed id used in file and directory names: not empty, no '/', blanks or control characters, no leading
+    '-' or '.' (a name with blanks breaks every unquoted use of the files named after it)."""
     value = str(text).strip()
     if not value:
         raise UserError(f"{what} must not be empty")
-    if "/" in value or any(ord(ch) < 32 for ch in value) or value.startswith(("-", ".")):
-        raise UserError(f"{what} {value!r} must not contain '/' or control characters nor start with '-' or '.'")
+    if "/" in value or any(ord(ch) < 32 or ch.isspace() for ch in value) or value.startswith(("-", ".")):
+        raise UserError(f"{what} {value!r} must not contain '/', blanks or control characters nor start with '-' "
+                        f"or '.'")
     return value
+
+
+#: a runscript file name: no path, blanks, quotes or characters sbatch reads specially in its log names
+_RUNSCRIPT_NAME = re.compile(r"[^\s/\"'\\%$`.-][^\s/\"'\\%$`]*\.sh")
+
+
+def _taken(directory: Path, name: str) -> bool:
+    return (directory / name).exists() or (directory / f"{name}.answers.yaml").exists()
+
+
+def new_runscript_name(text: str, directory: Path) -> str:
+    """A runscript file name not taken yet in ``directory`` (nor its answers file)."""
+    name = str(text).strip()
+    if not _RUNSCRIPT_NAME.fullmatch(name):
+        raise UserError(f"runscript name {name!r}: expected a file name ending in .sh, without '/', blanks, quotes, "
+                        f"'%', '$' or '`', not starting with '-' or '.'")
+    if _taken(directory, name):
+        raise UserError(f"{directory / name} exists already; choose another name")
+    return name
+
+
+def free_runscript_name(runscript: Path) -> str:
+    """``<stem>_2.sh``, or the first of ``_3``, ``_4``, ... not taken, for an existing ``runscript``."""
+    number = 2
+    while _taken(runscript.parent, f"{runscript.stem}_{number}.sh"):
+        number += 1
+    return f"{runscript.stem}_{number}.sh"
 
 
 # ----------------------------------------------------------------------------------------------- files and data
@@ -282,6 +312,8 @@ def climatology_file(text: str) -> Path | None:
     if not str(text).strip():
         return None
     path = Path(str(text).strip()).expanduser()
+    if path.is_dir():
+        raise UserError(f"climatology file {path} is a directory; give the netCDF file in it")
     from ..data_extraction.climatology import check_climatology_file
 
     check_climatology_file(path)

@@ -9,6 +9,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -38,6 +39,19 @@ def plan_runscript(ctx: Context, step: Step, result: StepResult, resources: dict
                 json_files=result.json_files)
 
 
+def renamed(result: StepResult, name: str) -> StepResult:
+    """``result`` written as runscript ``name``: its JSON files, named ``<runscript stem>_<what>.json``, follow it
+    (those of the runscript kept under the old name stay as its runscript reads them)."""
+    old, new = Path(result.runscript_name).stem, Path(name).stem
+    moved = {path: path.with_name(new + path.name[len(old):]) for path in result.json_files
+             if path.name.startswith(old + "_")}
+    return dataclasses.replace(
+        result, runscript_name=name,
+        variables={key: moved.get(value, value) if isinstance(value, Path) else value
+                   for key, value in result.variables.items()},
+        json_files={moved.get(path, path): content for path, content in result.json_files.items()})
+
+
 def emit(plan: Plan, hpc: bool, dry_run: bool = False, overwrite: bool = False) -> None:
     """Write the plan's files (an existing runscript replaced only with ``overwrite``) and say how to run it; with
     ``dry_run`` print the runscript and its JSON files instead."""
@@ -62,7 +76,8 @@ def generate(ctx: Context, step: Step, p, dry_run: bool = False, overwrite: bool
     if ctx.hpc:
         checks.sbatch_path(runscript.with_suffix(""))
     if not dry_run and runscript.exists() and not overwrite:
-        overwrite = p.may_replace(runscript)
+        runscript, overwrite = p.where_to_write(runscript)
+        result = renamed(result, runscript.name)
     plan = plan_runscript(ctx, step, result, resources, p.answers)
     emit(plan, ctx.hpc, dry_run, overwrite)
     return plan

@@ -1,10 +1,12 @@
 """The interactive front end of the runscript generator: questionary prompts on a terminal.
 
 Select lists for known choices, text with validation that re-asks (the reason below the question, wrapped to the
-terminal width), defaults; ``help`` shows guidance over several lines; the previous question is asked again by
-``back`` at a text question, the "« back" choice of a menu, or Ctrl-B at any question (lists, ticks and yes/no
-included); JSON contents are shown first ("use as is" or edit in ``$EDITOR``, validated, re-opened or aborted on
-error; an editor exiting with an error aborts).
+terminal width), defaults; ``help`` (or ``?``) and Enter shows guidance over several lines at every question (menus,
+tick lists and yes/no included); a yes/no answer (``y``/``n``) is taken with Enter, as every other answer; the
+previous question is asked again by ``back`` at a text question, the "« back" choice of a menu, or Ctrl-B at any
+question (a question left so is erased from the screen); JSON contents are shown first ("use as is" or edit in
+``$EDITOR``, validated, re-opened or aborted on error; an editor exiting with an error aborts); an existing
+runscript is replaced, kept with this one named otherwise, or the previous question asked again.
 
 Example (``input``/``output`` drive the prompts through a pipe, as the tests do)::
 
@@ -35,6 +37,15 @@ class GoBack(Exception):
     """The user asked for the previous question (``back`` typed, the "« back" choice of a menu, or Ctrl-B)."""
 
 
+class ShowHelp(Exception):
+    """``help`` (or ``?``) typed and Enter pressed at a menu, tick list or yes/no question."""
+
+
+class Aborted(UserError):
+    """The user ended the session on purpose (declined to re-open the editor, or the editor failed): not an answer
+    to ask again."""
+
+
 #: the last choice of a select menu when there is a previous question to go back to
 BACK_CHOICE = "« back"
 #: the key that asks the previous question again at every question (lists, yes/no and text alike)
@@ -42,6 +53,10 @@ BACK_KEY = "c-b"
 BACK_HINT = "Ctrl-B: previous question"
 
 USE_AS_IS, EDIT = "use as is", "edit in $EDITOR"
+#: what typed before Enter shows a question's guidance (text questions check their whole answer)
+HELP_WORDS = ("help", "?")
+#: the choices when the runscript to write exists already
+OTHER_NAME, REPLACE = "keep it, name this runscript otherwise", "replace it"
 
 
 def _terminal_output():
@@ -88,27 +103,45 @@ class InteractivePrompter:
         self.history.append((key, value, get_answer(self.answers, key)))
         return value
 
-    def _ask(self, question) -> Any:
-        """Ask a questionary ``question``; where there is a previous question, Ctrl-B ends it with :class:`GoBack`.
-        A validation error is shown in full below the question (prompt_toolkit's own line is cut at the terminal
-        width)."""
+    def _ask(self, question, typed_help: bool = False) -> Any:
+        """Ask a questionary ``question``; where there is a previous question, Ctrl-B ends it with :class:`GoBack`;
+        with ``typed_help`` (menus, tick lists, yes/no: they take no text), Enter after ``help`` or ``?`` ends it
+        with :class:`ShowHelp`. A question ended so is erased (it stays unanswered otherwise). A validation error
+        is shown in full below the question (prompt_toolkit's own line is cut at the terminal width)."""
+        from prompt_toolkit.filters import Condition
         from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+        from prompt_toolkit.keys import Keys
 
-        app = question.application
+        bindings, typed = KeyBindings(), []
+
+        def leave(event, exception: Exception) -> None:
+            event.app.erase_when_done = True
+            event.app.exit(exception=exception)
+
         if self.history:
-            bindings = KeyBindings()
-
-            @bindings.add(BACK_KEY, eager=True)
-            def _back(event):
-                event.app.exit(exception=GoBack())
-
-            app.key_bindings = merge_key_bindings([app.key_bindings, bindings])
+            bindings.add(BACK_KEY, eager=True)(lambda event: leave(event, GoBack()))
+        if typed_help:
+            # keys no binding of the question takes (any letter but its own y/n, j/k, a/i) are collected
+            bindings.add(Keys.Any)(lambda event: typed.append(event.data))
+            bindings.add("enter", eager=True,
+                         filter=Condition(lambda: "".join(typed).strip().lower().endswith(HELP_WORDS)))(
+                lambda event: leave(event, ShowHelp()))
+        app = question.application
+        app.key_bindings = merge_key_bindings([app.key_bindings, bindings])
         _show_validation_errors_in_full(app)
         return question.unsafe_ask()
 
+    def _ask_with_help(self, make_question: Callable[[], Any], guidance: str) -> Any:
+        """Ask the question ``make_question`` builds; ``help`` shows ``guidance`` and asks it again."""
+        while True:
+            try:
+                return self._ask(make_question(), typed_help=True)
+            except ShowHelp:
+                self.info(guidance, wrap=True)
+
     def _hint(self, hint: str) -> str:
-        """A question's key hint, with Ctrl-B where there is a previous question."""
-        return f"({hint}; {BACK_HINT})" if self.history else f"({hint})"
+        """A question's key hint, with help and (where there is a previous question) Ctrl-B."""
+        return f"({hint}; help: guidance; {BACK_HINT})" if self.history else f"({hint}; help: guidance)"
 
     def go_back(self) -> None:
         """Ask the previous question again (its old answer as the default); the ones before it are replayed."""
@@ -156,18 +189,23 @@ class InteractivePrompter:
         set_answer(self.answers, key, raw)
         return parse(raw)
 
-    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
-        return self._remember(key, lambda: self._select(key, message, choices, self.previous.get(key, default)))
+    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None,
+               guidance: str = "") -> str:
+        return self._remember(key, lambda: self._select(key, message, choices, self.previous.get(key, default),
+                                                        guidance))
 
-    def _select(self, key: str, message: str, choices: Sequence[str], default: str | None) -> str:
+    def _select(self, key: str, message: str, choices: Sequence[str], default: str | None, guidance: str) -> str:
         import questionary
 
         if not choices:
             raise UserError(f"nothing to choose for: {message}")
         back = [questionary.Separator(), BACK_CHOICE] if self.history else []
-        answer = self._ask(questionary.select(message, choices=[*choices, *back],
-                                              default=default if default in choices else None,
-                                              instruction=self._hint("arrow keys, Enter"), **self.io))
+        default = default if default in choices else choices[0]
+        answer = self._ask_with_help(
+            lambda: questionary.select(message, choices=[*choices, *back], default=default,
+                                       instruction=self._hint("arrow keys, Enter"), **self.io),
+            f"{guidance or message}\nChoices: {', '.join(choices)} (offered: {default}). Arrow keys move, Enter "
+            f"chooses{'; ' + BACK_CHOICE + ' or Ctrl-B: the previous question' if back else ''}.")
         if answer == BACK_CHOICE:
             raise GoBack
         set_answer(self.answers, key, answer)
@@ -180,21 +218,29 @@ class InteractivePrompter:
     def _checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str]) -> list[str]:
         import questionary
 
-        answer = self._ask(questionary.checkbox(
+        answer = self._ask_with_help(lambda: questionary.checkbox(
             message, choices=[questionary.Choice(choice, checked=choice in default) for choice in choices],
             validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
-            instruction=self._hint("space: tick, a: all, i: invert, Enter"), **self.io))
+            instruction=self._hint("space: tick, a: all, i: invert, Enter"), **self.io),
+            f"{message}\nChoices: {', '.join(choices)}. Arrow keys move, space ticks or unticks, a ticks all, "
+            f"i inverts, Enter takes the ticked ones (at least one).")
         set_answer(self.answers, key, answer)
         return answer
 
-    def confirm(self, key: str, message: str, default: bool) -> bool:
-        return self._remember(key, lambda: self._confirm(key, message, self.previous.get(key, default)))
+    def confirm(self, key: str, message: str, default: bool, guidance: str = "") -> bool:
+        return self._remember(key, lambda: self._confirm(key, message, self.previous.get(key, default), guidance))
 
-    def _confirm(self, key: str, message: str, default: bool) -> bool:
+    def _confirm(self, key: str, message: str, default: bool, guidance: str) -> bool:
         import questionary
 
-        answer = self._ask(questionary.confirm(message, default=default, **self.io,
-                                               instruction=self._hint("Y/n" if default else "y/N") + " "))
+        # auto_enter off: 'y' alone would answer at once, and the Enter a user types after it reach the next
+        # question or, after the last one, the shell
+        answer = self._ask_with_help(
+            lambda: questionary.confirm(message, default=default, auto_enter=False, **self.io,
+                                        instruction=self._hint("y/n, Enter; Enter alone: " +
+                                                               ("yes" if default else "no")) + " "),
+            f"{guidance or message}\nType y or n and press Enter; Enter alone answers "
+            f"{'yes' if default else 'no'}.")
         set_answer(self.answers, key, answer)
         return answer
 
@@ -213,7 +259,7 @@ class InteractivePrompter:
         except UserError as err:
             self.info(f"The offered {what} does not fit the data: {err}")
             valid_offer = None
-        if valid_offer is not None and self.select(f"{key}_how", f"Use this {what}?",
+        if valid_offer is not None and self.select(f"{key}_how", f"Use {_this(what)}?",
                                                    [USE_AS_IS, EDIT], default=USE_AS_IS) == USE_AS_IS:
             self.answers.pop(f"{key}_how", None)
             set_answer(self.answers, key, valid_offer)
@@ -230,7 +276,7 @@ class InteractivePrompter:
                     raise UserError(f"editor {editor[0]!r} not found; set $EDITOR")
                 status = subprocess.run([*editor, str(path)], check=False).returncode
                 if status != 0:
-                    raise UserError(f"editor {editor[0]} ended with exit status {status} while editing the {what}; "
+                    raise Aborted(f"editor {editor[0]} ended with exit status {status} while editing the {what}; "
                                     f"aborted, nothing was written")
                 try:
                     content = validated_json(path.read_text(), what, validate)
@@ -239,7 +285,7 @@ class InteractivePrompter:
                     self.info(f"Invalid {what}: {err}")
                     if not self.confirm(f"{key}_reopen", "Open the editor again (no: abort, nothing is written)?",
                                         True):
-                        raise UserError(f"{what} not valid; aborted, nothing was written") from None
+                        raise Aborted(f"{what} not valid; aborted, nothing was written") from None
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         self.answers.pop(f"{key}_reopen", None)
@@ -249,13 +295,25 @@ class InteractivePrompter:
     def finish(self, hpc: bool) -> None:
         """Nothing to check: every answer was given to its question."""
 
-    def may_replace(self, runscript: Path) -> bool:
-        """Asked (not saved with the answers); declining ends the generation with nothing written."""
-        replace = self.confirm("overwrite", f"{runscript} exists. Replace it?", False)
-        self.answers.pop("overwrite", None)
-        if not replace:
-            raise UserError(f"runscript {runscript} kept; nothing was written")
-        return replace
+    def where_to_write(self, runscript: Path) -> tuple[Path, bool]:
+        """Asked (not saved with the answers): replace the existing ``runscript``, keep it and write this one under
+        another name in the same directory, or (« back, Ctrl-B) ask the previous question again."""
+        from . import checks
+
+        choice = self.select("existing_runscript", f"{runscript} exists already:", [OTHER_NAME, REPLACE],
+                             default=OTHER_NAME, guidance=f"{runscript} was written before (its answers are in "
+                                                          f"{runscript.name}.answers.yaml). Keep it and give this "
+                                                          f"runscript another name, or replace it.")
+        self.answers.pop("existing_runscript", None)
+        if choice == REPLACE:
+            return runscript, True
+        name = self.text("runscript_name", f"Name of this runscript (in {runscript.parent}):",
+                         lambda text: checks.new_runscript_name(text, runscript.parent),
+                         default=checks.free_runscript_name(runscript),
+                         guidance="A file name ending in .sh of letters, digits, '_', '-' and '.' that is not taken "
+                                  "yet; its JSON files and answers are named after it.")
+        self.answers.pop("runscript_name", None)
+        return runscript.parent / name, False
 
     def info(self, message: str, wrap: bool = False) -> None:
         """A note between questions (on the prompts' output); ``wrap``: fitted to the terminal width."""
@@ -271,6 +329,12 @@ class InteractivePrompter:
             print_formatted_text(message, output=self.io["output"])
         else:
             print(message, file=sys.stderr, flush=True)
+
+
+def _this(what: str) -> str:
+    """``this data split`` or ``these hyper-parameters of convLSTM``: the demonstrative agrees with ``what``'s first
+    word."""
+    return f"{'these' if what.split()[0].endswith('s') else 'this'} {what}"
 
 
 def _show_validation_errors_in_full(app) -> None:

@@ -39,13 +39,14 @@ class Prompter(Protocol):
              separator: str = ",") -> Any:
         """A typed answer, parsed (``separator`` joins an answer given as a list)."""
 
-    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None) -> str:
-        """One of ``choices``."""
+    def select(self, key: str, message: str, choices: Sequence[str], default: str | None = None,
+               guidance: str = "") -> str:
+        """One of ``choices`` (``guidance``: what ``help`` shows besides the choices)."""
 
     def checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str] = ()) -> list[str]:
         """At least one of ``choices``."""
 
-    def confirm(self, key: str, message: str, default: bool) -> bool:
+    def confirm(self, key: str, message: str, default: bool, guidance: str = "") -> bool:
         """Yes or no."""
 
     def edit_json(self, key: str, what: str, offered: str, validate: JsonValidator, name: str = "") -> Any:
@@ -57,9 +58,10 @@ class Prompter(Protocol):
     def finish(self, hpc: bool) -> None:
         """After the last question: the answers file names answers no question took and defaults taken."""
 
-    def may_replace(self, runscript: Path) -> bool:
-        """Whether an existing ``runscript`` may be replaced (the terminal asks; an answers file needs
-        ``--overwrite``)."""
+    def where_to_write(self, runscript: Path) -> tuple[Path, bool]:
+        """Where to write a runscript whose path ``runscript`` exists already, and whether it may replace the file
+        there (the terminal asks: replace, another name, or the previous question; an answers file keeps the path
+        and needs ``--overwrite``)."""
 
 
 def set_answer(answers: dict, key: str, value: Any) -> None:

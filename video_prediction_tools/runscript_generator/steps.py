@@ -43,7 +43,7 @@ def _grid_extent(grid) -> str:
 
 def _default_box(grid, corner: tuple[float, float] | None = None):
     """A SW corner and ``(ny, nx)`` that fit the grid: the GMD box where it fits, else the grid's SW point (or the
-    given ``corner``) with as many rows and columns as fit, at most the GMD size."""
+    given ``corner``) with as many rows and columns as step 1's own rule lets fit, at most the GMD size."""
     import numpy as np
 
     lat, lon = np.asarray(grid[0], float), np.asarray(grid[1], float)
@@ -53,11 +53,25 @@ def _default_box(grid, corner: tuple[float, float] | None = None):
             return GMD_SW_CORNER, GMD_NYX
         except UserError:
             corner = (float(lat.min()), float(lon[0]))
-    row = int(np.argmin(abs(lat - corner[0])))
-    column = int(np.argmin(abs((lon - corner[1] + 180.0) % 360.0 - 180.0)))
-    rows = int(np.sum(lat >= lat[row]))
-    columns = len(lon) - column
-    return corner, (max(2, min(GMD_NYX[0], rows)), max(2, min(GMD_NYX[1], columns)))
+
+    def fits(ny: int, nx: int) -> bool:
+        try:
+            checks.find_domain(lat, lon, corner, (ny, nx))
+            return True
+        except UserError:
+            return False
+
+    return corner, (_largest(lambda ny: fits(ny, 2), GMD_NYX[0]), _largest(lambda nx: fits(2, nx), GMD_NYX[1]))
+
+
+def _largest(fits, most: int) -> int:
+    """The largest size in 2..``most`` that ``fits`` (2 if none does): a box that fits still fits when smaller,
+    so a bisection finds it."""
+    low, high = 2, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 # --------------------------------------------------------------------------------------------------- extract
@@ -189,7 +203,13 @@ class Preprocess1(Step):
         path = Path(str(text).strip()).expanduser()
         if ctx.chain and str(text).strip():
             return path.resolve()
-        return checks.existing_dir(text, "extracted-data directory")
+        source = checks.existing_dir(text, "extracted-data directory")
+        if not checks.years_with_data(source, lambda d: bool(checks.netcdf_files(d))):
+            grib = checks.years_with_data(source, lambda d: bool(checks.grib_files(d)))
+            raise UserError(f"{source} holds no extracted netCDF files (<YYYY>/<MM>/*.nc)"
+                            + ("; it is a GRIB archive, the source of the extraction step: give the extraction's "
+                               f"output, {ctx.base_dir / 'ExtractedData'}, once extracted" if grib else ""))
+        return source
 
     @staticmethod
     def _years(text, source_dir, found, ctx):

@@ -45,6 +45,10 @@ class TrainingInputs(Protocol):
         """Ask for the data split (``template``: the dataset's data-split template), checked against the data."""
 
 
+#: the largest seed NumPy's and TensorFlow's generators take (an unsigned 32-bit number)
+MAX_SEED = 2**32 - 1
+
+
 def split_template(dataset: str) -> Path:
     """``templates/data_split/<dataset>/datasplit_template.json``; a UserError when it is missing."""
     path = templates_dir() / "data_split" / dataset / "datasplit_template.json"
@@ -81,7 +85,8 @@ class Train(Step):
         hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_offered(model, hparams_template),
                               lambda content, path: checks.hparams(content, model, hparams_template),
                               hparams_template.name)
-        seed = p.text("seed", "Random seed:", lambda text: checks.parse_int(text, "seed", 0), default="1234")
+        seed = p.text("seed", f"Random seed (0 to {MAX_SEED}):",
+                      lambda text: checks.parse_int(text, "seed", 0, MAX_SEED), default="1234")
         stem = f"train_model_{dataset}_{exp_id}"
         split_file, hparams_file = (ctx.runscript_dir / f"{stem}_data_split.json",
                                     ctx.runscript_dir / f"{stem}_model_hparams.json")

@@ -24,7 +24,7 @@ from ..utils.settings import read_settings, resolve_venv
 from .answers_file import AnswersPrompter, load_answers
 from .base import Context
 from .generation import generate
-from .interactive import BACK_CHOICE, GoBack, InteractivePrompter
+from .interactive import BACK_CHOICE, Aborted, GoBack, InteractivePrompter
 from .workflows import ALL_STEP_NAMES, WORKFLOWS, ask_dataset
 
 
@@ -101,6 +101,14 @@ def interactive_prompter(input=None, output=None) -> InteractivePrompter:  # noq
     return prompter
 
 
+def keeps_session(prompter, err: UserError) -> bool:
+    """Whether the wizard asks the previous question again after ``err`` rather than ending: on a terminal, unless
+    the user aborted on purpose or no question was answered yet. What a step finds only after an answer (no
+    trained model for the chosen step, a run directory that exists, a file that cannot be written) then never
+    costs the answers given so far."""
+    return prompter.interactive and bool(prompter.history) and not isinstance(err, Aborted)
+
+
 def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # noqa: A002
     """Entry point of ``env_setup/generate_runscript.py``; ``input``/``output`` drive the prompts in tests."""
     args = build_parser().parse_args(argv)
@@ -116,11 +124,17 @@ def main(argv: Sequence[str] | None = None, input=None, output=None) -> int:  # 
                 workflow = WORKFLOWS[ask_dataset(prompter, args.dataset, named_step)]
                 step = named_step or prompter.select(
                     "step", "Workflow step for which a runscript should be created (the first not done yet is "
-                            "offered):", list(workflow.steps), default=workflow.offered_step(ctx.base_dir))
+                            "offered):", list(workflow.steps), default=workflow.offered_step(ctx.base_dir),
+                    guidance="\n".join(f"{name}: {step.title}" for name, step in workflow.steps.items()))
                 prompter.answers.pop("step", None)
                 generate(ctx, workflow.steps[step], prompter, dry_run=args.dry_run, overwrite=args.overwrite)
                 break
             except GoBack:  # the earlier questions are answered again from the history, the previous one asked
+                prompter.go_back()
+            except UserError as err:
+                if not keeps_session(prompter, err):
+                    raise
+                prompter.info(f"{err}\nThe previous question again (Ctrl-C leaves; nothing is written):", wrap=True)
                 prompter.go_back()
     except (KeyboardInterrupt, EOFError):
         print("\nAborted: nothing was written.", file=sys.stderr)

@@ -48,9 +48,11 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
 
 
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
-    """A tqdm progress bar on stderr; in batch jobs (no terminal) it refreshes every 30 s instead of constantly."""
+    """A tqdm progress bar on stderr; in batch jobs (no terminal) it refreshes every 30 s instead of constantly and
+    first appears after 30 s (a bar at 0 % in a log file says nothing; a loop shorter than that leaves no line)."""
     from tqdm.auto import tqdm
 
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=0.5 if interactive else 30.0,
-                leave=interactive, dynamic_ncols=True)
+    interval = 0.5 if interactive else 30.0
+    return tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=interval,
+                delay=0.0 if interactive else interval, leave=interactive, dynamic_ncols=True)
