@@ -43,11 +43,14 @@ from video_prediction_tools.training.trainer import build_optimizers, make_train
 from video_prediction_tools.utils.io import write_json  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_ERA5_T2M = REPO_ROOT.parent / "shared/data/era5_t2m_uk_2019_03/era5-2mt-2019-03-uk.grib"
+#: the real file where it lies: beside the repository, or under ``$AMBS_SHARED_DATA`` (as the tests find it)
+REAL_ERA5_T2M = Path(os.environ.get("AMBS_SHARED_DATA") or REPO_ROOT.parent / "shared/data") \
+    / "era5_t2m_uk_2019_03/era5-2mt-2019-03-uk.grib"
 #: inclusive days of March 2019 of each split
 DAY_SPLIT = {"train": (1, 21), "val": (22, 25), "test": (26, 31)}
 EDGE_WIDTH = 2
-#: overrides of the demo preset's convLSTM; ``original`` is the preset as the issue measured it
+#: overrides of the demo preset's convLSTM; ``original`` is the preset as the issue measured it (the field
+#: formulation); ``edge_padding`` is ``original`` run by :class:`EdgePaddedConvLSTM`
 CANDIDATES: dict[str, dict] = {
     "original": {"residual": False},
     "residual": {"residual": True},
