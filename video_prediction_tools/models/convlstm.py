@@ -13,7 +13,7 @@ What the head gives:
 * ``residual: true`` (the ERA5 template's value): the change from the previous frame, linear and zero-initialised,
   so frame ``k`` = frame ``k - 1`` + head(hidden ``k``), frame 0 being the last context frame; an untrained
   model holds the last context frame at every lead. On real hourly 2 m temperature the field formulation could
-  not even reproduce its last input within a quick-start budget (+1 h MSE 4x that of the last frame held);
+  not even reproduce its last input within a quick-start budget (+1 h MSE 3-4x that of the last frame held);
   the increment formulation beats the last frame and persistence at +1..3 h
   (``benchmarks/real_era5_convlstm.py``). Increments are not probabilities, so ``residual`` takes ``loss_fun``
   "mse" only.
