@@ -20,11 +20,11 @@ MODULE = "video_prediction_tools.main_scripts.main_quick_start"
 #: the demo's convLSTM before presets had a model mapping (batch 8, 16 features, 3 epochs of February 2017)
 DEMO_CONVLSTM = {"batch_size": 8, "lr": 0.002, "max_epochs": 3, "context_frames": 12, "sequence_length": 24,
                  "loss_fun": "mse", "opt_var": "0", "shuffle_on_val": False, "normalization": "znorm",
-                 "num_features": 16, "filter_size": 5, "legacy_gates": False}
+                 "num_features": 16, "filter_size": 5, "legacy_gates": False, "residual": True}
 #: the tiny preset's convLSTM, which the end-to-end test requires to beat persistence at every lead hour
 TINY_CONVLSTM = {"batch_size": 16, "lr": 0.002, "max_epochs": 10, "context_frames": 12, "sequence_length": 24,
                  "loss_fun": "mse", "opt_var": "all", "shuffle_on_val": False, "normalization": "znorm",
-                 "num_features": 8, "filter_size": 3, "legacy_gates": False}
+                 "num_features": 8, "filter_size": 3, "legacy_gates": False, "residual": False}
 
 
 def _template(model: str) -> dict:
