@@ -20,6 +20,7 @@ import yaml
 from fixtures.common import PYTHON, REPO_ROOT, assert_user_error
 from fixtures.generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, assert_clean_shell, make_base, make_venv,
                                 variable_line, write_evaluation, write_extracted_month)
+from video_prediction_tools.datasets.datasplit import hours_of_months
 from video_prediction_tools.postprocess.metrics import DEFAULT_METRICS
 from video_prediction_tools.runscript_generator import steps as steps_module
 from video_prediction_tools.runscript_generator.base import AUTO_CHECKPOINT
@@ -533,10 +534,21 @@ def test_split_proposal_of_many_months(tmp_path):
     template = tmp_path / "split.json"
     template.write_text(json.dumps({"train": {"2007": [1]}}))
     months = {(2016, m) for m in range(1, 13)} | {(2017, m) for m in range(1, 9)}   # 20 months: a tenth is 2
-    proposal = json.loads(steps_module.proposed_split(template, months))
+    proposal = json.loads(steps_module.proposed_split(template, hours_of_months(months)))
     assert proposal == {"train": {"2016": list(range(3, 13)), "2017": list(range(1, 7))},
                         "val": {"2016": [1, 2]}, "test": {"2017": [7, 8]}}
-    assert steps_module.proposed_split(template, {(2007, 1)}) == template.read_text()   # the template fits
+    assert steps_module.proposed_split(template, hours_of_months({(2007, 1)})) == template.read_text()  # it fits
+
+
+def test_split_proposal_within_one_month_is_by_dates():
+    """One month with data (e.g. one CDS download): whole days in time order, about 70 / 15 / 15 %, naming only
+    hours with data (a gap splits a mode's range in two)."""
+    hours = hours_of_months({(2019, 3)})
+    hours = hours[(hours < np.datetime64("2019-03-10T05")) | (hours > np.datetime64("2019-03-10T07"))]
+    template = REPO_ROOT / "templates" / "data_split" / "era5" / "datasplit_template.json"
+    proposal = json.loads(steps_module.proposed_split(template, hours))
+    assert proposal == {"train": [["2019-03-01T00", "2019-03-10T04"], ["2019-03-10T08", "2019-03-21T23"]],
+                        "val": [["2019-03-22T00", "2019-03-26T23"]], "test": [["2019-03-27T00", "2019-03-31T23"]]}
 
 
 def test_step_menu_offers_the_first_step_not_done(tmp_path, data):

@@ -297,12 +297,16 @@ class Era5TrainingInputs:
     def _available_hours(ctx, experiment):
         """The hours with TFRecords of ``experiment`` (``datetime64[h]``); in chain mode before step 2 ran, every
         hour of the months the step 1 runscript will write; None when unknown."""
+        from ..data_preprocess.records import DATASET_INFO
         from ..datasets.datasplit import hours_of_months
-        from ..datasets.era5 import available_hours, read_dataset_info
+        from ..datasets.era5 import available_hours
+        from ..utils.io import read_json
 
         tfrecords = ctx.base_dir / "PreprocessedData" / experiment / "tfrecords"
         if checks.tfrecord_months(tfrecords):
-            return available_hours(read_dataset_info(tfrecords))
+            # only the months' blocks are needed of step 2's description
+            return available_hours({"months": read_json(tfrecords / DATASET_INFO,
+                                                        what="step-2 dataset description").get("months", {})})
         if not ctx.chain:
             return hours_of_months(())
         planned = ctx.planned("preprocess_data_era5_step1.sh")
