@@ -206,3 +206,58 @@ def test_proposed_date_split_is_accepted_by_the_reader(months):
     assert ERA5Dataset(exp_dir, proposal, "test", hparams=DAY).num_windows == 5 * 24 - 23
     with pytest.raises(UserError, match="the data holds 2 day"):
         propose_date_split(hours[:48])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the real March 2019 file (slow)
+
+#: a tiny convLSTM: one epoch of 7 steps (481 training windows in batches of 64)
+TINY_CONVLSTM = {"batch_size": 64, "lr": 0.002, "max_epochs": 1, "num_features": 4, "filter_size": 3,
+                 "normalization": "znorm", "shuffle_on_val": False}
+
+
+def run_step(module: str, *args) -> None:
+    result = run_module(f"video_prediction_tools.main_scripts.{module}", *args)
+    assert result.returncode == 0, f"{module}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_the_whole_chain_on_the_real_file_with_a_split_by_dates(tmp_path):
+    """One month of real ERA5 split by dates (train 1-21, val 22-25, test 26-31 March): extraction of the one
+    GRIB file, step 1 (32 x 48 at 50N 10W), step 2, a tiny convLSTM and postprocessing exit 0; postprocessing
+    forecasts exactly the test windows (inside 26-31 March); persistence of the first forecasts takes the analyses
+    of 25 March (validation hours: input data, not forecasts)."""
+    source = tmp_path / "download"
+    source.mkdir()
+    (source / "march.grib").symlink_to(shared_data(REAL_ERA5_T2M))
+    split_file, hparams_file = tmp_path / "split.json", tmp_path / "hparams.json"
+    split_file.write_text(json.dumps(MARCH_2019))
+    hparams_file.write_text(json.dumps(TINY_CONVLSTM))
+    run_step("main_data_extraction", "--source_dir", source, "--target_dir", tmp_path / "ExtractedData",
+             "--varslist_path", REPO_ROOT / "templates" / "data_extraction" / "era5_varmapping_2t_template.json")
+    run_step("main_preprocess_data_step1", "--source_dir", tmp_path / "ExtractedData", "--destination_dir",
+             tmp_path / "PreprocessedData", "--years", "2019", "--months", "3", "--vars", "2t",
+             "--sw_corner", "50", "-10", "--nyx", "32", "48")
+    experiment = next((tmp_path / "PreprocessedData").iterdir())
+    run_step("main_preprocess_data_step2", "--source_dir", experiment, "--sequence_length", "24")
+    run_dir, results = tmp_path / "Models" / "run", tmp_path / "Results" / "run"
+    run_step("main_train_models", "--input_dir", experiment, "--output_dir", run_dir, "--datasplit_dict", split_file,
+             "--dataset", "era5", "--model", "convLSTM", "--model_hparams_dict", hparams_file, "--seed", "1234")
+    assert json.loads((run_dir / "data_split.json").read_text()) == MARCH_2019
+    run_step("main_visualize_postprocess", "--checkpoint", run_dir, "--results_dir", results, "--mode", "test",
+             "--batch_size", "32", "--block_length", "12", "--nboots", "100")
+    windows = 6 * 24 - 23
+    init_times = np.datetime64("2019-03-26T11") + np.arange(windows) * H
+    assert sorted(path.name[9:19] for path in results.glob("vfp_date_*_sample_ind_*.nc")) == [
+        f"{time.astype(object):%Y%m%d%H}" for time in init_times]
+    with xr.open_dataset(results / "evaluation_metrics.nc") as evaluation:
+        np.testing.assert_array_equal(evaluation["init_time"].values.astype("datetime64[h]"), init_times)
+        persistence = evaluation["2t_persistence_mse"].values                # [init_time, fcst_hour]
+        assert np.isfinite(persistence).all() and np.isfinite(evaluation["2t_convLSTM_mse"].values).all()
+    # persistence at lead 1 by hand from the extracted month: the first forecasts' previous day is validation data
+    coordinates = json.loads((experiment / "metadata.json").read_text())["coordinates"]
+    with xr.open_dataset(tmp_path / "ExtractedData" / "2019" / "03" / "era5_2019_03.nc") as extracted:
+        t2m = extracted["2t"].sel(lat=coordinates["lat"], lon=coordinates["lon"]).load()
+    valid = init_times + H
+    difference = t2m.sel(time=valid).values.astype(np.float64) - t2m.sel(time=valid - 24 * H).values
+    np.testing.assert_allclose(persistence[:, 0], np.mean(difference ** 2, axis=(1, 2)), rtol=1e-5)
