@@ -15,6 +15,7 @@ from video_prediction_tools.data_preprocess.step2 import run_step2
 from video_prediction_tools.datasets.datasplit import (hours_of_months, load_datasplit, month_range,
                                                        propose_date_split, window_rows)
 from video_prediction_tools.datasets.era5 import ERA5Dataset
+from video_prediction_tools.runscript_generator.checks import evaluated_windows
 from video_prediction_tools.utils.errors import UserError
 
 H = np.timedelta64(1, "h")
@@ -141,6 +142,8 @@ def test_windows_never_straddle_two_modes(months):
         dataset = ERA5Dataset(exp_dir, split, mode, hparams={"sequence_length": length}, seed=3)
         starts = np.concatenate([batch["t_start"].copy() for batch in dataset.batches(64)])
         assert dataset.num_windows == len(starts) == expected[mode]
+        # the runscript generator counts the same windows (its block-length check of postprocessing)
+        assert evaluated_windows(exp_dir / "tfrecords", ranges[mode], length) == expected[mode]
         first = yyyymmddhh_to_datetime(starts)
         last = first + (length - 1) * H
         inside = [(first >= a) & (last <= b) for a, b in ranges[mode]]

@@ -206,6 +206,14 @@ REJECTIONS = [
     ("train", {"datasplit": {"train": {"2017": [3]}}}, "datasplit", "2017-03"),
     ("train", {"datasplit": {"training": {"2017": [1]}}}, "datasplit", "unknown mode"),
     ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
+    # February's step-2 blocks are 1-2 and 4-5 February: a range over the 3rd names hours without data
+    ("train", {"datasplit": {"train": [["2017-02-01T00", "2017-02-05T23"]]}}, "datasplit",
+     "'train' range [2017-02-01T00, 2017-02-05T23] names 24 hour(s) without data (first 2017-02-03T00, last "
+     "2017-02-03T23"),
+    ("train", {"datasplit": {"train": [["2017-01-01T00", "2017-01-02T23"]], "val": [["2017-01-02T12",
+                                                                                   "2017-01-03T23"]]}},
+     "datasplit", "[2017-01-01T00, 2017-01-02T23] of 'train' and [2017-01-02T12, 2017-01-03T23] of 'val' overlap"),
+    ("train", {"datasplit": {"train": [["2017-01-01", "2017-01-02T23"]]}}, "datasplit", "YYYY-MM-DDTHH"),
     ("train", {"hparams": {"no_such_key": 1}}, "hparams", "no_such_key"),
     ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
     ("train", {"hparams": {"batch_size": -4}}, "hparams", "'batch_size' of model convLSTM must be an integer >= 1"),
@@ -528,6 +536,25 @@ def test_defaults_come_from_the_data(tmp_path, venv, data, capsys):
                                                                                      "val": {"2017": [2]}}
     post = generate(tmp_path, venv, "postprocess", {"experiment": EXPNAME, "model": "convLSTM", "run": RUN})
     assert variable_line(post, "BLOCK_LENGTH") == "5" and variable_line(post, "CHECKPOINT") == str(data["run_dir"])
+
+
+def test_a_split_by_dates_is_accepted_and_checked_against_the_hours_of_step_2(tmp_path, venv, data):
+    """Hour ranges inside the months with TFRecords: the runscript's split file holds them as given; in chain
+    mode (before step 2) they are checked against every hour of the months step 1 will write."""
+    dates = {"train": [["2017-01-01T00", "2017-01-03T23"]], "val": [["2017-02-01T00", "2017-02-02T23"]],
+             "test": [["2017-02-04T00", "2017-02-05T23"]]}
+    train = generate(tmp_path, venv, "train", {**answers_for("train", data), "datasplit": dates})
+    assert json.loads(Path(variable_line(train, "DATASPLIT_DICT")).read_text()) == dates
+    base = tmp_path / "empty_base"
+    create_base_tree(base)
+    chain_venv = make_venv(tmp_path / "chain", base)
+    for step in ("extract", "preprocess1", "preprocess2"):
+        generate(tmp_path, chain_venv, step, answers_for(step, data), "--chain")
+    generate(tmp_path, chain_venv, "train", {**answers_for("train", data, exp_id="chain"), "datasplit": {
+        **dates, "test": [["2017-02-03T00", "2017-02-28T23"]]}}, "--chain")       # whole planned months
+    with pytest.raises(UserError, match=r"'datasplit'.*names 24 hour\(s\) without data \(first 2017-03-01T00"):
+        generate(tmp_path, chain_venv, "train", {**answers_for("train", data, exp_id="late"), "datasplit": {
+            **dates, "test": [["2017-02-28T00", "2017-03-01T23"]]}}, "--chain")
 
 
 def test_split_proposal_of_many_months(tmp_path):
