@@ -11,7 +11,7 @@ from fixtures.datasets import reader_inputs, tiny_moving_mnist  # noqa: F401  (f
 from fixtures.preprocessed import make_step1_experiment
 from video_prediction_tools.data_preprocess.records import yyyymmddhh_to_datetime
 from video_prediction_tools.data_preprocess.step2 import run_step2
-from video_prediction_tools.datasets.datasplit import load_datasplit, split_months
+from video_prediction_tools.datasets.datasplit import load_datasplit, month_range
 from video_prediction_tools.datasets.era5 import ERA5Dataset, load_hours
 from video_prediction_tools.datasets.normalization import Normalization
 from video_prediction_tools.datasets.registry import Reader, get_dataset_class
@@ -42,6 +42,11 @@ def raw_window(raw, t_start, length):
     return data[index:index + length]
 
 
+def named_months(split, mode):
+    """The months ``(year, month)`` that a month-form split names for ``mode``, chronological."""
+    return sorted((int(year), month) for year, months in split.get(mode, {}).items() for month in months)
+
+
 def hand_minmax(raw, months, variables):
     """min and max per channel over the given months (numpy on the raw values)."""
     stacked = np.concatenate([raw[m][0] for m in months]).astype(np.float64)
@@ -67,7 +72,7 @@ def test_every_window_is_the_normalised_raw_slice(tiny_tfrecords):
         dataset = ERA5Dataset(tiny.exp_dir, tiny.datasplit, mode, hparams={"sequence_length": 24})
         assert dataset.normalization == train.normalization
         images, starts, sizes = collect(dataset)
-        months = split_months(tiny.datasplit, mode)
+        months = named_months(tiny.datasplit, mode)
         assert dataset.num_windows == len(starts) == len(months) * (72 - 24 + 1)   # N - L + 1 per month
         assert len(set(starts.tolist())) == len(starts)
         assert images.dtype == np.float32 and images.shape[1:] == (24, 8, 12, 3)
@@ -181,14 +186,14 @@ def test_windows_never_cross_a_gap_or_another_split(gappy):
         images, starts, _ = collect(dataset, batch_size=64)
         assert dataset.num_windows == len(starts) == expected_counts[mode]
         # the runscript generator counts the same windows
-        assert evaluated_windows(exp_dir / "tfrecords", split_months(split, mode), length) == dataset.num_windows
+        assert evaluated_windows(exp_dir / "tfrecords", dataset.ranges, length) == dataset.num_windows
         for window, t_start in zip(images[::37], starts[::37]):
             raw_window(raw, t_start, length)              # asserts the window's hours are consecutive
         first = yyyymmddhh_to_datetime(starts)
         last = first + np.timedelta64(length - 1, "h")
         assert (first.astype("datetime64[M]") == last.astype("datetime64[M]")).all()
         months = {(int(s // 1_000_000), int(s // 10_000 % 100)) for s in starts}
-        assert months <= set(split_months(split, mode))
+        assert months <= set(named_months(split, mode))
 
 
 def test_datasplit_errors(gappy):
@@ -203,9 +208,9 @@ def test_datasplit_errors(gappy):
         load_datasplit({"train": {"2017": [13]}})
     with pytest.raises(UserError, match="unknown mode"):
         load_datasplit({"training": {"2017": [1]}})
-    with pytest.raises(UserError, match="no months for mode 'test'"):
+    with pytest.raises(UserError, match="no months or hours for mode 'test'"):
         ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "test", hparams=DAY)
-    with pytest.raises(UserError, match="no 'train' months"):
+    with pytest.raises(UserError, match="no 'train' months or hours"):
         ERA5Dataset(exp_dir, {"test": {"2017": [1]}}, "test", hparams=DAY)
     with pytest.raises(UserError, match="mode"):
         ERA5Dataset(exp_dir, {"train": {"2017": [1]}}, "validation", hparams=DAY)
@@ -233,9 +238,9 @@ def test_datasplit_templates_are_valid():
     era5_class, mnist_class = get_dataset_class("era5"), get_dataset_class("moving_mnist")
     assert era5_class.split_template_path().is_file() and mnist_class.split_template_path().is_file()
     era5 = era5_class.load_split(era5_class.split_template_path())
-    assert split_months(era5, "val") == [(2016, m) for m in range(1, 13)]
-    assert split_months(era5, "test") == [(2019, m) for m in range(1, 13)]
-    assert {y for y, _ in split_months(era5, "train")} == set(range(2007, 2016)) | {2017, 2018}
+    assert era5["val"] == [month_range(2016, m) for m in range(1, 13)]
+    assert era5["test"] == [month_range(2019, m) for m in range(1, 13)]
+    assert {first.astype(object).year for first, _ in era5["train"]} == set(range(2007, 2016)) | {2017, 2018}
     mnist = mnist_class.load_split(mnist_class.split_template_path())
     assert mnist["train"] == [(0, 7999)] and mnist["test"] == [(9000, 9999)]
 

@@ -21,6 +21,7 @@ import yaml
 from fixtures.common import PYTHON, REPO_ROOT, assert_user_error
 from fixtures.generator import (DATASPLIT, EXPNAME, RUN, RUN2, VARMAPPING, assert_clean_shell, make_base, make_venv,
                                 plant_checkpoint, variable_line, write_evaluation, write_extracted_month)
+from video_prediction_tools.datasets.datasplit import hours_of_months
 from video_prediction_tools.postprocess.metrics import DEFAULT_METRICS
 from video_prediction_tools.runscript_generator import steps as steps_module
 from video_prediction_tools.runscript_generator.base import AUTO_CHECKPOINT
@@ -209,6 +210,14 @@ REJECTIONS = [
     ("train", {"datasplit": {"train": {"2017": [3]}}}, "datasplit", "2017-03"),
     ("train", {"datasplit": {"training": {"2017": [1]}}}, "datasplit", "unknown mode"),
     ("train", {"datasplit": {"train": {"2017": [1]}, "val": {"2017": [1]}}}, "datasplit", "both"),
+    # February's step-2 blocks are 1-2 and 4-5 February: a range over the 3rd names hours without data
+    ("train", {"datasplit": {"train": [["2017-02-01T00", "2017-02-05T23"]]}}, "datasplit",
+     "'train' range [2017-02-01T00, 2017-02-05T23] names 24 hour(s) without data (first 2017-02-03T00, last "
+     "2017-02-03T23"),
+    ("train", {"datasplit": {"train": [["2017-01-01T00", "2017-01-02T23"]], "val": [["2017-01-02T12",
+                                                                                   "2017-01-03T23"]]}},
+     "datasplit", "[2017-01-01T00, 2017-01-02T23] of 'train' and [2017-01-02T12, 2017-01-03T23] of 'val' overlap"),
+    ("train", {"datasplit": {"train": [["2017-01-01", "2017-01-02T23"]]}}, "datasplit", "YYYY-MM-DDTHH"),
     ("train", {"hparams": {"no_such_key": 1}}, "hparams", "no_such_key"),
     ("train", {"hparams": "broken.json"}, "hparams", "not valid JSON"),
     ("train", {"hparams": {"batch_size": -4}}, "hparams", "'batch_size' of model convLSTM must be an integer >= 1"),
@@ -537,14 +546,44 @@ def test_defaults_come_from_the_data(tmp_path, venv, data, capsys):
     assert variable_line(post, "BLOCK_LENGTH") == "5" and variable_line(post, "CHECKPOINT") == str(data["run_dir"])
 
 
+def test_a_split_by_dates_is_accepted_and_checked_against_the_hours_of_step_2(tmp_path, venv, data):
+    """Hour ranges inside the months with TFRecords: the runscript's split file holds them as given; in chain
+    mode (before step 2) they are checked against every hour of the months step 1 will write."""
+    dates = {"train": [["2017-01-01T00", "2017-01-03T23"]], "val": [["2017-02-01T00", "2017-02-02T23"]],
+             "test": [["2017-02-04T00", "2017-02-05T23"]]}
+    train = generate(tmp_path, venv, "train", {**answers_for("train", data), "datasplit": dates})
+    assert json.loads(Path(variable_line(train, "DATASPLIT_DICT")).read_text()) == dates
+    base = tmp_path / "empty_base"
+    create_base_tree(base)
+    chain_venv = make_venv(tmp_path / "chain", base)
+    for step in ("extract", "preprocess1", "preprocess2"):
+        generate(tmp_path, chain_venv, step, answers_for(step, data), "--chain")
+    generate(tmp_path, chain_venv, "train", {**answers_for("train", data, exp_id="chain"), "datasplit": {
+        **dates, "test": [["2017-02-03T00", "2017-02-28T23"]]}}, "--chain")       # whole planned months
+    with pytest.raises(UserError, match=r"'datasplit'.*names 24 hour\(s\) without data \(first 2017-03-01T00"):
+        generate(tmp_path, chain_venv, "train", {**answers_for("train", data, exp_id="late"), "datasplit": {
+            **dates, "test": [["2017-02-28T00", "2017-03-01T23"]]}}, "--chain")
+
+
 def test_split_proposal_of_many_months(tmp_path):
     template = tmp_path / "split.json"
     template.write_text(json.dumps({"train": {"2007": [1]}}))
     months = {(2016, m) for m in range(1, 13)} | {(2017, m) for m in range(1, 9)}   # 20 months: a tenth is 2
-    proposal = json.loads(steps_module.proposed_split(template, months))
+    proposal = json.loads(steps_module.proposed_split(template, hours_of_months(months)))
     assert proposal == {"train": {"2016": list(range(3, 13)), "2017": list(range(1, 7))},
                         "val": {"2016": [1, 2]}, "test": {"2017": [7, 8]}}
-    assert steps_module.proposed_split(template, {(2007, 1)}) == template.read_text()   # the template fits
+    assert steps_module.proposed_split(template, hours_of_months({(2007, 1)})) == template.read_text()  # it fits
+
+
+def test_split_proposal_within_one_month_is_by_dates():
+    """One month with data (e.g. one CDS download): whole days in time order, about 70 / 15 / 15 %, naming only
+    hours with data (a gap splits a mode's range in two)."""
+    hours = hours_of_months({(2019, 3)})
+    hours = hours[(hours < np.datetime64("2019-03-10T05")) | (hours > np.datetime64("2019-03-10T07"))]
+    template = REPO_ROOT / "templates" / "data_split" / "era5" / "datasplit_template.json"
+    proposal = json.loads(steps_module.proposed_split(template, hours))
+    assert proposal == {"train": [["2019-03-01T00", "2019-03-10T04"], ["2019-03-10T08", "2019-03-21T23"]],
+                        "val": [["2019-03-22T00", "2019-03-26T23"]], "test": [["2019-03-27T00", "2019-03-31T23"]]}
 
 
 def test_step_menu_offers_the_first_step_not_done(tmp_path, data):

@@ -344,10 +344,13 @@ def test_a_rerun_resumes_only_the_same_run(tiny_tfrecords, tmp_path):
         1234, tiny_tfrecords.datasplit, json.loads((run_dir / "model_hparams.json").read_text()))
     before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
 
-    refused = {"data split": args(hparams_file, other_split),
-               "hyper-parameters (lr: 0.01 → 0.02)": args(other_hparams, split_file),
-               "--seed": args(hparams_file, split_file, "--seed", 99)}
-    for fragment, rerun in refused.items():
+    # a split by dates that cuts February: another split too
+    _, date_split = write_inputs(tmp_path / "dates", RESUME_HPARAMS, {
+        **tiny_tfrecords.datasplit, "train": [["2017-01-01T00", "2017-01-03T23"], ["2017-02-01T00", "2017-02-02T23"]]})
+    refused = [("data split", args(hparams_file, other_split)), ("data split", args(hparams_file, date_split)),
+               ("hyper-parameters (lr: 0.01 → 0.02)", args(other_hparams, split_file)),
+               ("--seed", args(hparams_file, split_file, "--seed", 99))]
+    for fragment, rerun in refused:
         with pytest.raises(UserError, match="holds another run") as error:
             train_main(rerun)
         assert fragment in str(error.value) and "--start_over" in str(error.value), str(error.value)

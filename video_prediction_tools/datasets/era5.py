@@ -1,9 +1,12 @@
 """ERA5 reader (the dataset ``era5`` of the registry): windows of ``sequence_length`` consecutive hours cut at read
 time from the step-2 TFRecords.
 
-Windows (stride 1 h) never cross a gap in time and never leave their month: a month (or a gap-free block of it)
-of N hours gives N − L + 1 windows, even when the next month belongs to the same split (months are not joined,
-so a month's window count does not depend on its neighbours and the order of months can be shuffled freely).
+The data split names whole months or inclusive hour ranges (:mod:`.datasplit`); both are read as hour ranges, and
+the months of a mode are the month files holding any of its hours. Windows (stride 1 h) never cross a gap in time,
+never leave their range (so never mix hours of two modes) and never leave their month: a month (or a gap-free block
+of it, or the part of it inside one range) of N hours gives N − L + 1 windows, even when the next month belongs to
+the same split (months are not joined, so a month's window count does not depend on its neighbours and the order
+of months can be shuffled freely).
 
 Order of one pass (``batches(batch_size, epoch)``, also listed by ``pass_order``):
 
@@ -23,10 +26,12 @@ into a reused buffer. The reader is plain numpy (the training loop hands the bat
 itself): a ``tf.data`` pipeline costs more per batch than the whole copy of a batch of 4 windows
 (benchmarks/README.md). ``make_dataset`` wraps the same batches as a ``tf.data.Dataset`` for code built on it.
 
-Normalisation: from the statistics of the TRAINING months of the data split only (merged exactly), method from
+Normalisation: from the statistics of the TRAINING hours of the data split only (merged exactly), method from
 the hparam ``normalization`` (``minmax`` default, or ``znorm``), unless a :class:`Normalization` is passed
-(postprocessing passes the one saved with the model). ``normalization_months="all"`` takes the statistics of every
-preprocessed month instead (val and test included), as the original AMBS did for its published models.
+(postprocessing passes the one saved with the model). A month wholly in training contributes step 1's statistics of
+the month; a month that training ranges cut contributes the statistics of exactly its training hours, computed from
+the step-2 frames of those hours (:func:`training_statistics`). ``normalization_months="all"`` takes the statistics
+of every preprocessed month instead (val and test included), as the original AMBS did for its published models.
 
 Example::
 
@@ -52,14 +57,14 @@ import numpy as np
 
 from ..data_preprocess.records import (DATASET_INFO, RECORD_FOOTER_BYTES, RECORD_FORMAT, RECORD_HEADER_BYTES,
                                       RecordLayout, damaged, datetime_to_yyyymmddhh, month_file_layout, month_key,
-                                      parse_month_key, record_checksum_error, varint_values, window_starts,
+                                      parse_month_key, record_checksum_error, varint_values,
                                       yyyymmddhh_to_datetime)
-from ..data_preprocess.statistics import merge_stats
+from ..data_preprocess.statistics import channel_stats, merge_stats
 from ..data_preprocess.step2 import run_step2
 from ..utils.conventions import DEFAULT_SEQUENCE_LENGTH
 from ..utils.errors import UserError
 from ..utils.io import read_json
-from .datasplit import MODES, check_mode, load_datasplit, split_months
+from .datasplit import HourRange, MODES, check_mode, load_datasplit, month_range, range_index, window_rows
 from .normalization import Normalization
 from .registry import Reader, register_dataset
 
@@ -148,10 +153,16 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
     return out, times
 
 
+def block_hours(blocks) -> np.ndarray:
+    """Valid times (``datetime64[h]``, file order) of the hours of gap-free ``blocks`` ``[[first YYYYMMDDHH,
+    hours], ...]``."""
+    return np.concatenate([np.zeros(0, "datetime64[h]")]
+                          + [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks])
+
+
 def block_times(blocks) -> np.ndarray:
     """Valid times YYYYMMDDHH (int64, file order) of the hours of gap-free ``blocks`` ``[[first, hours], ...]``."""
-    return datetime_to_yyyymmddhh(np.concatenate(
-        [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks]))
+    return datetime_to_yyyymmddhh(block_hours(blocks))
 
 
 def _item_references(items: list, index: int) -> int:
@@ -204,8 +215,42 @@ def read_dataset_info(tfrecord_dir: Path) -> dict:
     return info
 
 
-def _available_months(info: dict) -> set[tuple[int, int]]:
-    return {parse_month_key(key) for key in info["months"]}
+def available_hours(info: dict) -> np.ndarray:
+    """Every hour (``datetime64[h]``, sorted) that the step-2 output described by ``info`` (its
+    ``dataset_info.json``) holds."""
+    return np.sort(np.concatenate([np.zeros(0, "datetime64[h]")] + [
+        (block_hours(entry["blocks"])) for entry in info["months"].values()]))
+
+
+def months_in(info: dict, ranges: list[HourRange]) -> list[str]:
+    """Keys ``YYYY-MM`` (chronological) of the step-2 months holding any hour of ``ranges``."""
+    keys = []
+    for key in sorted(info["months"]):
+        first, last = month_range(*parse_month_key(key))
+        if any(start <= last and first <= end for start, end in ranges) and (
+                range_index((block_hours(info["months"][key]["blocks"])), ranges) >= 0).any():
+            keys.append(key)
+    return keys
+
+
+def training_statistics(tfrecord_dir: Path, info: dict, ranges: list[HourRange]) -> dict[str, dict]:
+    """Statistics (merged exactly, per variable) of the hours in ``ranges`` of the step-2 output: step 1's
+    statistics of each month wholly inside them, the statistics of the frames of exactly those hours for a month
+    they cut."""
+    parts = []
+    frame_shape = tuple(int(n) for n in info["frame_shape"])
+    for key in months_in(info, ranges):
+        entry = info["months"][key]
+        inside = range_index((block_hours(entry["blocks"])), ranges) >= 0
+        if inside.all():
+            parts.append(entry["stats"])
+            continue
+        rows = np.flatnonzero(inside)
+        path = tfrecord_dir / entry["file"]
+        frames, _ = read_month(path, month_file_layout(path, frame_shape), frame_shape,
+                               hours=(int(rows[0]), int(rows[-1]) + 1))
+        parts.append(channel_stats(frames[rows], info["variables"]))
+    return merge_stats(parts)
 
 
 @dataclass(frozen=True)
@@ -284,14 +329,16 @@ class ERA5Dataset(Reader):
         self.lat = np.asarray(info["lat"], dtype=np.float64)
         self.lon = np.asarray(info["lon"], dtype=np.float64)
         self.frame_shape = tuple(int(n) for n in info["frame_shape"])
-        self.months = split_months(self.datasplit, mode)
-        if not self.months:
-            raise UserError(f"the data split has no months for mode '{mode}'")
+        #: the mode's inclusive hour ranges (a month of the month form is the range of its hours)
+        self.ranges = self.datasplit.get(mode, [])
+        if not self.ranges:
+            raise UserError(f"the data split names no months or hours for mode '{mode}'")
+        #: months ``(year, month)`` holding hours of the mode, chronological
+        self.months = [parse_month_key(key) for key in months_in(info, self.ranges)]
         self._open_months([info["months"][month_key(*m)] for m in self.months])
         if normalization is None:
-            stats = merge_stats([info["months"][key]["stats"] for key in self._statistics_months(info,
-                                                                                                 normalization_months)])
-            normalization = Normalization(hparams.get("normalization", "minmax"), stats, self.variables)
+            normalization = Normalization(hparams.get("normalization", "minmax"),
+                                          self._statistics(info, normalization_months), self.variables)
         elif normalization.variables != self.variables:
             raise UserError(f"the normalisation is for variables {normalization.variables}, the data has "
                             f"{self.variables}")
@@ -315,8 +362,10 @@ class ERA5Dataset(Reader):
                                 f"{sum(hours for _, hours in entry['blocks'])} (rerun step 2)")
         #: gap-free runs ``[[first YYYYMMDDHH, hours], ...]`` of each month, in file order
         self.blocks = [entry["blocks"] for entry in entries]
-        #: rows of each month file at which a window starts (it ends ``sequence_length - 1`` hours later, no gap)
-        self.window_starts = [window_starts(blocks, self.sequence_length) for blocks in self.blocks]
+        #: rows of each month file at which a window starts (it ends ``sequence_length - 1`` hours later, with no
+        #: gap and inside one of the mode's ranges)
+        self.window_starts = [window_rows(block_hours(blocks), self.ranges, self.sequence_length)
+                              for blocks in self.blocks]
         self.windows_per_month = [len(starts) for starts in self.window_starts]
         #: valid times YYYYMMDDHH of the rows of each month file (checked against the file when it is read)
         self.valid_times = [block_times(blocks) for blocks in self.blocks]
@@ -326,13 +375,15 @@ class ERA5Dataset(Reader):
                             f"{', '.join(month_key(*m) for m in self.months)}")
 
     @classmethod
-    def load_split(cls, datasplit, input_dir=None) -> dict[str, dict[str, list[int]]]:
-        """Whole months per mode (:func:`.datasplit.load_datasplit`); with ``input_dir`` (``PreprocessedData/
-        <EXPNAME>`` or its ``tfrecords/``) every month named must have been written by step 2."""
-        if input_dir is None:
-            return load_datasplit(datasplit)
-        return load_datasplit(datasplit, available=_available_months(read_dataset_info(resolve_tfrecord_dir(
-            input_dir))))
+    def load_split(cls, datasplit, input_dir=None, available=None) -> dict[str, list[HourRange]]:
+        """Inclusive hour ranges per mode, from either form of the split (:func:`.datasplit.load_datasplit`); with
+        ``input_dir`` (``PreprocessedData/<EXPNAME>`` or its ``tfrecords/``) every month named must have been
+        written by step 2 and every hour of a range must be in its output. ``available``: the hours
+        (``datetime64[h]``) to check against instead, where step 2 has not run yet (the runscript generator's
+        chain mode)."""
+        if input_dir is not None:
+            available = available_hours(read_dataset_info(resolve_tfrecord_dir(input_dir)))
+        return load_datasplit(datasplit, available=available)
 
     @classmethod
     def convert(cls, source, dest_dir=None, *, sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
@@ -347,17 +398,16 @@ class ERA5Dataset(Reader):
     def description_files(self) -> list[Path]:
         return [self.tfrecord_dir / DATASET_INFO, self.tfrecord_dir.parent / "statistics.json"]
 
-    def _statistics_months(self, info: dict, normalization_months: str) -> list[str]:
-        """Month keys whose statistics make the normalisation: the train split's, or (``"all"``) every month of
-        the step-2 output."""
+    def _statistics(self, info: dict, normalization_months: str) -> dict[str, dict]:
+        """The statistics that make the normalisation: of the train split's hours, or (``"all"``) of every month
+        of the step-2 output."""
         if normalization_months == "all":
-            return sorted(info["months"])
+            return merge_stats([info["months"][key]["stats"] for key in sorted(info["months"])])
         if normalization_months != "train":
             raise UserError(f"normalization months {normalization_months!r}: expected train or all")
-        train_months = split_months(self.datasplit, "train")
-        if not train_months:
-            raise UserError("the data split has no 'train' months to compute the normalisation from")
-        return [month_key(*m) for m in train_months]
+        if not self.datasplit.get("train"):
+            raise UserError("the data split names no 'train' months or hours to compute the normalisation from")
+        return training_statistics(self.tfrecord_dir, info, self.datasplit["train"])
 
     def pass_order(self, batch_size: int | None = None, epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Every window of one pass in the order :meth:`batches` yields them: (position of its month in
@@ -424,7 +474,10 @@ class ERA5Dataset(Reader):
         # one buffer shape for months of every length, so that any released buffer fits the next month
         max_hours = max(other.hours for other in self.layouts)
         frames = self._month_buffers.get((max_hours, *self.frame_shape))[:layout.hours]
-        edges = [*range(0, layout.hours, READ_PART_HOURS), layout.hours]
+        # only the rows of the mode's windows (a range may take a few days of the month)
+        starts = self.window_starts[month]
+        first, end = int(starts[0]), int(starts[-1]) + self.sequence_length
+        edges = [*range(first, end, READ_PART_HOURS), end]
         return frames, [(end, pool.submit(read_month, self.files[month], layout, self.frame_shape, self.normalization,
                                           self.valid_times[month], frames, (begin, end)))
                         for begin, end in zip(edges[:-1], edges[1:])]

@@ -12,7 +12,8 @@ What a dataset class knows (the :class:`Reader` protocol):
   normalised, "t_start": int64 [B]}`` (:meth:`Reader.batches`, or as ``tf.data`` :meth:`Reader.make_dataset`),
   knows its frame shape ``(H, W, C)``, variables (channels), number of windows and normalisation, and which files
   it reads (:meth:`Reader.input_files`, :meth:`Reader.description_files`: the run's input fingerprint);
-* its data split: the JSON form it accepts and how it is checked (:meth:`Reader.load_split`) and its template
+* its data split: the JSON forms it accepts (ERA5: whole months or hour ranges; Moving MNIST: index ranges), how it
+  is checked (:meth:`Reader.load_split`, which the runscript generator uses too) and its template
   (:attr:`Reader.split_template` under ``templates/``);
 * its step 2 (:meth:`Reader.convert`: the work of ``main_preprocess_data_step2 --dataset <name>``);
 * how postprocessing evaluates it (:attr:`Reader.evaluation`, one of :data:`EVALUATIONS`).

@@ -65,8 +65,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "by training) and train from scratch; without it, a rerun resumes only the same run "
                              "(same data split, hyper-parameters, seed and input data)")
     parser.add_argument("--normalization_months", choices=["train", "all"], default="train",
-                        help="statistics that normalise the data: of the train split (default) or of every "
-                             "preprocessed month, as the original did (ERA5 only)")
+                        help="statistics that normalise the data: of the train split's months or hours "
+                             "(default) or of every preprocessed month, as the original did (ERA5 only)")
     legacy_options.ignored(parser, "--gpu_mem_frac", reason=GPU_MEMORY_NOTE)
     legacy_options.ignored(parser, "--test_mode", "-test", takes_value=False,
                            reason="the best checkpoint is chosen on the validation loss, without bootstrapping")

@@ -2,7 +2,8 @@
 written (:func:`open_job`, without TensorFlow), then the trained model (:func:`load_model`).
 
 Checked: the options, the metric names and conventions, the checkpoint (a run directory → best checkpoint, else the
-newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated), the data split and
+newest; a missing or incomplete checkpoint is a UserError: random weights are never evaluated), the data split (the
+run's, months or hour ranges: the mode's windows are the reader's, each inside one of the mode's ranges) and
 channel, the climatology (ACC-type metrics need ``climatology_file`` covering every month and hour of the forecasts'
 valid times: by default they are computed only when a climatology file is given; requested explicitly without one,
 or with one that lacks some month/hour, they are a UserError before any forecast), the bootstrap blocks and the

@@ -283,19 +283,22 @@ def evaluated_metrics(results_dir: Path) -> tuple[list[str] | None, bool]:
     return [name for name in known_metrics() if name in metrics], persistence
 
 
-def evaluated_windows(tfrecords_dir: Path, months: Iterable[tuple[int, int]], sequence_length: int) -> int | None:
-    """Windows of ``sequence_length`` hours that the step-2 files of ``months`` hold (windows never leave a
-    gap-free block of a month, :func:`..data_preprocess.records.window_starts`; blocks from step 2's
-    ``dataset_info.json``); None if that file is missing."""
-    from ..data_preprocess.records import DATASET_INFO, month_key, window_starts
+def evaluated_windows(tfrecords_dir: Path, ranges: list, sequence_length: int) -> int | None:
+    """Windows of ``sequence_length`` hours inside the hour ``ranges`` of a split's mode (as the data split's
+    ``load_split`` gives them) that the step-2 files hold: the reader's windows
+    (:func:`..datasets.datasplit.window_rows` on each month's gap-free blocks from step 2's ``dataset_info.json``);
+    None if that file is missing."""
+    from ..data_preprocess.records import DATASET_INFO
+    from ..datasets.datasplit import window_rows
+    from ..datasets.era5 import block_hours
 
     try:
         info = json.loads((tfrecords_dir / DATASET_INFO).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     entries = info.get("months", {}) if isinstance(info, dict) else {}
-    return sum(len(window_starts(entries.get(month_key(year, month), {}).get("blocks", []), sequence_length))
-               for year, month in months)
+    return sum(len(window_rows(block_hours(entry.get("blocks", [])), ranges, sequence_length))
+               for entry in entries.values())
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -349,13 +352,6 @@ def varmapping(content: Any, path: Path, month_dir: Path | None = None) -> None:
     if missing:
         raise UserError(f"field(s) {', '.join(missing)} are not in the GRIB files of {month_dir} (they hold: "
                         f"{', '.join(sorted(seen)) or 'nothing'})")
-
-
-def datasplit(content: Any, available: set[tuple[int, int]] | None) -> None:
-    """Validate a data split with the reader's validator; ``available`` = months with TFRecords (None: not yet)."""
-    from ..datasets.datasplit import load_datasplit
-
-    load_datasplit(content, available=available)
 
 
 def hparams(content: Any, model: str, template: Path) -> None:

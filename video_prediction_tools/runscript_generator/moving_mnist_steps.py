@@ -94,11 +94,13 @@ class MnistTrainingInputs:
         return None
 
     def split(self, p, ctx, experiment, template):
-        from ..datasets.datasplit import load_index_split
+        from ..datasets.registry import get_dataset_class
 
-        sequences = self._sizes(ctx)[experiment]
+        # checked against the converted sequences once the conversion has run (their number is known then)
+        input_dir = ctx.base_dir / "PreprocessedData" / experiment if self._sizes(ctx)[experiment] is not None else None
+        load_split = get_dataset_class(DATASET).load_split
         return p.edit_json("datasplit", "data split (train/val/test sequence-index ranges)", template.read_text(),
-                           lambda content, path: load_index_split(content, num_sequences=sequences), template.name)
+                           lambda content, path: load_split(content, input_dir), template.name)
 
     @staticmethod
     def _sizes(ctx) -> dict[str, int | None]:

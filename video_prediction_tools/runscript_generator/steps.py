@@ -283,7 +283,8 @@ class Preprocess2(Step):
 # --------------------------------------------------------------------------------------------------- train
 class Era5TrainingInputs:
     """The train step on ERA5 (:class:`~.train_step.TrainingInputs`): experiments with TFRecords, every model of
-    the registry, a data split of years and months with TFRecords."""
+    the registry, a data split of years and months or of hour ranges, checked against the hours with TFRecords by
+    the dataset's own ``load_split``."""
 
     dataset = DATASET
     title = "training: one model on one preprocessed experiment (Models/<EXPNAME>/<model>/<exp_id>)"
@@ -303,33 +304,58 @@ class Era5TrainingInputs:
         return model
 
     def split(self, p, ctx, experiment, template):
-        available = self._available_months(ctx, experiment)
-        return p.edit_json("datasplit", "data split (train/val/test years and months)",
+        from ..datasets.registry import get_dataset_class
+
+        available = self._available_hours(ctx, experiment)
+        load_split = get_dataset_class(DATASET).load_split
+        return p.edit_json("datasplit", "data split (train/val/test: years and months, or hour ranges "
+                                        "[[\"YYYY-MM-DDTHH\", \"YYYY-MM-DDTHH\"], ...])",
                            proposed_split(template, available),
-                           lambda content, path: checks.datasplit(content, available), template.name)
+                           lambda content, path: load_split(content, available=available), template.name)
 
     @staticmethod
-    def _available_months(ctx, experiment):
-        found = checks.tfrecord_months(ctx.base_dir / "PreprocessedData" / experiment / "tfrecords")
-        if found or not ctx.chain:
-            return found
+    def _available_hours(ctx, experiment):
+        """The hours with TFRecords of ``experiment`` (``datetime64[h]``); in chain mode before step 2 ran, every
+        hour of the months the step 1 runscript will write; None when unknown."""
+        from ..data_preprocess.records import DATASET_INFO
+        from ..datasets.datasplit import hours_of_months
+        from ..datasets.era5 import available_hours
+        from ..utils.io import read_json
+
+        tfrecords = ctx.base_dir / "PreprocessedData" / experiment / "tfrecords"
+        if checks.tfrecord_months(tfrecords):
+            # only the months' blocks are needed of step 2's description
+            return available_hours({"months": read_json(tfrecords / DATASET_INFO,
+                                                        what="step-2 dataset description").get("months", {})})
+        if not ctx.chain:
+            return hours_of_months(())
         planned = ctx.planned("preprocess_data_era5_step1.sh")
         if planned.get("expname") == experiment:
-            return {(y, m) for y in planned["years"] for m in planned["months"]}
+            return hours_of_months((y, m) for y in planned["years"] for m in planned["months"])
         return None
 
 
-def proposed_split(template: Path, available: set[tuple[int, int]] | None) -> str:
-    """The data split offered for the months with TFRecords (JSON text): the template where all its months are
-    available (or none are known yet), else the first tenth of the months (at least one) for validation, the
-    last tenth for testing and the rest for training (two months: train and val; one: train only)."""
+def proposed_split(template: Path, available) -> str:
+    """The data split offered for the hours with TFRecords ``available`` (``datetime64[h]``; JSON text): the
+    template where it fits them (or none are known yet); else, over two months or more, the first tenth of the
+    months (at least one) for validation, the last tenth for testing and the rest for training (two months: train
+    and val); within one month, a split by whole days in time order (about 70 / 15 / 15 %,
+    :func:`..datasets.datasplit.propose_date_split`)."""
+    from ..datasets.datasplit import propose_date_split
+    from ..datasets.registry import get_dataset_class
+
     text = template.read_text()
     try:
-        checks.datasplit(checks.parse_json_text(text, "data split template"), available)
+        get_dataset_class(DATASET).load_split(checks.parse_json_text(text, "data split template"), available=available)
         return text
     except UserError:
         pass
-    months = sorted(available or ())
+    months = sorted({(day.year, day.month) for day in available.astype("datetime64[M]").astype(object)})
+    if len(months) == 1:
+        try:
+            return json.dumps(propose_date_split(available), indent=2) + "\n"
+        except UserError:
+            pass
     share = max(1, len(months) // 10)
     if len(months) >= 3:
         parts = {"train": months[share:-share], "val": months[:share], "test": months[-share:]}
@@ -425,14 +451,14 @@ class Postprocess(Step):
     def _windows(ctx, experiment, run_dir, split, mode) -> int | None:
         """Forecasts of the evaluated split: its windows in the step-2 files (None while the run's data split,
         hyper-parameters or the step-2 summary are not there, e.g. before its training ran)."""
-        from ..datasets.datasplit import split_months
+        from ..datasets.registry import get_dataset_class
 
         try:
             length = json.loads((run_dir / "model_hparams.json").read_text())["sequence_length"]
-            months = split_months(split, mode)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ranges = get_dataset_class(DATASET).load_split(split).get(mode, [])
+        except (OSError, ValueError, KeyError, TypeError, UserError):
             return None
-        return checks.evaluated_windows(ctx.base_dir / "PreprocessedData" / experiment / "tfrecords", months,
+        return checks.evaluated_windows(ctx.base_dir / "PreprocessedData" / experiment / "tfrecords", ranges,
                                         int(length))
 
     @staticmethod

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..utils.errors import UserError
-from ..utils.settings import templates_dir
 from . import checks
 from .base import Context, Step, StepResult, exp_id_parser, hparams_offered
 
@@ -50,8 +49,11 @@ MAX_SEED = 2**32 - 1
 
 
 def split_template(dataset: str) -> Path:
-    """``templates/data_split/<dataset>/datasplit_template.json``; a UserError when it is missing."""
-    path = templates_dir() / "data_split" / dataset / "datasplit_template.json"
+    """The dataset's data-split template (the registry's ``split_template_path``); a UserError when it is
+    missing."""
+    from ..datasets.registry import get_dataset_class
+
+    path = get_dataset_class(dataset).split_template_path()
     if not path.is_file():
         raise UserError(f"template {path} is missing; cannot propose a data split")
     return path

@@ -84,8 +84,8 @@ class TrainingOptions:
     stop_after_steps: int | None = None
     #: delete the training outputs of ``output_dir`` first (to retrain a run directory with other inputs)
     start_over: bool = False
-    #: months whose statistics normalise the data (ERA5): ``train`` (the train split) or ``all`` (every
-    #: preprocessed month, as the original AMBS)
+    #: the data whose statistics normalise it (ERA5): ``train`` (the train split's months or hours) or ``all``
+    #: (every preprocessed month, as the original AMBS)
     normalization_months: str = "train"
 
     def with_absolute_paths(self) -> "TrainingOptions":
