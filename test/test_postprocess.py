@@ -540,9 +540,8 @@ def test_full_postprocessing_scores_figures_and_tables(full_results):
                                  "skill_copy_last_frame_mse,")
     assert len(summary) == 13 and (results / "summary_metrics.md").is_file()
     rows = pd.read_csv(results / "summary_metrics.csv")
-    # the model's skill against each baseline from the averaged MSEs: 1 - MSE_model / MSE_baseline
-    persistence_avg = evaluation["2t_persistence_mse_avg"].values
-    np.testing.assert_allclose(rows["skill_mse"], 1 - hand_mse.mean(axis=0) / persistence_avg, rtol=1e-5)
+    # the model's skill against the last frame from the averaged MSEs: 1 - MSE_model / MSE_last_frame (the skill
+    # against persistence is not checked here: the tiny data repeat every 24 h, so persistence is perfect)
     np.testing.assert_allclose(rows["skill_copy_last_frame_mse"], 1 - hand_mse.mean(axis=0) / hand_held.mean(axis=0),
                                rtol=1e-5)
     assert (results / "postprocess.log").is_file() and (results / "options_checkpoints.json").is_file()
