@@ -175,4 +175,5 @@ def test_under_mpi_the_outputs_are_written_once(three_runs):
     assert result.returncode == 0, result.stderr
     out = root / "meta_postprocess" / "mpi"
     assert sorted(p.name for p in out.iterdir()) == ["meta_config.json", "meta_postprocess.log", "mse_abs_values.png",
-                                                     "mse_skill_scores.png", "mse_summary.csv", "mse_summary.md"]
+                                                     "mse_skill_scores.png", "mse_skill_scores_copy_last_frame.png",
+                                                     "mse_summary.csv", "mse_summary.md"]
