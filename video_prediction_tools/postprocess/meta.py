@@ -189,16 +189,18 @@ def summary_rows(runs: Sequence[RunScores], skills: dict[str, list[xr.DataArray 
     rows = []
     for index, run in enumerate(runs):
         low, median, high = _band(run.model)
-        for i, lead in enumerate(run.model["fcst_hour"].values):
-            row = {"run": run.label, "model": run.model_name, "fcst_hour": int(lead),
-                   f"{metric}_mean": float(run.model_avg.sel(fcst_hour=lead)), f"{metric}_median": median[i],
-                   f"{metric}_q05": low[i], f"{metric}_q95": high[i]}
-            for baseline in BASELINES:
-                scores, skill = run.baselines.get(baseline), skills.get(baseline, [None] * len(runs))[index]
-                row[f"{baseline}_median"] = _band(scores)[1][i] if scores is not None else np.nan
-                row[skill_name(baseline, "median")] = np.nanmedian(skill.sel(fcst_hour=lead).values) \
-                    if skill is not None else np.nan
-            rows.append(row)
+        leads = run.model["fcst_hour"].values
+        per_baseline = {}  # column → value per lead hour
+        for baseline in BASELINES:
+            scores, skill = run.baselines.get(baseline), skills.get(baseline, [None] * len(runs))[index]
+            per_baseline[f"{baseline}_median"] = _band(scores)[1] if scores is not None else np.full(len(leads), np.nan)
+            per_baseline[skill_name(baseline, "median")] = np.full(len(leads), np.nan) if skill is None else \
+                np.nanmedian(skill.transpose("iboot", "fcst_hour").values, axis=0)
+        for i, lead in enumerate(leads):
+            rows.append({"run": run.label, "model": run.model_name, "fcst_hour": int(lead),
+                         f"{metric}_mean": float(run.model_avg.sel(fcst_hour=lead)), f"{metric}_median": median[i],
+                         f"{metric}_q05": low[i], f"{metric}_q95": high[i],
+                         **{column: values[i] for column, values in per_baseline.items()}})
     return rows
 
 
