@@ -11,7 +11,7 @@
 # preprocessing 1 and 2 → training of convLSTM (or of --model <name>, any registered model, each with its demo
 # preset: a few minutes on 2 CPU cores; --help lists the models) → postprocessing → meta-postprocessing, each
 # through a runscript generated from an answers file (templates/quick_start/), all under <repo>/ambs_demo. It ends with
-# the model's MSE against persistence per lead hour and where the table and plots are.
+# the model's MSE against both baselines per lead hour and where the table and plots are.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${AMBS_VENV:-ambs}

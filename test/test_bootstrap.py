@@ -107,3 +107,18 @@ def test_write_table_and_skill_summary(tmp_path):
     lines = md_path.read_text().splitlines()
     assert lines[0].startswith("| fcst_hour | convLSTM_mse | persistence_mse | skill_mse |")
     assert len(lines) == 2 + 3
+
+
+def test_skill_summary_gives_the_skill_against_every_baseline_present():
+    raw, values = raw_metrics()
+    raw["2t_copy_last_frame_mse"] = 4.0 * raw["2t_convLSTM_mse"]
+    summary = B.summarize_metrics(raw, nboots=10)
+    rows = B.skill_summary_rows(summary, "2t", "convLSTM", ["mse"], {"mse": 0.0})
+    assert list(rows[0]) == ["fcst_hour", "convLSTM_mse", "persistence_mse", "skill_mse", "copy_last_frame_mse",
+                             "skill_copy_last_frame_mse"]
+    for row, lead_values in zip(rows, values.T):
+        assert row["copy_last_frame_mse"] == pytest.approx(4.0 * lead_values.mean(), rel=1e-12)
+        assert row["skill_mse"] == pytest.approx(0.5) and row["skill_copy_last_frame_mse"] == pytest.approx(0.75)
+    # a baseline missing from the file (a quick evaluation, an older file) has no columns
+    only_model = B.skill_summary_rows(summary[["2t_convLSTM_mse_avg"]], "2t", "convLSTM", ["mse"], {"mse": 0.0})
+    assert list(only_model[0]) == ["fcst_hour", "convLSTM_mse"]

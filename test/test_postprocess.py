@@ -1,4 +1,5 @@
-"""Postprocessing: persistence alignment, per-sample netCDF files, plots, and the CLI end to end."""
+"""Postprocessing: the baselines (persistence alignment, the last frame held), per-sample netCDF files, plots, and the
+CLI end to end."""
 import json
 import os
 import signal
@@ -18,7 +19,8 @@ from fixtures.preprocessed import make_step1_experiment
 from video_prediction_tools.data_extraction.climatology import check_climatology_covers
 from video_prediction_tools.postprocess import bootstrap, era5_job, figure_selection, plots, results_io as R
 from video_prediction_tools.postprocess.evaluation import ScoreAccumulator
-from video_prediction_tools.postprocess.persistence import PersistenceReader
+from video_prediction_tools.postprocess.baselines import BASELINES, COPY_LAST_FRAME, PERSISTENCE, CopyLastFrame, \
+    Persistence, skill_name
 from video_prediction_tools.utils.errors import UserError
 
 MODULE = "video_prediction_tools.main_scripts.main_visualize_postprocess"
@@ -41,9 +43,9 @@ def year_boundary_data(tmp_path_factory):
 
 def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = Persistence(str(exp_dir), forecast_frames=12)
     inits = np.array(["2018-01-01T15", "2017-12-31T02", "2017-12-15T23"], dtype="datetime64[h]")
-    persistence = reader.batch(inits, (8, 12, 3))
+    persistence = reader.fields(inits, np.zeros((3, 12, 8, 12, 3), np.float32))
     assert persistence.shape == (3, 12, 8, 12, 3)
     for i, init in enumerate(inits):
         for lead in range(1, 13):
@@ -57,12 +59,32 @@ def test_persistence_is_the_analysis_24h_before_valid_time_across_year_end(year_
 
 def test_persistence_without_previous_day_is_nan_and_reported(year_boundary_data):
     exp_dir, by_time = year_boundary_data
-    reader = PersistenceReader(str(exp_dir), forecast_frames=12)
+    reader = Persistence(str(exp_dir), forecast_frames=12)
     inits = np.array(["2017-12-01T05", "2017-12-02T11"], dtype="datetime64[h]")
-    persistence = reader.batch(inits, (8, 12, 3))
+    persistence = reader.fields(inits, np.zeros((2, 12, 8, 12, 3), np.float32))
     assert np.isnan(persistence[0]).all()
     np.testing.assert_array_equal(persistence[1, 0], by_time[np.datetime64("2017-12-01T12", "h").item()])
     assert reader.missing == [inits[0]]
+
+
+def test_copy_last_frame_holds_the_last_context_frame_exactly():
+    rng = np.random.default_rng(3)
+    context = (280 + 5 * rng.standard_normal((4, 12, 8, 12, 3))).astype(np.float32)
+    inits = np.arange("2018-01-01T11", "2018-01-01T15", dtype="datetime64[h]")
+    baseline = CopyLastFrame("unused: made from the window alone", forecast_frames=7)
+    fields = baseline.fields(inits, context)
+    assert fields.shape == (4, 7, 8, 12, 3) and fields.dtype == np.float32
+    for lead in range(7):
+        np.testing.assert_array_equal(fields[:, lead], context[:, -1])
+    assert baseline.missing == []
+
+
+def test_baselines_are_one_registry_with_distinct_skill_names():
+    assert list(BASELINES) == [PERSISTENCE, COPY_LAST_FRAME]
+    assert all(cls.name == name and cls.long_name for name, cls in BASELINES.items())
+    # today's skill against persistence keeps its name; the skill against any other baseline names it
+    assert skill_name(PERSISTENCE, "mse") == "skill_mse"
+    assert skill_name(COPY_LAST_FRAME, "mse") == "skill_copy_last_frame_mse"
 
 
 def _sample(members=1, seed=0):
@@ -443,7 +465,8 @@ def test_full_postprocessing_cli(trained_run, full_results):
     evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     assert evaluation.attrs["model"] == "convLSTM" and evaluation.attrs["variable"] == "2t"
     assert evaluation.sizes["init_time"] == 49
-    for product in ("convLSTM", "persistence"):
+    assert evaluation.attrs["products"] == "convLSTM persistence copy_last_frame"
+    for product in ("convLSTM", "persistence", "copy_last_frame"):
         for metric in ("mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"):
             name = f"2t_{product}_{metric}"
             assert evaluation[name].dims == ("init_time", "fcst_hour")
@@ -466,6 +489,13 @@ def test_full_postprocessing_cli(trained_run, full_results):
         stored = evaluation["2t_convLSTM_mse"].sel(init_time=np.datetime64(init, "ns")).values
         np.testing.assert_allclose(stored, model_mse, rtol=1e-5)
         assert sample["2t_ref"].attrs["units"] == "K"
+        assert "2t_copy_last_frame_fcst" not in sample  # its fields are 2t_in at in_hour 0
+    # the last frame held: the analysis at the init time at every lead, scored against the later analyses
+    held = by_time[init.item()][..., 0].astype(np.float64)
+    expected = [np.mean((by_time[(init + np.timedelta64(lead, "h")).item()][..., 0] - held) ** 2)
+                for lead in range(1, 13)]
+    np.testing.assert_allclose(evaluation["2t_copy_last_frame_mse"].sel(init_time=np.datetime64(init, "ns")).values,
+                               expected, rtol=1e-3)
     # the first day has no previous day in the data: persistence NaN there, reported
     with xr.open_dataset(results / "vfp_date_2018020111_sample_ind_0.nc") as first:
         assert np.isnan(first["2t_persistence_fcst"].values).all()
@@ -480,15 +510,21 @@ def test_full_postprocessing_scores_figures_and_tables(full_results):
     evaluation = xr.open_dataset(results / "evaluation_metrics.nc")
     # every stored MSE / RMSE and the averages over the forecasts against a hand computation from the sample
     # files (file names sort like the init times, as evaluation_metrics.nc does)
-    hand_mse = []
+    hand_mse, hand_held = [], []
     for sample_path in sorted(results.glob("vfp_date_*_sample_ind_*.nc")):
         with xr.open_dataset(sample_path) as sample:
             error = sample["2t_convLSTM_fcst"].values.astype(np.float64) - sample["2t_ref"].values
             hand_mse.append((error ** 2).mean(axis=(1, 2)))
+            held = sample["2t_in"].sel(in_hour=0).values.astype(np.float64) - sample["2t_ref"].values
+            hand_held.append((held ** 2).mean(axis=(1, 2)))
     hand_mse = np.array(hand_mse)
+    hand_held = np.array(hand_held)
     np.testing.assert_allclose(evaluation["2t_convLSTM_mse"].values, hand_mse, rtol=1e-5)
     np.testing.assert_allclose(evaluation["2t_convLSTM_rmse"].values, np.sqrt(hand_mse), rtol=1e-5)
     np.testing.assert_allclose(evaluation["2t_convLSTM_mse_avg"].values, hand_mse.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(evaluation["2t_copy_last_frame_mse"].values, hand_held, rtol=1e-6)
+    np.testing.assert_allclose(evaluation["2t_copy_last_frame_mse_avg"].values, hand_held.mean(axis=0), rtol=1e-6)
+    assert evaluation["2t_copy_last_frame_mse_bootstrapped"].shape == (100, 12)
     # the example maps show the forecasts at the 0, 10, ..., 100 % percentiles of the lead-averaged MSE
     order = np.argsort(evaluation["2t_convLSTM_mse"].mean("fcst_hour").values, kind="stable")
     stamps = [str(np.datetime64(evaluation["init_time"].values[order[int(round(p / 100 * 48))]], "h"))
@@ -500,8 +536,14 @@ def test_full_postprocessing_scores_figures_and_tables(full_results):
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_calibration_refinement.png"))) == 12
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_likelihood-base_rate.png"))) == 12
     summary = (results / "summary_metrics.csv").read_text().splitlines()
-    assert summary[0].startswith("fcst_hour,convLSTM_mse,persistence_mse,skill_mse")
+    assert summary[0].startswith("fcst_hour,convLSTM_mse,persistence_mse,skill_mse,copy_last_frame_mse,"
+                                 "skill_copy_last_frame_mse,")
     assert len(summary) == 13 and (results / "summary_metrics.md").is_file()
+    rows = pd.read_csv(results / "summary_metrics.csv")
+    # the model's skill against the last frame from the averaged MSEs: 1 - MSE_model / MSE_last_frame (the skill
+    # against persistence is not checked here: the tiny data repeat every 24 h, so persistence is perfect)
+    np.testing.assert_allclose(rows["skill_copy_last_frame_mse"], 1 - hand_mse.mean(axis=0) / hand_held.mean(axis=0),
+                               rtol=1e-5)
     assert (results / "postprocess.log").is_file() and (results / "options_checkpoints.json").is_file()
 
 

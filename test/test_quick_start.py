@@ -95,33 +95,44 @@ def test_answers_files_name_the_model(tmp_path, step):
         assert "num_stochastic_samples" in names
 
 
-def _write_summary(results_dir: Path, model: str, rows: list[tuple[int, float, float]]) -> None:
+def _write_summary(results_dir: Path, model: str, rows: list[tuple[int, float, float, float]]) -> None:
+    """A ``summary_metrics.csv`` as postprocessing writes it: rows (lead, model MSE, persistence MSE, last-frame
+    MSE) with the skill columns between them."""
     results_dir.mkdir(parents=True)
     with (results_dir / "summary_metrics.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["fcst_hour", f"{model}_mse", "persistence_mse", "conventions"])
-        writer.writerows([(*row, "lead in hours") for row in rows])
+        writer.writerow(["fcst_hour", f"{model}_mse", "persistence_mse", "skill_mse", "copy_last_frame_mse",
+                         "skill_copy_last_frame_mse", "conventions"])
+        writer.writerows([(lead, model_mse, persistence, 1 - model_mse / persistence, held, 1 - model_mse / held,
+                           "lead in hours") for lead, model_mse, persistence, held in rows])
 
 
-def test_report_names_the_model_and_keeps_the_convlstm_layout(tmp_path, capsys):
-    _write_summary(tmp_path / "conv", "convLSTM", [(1, 0.82634, 18.74051), (2, 19.0, 18.5)])
+def test_report_shows_both_baselines_names_the_model_and_keeps_the_convlstm_layout(tmp_path, capsys):
+    _write_summary(tmp_path / "conv", "convLSTM", [(1, 0.82634, 18.74051, 0.25), (2, 19.0, 18.5, 38.0)])
     demo = quick_start.Demo(venv_dir=tmp_path, demo_dir=tmp_path, preset=quick_start.load_preset("demo"))
     assert quick_start.report(demo, tmp_path / "conv") == quick_start.NOT_BEATEN
     out = capsys.readouterr().out
-    # the layout of the README's example output; skill 1 - 0.82634 / 18.74051 = 0.956, 1 - 19 / 18.5 = -0.027
-    assert "  2t MSE [K^2] per lead hour (test split), convLSTM vs persistence (same hour of the previous day):" in out
-    assert "  lead h   convLSTM  persistence   skill\n       1     0.8263      18.7405   0.956\n" in out
-    assert "       2    19.0000      18.5000  -0.027\n" in out
+    # the layout of the README's example output; skill 1 - 0.82634 / 18.74051 = 0.956, 1 - 19 / 18.5 = -0.027;
+    # against the last frame 1 - 0.82634 / 0.25 = -2.305, 1 - 19 / 38 = 0.5
+    assert ("  2t MSE [K^2] per lead hour (test split), convLSTM vs persistence (same hour of the previous day) and "
+            "vs\n  the last input frame held; skill = 1 - MSE(convLSTM) / MSE(baseline):\n") in out
+    assert ("  lead h   convLSTM  persistence   skill   last frame   skill\n"
+            "       1     0.8263      18.7405   0.956       0.2500  -2.305\n"
+            "       2    19.0000      18.5000  -0.027      38.0000   0.500\n") in out
     assert "The convLSTM does NOT beat persistence at lead hour(s) 2." in out
+    assert "The convLSTM does NOT beat the last input frame held at lead hour(s) 1." in out
 
-    _write_summary(tmp_path / "vae", "ours_vae_l1", [(1, 1.0, 4.0), (2, 3.0, 4.0)])
+    _write_summary(tmp_path / "vae", "ours_vae_l1", [(1, 1.0, 4.0, 2.0), (2, 3.0, 4.0, 1.5)])
     demo = quick_start.Demo(venv_dir=tmp_path, demo_dir=tmp_path, preset=quick_start.load_preset("demo"),
                             model="ours_vae_l1")
+    # the exit status asks for persistence beaten at every lead; the last frame held is reported
     assert quick_start.report(demo, tmp_path / "vae") == 0
     out = capsys.readouterr().out
     assert "ours_vae_l1 vs persistence" in out
-    assert "  lead h ours_vae_l1  persistence   skill\n       1      1.0000       4.0000   0.750\n" in out
+    assert "  lead h ours_vae_l1  persistence   skill   last frame   skill\n" \
+           "       1      1.0000       4.0000   0.750       2.0000   0.500\n" in out
     assert "The ours_vae_l1 beats persistence at every lead hour 1..2." in out
+    assert "The ours_vae_l1 does NOT beat the last input frame held at lead hour(s) 2." in out
 
 
 def test_non_positive_member_count_is_refused(tmp_path):

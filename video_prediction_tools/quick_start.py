@@ -3,8 +3,8 @@
 Every step goes through a runscript that ``env_setup/generate_runscript.py`` generates from an answers file
 (``templates/quick_start/<step>.yaml``, placeholders filled in here) and that is then run with ``bash``:
 extraction → preprocessing 1 → preprocessing 2 → training (convLSTM, or the model given with ``--model``) →
-postprocessing → meta-postprocessing. At the end the model's MSE against persistence (same hour of the previous
-day) is printed per lead hour.
+postprocessing → meta-postprocessing. At the end the model's MSE is printed per lead hour beside both baselines,
+persistence (same hour of the previous day) and the last input frame held, with its skill against each.
 
 Everything lives in the demo directory (default ``<repo>/ambs_demo``): the GRIB archive (``grib/``), the base
 directory tree (``ExtractedData/``, ``PreprocessedData/``, ``Models/``, ``Results/``, ``meta_postprocess/``), the
@@ -24,8 +24,8 @@ Sizes (domain, months, data split, each model's hyper-parameters) are the preset
 ``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores) and ``tiny``
 (the end-to-end test in CI). A preset gives every model its hyper-parameters as overrides of the model's template
 ``templates/hparams/era5/<model>/model_hparams_template.json`` (:func:`preset_hparams`). Exit status: 0 when the
-model beats persistence at every lead hour, 3 when it does not (the table is printed either way), 2 on a user
-error.
+model beats persistence at every lead hour, 3 when it does not (the table is printed either way; the last frame
+held is reported, not required), 2 on a user error.
 """
 from __future__ import annotations
 
@@ -55,6 +55,11 @@ RUNSCRIPT_WRITTEN = re.compile(r"^Runscript written: (.+)$", re.MULTILINE)
 ARCHIVE_RECORD = "archive.json"
 NOT_BEATEN = 3
 DEFAULT_MODEL = "convLSTM"
+#: the baselines of the printed summary as ``summary_metrics.csv`` names them (the products of
+#: ``postprocess.baselines``, which the quick start does not import): (product, column of the model's skill against
+#: it, column header, in words)
+SUMMARY_BASELINES = (("persistence", "skill_mse", "persistence", "persistence"),
+                     ("copy_last_frame", "skill_copy_last_frame_mse", "last frame", "the last input frame held"))
 
 
 def quick_start_dir() -> Path:
@@ -264,15 +269,36 @@ def read_summary(results_dir: Path) -> list[dict]:
         return [{key: number_or_text(value) for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
-def beats_persistence(rows: list[dict], model: str = DEFAULT_MODEL, metric: str = "mse") -> list[int]:
-    """Lead hours at which the model's averaged ``metric`` is NOT lower than persistence's (empty: beaten at all)."""
+def losing_leads(rows: list[dict], model: str = DEFAULT_MODEL, baseline: str = "persistence",
+                 metric: str = "mse") -> list[int]:
+    """Lead hours at which the model's averaged ``metric`` is NOT lower than the ``baseline``'s (a product of
+    ``summary_metrics.csv``; empty: beaten at all)."""
     return [int(row["fcst_hour"]) for row in rows
-            if not row[f"{model}_{metric}"] < row[f"persistence_{metric}"]]
+            if not row[f"{model}_{metric}"] < row[f"{baseline}_{metric}"]]
+
+
+def print_mse_table(rows: list[dict], model: str) -> None:
+    """The model's MSE per lead hour beside each of :data:`SUMMARY_BASELINES` and the skill against it, then per
+    baseline the lead hours where the model does not beat it."""
+    width = max(10, len(model))
+    print(f"\n  2t MSE [K^2] per lead hour (test split), {model} vs persistence (same hour of the previous day) and vs")
+    print(f"  the last input frame held; skill = 1 - MSE({model}) / MSE(baseline):")
+    print(f"  {'lead h':>6} {model:>{width}}" + "".join(f" {header:>12} {'skill':>7}"
+                                                      for _, _, header, _ in SUMMARY_BASELINES))
+    for row in rows:
+        print(f"  {int(row['fcst_hour']):>6} {row[f'{model}_mse']:>{width}.4f}" + "".join(
+            f" {row[f'{baseline}_mse']:>12.4f} {row[skill]:>7.3f}" for baseline, skill, _, _ in SUMMARY_BASELINES))
+    print()
+    for baseline, _, _, words in SUMMARY_BASELINES:
+        losing = losing_leads(rows, model, baseline)
+        print(f"  The {model} does NOT beat {words} at lead hour(s) {', '.join(map(str, losing))}." if losing
+              else f"  The {model} beats {words} at every lead hour 1..{len(rows)}.")
 
 
 def report(demo: Demo, results_dir: Path) -> int:
+    """Print the time per step, where the results are and the MSE table (:func:`print_mse_table`); return 0 when
+    the model beats persistence at every lead hour, :data:`NOT_BEATEN` when it does not."""
     rows, model = read_summary(results_dir), demo.model
-    losing = beats_persistence(rows, model)
     meta_dirs = sorted((demo.demo_dir / "meta_postprocess").glob(f"*_{demo.exp_id}"))
     print("\n=== time per step (wall / CPU seconds) ===")
     totals: dict[str, list[float]] = {}
@@ -288,15 +314,5 @@ def report(demo: Demo, results_dir: Path) -> int:
     print(f"  plots         : {results_dir}/*.png")
     if meta_dirs:
         print(f"  meta plots    : {meta_dirs[-1]}")
-    width = max(10, len(model))
-    print(f"\n  2t MSE [K^2] per lead hour (test split), {model} vs persistence (same hour of the previous day):")
-    print(f"  {'lead h':>6} {model:>{width}} {'persistence':>12} {'skill':>7}")
-    for row in rows:
-        skill = 1.0 - row[f"{model}_mse"] / row["persistence_mse"]
-        print(f"  {int(row['fcst_hour']):>6} {row[f'{model}_mse']:>{width}.4f} {row['persistence_mse']:>12.4f} "
-              f"{skill:>7.3f}")
-    if losing:
-        print(f"\n  The {model} does NOT beat persistence at lead hour(s) {', '.join(map(str, losing))}.")
-        return NOT_BEATEN
-    print(f"\n  The {model} beats persistence at every lead hour 1..{len(rows)}.")
-    return 0
+    print_mse_table(rows, model)
+    return NOT_BEATEN if losing_leads(rows, model) else 0

@@ -43,8 +43,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="JSON: {\"results\": {label: results dir}, \"markers\": [...], \"colors\": [...]}")
     parser.add_argument("--metric", default="mse", choices=list(METRICS), help="metric to compare")
     parser.add_argument("--exp_id", default="exp1", help="name of this comparison (output subdirectory)")
-    for flag, text in (("--enable_skill_scores", "plot skill scores against persistence"),
-                       ("--enable_persit_plot", "add the persistence curves to the score plot")):
+    for flag, text in (("--enable_skill_scores", "plot skill scores against each baseline (persistence, the last "
+                                                 "frame held)"),
+                       ("--enable_persit_plot", "add the baselines' curves to the score plot")):
         parser.add_argument(flag, nargs="?", const=True, default=False, type=boolean, metavar="True|False",
                             help=text)
     return parser.parse_args(argv)

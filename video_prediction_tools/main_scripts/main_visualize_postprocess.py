@@ -1,4 +1,4 @@
-"""Postprocess a trained model: forecasts of the test split, persistence, metrics, netCDF files and plots.
+"""Postprocess a trained model: forecasts of the test split, baselines, metrics, netCDF files and plots.
 
 Example (after training)::
 
@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--climatology_file", "-clim_fl", default=None,
                         help="month x hour climatology netCDF (needed by acc and weighted_acc)")
     parser.add_argument("--lquick_evaluation", "-lquick", action="store_true",
-                        help="model metrics only: no persistence, no per-sample files, no plots")
+                        help="model metrics only: no baselines, no per-sample files, no plots")
     parser.add_argument("--seed", type=int, default=7, help="seed of the stochastic forecast members")
     parser.add_argument("--channel", "-channel", type=int, default=0, help="channel (variable index) evaluated")
     parser.add_argument("--block_length", type=int, default=BLOCK_LENGTH,

@@ -21,12 +21,13 @@ import csv
 import io
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..utils.errors import UserError
 from ..utils.io import write_text
+from .baselines import BASELINES, skill_name
 
 if TYPE_CHECKING:  # xarray is imported where used: the runscript generator reads the block-length rules
     import xarray as xr
@@ -139,23 +140,27 @@ def write_table(rows: list[dict], path_stem: str | Path) -> tuple[Path, Path]:
 
 
 def skill_summary_rows(evaluation: xr.Dataset, variable: str, model: str, metrics: list[str],
-                       perfect_scores: dict[str, float | None]) -> list[dict]:
-    """One row per lead hour: the averaged score of the model and of persistence for every metric, and the
-    skill of the model against persistence computed from the averages (when both exist)."""
+                       perfect_scores: dict[str, float | None],
+                       baselines: Sequence[str] = tuple(BASELINES)) -> list[dict]:
+    """One row per lead hour: the averaged score of the model and of each of the ``baselines`` present in
+    ``evaluation`` for every metric, and the skill of the model against each (columns ``<baseline>_<metric>`` and
+    ``baselines.skill_name(<baseline>, <metric>)``) computed from the averages."""
     rows = []
     for lead in evaluation["fcst_hour"].values:
         row: dict = {"fcst_hour": int(lead)}
         for metric in metrics:
             model_avg = evaluation.get(f"{variable}_{model}_{metric}_avg")
-            persistence_avg = evaluation.get(f"{variable}_persistence_{metric}_avg")
             if model_avg is None:
                 continue
             row[f"{model}_{metric}"] = float(model_avg.sel(fcst_hour=lead))
-            if persistence_avg is not None:
-                row[f"persistence_{metric}"] = float(persistence_avg.sel(fcst_hour=lead))
+            for baseline in baselines:
+                baseline_avg = evaluation.get(f"{variable}_{baseline}_{metric}_avg")
+                if baseline_avg is None:
+                    continue
+                row[f"{baseline}_{metric}"] = float(baseline_avg.sel(fcst_hour=lead))
                 if perfect_scores.get(metric) is not None:
-                    row[f"skill_{metric}"] = float(skill_score(model_avg.sel(fcst_hour=lead),
-                                                               persistence_avg.sel(fcst_hour=lead),
-                                                               perfect_scores[metric]))
+                    row[skill_name(baseline, metric)] = float(skill_score(model_avg.sel(fcst_hour=lead),
+                                                                          baseline_avg.sel(fcst_hour=lead),
+                                                                          perfect_scores[metric]))
         rows.append(row)
     return rows

@@ -22,11 +22,11 @@ from ..data_extraction.climatology import check_climatology_covers, load_climato
 from ..data_preprocess.records import yyyymmddhh_to_datetime
 from ..utils.errors import UserError
 from ..utils.log import setup_logging
+from .baselines import BASELINES
 from .bootstrap import number_of_blocks
 from .coastlines import find_coastline_file
 from .metrics import ACC, GRIDDED, METRICS, Conventions, check_conventions, check_metric_names, needs_climatology
 from .options import PostprocessOptions, check_options, open_evaluated_split
-from .persistence import PERSISTENCE
 
 if TYPE_CHECKING:  # the model's module imports TensorFlow, which open_job never needs
     from ..datasets.registry import Reader
@@ -60,7 +60,8 @@ class Era5Job:
 
     @property
     def products(self) -> list[str]:
-        return [self.run.model_name] if self.quick else [self.run.model_name, PERSISTENCE]
+        """The scored products: the model, then every baseline (none with ``--lquick_evaluation``)."""
+        return [self.run.model_name] if self.quick else [self.run.model_name, *BASELINES]
 
     @property
     def context_frames(self) -> int:

@@ -55,7 +55,8 @@ def quantile_labels(job: Era5Job) -> tuple[str, str]:
     return f"{long_name} from {job.run.model_name} [{units}]", f"{long_name} from ERA5 [{units}]"
 
 
-def conditional_quantile_plots(scores: ScoreAccumulator, job: Era5Job) -> list[tuple[xr.Dataset, str, str, Path, str]]:
+def conditional_quantile_plots(scores: ScoreAccumulator,
+                               job: Era5Job) -> list[tuple[xr.Dataset, str, str, Path, str]]:
     """Calibration-refinement and likelihood-base rate plots per lead hour: (quantiles, condition label, target
     label, PNG path, title) each (see :func:`.helper.quantiles_task`)."""
     variable, model_name = job.variable, job.run.model_name

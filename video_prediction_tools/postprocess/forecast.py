@@ -1,23 +1,25 @@
-"""Postprocessing of a model trained on ERA5: forecasts of a whole data split, persistence, metrics, files and plots.
+"""Postprocessing of a model trained on ERA5: forecasts of a whole data split, baselines, metrics, files and plots.
 
 Steps (:func:`run_era5_postprocess`): validate and open everything (:func:`.era5_job.open_job`), load the model
 (:func:`.era5_job.load_model`), create the results directory (:func:`start_results`), forecast the batches
 (:func:`forecast_batches`), complete each batch beside the next one's forecast (:class:`BatchCompletion`: its
-persistence, its scores, its sample files), summarise (:func:`summarise`) and plot. In detail:
+baselines, its scores, its sample files), summarise (:func:`summarise`) and plot. In detail:
 
 1. restore the model with ``training.checkpoints`` (see :mod:`.era5_job` for what is checked first);
 2. read the test (or val) split with ``ERA5Dataset`` and the normalisation saved with the model, forecast every
    window (``num_stochastic_samples`` members for stochastic models), denormalise to physical units;
-3. persistence (:mod:`.persistence`): the analysis at the same hour of the previous day;
+3. the baselines (:mod:`.baselines`): persistence (the analysis at the same hour of the previous day) and the
+   last context frame held (``copy_last_frame``);
 4. per sample a ``vfp_date_<YYYYMMDDHH of init>_sample_ind_<k>.nc`` file (:mod:`.results_io`);
-5. metrics of the evaluated channel (``--channel``, default 0) for the model and persistence, per init time and
+5. metrics of the evaluated channel (``--channel``, default 0) for the model and every baseline, per init time and
    lead hour (see :mod:`.metrics`; with K members the score is the mean of the members' scores); block bootstrap
    and averages (:mod:`.bootstrap`) → ``evaluation_metrics.nc`` with ``<var>_<product>_<metric>``,
-   ``..._bootstrapped`` and ``..._avg``; a summary table ``summary_metrics.csv``/``.md`` (averaged scores and skill
-   against persistence per lead hour);
+   ``..._bootstrapped`` and ``..._avg``; a summary table ``summary_metrics.csv``/``.md`` (averaged scores and the
+   model's skill against each baseline per lead hour: ``skill_<metric>`` against persistence,
+   ``skill_<baseline>_<metric>`` against the others);
 6. plots (:mod:`.figure_selection`): scores against lead time, 11 example forecasts, conditional quantiles.
 
-``quick=True`` (``--lquick_evaluation``) computes and writes the model's metrics only (no persistence, no
+``quick=True`` (``--lquick_evaluation``) computes and writes the model's metrics only (no baselines, no
 per-sample files, no plots). Runs as one process (forecasting a split is one unit of work; a thread completes each
 batch while the next batch is forecast, and a helper process, spawned first, lays out its figures while the model
 is loaded and draws the example maps and conditional quantiles while the bootstrap and the score figures are made:
@@ -31,7 +33,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ import xarray as xr
 
 from ..data_preprocess.records import yyyymmddhh_to_datetime
 from ..utils.log import progress
+from .baselines import BASELINES, PERSISTENCE
 from .bootstrap import SEED, skill_summary_rows, summarize_metrics, write_table
 from .era5_job import Era5Job, load_model, open_job
 from .evaluation import BatchConsumer, ScoreAccumulator
@@ -46,7 +49,6 @@ from .figure_selection import helper_figures, layout_sample, plot_scores, quanti
 from .helper import HelperProcess
 from .metrics import GRIDDED, METRICS, make_metrics
 from .options import PostprocessOptions, check_options
-from .persistence import PERSISTENCE, PersistenceReader
 from .results_io import EVALUATION_FILE, SAMPLE_COMPRESSION, SUMMARY_STEM, sample_content, sample_file_name, \
     start_results_dir, variable_attributes, write_netcdf, write_sample
 
@@ -73,12 +75,13 @@ def start_results(job: Era5Job) -> None:
 @dataclass
 class Batch:
     """One batch of forecasts in physical units: ``init_times [B]`` (datetime64[h]), ``truth [B, T, H, W, C]``
-    (context and reference), ``forecast [K, B, F, H, W, C]``, ``persistence [B, F, H, W, C]`` or None."""
+    (context and reference), ``forecast [K, B, F, H, W, C]``, ``baselines``: baseline name → ``[B, F, H, W, C]``
+    (none before :class:`BatchCompletion` adds them)."""
 
     init_times: np.ndarray
     truth: np.ndarray
     forecast: np.ndarray
-    persistence: np.ndarray | None
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _member_seed(seed: int, batch_index: int, member: int) -> int:
@@ -86,8 +89,8 @@ def _member_seed(seed: int, batch_index: int, member: int) -> int:
 
 
 def forecast_batches(job: Era5Job):
-    """Forecast every window of the split in order: yields :class:`Batch` without persistence (members seeded per
-    batch; :class:`BatchCompletion` adds persistence)."""
+    """Forecast every window of the split in order: yields :class:`Batch` without baselines (members seeded per
+    batch; :class:`BatchCompletion` adds them)."""
     options, run, model, dataset = job.options, job.run, job.model, job.dataset
     total = math.ceil(dataset.num_windows / options.batch_size)
     batches = progress(dataset.batches(options.batch_size), desc=f"forecast {options.mode}", total=total,
@@ -99,11 +102,11 @@ def forecast_batches(job: Era5Job):
             np.asarray(forecast_batch(images, seed=_member_seed(options.seed, batch_index, k))))
             for k in range(job.members)])
         init_times = yyyymmddhh_to_datetime(batch["t_start"]) + np.timedelta64(job.context_frames - 1, "h")
-        yield Batch(init_times, run.normalization.denormalize(images), forecast, None)
+        yield Batch(init_times, run.normalization.denormalize(images), forecast)
 
 
 def evaluate_batch(job: Era5Job, scores: ScoreAccumulator, batch: Batch) -> None:
-    """Add the scores of the evaluated channel of the model (and persistence) to ``scores``."""
+    """Add the scores of the evaluated channel of the model (and of the batch's baselines) to ``scores``."""
     context, channel = job.context_frames, job.options.channel
     units = variable_attributes(job.variable)["units"]
     coords = {"init_time": batch.init_times.astype("datetime64[ns]"), "fcst_hour": job.lead_hours,
@@ -112,9 +115,8 @@ def evaluate_batch(job: Era5Job, scores: ScoreAccumulator, batch: Batch) -> None
     reference = batch.truth[:, context:context + job.forecast_frames, ..., channel]
     forecasts = {job.run.model_name: xr.DataArray(batch.forecast[..., channel], dims=("sample", *dims),
                                                   coords=coords, attrs={"units": units})}
-    if batch.persistence is not None:
-        forecasts[PERSISTENCE] = xr.DataArray(batch.persistence[..., channel], dims=dims, coords=coords,
-                                              attrs={"units": units})
+    for name, fields in batch.baselines.items():
+        forecasts[name] = xr.DataArray(fields[..., channel], dims=dims, coords=coords, attrs={"units": units})
     scores.add(xr.DataArray(reference, dims=dims, coords=coords, attrs={"units": units}), forecasts)
 
 
@@ -130,26 +132,29 @@ def write_samples(job: Era5Job, batch: Batch, first_index: int) -> list[tuple[np
             continue
         write_sample(sample_content(job.dataset.variables, job.run.model_name, init, batch.truth[i, :context],
                                     batch.truth[i, context:context + forecast_frames], batch.forecast[:, i],
-                                    batch.persistence[i], job.dataset.lat, job.dataset.lon, job.provenance), path,
-                     compression)
+                                    batch.baselines[PERSISTENCE][i], job.dataset.lat, job.dataset.lon,
+                                    job.provenance), path, compression)
     return written
 
 
 class BatchCompletion:
     """What is done to each forecast batch beside the forecasts (in :class:`.evaluation.BatchConsumer`'s
-    thread): read its persistence, add its scores to ``scores``, write its per-sample files (none with
-    ``--lquick_evaluation``); returns (init time, path) of each sample file."""
+    thread): make its baselines' fields, add its scores to ``scores``, write its per-sample files (no baselines and
+    no files with ``--lquick_evaluation``); returns (init time, path) of each sample file."""
 
     def __init__(self, job: Era5Job, scores: ScoreAccumulator):
         self.job, self.scores = job, scores
-        self.persistence = None if job.quick else PersistenceReader(job.run.input_dir, job.forecast_frames)
+        self.baselines = [] if job.quick else [baseline(job.run.input_dir, job.forecast_frames)
+                                               for baseline in BASELINES.values()]
         self.timer = StepTimer()
 
     def __call__(self, batch: Batch, first_index: int) -> list[tuple[np.datetime64, Path]]:
-        if self.persistence is not None:
-            with self.timer("persistence"):
-                batch = replace(batch, persistence=self.persistence.batch(batch.init_times,
-                                                                          self.job.dataset.frame_shape))
+        context = batch.truth[:, :self.job.context_frames]
+        fields = {}
+        for baseline in self.baselines:
+            with self.timer(baseline.name):
+                fields[baseline.name] = baseline.fields(batch.init_times, context)
+        batch = replace(batch, baselines=fields)
         with self.timer("metrics"):
             evaluate_batch(self.job, self.scores, batch)
         if self.job.quick:
@@ -157,12 +162,13 @@ class BatchCompletion:
         with self.timer("sample files"):
             return write_samples(self.job, batch, first_index)
 
-    def warn_missing_persistence(self) -> None:
-        """Log the forecasts whose persistence was unavailable (their persistence scores are NaN)."""
-        missing = [] if self.persistence is None else self.persistence.missing
-        if missing:
-            log.warning("persistence unavailable (previous day not preprocessed) for %d forecast(s), first "
-                        "initialised %s: their persistence scores are NaN", len(missing), missing[0])
+    def warn_missing_baselines(self) -> None:
+        """Log the forecasts whose baseline fields were unavailable (their scores of that baseline are NaN)."""
+        for baseline in self.baselines:
+            if baseline.missing:
+                log.warning("%s unavailable (%s) for %d forecast(s), first initialised %s: their %s scores are NaN",
+                            baseline.name, baseline.unavailable_when, len(baseline.missing), baseline.missing[0],
+                            baseline.name)
 
 
 def raw_scores(job: Era5Job, scores: ScoreAccumulator) -> xr.Dataset:
@@ -186,7 +192,7 @@ def summarise(job: Era5Job, raw: xr.Dataset) -> xr.Dataset:
 
 def forecast_and_score(job: Era5Job, timer: StepTimer) -> tuple[ScoreAccumulator, list, BatchCompletion]:
     """Forecast every batch and complete it beside the next one's forecast; return the scores, (init time, path)
-    of every sample file and the completion (its timer, its missing persistence)."""
+    of every sample file and the completion (its timer, its missing baseline fields)."""
     options = job.options
     scores = ScoreAccumulator(make_metrics(job.metric_names, job.climatology, options.data_range,
                                            options.metric_conventions), job.products, job.variable, job.lead_hours,
@@ -199,7 +205,7 @@ def forecast_and_score(job: Era5Job, timer: StepTimer) -> tuple[ScoreAccumulator
             number_of_samples += len(batch.init_times)
         with timer("scores and sample files (rest)"):
             sample_files = consumer.finish()
-    completion.warn_missing_persistence()
+    completion.warn_missing_baselines()
     return scores, sample_files, completion
 
 

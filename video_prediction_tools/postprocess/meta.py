@@ -11,8 +11,14 @@ directory holds the ``evaluation_metrics.nc`` written by postprocessing.
 
 Outputs in ``<root_dir>/meta_postprocess/<exp_id>/``: ``meta_config.json`` (the configuration used),
 ``<metric>_abs_values.png`` (median over bootstrap replicates and 5-95 % band per lead hour, optionally the
-persistence curves), ``<metric>_skill_scores.png`` (box plots of the skill against persistence per lead hour),
-``<metric>_summary.csv`` / ``.md`` (every run, every lead hour).
+curves of the baselines: persistence and the last input frame held, see :mod:`.baselines`),
+``<metric>_skill_scores.png`` (box plots of the skill against persistence per lead hour) and
+``<metric>_skill_scores_<baseline>.png`` (against each other baseline, e.g. ``copy_last_frame``),
+``<metric>_summary.csv`` / ``.md`` (every run, every lead hour: the model's scores, each baseline's median and the
+skill against it).
+
+Skill scores need every run's persistence scores; a run without the scores of another baseline (postprocessed
+before that baseline existed) is left out of that baseline's figure, with a warning, and has NaN in its columns.
 
 Example::
 
@@ -33,9 +39,9 @@ import xarray as xr
 from ..utils.errors import UserError
 from ..utils.io import read_json, write_json
 from ..utils.log import setup_logging
+from .baselines import BASELINES, REFERENCE, skill_name
 from .bootstrap import skill_score, write_table
 from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
-from .persistence import PERSISTENCE
 from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
 from .results_io import EVALUATION_FILE
 
@@ -43,11 +49,14 @@ log = logging.getLogger("ambs")
 DEFAULT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 DEFAULT_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink",
                    "tab:olive")
+#: (marker, line style) of the baselines' curves, in the order of ``BASELINES`` (the run's colour)
+BASELINE_STYLES = (("D", "--"), ("s", ":"), ("v", "-."))
 
 
 @dataclass
 class RunScores:
-    """Bootstrapped scores of one run: ``model`` and ``persistence`` (or None) ``[iboot, fcst_hour]``."""
+    """Bootstrapped scores of one run: ``model`` and ``baselines`` (baseline name → scores, for the baselines
+    the run's file holds) ``[iboot, fcst_hour]``."""
 
     label: str
     results_dir: Path
@@ -55,7 +64,7 @@ class RunScores:
     variable: str
     model: xr.DataArray
     model_avg: xr.DataArray
-    persistence: xr.DataArray | None
+    baselines: dict[str, xr.DataArray]
     marker: str
     colour: str
     #: the metric definitions the run was evaluated with (a ``CONVENTIONS`` name)
@@ -83,7 +92,8 @@ def _run_identity(dataset: xr.Dataset, results_dir: Path, metric: str) -> tuple[
     if model and variable:
         return model, variable
     suffix = f"_{metric}_bootstrapped"
-    candidates = [name for name in dataset.data_vars if name.endswith(suffix) and f"_{PERSISTENCE}_" not in name]
+    candidates = [name for name in dataset.data_vars
+                  if name.endswith(suffix) and not any(f"_{baseline}_" in name for baseline in BASELINES)]
     raise UserError(f"{results_dir / EVALUATION_FILE}: attributes 'model' and 'variable' are missing (was it written "
                     f"by this version of postprocessing?); candidate variables: {', '.join(candidates) or 'none'}")
 
@@ -99,14 +109,14 @@ def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: st
             available = sorted({n.split("_")[-2] for n in dataset.data_vars if n.endswith("_bootstrapped")})
             raise UserError(f"{path} has no bootstrapped metric {metric!r} for model {model} (variable "
                             f"{name}_bootstrapped missing); metrics present: {', '.join(available) or 'none'}")
-        persistence_name = f"{variable}_{PERSISTENCE}_{metric}_bootstrapped"
-        persistence = dataset[persistence_name].load() if persistence_name in dataset else None
+        baselines = {baseline: dataset[f"{variable}_{baseline}_{metric}_bootstrapped"].load()
+                     for baseline in BASELINES if f"{variable}_{baseline}_{metric}_bootstrapped" in dataset}
         # files written before conventions could be chosen used the AMBS definitions
         conventions = dataset.attrs.get("metric_conventions", DEFAULT_CONVENTIONS)
         if conventions not in CONVENTIONS:
             raise UserError(f"{path}: unknown metric_conventions {conventions!r}; known: {', '.join(CONVENTIONS)}")
         return RunScores(label, results_dir, model, variable, dataset[f"{name}_bootstrapped"].load(),
-                         dataset[f"{name}_avg"].load(), persistence, marker, colour, conventions)
+                         dataset[f"{name}_avg"].load(), baselines, marker, colour, conventions)
 
 
 def check_same_definition(runs: Sequence[RunScores], metric: str) -> None:
@@ -128,7 +138,8 @@ def _band(replicates: xr.DataArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return low, median, high
 
 
-def plot_absolute_scores(runs: Sequence[RunScores], metric: str, path: Path, with_persistence: bool) -> Path:
+def plot_absolute_scores(runs: Sequence[RunScores], metric: str, path: Path, with_baselines: bool) -> Path:
+    """Each run's median and 5-95 % band per lead hour; ``with_baselines``: the medians of its baselines too."""
     figure, axis = plt.subplots(figsize=(8, 6))
     units = runs[0].model.attrs.get("units", "")
     for run in runs:
@@ -136,9 +147,10 @@ def plot_absolute_scores(runs: Sequence[RunScores], metric: str, path: Path, wit
         low, median, high = _band(run.model)
         axis.plot(lead, median, marker=run.marker, color=run.colour, label=run.label)
         axis.fill_between(lead, low, high, color=run.colour, alpha=0.2)
-        if with_persistence and run.persistence is not None:
-            low, median, high = _band(run.persistence)
-            axis.plot(lead, median, marker="D", linestyle="--", color=run.colour, label=f"{run.label} persistence")
+        for baseline, (marker, style) in zip(BASELINES, BASELINE_STYLES):
+            if with_baselines and baseline in run.baselines:
+                axis.plot(lead, _band(run.baselines[baseline])[1], marker=marker, linestyle=style, color=run.colour,
+                          label=f"{run.label} {baseline}")
     axis.set_xlabel("Lead time [h]")
     axis.set_ylabel(metric_axis_label(metric, units))
     axis.set_title(f"{metric}: median and 5-95 % range over bootstrap replicates")
@@ -147,7 +159,9 @@ def plot_absolute_scores(runs: Sequence[RunScores], metric: str, path: Path, wit
     return save_figure(figure, path)
 
 
-def plot_skill_scores(runs: Sequence[RunScores], skills: Sequence[xr.DataArray], metric: str, path: Path) -> Path:
+def plot_skill_scores(runs: Sequence[RunScores], skills: Sequence[xr.DataArray], metric: str, baseline: str,
+                      path: Path) -> Path:
+    """Box plots of each run's skill against ``baseline`` (``skills``, one per run) per lead hour."""
     figure, axis = plt.subplots(figsize=(8, 6))
     width = 0.8 / len(runs)
     for index, (run, skill) in enumerate(zip(runs, skills)):
@@ -162,45 +176,56 @@ def plot_skill_scores(runs: Sequence[RunScores], skills: Sequence[xr.DataArray],
         axis.plot(positions, np.nanmedian(values, axis=0), color=run.colour, marker=run.marker, label=run.label)
     axis.axhline(0.0, color="black", linewidth=0.8)
     axis.set_xlabel("Lead time [h]")
-    axis.set_ylabel(f"Skill score of {metric} against persistence [1]")
+    axis.set_ylabel(f"Skill score of {metric} against {baseline} [1]")
     axis.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     axis.grid(alpha=0.3)
     return save_figure(figure, path)
 
 
-def summary_rows(runs: Sequence[RunScores], skills: Sequence[xr.DataArray | None], metric: str) -> list[dict]:
-    """One row per run and lead hour: mean, median and 5/95 % of the bootstrap, persistence median, skill."""
+def summary_rows(runs: Sequence[RunScores], skills: dict[str, list[xr.DataArray | None]], metric: str) -> list[dict]:
+    """One row per run and lead hour: mean, median and 5/95 % of the bootstrap, then per baseline its median
+    (``<baseline>_median``) and the median skill against it (``skill_median`` against persistence,
+    ``skill_<baseline>_median`` against the others; NaN where not computed)."""
     rows = []
-    for run, skill in zip(runs, skills):
+    for index, run in enumerate(runs):
         low, median, high = _band(run.model)
-        persistence = _band(run.persistence)[1] if run.persistence is not None else None
-        skill_median = np.nanmedian(skill.transpose("iboot", "fcst_hour").values, axis=0) if skill is not None \
-            else None
-        for i, lead in enumerate(run.model["fcst_hour"].values):
-            row = {"run": run.label, "model": run.model_name, "fcst_hour": int(lead),
-                   f"{metric}_mean": float(run.model_avg.sel(fcst_hour=lead)), f"{metric}_median": median[i],
-                   f"{metric}_q05": low[i], f"{metric}_q95": high[i]}
-            row["persistence_median"] = persistence[i] if persistence is not None else np.nan
-            row["skill_median"] = skill_median[i] if skill_median is not None else np.nan
-            rows.append(row)
+        leads = run.model["fcst_hour"].values
+        per_baseline = {}  # column → value per lead hour
+        for baseline in BASELINES:
+            scores, skill = run.baselines.get(baseline), skills.get(baseline, [None] * len(runs))[index]
+            per_baseline[f"{baseline}_median"] = _band(scores)[1] if scores is not None else np.full(len(leads), np.nan)
+            per_baseline[skill_name(baseline, "median")] = np.full(len(leads), np.nan) if skill is None else \
+                np.nanmedian(skill.transpose("iboot", "fcst_hour").values, axis=0)
+        for i, lead in enumerate(leads):
+            rows.append({"run": run.label, "model": run.model_name, "fcst_hour": int(lead),
+                         f"{metric}_mean": float(run.model_avg.sel(fcst_hour=lead)), f"{metric}_median": median[i],
+                         f"{metric}_q05": low[i], f"{metric}_q95": high[i],
+                         **{column: values[i] for column, values in per_baseline.items()}})
     return rows
 
 
-def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metric: str = "mse",
-                         exp_id: str = "exp1", enable_skill_scores: bool = False,
-                         enable_persit_plot: bool = False) -> Path:
-    """Compare the runs of ``analysis_config``; return the output directory. Everything (options, configuration,
-    every run's scores) is validated before the output directory is created: a refused run writes nothing."""
-    setup_logging()  # console only until the output directory exists
-    root_dir = Path(root_dir)
-    if not root_dir.is_dir():
-        raise UserError(f"--root_dir {root_dir}: directory does not exist")
-    if metric not in METRICS:
-        raise UserError(f"--metric {metric!r}: unknown; known metrics: {', '.join(METRICS)}")
+def skill_scores(runs: Sequence[RunScores], metric: str, out_dir: Path) -> dict[str, list[xr.DataArray | None]]:
+    """The skill of each run against each baseline, replicate by replicate (None for a run without that
+    baseline's scores), and a figure per baseline that some run has (``<metric>_skill_scores.png`` against
+    persistence, ``<metric>_skill_scores_<baseline>.png`` against the others)."""
     perfect = METRICS[metric].perfect_score
-    if enable_skill_scores and perfect is None:
-        raise UserError(f"--metric {metric} has no perfect score, so no skill score; drop --enable_skill_scores")
-    config = load_meta_config(analysis_config)
+    skills = {}
+    for baseline in BASELINES:
+        skills[baseline] = [skill_score(run.model, run.baselines[baseline], perfect)
+                            if baseline in run.baselines else None for run in runs]
+        having = [(run, skill) for run, skill in zip(runs, skills[baseline]) if skill is not None]
+        if len(having) < len(runs):
+            log.warning("no skill against %s for %s: their %s lacks the %s scores (postprocessed before it was a "
+                        "baseline?)", baseline, ", ".join(run.label for run in runs if baseline not in run.baselines),
+                        EVALUATION_FILE, baseline)
+        if having:
+            stem = f"{metric}_skill_scores" + ("" if baseline == REFERENCE else f"_{baseline}")
+            plot_skill_scores(*zip(*having), metric, baseline, out_dir / f"{stem}.png")
+    return skills
+
+
+def load_runs(root_dir: Path, config: dict, metric: str) -> list[RunScores]:
+    """The scores of every run of the analysis configuration ``config`` (directories relative to ``root_dir``)."""
     markers = config.get("markers") or DEFAULT_MARKERS
     colours = config.get("colors") or DEFAULT_COLOURS
     runs = []
@@ -211,22 +236,41 @@ def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metr
         runs.append(load_run(label, directory, metric, markers[index % len(markers)],
                              colours[index % len(colours)]))
     check_same_definition(runs, metric)
-    missing = [run.label for run in runs if run.persistence is None]
+    return runs
+
+
+def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metric: str = "mse",
+                         exp_id: str = "exp1", enable_skill_scores: bool = False,
+                         enable_persit_plot: bool = False) -> Path:
+    """Compare the runs of ``analysis_config``; return the output directory. ``enable_skill_scores``: the skill
+    against every baseline (persistence required); ``enable_persit_plot``: the baselines' curves beside the runs'.
+    Everything (options, configuration, every run's scores) is validated before the output directory is created:
+    a refused run writes nothing."""
+    setup_logging()  # console only until the output directory exists
+    root_dir = Path(root_dir)
+    if not root_dir.is_dir():
+        raise UserError(f"--root_dir {root_dir}: directory does not exist")
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric!r}: unknown; known metrics: {', '.join(METRICS)}")
+    if enable_skill_scores and METRICS[metric].perfect_score is None:
+        raise UserError(f"--metric {metric} has no perfect score, so no skill score; drop --enable_skill_scores")
+    config = load_meta_config(analysis_config)
+    runs = load_runs(root_dir, config, metric)
+    missing = [run.label for run in runs if REFERENCE not in run.baselines]
     if enable_skill_scores and missing:
-        raise UserError(f"skill scores need the persistence scores, missing for {', '.join(missing)} (their "
-                        f"{EVALUATION_FILE} lacks <var>_persistence_{metric}_bootstrapped)")
+        raise UserError(f"skill scores need the {REFERENCE} scores, missing for {', '.join(missing)} (their "
+                        f"{EVALUATION_FILE} lacks <var>_{REFERENCE}_{metric}_bootstrapped)")
     # everything is validated: only now the output directory is created
     out_dir = root_dir / "meta_postprocess" / exp_id
     out_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(out_dir / "meta_postprocess.log")
     write_json(out_dir / "meta_config.json", config)
     plot_absolute_scores(runs, metric, out_dir / f"{metric}_abs_values.png", enable_persit_plot)
-    if enable_persit_plot and missing:
-        log.warning("persistence curves missing for runs without persistence scores (quick evaluation?)")
-    skills: list[xr.DataArray | None] = [None] * len(runs)
-    if enable_skill_scores:
-        skills = [skill_score(run.model, run.persistence, perfect) for run in runs]
-        plot_skill_scores(runs, skills, metric, out_dir / f"{metric}_skill_scores.png")
+    lacking = [run.label for run in runs if set(BASELINES) - set(run.baselines)]
+    if enable_persit_plot and lacking:
+        log.warning("baseline curves missing for runs without every baseline's scores (quick evaluation, or "
+                    "postprocessed before a baseline existed): %s", ", ".join(lacking))
+    skills = skill_scores(runs, metric, out_dir) if enable_skill_scores else {}
     write_table(summary_rows(runs, skills, metric), out_dir / f"{metric}_summary")
     log.info("meta-postprocessing of %d run(s) written to %s", len(runs), out_dir)
     return out_dir

@@ -33,6 +33,7 @@ import xarray as xr
 from ..utils.errors import UserError
 from ..utils.log import progress, setup_logging
 from . import plots
+from .baselines import COPY_LAST_FRAME, repeat_last_frame
 from .bootstrap import write_table
 from .metrics import METRICS_BY_EVALUATION, SEQUENCES, make_metrics
 from .options import PostprocessOptions, check_options, open_evaluated_split
@@ -50,7 +51,8 @@ EVALUATION = SEQUENCES
 MNIST_METRICS = METRICS_BY_EVALUATION[SEQUENCES]
 #: units of the intensities scored (byte value / 255)
 INTENSITY_UNITS = "1"
-BASELINE = "copy_last_frame"
+#: the baseline product: the last context frame held (the ERA5 baseline of the same name)
+BASELINE = COPY_LAST_FRAME
 #: byte value of full intensity: forecasts and truth are scored as value / 255
 FULL_INTENSITY = 255.0
 #: example sequences plotted: label → quantile of the model's sequence-mean MSE
@@ -168,8 +170,7 @@ def forecast_sequences(job: MnistJob, dataset):
 
 def baseline(truth: np.ndarray, context_frames: int, forecast_frames: int) -> np.ndarray:
     """Copy-last-frame forecasts ``[B, F, H, W]``: the last context frame of ``truth`` ``[B, T, H, W]`` repeated."""
-    last = truth[:, context_frames - 1:context_frames]
-    return np.repeat(last, forecast_frames, axis=1)
+    return repeat_last_frame(truth[:, :context_frames], forecast_frames)
 
 
 def evaluation_dataset(job: MnistJob, indices: np.ndarray, scores: dict[tuple[str, str], np.ndarray]) -> xr.Dataset:

@@ -29,7 +29,8 @@ import xarray as xr  # noqa: E402
 from ..utils.io import atomic_path  # noqa: E402
 from .coastlines import coastline_segments  # noqa: E402
 
-#: colours of the forecast products in evaluation plots (model first, then persistence), as the original's order
+#: colours of the forecast products in evaluation plots: the model, persistence (as the original's order), then the
+#: other baselines
 PRODUCT_COLOURS = ("tab:red", "tab:blue", "black", "grey", "tab:green", "tab:orange")
 BAND_QUANTILES = (0.05, 0.95)
 #: zlib level 1 instead of Pillow's 6: the same pixels, encoded faster into slightly larger files (a postprocessing

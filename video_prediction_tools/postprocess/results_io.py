@@ -7,7 +7,8 @@
   in_hour = -(context-1)..0), ``<v>_ref [fcst_hour, lat, lon]``, ``<v>_<model>_fcst [fcst_hour, lat, lon]``
   (``[sample, fcst_hour, lat, lon]`` when K > 1 members), ``<v>_persistence_fcst``; scalar ``init_time``,
   ``valid_time(fcst_hour)``; units on everything; uncompressed unless ``sample_compression`` is ``zlib``
-  (:data:`SAMPLE_COMPRESSION`);
+  (:data:`SAMPLE_COMPRESSION`). The fields of the ``copy_last_frame`` baseline are ``<v>_in`` at ``in_hour`` 0
+  at every lead, so they are not stored again;
 * ``postprocess.log`` and the JSON files of the run's provenance (:func:`start_results_dir`).
 
 Every file is written atomically.
