@@ -512,7 +512,9 @@ def test_bad_inputs_end_with_one_clear_line(tiny_tfrecords, tmp_path):
                           "1.5"), "--frac_start_save", "[0, 1]")
     assert_user_error(run(tmp_path / "e", hparams_file, split_file, tiny_tfrecords.exp_dir, "--frac_intv_save", "0"),
                       "--frac_intv_save")
-    assert not any((tmp_path / name).exists() for name in "abcde")
+    assert_user_error(run(tmp_path / "f", hparams_file, split_file, tiny_tfrecords.exp_dir, "--seed",
+                          "99999999999999999999"), "--seed 99999999999999999999", "0..4294967295")
+    assert not any((tmp_path / name).exists() for name in "abcdef")
     assert sorted(p.name for p in vae_run.iterdir()) == ["options.json"]
 
 

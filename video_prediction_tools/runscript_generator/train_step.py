@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..utils.conventions import MAX_SEED
 from ..utils.errors import UserError
 from . import checks
 from .base import Context, Step, StepResult, exp_id_parser, hparams_offered
@@ -43,9 +44,6 @@ class TrainingInputs(Protocol):
     def split(self, p, ctx: Context, experiment: str, template: Path) -> Any:
         """Ask for the data split (``template``: the dataset's data-split template), checked against the data."""
 
-
-#: the largest seed NumPy's and TensorFlow's generators take (an unsigned 32-bit number)
-MAX_SEED = 2**32 - 1
 
 
 def split_template(dataset: str) -> Path:

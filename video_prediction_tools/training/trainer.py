@@ -48,6 +48,7 @@ import tensorflow as tf
 from ..datasets.normalization import Normalization
 from ..datasets.registry import Reader, get_dataset_class, known_datasets
 from ..models.registry import build_model, resolve_hparams
+from ..utils.conventions import MAX_SEED
 from ..utils.errors import UserError
 from ..utils.io import read_json, remove_stale_temporaries, write_json
 from ..utils.log import progress, setup_logging
@@ -136,6 +137,8 @@ def check_options(options: TrainingOptions) -> None:
         raise UserError(f"--val_interval {options.val_interval}: expected a positive number of steps")
     if options.stop_after_steps is not None and options.stop_after_steps < 1:
         raise UserError(f"--stop_after_steps {options.stop_after_steps}: expected a positive number of steps")
+    if not 0 <= options.seed <= MAX_SEED:
+        raise UserError(f"--seed {options.seed}: expected an integer in 0..{MAX_SEED}")
     if options.dataset not in known_datasets():
         raise UserError(f"--dataset {options.dataset!r}: expected one of {', '.join(known_datasets())}")
     if not Path(options.input_dir).is_dir():
