@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import xarray as xr
 
 from ..utils.io import atomic_path, remove_stale_temporaries, write_json
 from ..utils.log import setup_logging
+
+if TYPE_CHECKING:  # xarray only where a dataset is built: the runscript generator reads the file names here
+    import xarray as xr
 
 log = logging.getLogger("ambs")
 EVALUATION_FILE = "evaluation_metrics.nc"
@@ -120,6 +122,8 @@ def sample_content(variables: Sequence[str], model_name: str, init_time: np.date
 
 def sample_dataset(*args, **kwargs) -> xr.Dataset:
     """The per-sample file as an ``xarray.Dataset`` (arguments as :func:`sample_content`)."""
+    import xarray as xr
+
     data, coords, attrs = sample_content(*args, **kwargs)
     return xr.Dataset(data, coords=coords, attrs=attrs)
 

@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..postprocess.results_io import EVALUATION_FILE
 from ..utils.errors import UserError
 from ..utils.ranges import parse_int_ranges
 
@@ -272,7 +273,7 @@ def evaluated_metrics(results_dir: Path) -> tuple[list[str] | None, bool]:
     holds) and whether it has persistence scores."""
     import netCDF4
 
-    with netCDF4.Dataset(results_dir / "evaluation_metrics.nc") as dataset:
+    with netCDF4.Dataset(results_dir / EVALUATION_FILE) as dataset:
         names = list(dataset.variables)
         attributes = {name: getattr(dataset, name, None) for name in ("model", "variable")}
     persistence = any("_persistence_" in name for name in names)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..postprocess.results_io import EVALUATION_FILE
 from ..utils.errors import UserError
 from ..utils.settings import templates_dir
 from . import checks
@@ -485,7 +486,7 @@ class MetaPostprocess(Step):
     def ask(self, p, ctx):
         results_root = ctx.base_dir / "Results"
         runs = {"/".join(path.parts[-4:-1]): path.parent
-                for path in sorted(results_root.glob("*/*/*/evaluation_metrics.nc"))}
+                for path in sorted(results_root.glob(f"*/*/*/{EVALUATION_FILE}"))}
         if ctx.chain:
             for answers in sorted(ctx.runscript_dir.glob(f"visualize_postprocess_{DATASET}_*.sh.answers.yaml")):
                 planned = ctx.planned(answers.name[: -len(".answers.yaml")]).get("results_dir")
@@ -493,13 +494,13 @@ class MetaPostprocess(Step):
                     path = Path(planned)
                     runs.setdefault("/".join(path.parts[-3:]), path)
         if not runs:
-            raise UserError(f"no postprocessed runs (evaluation_metrics.nc) under {results_root}; run the "
+            raise UserError(f"no postprocessed runs ({EVALUATION_FILE}) under {results_root}; run the "
                             f"postprocessing step first")
         chosen = p.checkbox("runs", "Runs to compare (<EXPNAME>/<model>/<exp_id>; all are ticked):", sorted(runs),
                             default=sorted(runs))
         metrics, persistence_in_all = list(checks.known_metrics()), True
         for run in chosen:
-            if (runs[run] / "evaluation_metrics.nc").is_file():  # chain mode: planned runs are not there yet
+            if (runs[run] / EVALUATION_FILE).is_file():  # chain mode: planned runs are not there yet
                 present, has_persistence = checks.evaluated_metrics(runs[run])
                 metrics = [name for name in metrics if present is None or name in present]
                 persistence_in_all &= has_persistence
@@ -534,7 +535,7 @@ STEPS: dict[str, Step] = {step.name: step for step in
 #: what each step leaves in the base directory (a glob), to offer the first step not done yet
 STEP_OUTPUTS = {"extract": "ExtractedData/*/*/*.nc", "preprocess1": "PreprocessedData/*/metadata.json",
                 "preprocess2": "PreprocessedData/*/tfrecords/*.tfrecords",
-                "train": "Models/*/*/*/checkpoint_*", "postprocess": "Results/*/*/*/evaluation_metrics.nc"}
+                "train": "Models/*/*/*/checkpoint_*", "postprocess": f"Results/*/*/*/{EVALUATION_FILE}"}
 
 
 def next_step(base_dir: Path) -> str:
