@@ -119,10 +119,17 @@ def test_example_features_reads_what_tensorflow_parses():
 
 def test_window_starts_stay_inside_gap_free_blocks():
     blocks = [[2017020100, 5], [2017020108, 3], [2017020200, 2]]      # rows 0-4, 5-7, 8-9 of the month file
-    assert records.window_starts(blocks, 3).tolist() == [0, 1, 2, 5]
-    assert records.window_starts(blocks, 1).tolist() == list(range(10))
-    assert records.window_starts(blocks, 6).tolist() == []
-    assert records.window_starts([], 3).dtype == np.int64 and len(records.window_starts([], 3)) == 0
+    hours = records.block_hours(blocks)
+    assert [str(hour) for hour in hours[[0, 4, 5, 7, 8, 9]]] == ["2017-02-01T00", "2017-02-01T04", "2017-02-01T08",
+                                                                 "2017-02-01T10", "2017-02-02T00", "2017-02-02T01"]
+    assert records.window_starts(hours, 3).tolist() == [0, 1, 2, 5]
+    assert records.window_starts(hours, 1).tolist() == list(range(10))
+    assert records.window_starts(hours, 6).tolist() == []
+    empty = records.window_starts(records.block_hours([]), 3)
+    assert empty.dtype == np.int64 and len(empty) == 0
+    # labels (e.g. data-split ranges) cut runs too; hours labelled -1 start nothing
+    labels = [0, 0, 0, 1, 1, 2, 2, 2, -1, -1]
+    assert records.window_starts(hours, 2, labels).tolist() == [0, 1, 3, 5, 6]
 
 
 def test_varint_values_decode_the_valid_times_of_tensorflows_records():

@@ -118,15 +118,25 @@ def month_blocks(valid_time: np.ndarray) -> list[list[int]]:
             for first, hours in contiguous_blocks(yyyymmddhh_to_datetime(valid_time))]
 
 
-def window_starts(blocks, sequence_length: int) -> np.ndarray:
+def block_hours(blocks) -> np.ndarray:
+    """Valid times (``datetime64[h]``, file order) of the hours of a month's gap-free ``blocks`` ``[[first
+    YYYYMMDDHH, hours], ...]`` (as ``dataset_info.json`` records them)."""
+    return np.concatenate([np.zeros(0, "datetime64[h]")]
+                          + [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks])
+
+
+def window_starts(hours, sequence_length: int, labels=None) -> np.ndarray:
     """Rows of a month file (int64, ascending) at which a window of ``sequence_length`` consecutive hours starts,
-    given the month's gap-free ``blocks`` ``[[first YYYYMMDDHH, hours], ...]`` in file order: a block of N hours
-    holds N - L + 1 windows (none if N < L); windows never cross from one block into the next."""
-    starts, first_row = [np.zeros(0, np.int64)], 0
-    for _, hours in blocks:
-        starts.append(first_row + np.arange(max(0, int(hours) - sequence_length + 1), dtype=np.int64))
-        first_row += int(hours)
-    return np.concatenate(starts)
+    given the file's valid times ``hours`` (``datetime64[h]``, ascending): a window crosses no gap in time and,
+    with ``labels`` (an int per hour, e.g. the data-split range it belongs to), no change of label; an hour
+    labelled -1 starts no window. The one count of windows: step 2, the readers and the generator use it."""
+    hours = np.asarray(hours, dtype="datetime64[h]")
+    labels = np.zeros(len(hours), np.int64) if labels is None else np.asarray(labels, np.int64)
+    # a run: consecutive hours of one label; a window must start and end in the same run
+    breaks = np.concatenate([[True], (np.diff(hours.astype(np.int64)) != 1) | (np.diff(labels) != 0)])
+    run = np.cumsum(breaks)
+    starts = np.arange(max(len(hours) - sequence_length + 1, 0), dtype=np.int64)
+    return starts[(labels[starts] >= 0) & (run[starts] == run[starts + sequence_length - 1])]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -52,8 +52,8 @@ from ..utils.io import atomic_path, check_writable_directory, read_json, remove_
 from ..utils.log import progress, setup_logging
 from ..utils.parallel import on_root, rank, run_units, size
 from .metadata import METADATA_FILE, read_metadata
-from .records import (DATASET_INFO, RECORD_FORMAT, datetime_to_yyyymmddhh, hour_example, month_blocks, month_key,
-                      read_month_records, tfrecord_name, window_starts)
+from .records import (DATASET_INFO, RECORD_FORMAT, block_hours, datetime_to_yyyymmddhh, hour_example, month_blocks,
+                      month_key, read_month_records, tfrecord_name, window_starts)
 from .statistics import merge_stats
 
 log = logging.getLogger("ambs")
@@ -185,7 +185,7 @@ def check_windows_fit(sequence_length: int, months: list[Month], entries: list[d
     leaves its month): none anywhere is a UserError; months without any are named in a warning."""
     longest = [max(hours for _, hours in entry["blocks"]) for entry in entries]
     without = [month.key for month, entry in zip(months, entries)
-               if not len(window_starts(entry["blocks"], sequence_length))]
+               if not len(window_starts(block_hours(entry["blocks"]), sequence_length))]
     if len(without) == len(months):
         best = int(np.argmax(longest))
         raise UserError(f"--sequence_length {sequence_length}: no month holds that many consecutive hours (the "

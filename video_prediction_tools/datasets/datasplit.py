@@ -35,6 +35,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..data_preprocess.records import window_starts
 from ..utils.errors import UserError
 from ..utils.io import read_json
 
@@ -222,13 +223,7 @@ def window_rows(hours: np.ndarray, ranges: list[HourRange], length: int) -> np.n
     ``length`` consecutive hours starts that lies wholly inside one of ``ranges``: int64, ascending. A window
     crosses no gap in time and no range boundary (nor a month's end: it is cut from one month file)."""
     hours = np.asarray(hours, dtype="datetime64[h]")
-    owner = range_index(hours, ranges)
-    # a run: consecutive hours of one range; a window must start and end in the same run
-    breaks = np.concatenate([[True], (np.diff(hours.astype(np.int64)) != 1) | (np.diff(owner) != 0)])
-    run = np.cumsum(breaks)
-    starts = np.arange(max(len(hours) - length + 1, 0))
-    keep = (owner[starts] >= 0) & (run[starts] == run[starts + length - 1])
-    return starts[keep]
+    return window_starts(hours, length, labels=range_index(hours, ranges))
 
 
 #: shares of the days that :func:`propose_date_split` gives validation and test (training takes the rest)

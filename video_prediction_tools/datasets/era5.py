@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data_preprocess.records import (DATASET_INFO, RECORD_FOOTER_BYTES, RECORD_FORMAT, RECORD_HEADER_BYTES,
-                                      RecordLayout, damaged, datetime_to_yyyymmddhh, month_file_layout, month_key,
-                                      parse_month_key, record_checksum_error, varint_values,
+                                      RecordLayout, block_hours, damaged, datetime_to_yyyymmddhh, month_file_layout,
+                                      month_key, parse_month_key, record_checksum_error, varint_values,
                                       yyyymmddhh_to_datetime)
 from ..data_preprocess.statistics import channel_stats, merge_stats
 from ..data_preprocess.step2 import run_step2
@@ -151,13 +151,6 @@ def read_month(path, layout: RecordLayout, frame_shape, normalization: Normaliza
     if valid_times is not None and not np.array_equal(times, valid_times[first:end]):
         raise UserError(f"{path}: valid times differ from the blocks listed in {DATASET_INFO} (rerun step 2)")
     return out, times
-
-
-def block_hours(blocks) -> np.ndarray:
-    """Valid times (``datetime64[h]``, file order) of the hours of gap-free ``blocks`` ``[[first YYYYMMDDHH,
-    hours], ...]``."""
-    return np.concatenate([np.zeros(0, "datetime64[h]")]
-                          + [yyyymmddhh_to_datetime(first) + np.arange(hours) for first, hours in blocks])
 
 
 def block_times(blocks) -> np.ndarray:

@@ -291,7 +291,7 @@ def evaluated_windows(tfrecords_dir: Path, ranges: list, sequence_length: int) -
     None if that file is missing."""
     from ..data_preprocess.records import DATASET_INFO
     from ..datasets.datasplit import window_rows
-    from ..datasets.era5 import block_hours
+    from ..data_preprocess.records import block_hours
 
     try:
         info = json.loads((tfrecords_dir / DATASET_INFO).read_text())
