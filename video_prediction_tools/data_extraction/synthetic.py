@@ -8,7 +8,7 @@ Writes real GRIB files (eccodes) in the layout of the original ERA5 archive, one
                                             70..137 of ERA5's L137 plus lnsp (level 1)   (always GRIB edition 2)
 
 Usage example (one month of the default region 30-60N, 10.2W-35.1E at 0.3 degrees (101x152 points; it contains
-the GMD domain 38.4-54.9N, 0-27.3E on grid points), about 10 s)::
+the GMD domain 38.4-54.9N, 0-27.3E on grid points))::
 
     python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1 --out /tmp/era5_grib
     python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 2018 --months 1-3 --out /tmp/g \\

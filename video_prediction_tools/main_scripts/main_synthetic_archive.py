@@ -1,6 +1,6 @@
 """Write a synthetic ERA5-like GRIB archive (one surface and one upper-air file per hour) for tests and demos.
 
-Usage example (one month of the default region 30-60N, 10.2W-35.1E at 0.3 degrees, about 10 s; then two years,
+Usage example (one month of the default region 30-60N, 10.2W-35.1E at 0.3 degrees; then two years,
 three months of two days each on the GMD domain with temperature on model levels)::
 
     python -m video_prediction_tools.main_scripts.main_synthetic_archive --years 2017 --months 1 --out /tmp/era5_grib
