@@ -136,7 +136,8 @@ def test_postprocess_auto_checkpoint_and_no_quick(tmp_path, venv, data):
     script = generate(tmp_path, venv, "postprocess", answers)
     assert variable_line(script, "CHECKPOINT") == str(data["run_dir"])
     assert "--lquick_evaluation" not in script.read_text() and "CLIMATOLOGY_FILE" not in script.read_text()
-    assert variable_line(script, "METRICS") == "(mse rmse psnr ssim texture weighted_rmse)"  # no ACC without one
+    assert variable_line(script, "METRICS") == ("(mse rmse psnr ssim texture weighted_rmse crps ensemble_mean_mse "
+                                                "ensemble_mean_rmse)")  # no ACC without one, no spread of one member
 
 
 def test_meta_postprocess_answers(tmp_path, venv, data):
