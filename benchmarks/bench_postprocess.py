@@ -18,9 +18,15 @@ February, so the test month (March, ``--test_days`` days, 24 d - 23 windows) has
 forecast on. Shapes: ``demo`` = the quick start (24 x 32, 14 days, 313 forecasts), ``gmd`` = 56 x 92, 31 days
 (721 forecasts).
 
+``--members K``: instead, the scoring of a batch alone (what postprocessing does per batch beside the forecasts:
+every default metric of a K-member forecast and of both baselines, and the conditional quantiles), K members
+against one member, in this process, on the shape's synthetic fields with members drawn around the truth (no model
+needed); reported are the milliseconds per window and the ratio (target: <= 2 for K = 8).
+
 Example::
 
     python benchmarks/bench_postprocess.py --shape demo --repeats 3
+    python benchmarks/bench_postprocess.py --shape gmd --members 8 --repeats 5
     python benchmarks/bench_postprocess.py --shape gmd --repeats 1 --workdir /tmp/bench_pp
     python benchmarks/bench_postprocess.py --shape gmd --repeats 1 --sample_compression zlib
 """
@@ -137,6 +143,52 @@ def forecast_only(run_dir: str, batch_size: int, frozen_exit: bool) -> None:
         gc.freeze()
 
 
+def scoring_ms_per_window(ny: int, nx: int, members: int, repeats: int) -> float:
+    """Median milliseconds per window of scoring a batch of ``POSTPROCESS_BATCH`` windows (12 leads of ``2t``) with
+    ``members`` members, as postprocessing scores it (:class:`ScoreAccumulator` with the default metrics for that
+    many members, both baselines, conditional quantiles)."""
+    import xarray as xr
+
+    from video_prediction_tools.postprocess.baselines import BASELINES
+    from video_prediction_tools.postprocess.era5_job import resolve_metric_names
+    from video_prediction_tools.postprocess.evaluation import ScoreAccumulator
+    from video_prediction_tools.postprocess.metrics import make_metrics
+
+    leads = np.arange(1, 13)
+    times = np.datetime64("2017-03-01T00", "h") + np.arange(POSTPROCESS_BATCH + 24) * np.timedelta64(1, "h")
+    hours = synthetic_month(times, ny, nx, seed=0)[..., 0]
+    windows = np.stack([hours[i + leads] for i in range(POSTPROCESS_BATCH)])  # [B, F, H, W]
+    dims = ("init_time", "fcst_hour", "lat", "lon")
+    coords = {"init_time": times[:POSTPROCESS_BATCH].astype("datetime64[ns]"), "fcst_hour": leads,
+              "lat": np.linspace(38.4 + 0.3 * (ny - 1), 38.4, ny), "lon": 0.3 * np.arange(nx)}
+    truth = xr.DataArray(windows, dims=dims, coords=coords, attrs={"units": "K"})
+    rng = np.random.default_rng(members)
+    model = windows + rng.normal(0, 1, (members, *windows.shape)).astype(np.float32)
+    forecasts = {"model": xr.DataArray(model, dims=("sample", *dims), coords=coords, attrs={"units": "K"}),
+                 **{name: truth + offset for offset, name in enumerate(BASELINES, start=1)}}
+    metrics = make_metrics(resolve_metric_names(None, None, members))
+    seconds = []
+    for _ in range(repeats):
+        scores = ScoreAccumulator(metrics, list(forecasts), "2t", leads, quantiles=True)
+        start = time.perf_counter()
+        scores.add(truth, forecasts)
+        seconds.append(time.perf_counter() - start)
+    return 1000 * statistics.median(seconds) / POSTPROCESS_BATCH
+
+
+def compare_members(shape: str, members: int, repeats: int) -> None:
+    """Print the scoring time per window of ``members`` members against one member (alternating, medians)."""
+    ny, nx, _ = SHAPES[shape]
+    one, many = [], []
+    for _ in range(repeats):
+        one.append(scoring_ms_per_window(ny, nx, 1, 3))
+        many.append(scoring_ms_per_window(ny, nx, members, 3))
+    one_ms, many_ms = statistics.median(one), statistics.median(many)
+    print(f"{shape} shape {ny} x {nx}, batches of {POSTPROCESS_BATCH} windows, load {os.getloadavg()[0]:.1f}: scoring "
+          f"1 member {one_ms:.2f} ms per window, {members} members {many_ms:.2f} ms per window (medians of "
+          f"{repeats}), ratio {many_ms / one_ms:.2f} (target <= 2)")
+
+
 def timed_process(command: list[str]) -> float:
     """Wall seconds of ``command`` (must succeed)."""
     start = time.perf_counter()
@@ -152,11 +204,16 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", default=None, help="keeps the data and the trained model between runs")
     parser.add_argument("--sample_compression", default="none", choices=["none", "zlib"],
                         help="the postprocessing's --sample_compression (default: its default, none)")
+    parser.add_argument("--members", type=int, default=None,
+                        help="time the scoring alone: this many members against one (see the module docstring)")
     parser.add_argument("--forecast_only", metavar="RUN_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--frozen_exit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.forecast_only:
         forecast_only(args.forecast_only, POSTPROCESS_BATCH, args.frozen_exit)
+        return
+    if args.members is not None:
+        compare_members(args.shape, args.members, args.repeats)
         return
     ny, nx, days = SHAPES[args.shape]
     days = args.test_days or days

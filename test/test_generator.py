@@ -124,7 +124,9 @@ def test_postprocess_answers(tmp_path, venv, data):
     assert variable_line(script, "RESULTS_DIR") == str(data["base"] / "Results" / EXPNAME / "convLSTM" / RUN)
     assert variable_line(script, "CLIMATOLOGY_FILE") == str(data["climatology"])
     assert "EXTRA_OPTIONS+=(--lquick_evaluation)" in script.read_text()
-    assert variable_line(script, "METRICS") == f"({' '.join(DEFAULT_METRICS)})"
+    # convLSTM is deterministic: the metrics that need an ensemble are left out
+    deterministic = [name for name in DEFAULT_METRICS if name not in ("spread", "spread_skill", "rank_histogram")]
+    assert variable_line(script, "METRICS") == f"({' '.join(deterministic)})"
     assert variable_line(script, "BLOCK_LENGTH") == "5"     # 50 test windows / 10 blocks
 
 
@@ -134,7 +136,8 @@ def test_postprocess_auto_checkpoint_and_no_quick(tmp_path, venv, data):
     script = generate(tmp_path, venv, "postprocess", answers)
     assert variable_line(script, "CHECKPOINT") == str(data["run_dir"])
     assert "--lquick_evaluation" not in script.read_text() and "CLIMATOLOGY_FILE" not in script.read_text()
-    assert variable_line(script, "METRICS") == "(mse rmse psnr ssim texture weighted_rmse)"  # no ACC without one
+    assert variable_line(script, "METRICS") == ("(mse rmse psnr ssim texture weighted_rmse crps ensemble_mean_mse "
+                                                "ensemble_mean_rmse)")  # no ACC without one, no spread of one member
 
 
 def test_meta_postprocess_answers(tmp_path, venv, data):

@@ -312,7 +312,9 @@ def test_a_new_metric_is_one_registered_class(scratch_registry):
 
 
 def test_registry_order_is_the_default_order_and_acc_types_need_a_climatology():
-    assert M.DEFAULT_METRICS == ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc")
+    assert M.DEFAULT_METRICS == ("mse", "rmse", "psnr", "ssim", "acc", "texture", "weighted_rmse", "weighted_acc",
+                                 "crps", "ensemble_mean_mse", "ensemble_mean_rmse", "spread", "spread_skill",
+                                 "rank_histogram")
     assert M.CLIMATOLOGY_METRICS == ("acc", "weighted_acc")
     acc = M.make_metrics(["weighted_acc"], climatology(), data_range=3.0)[0]
     assert acc.weighted and not acc.centred

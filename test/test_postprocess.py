@@ -357,17 +357,19 @@ def test_missing_or_incomplete_checkpoint_is_a_user_error(tmp_path):
 
 def test_unknown_metric_is_a_user_error(tmp_path):
     result = run_module(MODULE, "--checkpoint", tmp_path, "--results_dir", tmp_path / "r",
-                        "--evaluation_metrics", "mse", "crps")
-    assert_user_error(result, "crps")
+                        "--evaluation_metrics", "mse", "brier")
+    assert_user_error(result, "brier")
     assert not (tmp_path / "r").exists()
 
 
 def test_default_metrics_include_acc_only_with_a_climatology_file(tmp_path):
     climatology = tmp_path / "clim.nc"
     climatology.write_bytes(b"")  # existence is checked here; contents when the domain is known
-    assert era5_job.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse"]
+    ensemble = ["crps", "ensemble_mean_mse", "ensemble_mean_rmse"]
+    assert era5_job.resolve_metric_names(None, None) == ["mse", "rmse", "psnr", "ssim", "texture", "weighted_rmse",
+                                                         *ensemble]
     assert era5_job.resolve_metric_names(None, str(climatology)) == ["mse", "rmse", "psnr", "ssim", "acc", "texture",
-                                                              "weighted_rmse", "weighted_acc"]
+                                                              "weighted_rmse", "weighted_acc", *ensemble]
     assert era5_job.resolve_metric_names(["mse", "mse", "rmse"], None) == ["mse", "rmse"]
     with pytest.raises(UserError, match="acc need a climatology: give --climatology_file or drop acc"):
         era5_job.resolve_metric_names(["mse", "acc"], None)

@@ -82,13 +82,20 @@ class Era5Job:
                 "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir)}
 
 
-def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str | None) -> list[str]:
+def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str | None,
+                         members: int = 1) -> list[str]:
     """The metrics to compute: ``requested`` validated, or by default every ERA5 metric, those that need a
-    climatology (ACC) only when ``climatology_file`` is given. An explicitly requested ACC-type metric without an
-    existing ``climatology_file`` is a UserError (never skipped silently)."""
+    climatology (ACC) only when ``climatology_file`` is given, those that need an ensemble (spread, spread-skill,
+    rank histogram) only for ``members`` >= 2. An explicitly requested ACC-type metric without an existing
+    ``climatology_file``, or ensemble metric without enough members, is a UserError (never skipped silently)."""
     if requested is None:
-        requested = [name for name in METRICS if climatology_file or not needs_climatology(name)]
+        requested = [name for name in METRICS if (climatology_file or not needs_climatology(name))
+                     and METRICS[name].min_members <= members]
     names = check_metric_names(list(requested))
+    too_few = ", ".join(name for name in names if METRICS[name].min_members > members)
+    if too_few:
+        raise UserError(f"metric(s) {too_few} need an ensemble: a stochastic model with --num_stochastic_samples "
+                        f">= 2 (this run forecasts {members} member(s)); drop {too_few} from --evaluation_metrics")
     wanted = ", ".join(name for name in names if needs_climatology(name))
     if wanted and not climatology_file:
         raise UserError(f"metric(s) {wanted} need a climatology: give --climatology_file or drop {wanted} from "
@@ -118,6 +125,14 @@ def _open_climatology(options: PostprocessOptions, conventions: Conventions, run
     return climatology
 
 
+def _members_at_most(model_name: str, requested: int) -> int:
+    """Members per window of a model of its class (one for a deterministic class; a stochastic class's instance
+    can still be deterministic: :func:`load_model` knows)."""
+    from ..models.registry import model_traits
+
+    return requested if model_traits(model_name).stochastic else 1
+
+
 def open_job(options: PostprocessOptions) -> Era5Job:
     """Validate everything but the model's weights (see the module docstring) without writing anything and without
     TensorFlow."""
@@ -126,8 +141,11 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     setup_logging()  # console only until the results directory exists
     check_options(options)
     conventions = check_conventions(options.metric_conventions, options.data_range)
-    metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
+    # names first (as many members as asked), then what the model's class allows, last the model (load_model)
+    resolve_metric_names(options.evaluation_metrics, options.climatology_file, options.num_stochastic_samples)
     run = read_trained_run(options.checkpoint)
+    metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file,
+                                        _members_at_most(run.model_name, options.num_stochastic_samples))
     dataset = open_evaluated_split(run, options, GRIDDED, "gridded fields")
     if not 0 <= options.channel < len(dataset.variables):
         raise UserError(f"--channel {options.channel}: the data has channels 0..{len(dataset.variables) - 1} "
@@ -143,8 +161,8 @@ def open_job(options: PostprocessOptions) -> Era5Job:
 
 
 def load_model(job: Era5Job) -> Era5Job:
-    """``job`` with its trained model (weights that do not fit are a UserError) and the number of forecast
-    members (one for a deterministic model)."""
+    """``job`` with its trained model (weights that do not fit are a UserError), the number of forecast
+    members (one for a deterministic model) and the metrics for that many members (:func:`resolve_metric_names`)."""
     from ..training.checkpoints import build_trained_model
 
     model = build_trained_model(job.run)
@@ -153,4 +171,5 @@ def load_model(job: Era5Job) -> Era5Job:
         warnings.append(f"model {job.run.model_name} is deterministic: --num_stochastic_samples {members} "
                         "reduced to 1")
         members = 1
-    return replace(job, model=model, members=members, warnings=warnings)
+    metric_names = resolve_metric_names(job.options.evaluation_metrics, job.options.climatology_file, members)
+    return replace(job, model=model, members=members, metric_names=metric_names, warnings=warnings)

@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from . import plots
-from .metrics import Metric
+from .metrics import MEMBER_DIM, Metric
 
 
 class ScoreAccumulator:
@@ -28,19 +28,24 @@ class ScoreAccumulator:
         self.likelihood = {h: plots.ConditionalQuantiles() for h in lead_hours} if quantiles else {}
 
     def add(self, truth: xr.DataArray, forecasts: dict[str, xr.DataArray]) -> None:
-        """Score ``forecasts`` (product → ``[(sample,) init_time, fcst_hour, lat, lon]``; the score of several
-        members is the mean of the members' scores) against ``truth`` ``[init_time, fcst_hour, lat, lon]``."""
-        # the truth given each forecast's layout (members first) once: not broadcast again by every metric
-        truths = {product: truth.expand_dims(sample=forecast.sizes["sample"]) if "sample" in forecast.dims else truth
-                  for product, forecast in forecasts.items()}
+        """Score ``forecasts`` (product → ``[(sample,) init_time, fcst_hour, lat, lon]``) against ``truth``
+        ``[init_time, fcst_hour, lat, lon]``: a deterministic metric scores each member (its score of several
+        members is the mean of the members' scores), an ensemble metric (:class:`.metrics.EnsembleMetric`) the
+        members together; a product with fewer members than a metric's ``min_members`` (a baseline, for the
+        spread) has no score of it."""
         for product, forecast in forecasts.items():
+            members = forecast.sizes.get(MEMBER_DIM, 1)
+            # the truth given the members' layout once: not broadcast again by every deterministic metric
+            member_truth = truth.expand_dims({MEMBER_DIM: members}) if MEMBER_DIM in forecast.dims else truth
             for metric in self.metrics:
-                score = metric.compute(forecast, truths[product])
-                if "sample" in score.dims:
-                    score = score.mean("sample", keep_attrs=True)
+                if members < metric.min_members:
+                    continue
+                score = metric.compute(forecast, truth if metric.core_dims else member_truth)
+                if MEMBER_DIM in score.dims:
+                    score = score.mean(MEMBER_DIM, keep_attrs=True)
                 self.scores.setdefault(f"{self.variable}_{product}_{metric.name}", []).append(score)
-        if self.calibration:
-            self._add_quantiles(forecasts[self.products[0]], truths[self.products[0]])
+            if self.calibration and product == self.products[0]:
+                self._add_quantiles(forecast, member_truth)
 
     def _add_quantiles(self, model: xr.DataArray, truth: xr.DataArray) -> None:
         """Pairs (model member, truth) per lead hour; plain numpy per lead (xarray's selection and alignment per

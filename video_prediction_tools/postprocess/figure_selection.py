@@ -1,8 +1,9 @@
 """Which figures an ERA5 postprocessing run draws, with their labels and file names:
 
-* ``evaluation_<metric>.png``: every metric against lead time (:func:`plot_scores`, drawn by the main process);
+* ``evaluation_<metric>.png``: every scalar metric against lead time, and ``rank_histogram_<var>_<model>.png``
+  for an ensemble (:func:`plot_scores`, drawn by the main process);
 * ``forecast_<var>_<YYYYMMDDTHH00>_<metric>_<p>percentile.png``: 11 example forecasts, the samples at the 0, 10,
-  ..., 100 % percentiles of the model's lead-averaged first metric (:func:`example_plots`);
+  ..., 100 % percentiles of the model's lead-averaged first scalar metric (:func:`example_plots`);
 * ``cond_quantile_<var>_<model>_fh<lead>_calibration_refinement.png`` and ``..._likelihood-base_rate.png``:
   conditional quantiles per lead hour (:func:`conditional_quantile_plots`).
 
@@ -20,6 +21,7 @@ from . import plots
 from .era5_job import Era5Job
 from .evaluation import ScoreAccumulator
 from .helper import example_task, quantiles_task
+from .metrics import RankHistogram, SpreadSkill, calibrated_spread_skill, is_scalar
 from .results_io import sample_dataset, variable_attributes
 
 
@@ -75,18 +77,29 @@ def conditional_quantile_plots(scores: ScoreAccumulator,
 def helper_figures(job: Era5Job, scores: ScoreAccumulator, raw: xr.Dataset, sample_files) -> list[tuple]:
     """The figure tasks of the helper process: the example maps (:func:`example_plots`), then the conditional
     quantiles of every lead hour."""
-    examples = example_plots(raw, job.metric_names[0], job.variable, job.run.model_name, sample_files,
+    examples = example_plots(raw, next(filter(is_scalar, job.metric_names)), job.variable, job.run.model_name, sample_files,
                              job.results_dir)
     return ([example_task(*example) for example in examples]
             + [quantiles_task(*plot) for plot in conditional_quantile_plots(scores, job)])
 
 
 def plot_scores(job: Era5Job, result: xr.Dataset) -> None:
-    """``evaluation_<metric>.png``: each metric of ``result`` (``evaluation_metrics.nc``) against lead time."""
+    """``evaluation_<metric>.png``: each scalar metric of ``result`` (``evaluation_metrics.nc``) against lead time
+    for the products that have it (the spread-type scores: the model alone, with the calibrated ensemble's
+    spread-skill ratio as a reference line); for an ensemble ``rank_histogram_<var>_<model>.png``."""
     with plots.MetricVsLeadFigure() as figure:
-        for metric in job.metric_names:
-            figure.save(result, job.variable, metric, {product: product for product in job.products},
-                        job.results_dir / f"evaluation_{metric}.png")
+        for metric in filter(is_scalar, job.metric_names):
+            products = {product: product for product in job.products
+                        if f"{job.variable}_{product}_{metric}_avg" in result}
+            reference = (calibrated_spread_skill(job.members), f"calibrated ({job.members} members)") \
+                if metric == SpreadSkill.name else None
+            figure.save(result, job.variable, metric, products, job.results_dir / f"evaluation_{metric}.png",
+                        reference)
+    histogram = result.get(f"{job.variable}_{job.run.model_name}_{RankHistogram.name}_avg")
+    if histogram is not None:
+        plots.plot_rank_histograms(histogram, f"{job.variable}: rank of the truth among the {job.members} members "
+                                              f"of {job.run.model_name}",
+                                   job.results_dir / f"rank_histogram_{job.variable}_{job.run.model_name}.png")
 
 
 def layout_sample(job: Era5Job) -> xr.Dataset:

@@ -12,12 +12,16 @@ baselines, its scores, its sample files), summarise (:func:`summarise`) and plot
    last context frame held (``copy_last_frame``);
 4. per sample a ``vfp_date_<YYYYMMDDHH of init>_sample_ind_<k>.nc`` file (:mod:`.results_io`);
 5. metrics of the evaluated channel (``--channel``, default 0) for the model and every baseline, per init time and
-   lead hour (see :mod:`.metrics`; with K members the score is the mean of the members' scores); block bootstrap
-   and averages (:mod:`.bootstrap`) → ``evaluation_metrics.nc`` with ``<var>_<product>_<metric>``,
-   ``..._bootstrapped`` and ``..._avg``; a summary table ``summary_metrics.csv``/``.md`` (averaged scores and the
-   model's skill against each baseline per lead hour: ``skill_<metric>`` against persistence,
-   ``skill_<baseline>_<metric>`` against the others);
-6. plots (:mod:`.figure_selection`): scores against lead time, 11 example forecasts, conditional quantiles.
+   lead hour (see :mod:`.metrics`; with K members a deterministic metric's score is the mean of the members'
+   scores, the ensemble metrics, ``crps``, ``ensemble_mean_mse``/``_rmse``, and with K >= 2 ``spread``,
+   ``spread_skill`` and ``rank_histogram``, score the members together; a baseline is a one-member ensemble);
+   block bootstrap and averages (:mod:`.bootstrap`) → ``evaluation_metrics.nc`` with ``<var>_<product>_<metric>``,
+   ``..._bootstrapped`` and ``..._avg`` (the rank histogram with a last dim ``rank``); a summary table
+   ``summary_metrics.csv``/``.md`` (averaged scalar scores and the model's skill against each baseline per lead
+   hour: ``skill_<metric>`` against persistence, ``skill_<baseline>_<metric>`` against the others) and, for an
+   ensemble, ``summary_rank_histogram.csv``/``.md`` (the rank frequencies per lead hour);
+6. plots (:mod:`.figure_selection`): scores against lead time, rank histograms, 11 example forecasts,
+   conditional quantiles.
 
 ``quick=True`` (``--lquick_evaluation``) computes and writes the model's metrics only (no baselines, no
 per-sample files, no plots). Runs as one process (forecasting a split is one unit of work; a thread completes each
@@ -47,12 +51,14 @@ from .era5_job import Era5Job, load_model, open_job
 from .evaluation import BatchConsumer, ScoreAccumulator
 from .figure_selection import helper_figures, layout_sample, plot_scores, quantile_labels
 from .helper import HelperProcess
-from .metrics import GRIDDED, METRICS, make_metrics
+from .metrics import GRIDDED, METRICS, RankHistogram, is_scalar, make_metrics
 from .options import PostprocessOptions, check_options
 from .results_io import EVALUATION_FILE, SAMPLE_COMPRESSION, SUMMARY_STEM, sample_content, sample_file_name, \
     start_results_dir, variable_attributes, write_netcdf, write_sample
 
 log = logging.getLogger("ambs")
+#: the table of the model's averaged rank histogram (ensembles only): ``<stem>.csv`` and ``<stem>.md``
+RANK_HISTOGRAM_STEM = "summary_rank_histogram"
 #: the dataset of the runs this pipeline evaluates
 EVALUATION = GRIDDED
 
@@ -175,19 +181,34 @@ def raw_scores(job: Era5Job, scores: ScoreAccumulator) -> xr.Dataset:
     """The per-forecast scores ``<var>_<product>_<metric> [init_time, fcst_hour]`` sorted by initialisation time,
     with the run's provenance as attributes."""
     return scores.raw_dataset({**job.provenance, "products": " ".join(job.products),
-                               "metric_conventions": job.options.metric_conventions})
+                               "metric_conventions": job.options.metric_conventions,
+                               "ensemble_members": job.members})
 
 
 def summarise(job: Era5Job, raw: xr.Dataset) -> xr.Dataset:
     """Bootstrap and averages of the ``raw`` scores (:func:`raw_scores`) → ``evaluation_metrics.nc``; the summary
-    table; return the evaluation dataset."""
+    table of the scalar metrics and, for an ensemble, the rank histogram's table; return the evaluation dataset."""
     result = summarize_metrics(raw, job.options.block_length, job.options.nboots, SEED)
     write_netcdf(result, job.results_dir / EVALUATION_FILE)
-    perfect = {name: METRICS[name].perfect_score for name in job.metric_names}
-    rows = skill_summary_rows(result, job.variable, job.run.model_name, job.metric_names, perfect)
+    scalar = [name for name in job.metric_names if is_scalar(name)]
+    perfect = {name: METRICS[name].perfect_score for name in scalar}
+    rows = skill_summary_rows(result, job.variable, job.run.model_name, scalar, perfect)
     write_table([{**row, "metric_conventions": job.options.metric_conventions} for row in rows],
                 job.results_dir / SUMMARY_STEM)
+    histogram = result.get(f"{job.variable}_{job.run.model_name}_{RankHistogram.name}_avg")
+    if histogram is not None:
+        write_table(rank_histogram_rows(histogram), job.results_dir / RANK_HISTOGRAM_STEM)
     return result
+
+
+def rank_histogram_rows(histogram: xr.DataArray) -> list[dict]:
+    """One row per lead hour of the averaged rank histogram ``[fcst_hour, rank]``: the relative frequency of each
+    rank of the truth among the members (columns ``rank_0`` .. ``rank_K``, summing to 1; 1 / (K + 1) each when
+    calibrated)."""
+    frequencies = histogram / histogram.sum("rank")
+    return [{"fcst_hour": int(lead), **{f"rank_{int(rank)}": float(frequencies.sel(fcst_hour=lead, rank=rank))
+                                        for rank in frequencies["rank"].values}}
+            for lead in frequencies["fcst_hour"].values]
 
 
 def forecast_and_score(job: Era5Job, timer: StepTimer) -> tuple[ScoreAccumulator, list, BatchCompletion]:

@@ -41,7 +41,7 @@ from ..utils.io import read_json, write_json
 from ..utils.log import setup_logging
 from .baselines import BASELINES, REFERENCE, skill_name
 from .bootstrap import skill_score, write_table
-from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS
+from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS, is_scalar
 from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
 from .results_io import EVALUATION_FILE
 
@@ -204,6 +204,23 @@ def summary_rows(runs: Sequence[RunScores], skills: dict[str, list[xr.DataArray 
     return rows
 
 
+def with_ensemble_columns(rows: list[dict], runs: Sequence[RunScores], metric: str) -> list[dict]:
+    """``rows`` of :func:`summary_rows` with, for an ensemble metric, the members of each run (``members``) and
+    what its score is (``scored_as``): e.g. the CRPS of a stochastic run of K members and the mean absolute error
+    of a deterministic run (its CRPS as a one-member ensemble), the fair comparison of the two."""
+    cls = METRICS[metric]
+    if not cls.core_dims:
+        return rows
+    members = {run.label: int(run.model.attrs.get("ensemble_members", 1)) for run in runs}
+
+    def scored_as(label: str) -> str:
+        if members[label] == 1 and getattr(cls, "one_member_name", ""):
+            return f"{cls.one_member_name} (one member)"
+        return f"{cls.long_name} ({members[label]} members)"
+
+    return [{**row, "members": members[row["run"]], "scored_as": scored_as(row["run"])} for row in rows]
+
+
 def skill_scores(runs: Sequence[RunScores], metric: str, out_dir: Path) -> dict[str, list[xr.DataArray | None]]:
     """The skill of each run against each baseline, replicate by replicate (None for a run without that
     baseline's scores), and a figure per baseline that some run has (``<metric>_skill_scores.png`` against
@@ -252,6 +269,9 @@ def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metr
         raise UserError(f"--root_dir {root_dir}: directory does not exist")
     if metric not in METRICS:
         raise UserError(f"--metric {metric!r}: unknown; known metrics: {', '.join(METRICS)}")
+    if not is_scalar(metric):
+        raise UserError(f"--metric {metric}: not one number per forecast, so not compared here; each run's "
+                        f"postprocessing draws it (rank_histogram_<var>_<model>.png, summary_rank_histogram.md)")
     if enable_skill_scores and METRICS[metric].perfect_score is None:
         raise UserError(f"--metric {metric} has no perfect score, so no skill score; drop --enable_skill_scores")
     config = load_meta_config(analysis_config)
@@ -271,6 +291,7 @@ def run_meta_postprocess(root_dir: str | Path, analysis_config: str | Path, metr
         log.warning("baseline curves missing for runs without every baseline's scores (quick evaluation, or "
                     "postprocessed before a baseline existed): %s", ", ".join(lacking))
     skills = skill_scores(runs, metric, out_dir) if enable_skill_scores else {}
-    write_table(summary_rows(runs, skills, metric), out_dir / f"{metric}_summary")
+    write_table(with_ensemble_columns(summary_rows(runs, skills, metric), runs, metric),
+                out_dir / f"{metric}_summary")
     log.info("meta-postprocessing of %d run(s) written to %s", len(runs), out_dir)
     return out_dir

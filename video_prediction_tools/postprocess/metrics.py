@@ -159,39 +159,53 @@ class Metric:
     higher_is_better: ClassVar[bool] = False
     #: run inputs (of :data:`RUN_INPUTS`) without which the metric cannot be computed
     needs: ClassVar[frozenset[str]] = frozenset()
+    #: dims of the forecast besides lat/lon that one score consumes (an ensemble's members: :class:`EnsembleMetric`)
+    core_dims: ClassVar[tuple[str, ...]] = ()
+    #: fewest forecast members the score is defined for (2 for spread-type ensemble scores)
+    min_members: ClassVar[int] = 1
 
     def units(self, data_units: str) -> str:
         """Units of the score for data in ``data_units`` (dimensionless by default)."""
         return "1"
 
     def compute(self, forecast: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
-        """Score every field: ``(..., lat, lon)`` → ``(...)`` with the leading dims and coords of ``forecast``."""
+        """Score every field: ``(..., lat, lon)`` → ``(...)`` with the leading dims and coords of ``forecast``
+        (an ensemble metric consumes its :attr:`core_dims` too and may add dims of its own, see
+        :meth:`_score_coords`)."""
         for name, array in (("forecast", forecast), ("truth", truth)):
             missing = [dim for dim in SPATIAL_DIMS if dim not in array.dims]
             if missing:
                 raise ValueError(f"{name} lacks the dims {missing}; dims are {array.dims}")
         _check_same_grid(forecast, truth, "forecast and truth have different lat/lon coordinates")
-        if forecast.dims[-2:] != SPATIAL_DIMS:
-            forecast = forecast.transpose(..., *SPATIAL_DIMS)
-        if not _same_layout(truth, forecast):  # (xarray's broadcasting costs more than scoring a small field)
-            truth = truth.broadcast_like(forecast).transpose(*forecast.dims)
-        leading_dims = forecast.dims[:-2]
-        leading_shape = forecast.shape[:-2]
+        core_dims = (*self.core_dims, *SPATIAL_DIMS)
+        if forecast.dims[-len(core_dims):] != core_dims:
+            forecast = forecast.transpose(..., *core_dims)
+        leading = forecast.isel({dim: 0 for dim in self.core_dims}, drop=True) if self.core_dims else forecast
+        if not _same_layout(truth, leading):  # (xarray's broadcasting costs more than scoring a small field)
+            truth = truth.broadcast_like(leading).transpose(*leading.dims)
+        leading_shape = leading.shape[:-2]
         n_fields = int(np.prod(leading_shape, dtype=np.int64))
-        ny, nx = forecast.shape[-2:]
-        forecast_values = forecast.values.reshape(n_fields, ny, nx)
-        truth_values = truth.values.reshape(n_fields, ny, nx)
-        context = self._context(forecast)
-        scores = np.empty(n_fields, dtype=np.float64)
+        forecast_values = forecast.values.reshape(n_fields, *forecast.shape[len(leading_shape):])
+        truth_values = truth.values.reshape(n_fields, *truth.shape[-2:])
+        context = self._context(leading)
+        extra = self._score_coords(forecast)
+        scores = np.empty((n_fields, *(len(values) for values in extra.values())), dtype=np.float64)
         for start in range(0, n_fields, FIELDS_PER_CHUNK):
             chunk = slice(start, min(start + FIELDS_PER_CHUNK, n_fields))
             scores[chunk] = self._score(forecast_values[chunk], truth_values[chunk], context, chunk)
-        coords = {name: coord for name, coord in forecast.coords.items()
-                  if not set(coord.dims) & set(SPATIAL_DIMS)}
+        coords = {name: coord for name, coord in leading.coords.items() if not set(coord.dims) & set(SPATIAL_DIMS)}
         import xarray as xr
 
-        return xr.DataArray(scores.reshape(leading_shape), dims=leading_dims, coords=coords, name=self.name,
-                            attrs={"long_name": self.long_name, "units": self.units(truth.attrs.get("units", ""))})
+        return xr.DataArray(scores.reshape(*leading_shape, *scores.shape[1:]), dims=(*leading.dims[:-2], *extra),
+                            coords={**coords, **extra}, name=self.name, attrs=self._attrs(forecast, truth))
+
+    def _attrs(self, forecast: xr.DataArray, truth: xr.DataArray) -> dict:
+        """Attributes of the scores: long name and units (of the truth's ``units`` attribute)."""
+        return {"long_name": self.long_name, "units": self.units(truth.attrs.get("units", ""))}
+
+    def _score_coords(self, forecast: xr.DataArray) -> dict[str, np.ndarray]:
+        """Dims (name → coordinate values) each score adds after the leading dims: none (one number per field)."""
+        return {}
 
     def _context(self, forecast: xr.DataArray) -> dict:
         """Per-call data the score needs besides the fields (coordinates, climatology); fields are flattened
@@ -448,6 +462,203 @@ class WeightedACC(ACC):
     name: ClassVar[str] = "weighted_acc"
     long_name: ClassVar[str] = "latitude-weighted anomaly correlation coefficient"
     weighted: bool = True
+
+
+# -------------------------------------------------------------------------------------------- ensemble metrics
+#: the dim of a forecast's members (``[sample, init_time, fcst_hour, lat, lon]``)
+MEMBER_DIM = "sample"
+
+
+def _member_differences(members: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """x_k - y in float64: members ``[n, K, lat, lon]``, truth ``[n, lat, lon]`` → ``[n, K, lat, lon]``."""
+    return _difference(members, truth[:, None])
+
+
+def _ensemble_mean_mse(differences: np.ndarray) -> np.ndarray:
+    """Mean over the points of (mean_k x_k - y)^2 of member differences ``[n, K, lat, lon]`` → ``[n]``."""
+    mean_error = differences.mean(axis=1)
+    return _sum_of_products(mean_error, mean_error) / mean_error[0].size
+
+
+def _mean_ensemble_variance(differences: np.ndarray) -> np.ndarray:
+    """Mean over the points of the unbiased ensemble variance sum_k (x_k - mean)^2 / (K - 1) → ``[n]``."""
+    return differences.var(axis=1, ddof=1).mean(axis=(1, 2))
+
+
+class EnsembleMetric(Metric):
+    """Base class of the scores of an ensemble of K members x_1..x_K against the truth y at every grid point.
+
+    ``compute(forecast, truth)`` takes the members along the dim :data:`MEMBER_DIM` (``sample``) of ``forecast``
+    (a forecast without it is a one-member ensemble: a deterministic model or a baseline) and consumes it: the
+    scores have the dims of ``truth`` without lat/lon, and the attribute ``ensemble_members`` = K. Subclasses
+    implement :meth:`_ensemble_score` on the member differences x_k - y (float64 ``[n, K, lat, lon]``); domain
+    means are unweighted, as ``mse``/``rmse``.
+    """
+
+    core_dims = (MEMBER_DIM,)
+    #: what the score of a one-member ensemble (a deterministic forecast) is, in words; "" when it has none
+    one_member_name: ClassVar[str] = ""
+
+    def compute(self, forecast, truth):
+        if MEMBER_DIM not in forecast.dims:
+            forecast = forecast.expand_dims({MEMBER_DIM: 1})
+        if forecast.sizes[MEMBER_DIM] < self.min_members:
+            raise ValueError(f"metric {self.name} needs an ensemble of at least {self.min_members} members, got "
+                             f"{forecast.sizes[MEMBER_DIM]}")
+        return super().compute(forecast, truth)
+
+    def _attrs(self, forecast, truth):
+        return {**super()._attrs(forecast, truth), "ensemble_members": forecast.sizes[MEMBER_DIM]}
+
+    def _score(self, forecast, truth, context, chunk):
+        return self._ensemble_score(_member_differences(forecast, truth))
+
+    def _ensemble_score(self, differences: np.ndarray) -> np.ndarray:
+        """Scores ``[n, ...]`` of the member differences x_k - y ``[n, K, lat, lon]`` (float64)."""
+        raise NotImplementedError
+
+
+@register
+class CRPS(EnsembleMetric):
+    """Fair (unbiased in K) continuous ranked probability score, domain mean [data units] (Ferro 2014):
+
+    crps = mean_k |x_k - y| - 1 / (2 K (K - 1)) sum_{j,k} |x_j - x_k|
+
+    whose expectation does not depend on K (the plain ensemble CRPS, with 1 / (2 K^2), favours small ensembles).
+    The double sum is computed from the sorted members: sum_{j,k} |x_j - x_k| = 2 sum_k (2k - K - 1) x_(k).
+    A one-member ensemble (a deterministic model, a baseline) has no spread term: its CRPS is its mean absolute
+    error, so CRPS of a stochastic model and MAE of a deterministic one compare fairly, and CRPS has skill scores
+    against the baselines.
+    """
+
+    name = "crps"
+    long_name = "fair continuous ranked probability score of the ensemble"
+    perfect_score = 0.0
+    one_member_name = "mean absolute error"
+
+    def units(self, data_units):
+        return data_units
+
+    def _ensemble_score(self, differences):
+        members = differences.shape[1]
+        crps = np.abs(differences).mean(axis=(1, 2, 3))
+        if members > 1:
+            weights = 2.0 * np.arange(1, members + 1) - members - 1
+            spread_sum = np.einsum("nkij,k->n", np.sort(differences, axis=1), weights) / differences[0, 0].size
+            crps -= spread_sum / (members * (members - 1))
+        return crps
+
+
+@register
+class EnsembleMeanMSE(EnsembleMetric):
+    """MSE of the ensemble mean: mean over the points of (mean_k x_k - y)^2 [unit^2] (the MSE of a one-member
+    ensemble)."""
+
+    name = "ensemble_mean_mse"
+    long_name = "mean squared error of the ensemble mean"
+    perfect_score = 0.0
+    one_member_name = "mean squared error"
+
+    def units(self, data_units):
+        return _squared_unit(data_units)
+
+    def _ensemble_score(self, differences):
+        return _ensemble_mean_mse(differences)
+
+
+@register
+class EnsembleMeanRMSE(EnsembleMetric):
+    """RMSE of the ensemble mean [unit]: sqrt(``ensemble_mean_mse``)."""
+
+    name = "ensemble_mean_rmse"
+    long_name = "root mean squared error of the ensemble mean"
+    perfect_score = 0.0
+    one_member_name = "root mean squared error"
+
+    def units(self, data_units):
+        return data_units
+
+    def _ensemble_score(self, differences):
+        return np.sqrt(_ensemble_mean_mse(differences))
+
+
+@register
+class Spread(EnsembleMetric):
+    """Ensemble spread [unit]: sqrt(mean over the points of the unbiased ensemble variance), the variance being
+    sum_k (x_k - mean_j x_j)^2 / (K - 1) (the K/(K-1) factor on the members' mean squared deviation); K >= 2."""
+
+    name = "spread"
+    long_name = "ensemble spread (root of the mean unbiased ensemble variance)"
+    min_members = 2
+
+    def units(self, data_units):
+        return data_units
+
+    def _ensemble_score(self, differences):
+        return np.sqrt(_mean_ensemble_variance(differences))
+
+
+@register
+class SpreadSkill(EnsembleMetric):
+    """Spread-skill ratio [1]: ``spread`` / ``ensemble_mean_rmse``; K >= 2.
+
+    Finite-ensemble correction: when the truth is drawn from the same distribution as the K members, the expected
+    squared error of the ensemble mean is (K + 1) / K times the ensemble variance, so sqrt((K + 1) / K) x
+    spread / RMSE is 1 for a calibrated ensemble; the ratio written here is uncorrected: a calibrated ensemble of
+    K members scores sqrt(K / (K + 1)) (0.943 for K = 8), smaller is under-dispersive, larger over-dispersive.
+    """
+
+    name = "spread_skill"
+    long_name = "spread-skill ratio (spread / ensemble-mean RMSE, uncorrected for K)"
+    min_members = 2
+
+    def _ensemble_score(self, differences):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.sqrt(_mean_ensemble_variance(differences) / _ensemble_mean_mse(differences))
+
+
+def calibrated_spread_skill(members: int) -> float:
+    """The ``spread_skill`` of a calibrated ensemble of ``members`` members: sqrt(K / (K + 1))."""
+    return float(np.sqrt(members / (members + 1)))
+
+
+@register
+class RankHistogram(EnsembleMetric):
+    """Rank histogram (Talagrand diagram) [count of points]: per field, K + 1 counts, bin r (0..K) counting the
+    grid points where r members lie below the truth, summed over the points (unweighted). Ties are split evenly:
+    a truth equal to m members has the ranks r..r+m (r members below it) equally likely, and each of those m + 1
+    bins gets 1 / (m + 1) (a random choice, as xskillscore's, would give the same histogram in expectation but
+    depend on a seed). A flat histogram is calibrated, a U shape under-dispersive, a dome over-dispersive, a
+    slope biased. Scores have a last dim ``rank`` (0..K); K >= 2.
+    """
+
+    name = "rank_histogram"
+    long_name = "rank histogram of the truth among the ensemble members"
+    min_members = 2
+
+    def units(self, data_units):
+        return "count"
+
+    def _score_coords(self, forecast):
+        return {"rank": np.arange(forecast.sizes[MEMBER_DIM] + 1)}
+
+    def _score(self, forecast, truth, context, chunk):
+        # the signs of x_k - y are exact: no float64 differences needed
+        below = (forecast < truth[:, None]).sum(axis=1).reshape(len(truth), -1)
+        ties = (forecast == truth[:, None]).sum(axis=1).reshape(len(truth), -1)
+        bins = forecast.shape[1] + 1
+        field_offset = (np.arange(len(truth)) * bins)[:, None]
+        counts = np.bincount((field_offset + below)[ties == 0], minlength=len(truth) * bins).astype(np.float64)
+        for tied in np.unique(ties[ties > 0]):
+            where = ties == tied
+            for shift in range(tied + 1):
+                counts += np.bincount((field_offset + below + shift)[where], minlength=counts.size) / (tied + 1)
+        return counts.reshape(len(truth), bins)
+
+
+def is_scalar(name: str) -> bool:
+    """Whether the gridded metric ``name`` gives one number per field (every metric but the rank histogram)."""
+    return METRICS[name]._score_coords is Metric._score_coords
 
 
 # ------------------------------------------------------------------------------------------ Moving MNIST metrics

@@ -92,8 +92,10 @@ class MetricVsLeadFigure(_ReusedFigure):
         self.figure.subplots_adjust(left=0.1, right=0.7, bottom=0.13, top=0.9)  # room for the legend on the right
 
     def save(self, evaluation: xr.Dataset, variable: str, metric: str, products: Mapping[str, str],
-             path: str | Path) -> Path:
-        """Draw the plot of ``metric`` (see :func:`plot_metric_vs_lead`) and write the PNG ``path`` atomically."""
+             path: str | Path, reference: tuple[float, str] | None = None) -> Path:
+        """Draw the plot of ``metric`` (see :func:`plot_metric_vs_lead`) and write the PNG ``path`` atomically;
+        ``reference``: (value, label) of a dashed horizontal line (e.g. the spread-skill ratio of a calibrated
+        ensemble)."""
         axis = self.axis
         for artist in [*axis.lines, *axis.collections]:
             artist.remove()
@@ -109,6 +111,8 @@ class MetricVsLeadFigure(_ReusedFigure):
                 low, high = np.nanquantile(evaluation[f"{name}_bootstrapped"].transpose("iboot", "fcst_hour").values,
                                            BAND_QUANTILES, axis=0)
                 axis.fill_between(lead, low, high, color=colour, alpha=0.2, label=f"{label} 5-95 %")
+        if reference is not None:
+            axis.axhline(reference[0], color="grey", linestyle="--", label=reference[1])
         axis.set_xlabel("Lead time [h]")
         axis.set_ylabel(metric_axis_label(metric, units))
         axis.set_title(f"{variable}: {metric} against lead time")
@@ -117,6 +121,26 @@ class MetricVsLeadFigure(_ReusedFigure):
         with atomic_path(Path(path)) as tmp:
             self.figure.savefig(tmp, format="png", dpi=100, pil_kwargs=PNG_OPTIONS)
         return Path(path)
+
+
+def plot_rank_histograms(histogram: xr.DataArray, title: str, path: str | Path, leads: Sequence[int] | None = None
+                         ) -> Path:
+    """Rank histograms of the averaged counts ``histogram [fcst_hour, rank]`` (ranks 0..K of the truth among K
+    members) for ``leads`` (default: up to four spread over the lead hours), one panel each: the relative frequency
+    of each rank, with the flat line 1 / (K + 1) of a calibrated ensemble."""
+    leads = list(leads) if leads is not None else example_leads(histogram["fcst_hour"].values)
+    ranks = histogram["rank"].values
+    figure, axes = plt.subplots(1, len(leads), figsize=(3 * len(leads), 3), sharey=True, squeeze=False)
+    for axis, lead in zip(axes[0], leads):
+        counts = histogram.sel(fcst_hour=lead).values
+        axis.bar(ranks, counts / counts.sum(), color="tab:red", alpha=0.7)
+        axis.axhline(1.0 / len(ranks), color="black", linestyle="--", linewidth=0.8)
+        axis.set_title(f"lead {int(lead)} h")
+        axis.set_xlabel("Rank of the truth")
+        axis.set_xticks(ranks)
+    axes[0][0].set_ylabel("Relative frequency [1]")
+    figure.suptitle(title)
+    return save_figure(figure, path)
 
 
 # --- maps ----------------------------------------------------------------------------------------------------

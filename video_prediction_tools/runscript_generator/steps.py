@@ -393,7 +393,7 @@ class Postprocess(Step):
                          lambda t: checks.parse_int(t, "number of stochastic samples", 1), default="1")
         if samples > 1:
             self._warn_if_deterministic(p, chosen.trained_model(), samples)
-        metrics, climatology = self._metrics(p)
+        metrics, climatology = self._metrics(p, self._members(chosen.trained_model(), samples))
         windows = self._windows(ctx, chosen.experiment, chosen.run_dir, split, mode)
         block_length = self._ask_block_length(p, windows, mode)
         quick = p.confirm("lquick_evaluation", "Quick evaluation (metrics of the model only, no plots or "
@@ -413,9 +413,17 @@ class Postprocess(Step):
             p.info(f"Warning: {model} is deterministic; its {samples} samples per forecast will all be the same.")
 
     @staticmethod
-    def _metrics(p) -> tuple[list[str], Path | None]:
-        """The evaluation metrics and the climatology file (ACC is left out without one)."""
-        from ..postprocess.metrics import CLIMATOLOGY_METRICS
+    def _members(model: str, samples: int) -> int:
+        """Forecast members per window: ``samples`` for a stochastic model, one for a deterministic one."""
+        from ..models.registry import known_models, model_traits
+
+        return samples if model not in known_models() or model_traits(model).stochastic else 1
+
+    @staticmethod
+    def _metrics(p, members: int) -> tuple[list[str], Path | None]:
+        """The evaluation metrics and the climatology file (ACC is left out without one, the ensemble metrics
+        with fewer than their ``min_members`` members)."""
+        from ..postprocess.metrics import CLIMATOLOGY_METRICS, METRICS
 
         metrics = p.text("evaluation_metrics", f"Evaluation metrics ({', '.join(checks.known_metrics())}):",
                          checks.parse_metrics, default=",".join(checks.known_metrics()),
@@ -427,6 +435,11 @@ class Postprocess(Step):
         if climatology is None and set(metrics) & set(CLIMATOLOGY_METRICS):
             metrics = checks.parse_metrics(",".join(name for name in metrics if name not in CLIMATOLOGY_METRICS))
             p.info("Note: no climatology file given, so ACC is left out (postprocessing refuses it without one).")
+        ensemble_only = [name for name in metrics if METRICS[name].min_members > members]
+        if ensemble_only:
+            metrics = [name for name in metrics if name not in ensemble_only]
+            p.info(f"Note: {', '.join(ensemble_only)} need an ensemble (a stochastic model with 2 or more samples "
+                   f"per forecast), so they are left out (postprocessing refuses them otherwise).")
         return metrics, climatology
 
     def _ask_block_length(self, p, windows: int | None, mode: str) -> int:
