@@ -52,7 +52,7 @@ def default_box(grid, corner: tuple[float, float] | None = None):
             checks.find_domain(lat, lon, GMD_SW_CORNER, GMD_NYX)
             return GMD_SW_CORNER, GMD_NYX
         except UserError:
-            corner = (float(lat.min()), float(lon[0]))
+            corner = (float(lat.min()), _western_edge(lon))
 
     def fits(ny: int, nx: int) -> bool:
         try:
@@ -62,6 +62,19 @@ def default_box(grid, corner: tuple[float, float] | None = None):
             return False
 
     return corner, (_largest(lambda ny: fits(ny, 2), GMD_NYX[0]), _largest(lambda nx: fits(2, nx), GMD_NYX[1]))
+
+
+def _western_edge(lon) -> float:
+    """The westernmost longitude of a grid [degrees east, 0..360): the one east of the widest gap between
+    neighbouring longitudes round the globe (a grid crossing the 0 meridian, e.g. 10W-2E, starts at 350), the
+    smallest of an evenly spaced global grid."""
+    import numpy as np
+
+    ordered = np.sort(np.mod(np.asarray(lon, float), 360.0))
+    gaps = np.diff(np.concatenate([ordered, ordered[:1] + 360.0]))
+    if np.ptp(gaps) < 1e-6:
+        return float(ordered[0])
+    return float(ordered[(int(np.argmax(gaps)) + 1) % len(ordered)])
 
 
 def _largest(fits, most: int) -> int:
