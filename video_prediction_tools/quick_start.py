@@ -13,12 +13,19 @@ own settings (base directory, runscript directory) are left alone. A rerun reuse
 and preprocessed data (the steps skip finished months) and trains a new run with a new experiment id;
 ``--fresh`` deletes the demo directory first.
 
+On your own ERA5 (:class:`Era5Demo`, ``--era5 <file or directory>``, default directory ``<repo>/ambs_era5``) the
+source is the user's GRIB or netCDF data instead of the synthetic archive (a file is linked into ``era5/``): every
+variable it holds is extracted (2t required), the box is the largest of its grid up to the GMD size or
+``--region LAT,LON,NY,NX`` (:class:`Region`), the split is by dates (about 70 / 15 / 15 % of the hours, whole days,
+in time order, printed) and the bootstrap block of postprocessing fits the test forecasts.
+
 Usage example (the entry point is ``main_scripts/main_quick_start.py``; ``bash env_setup/quick_start.sh`` runs it
 once the venv exists)::
 
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --model savp
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --era5 era5-2mt-2019-03-uk.grib
 
 Sizes (domain, months, data split, each model's hyper-parameters) are the presets of
 ``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores) and ``tiny``
