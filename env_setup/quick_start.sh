@@ -3,7 +3,12 @@
 #
 # Usage (from any directory; Debian/Ubuntu with Python >= 3.10):
 #   bash env_setup/quick_start.sh [--model <name>] [--num_stochastic_samples N] [--preset demo|tiny] [--fresh]
-#                                  [--demo_dir <dir>] [--exp_id <id>]
+#                                  [--demo_dir <dir>] [--exp_id <id>] [--era5 <file or directory> [--region LAT,LON,NY,NX]]
+#
+# With --era5 the chain runs on your own ERA5 (GRIB or netCDF as the CDS delivers it; 2t required) instead of the
+# synthetic archive, in <repo>/ambs_era5: every variable it holds, the largest box of its grid (or --region: SW
+# corner in degrees north and east, rows and columns in grid points), a split by dates (about 70 / 15 / 15 % of the
+# hours, whole days, in time order; printed).
 #
 # Creates the virtual environment virtual_envs/ambs with env_setup/create_env.sh when it is missing or broken
 # (an existing healthy one and its settings are left as they are; AMBS_VENV=<name> picks another venv), then runs

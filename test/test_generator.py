@@ -186,7 +186,7 @@ def test_saved_answers_regenerate_the_same_runscript(tmp_path, venv, data):
 REJECTIONS = [
     ("extract", {"source_dir": "/nonexistent/grib"}, "source_dir", "not an existing directory"),
     ("extract", {"years": "2017,1939"}, "years", "1939"),
-    ("extract", {"years": "2018"}, "years", "no GRIB files for year(s) 2018"),
+    ("extract", {"years": "2018"}, "years", "no ERA5 data for year(s) 2018"),
     ("extract", {"months": "1-3"}, "months", "2017-03"),
     ("extract", {"months": "13"}, "months", "13"),
     ("extract", {"varmapping": {"surface": "2t"}}, "varmapping", "'surface' must be a list"),

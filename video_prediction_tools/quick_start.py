@@ -13,12 +13,19 @@ own settings (base directory, runscript directory) are left alone. A rerun reuse
 and preprocessed data (the steps skip finished months) and trains a new run with a new experiment id;
 ``--fresh`` deletes the demo directory first.
 
+On your own ERA5 (:class:`Era5Demo`, ``--era5 <file or directory>``, default directory ``<repo>/ambs_era5``) the
+source is the user's GRIB or netCDF data instead of the synthetic archive (a file is linked into ``era5/``): every
+variable it holds is extracted (2t required), the box is the largest of its grid up to the GMD size or
+``--region LAT,LON,NY,NX`` (:class:`Region`), the split is by dates (about 70 / 15 / 15 % of the hours, whole days,
+in time order, printed) and the bootstrap block of postprocessing fits the test forecasts.
+
 Usage example (the entry point is ``main_scripts/main_quick_start.py``; ``bash env_setup/quick_start.sh`` runs it
 once the venv exists)::
 
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path dev --preset tiny --demo_dir /tmp/t
     python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --model savp
+    python -m video_prediction_tools.main_scripts.main_quick_start --venv_path ambs --era5 era5-2mt-2019-03-uk.grib
 
 Sizes (domain, months, data split, each model's hyper-parameters) are the presets of
 ``templates/quick_start/presets.yaml``: ``demo`` (default, a few minutes of training on 2 CPU cores) and ``tiny``
@@ -42,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from .models.registry import known_models
@@ -55,6 +63,9 @@ RUNSCRIPT_WRITTEN = re.compile(r"^Runscript written: (.+)$", re.MULTILINE)
 ARCHIVE_RECORD = "archive.json"
 NOT_BEATEN = 3
 DEFAULT_MODEL = "convLSTM"
+#: the GMD experiment's variables: the synthetic demo's channels, and the first channels (in this order) of a run on
+#: the user's ERA5 where its data hold them
+GMD_VARIABLES = ("2t", "tcc", "t_850")
 #: the baselines of the printed summary as ``summary_metrics.csv`` names them (the products of
 #: ``postprocess.baselines``, which the quick start does not import): (product, column of the model's skill against
 #: it, column header, in words)
@@ -135,6 +146,8 @@ class Demo:
     model: str = DEFAULT_MODEL
     hparams: dict | None = None
     num_stochastic_samples: int = 1
+    #: the data split of the training (the JSON form; None: the preset's)
+    datasplit: dict | None = None
     timings: list[StepTiming] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -196,14 +209,20 @@ class Demo:
     def answers_text(self, step: str, values: dict) -> str:
         """``templates/quick_start/<step>.yaml`` filled in with ``values`` (by default ``${model}`` is the demo's
         model and ``${num_stochastic_samples}`` its member count)."""
-        defaults = {"base_dir": self.demo_dir, "model": self.model,
-                    "num_stochastic_samples": self.num_stochastic_samples}
+        defaults = {"base_dir": self.demo_dir, "model": self.model, "varmapping": "template",
+                    "variables": ",".join(GMD_VARIABLES), "num_stochastic_samples": self.num_stochastic_samples}
         return string.Template((quick_start_dir() / f"{step}.yaml").read_text()).substitute({**defaults, **values})
 
     def train_values(self, expname: str) -> dict:
         """The placeholders of the train answers: the data split and hyper-parameters inline."""
-        return {"expname": expname, "exp_id": self.exp_id, "datasplit": inline_yaml(self.preset["datasplit"]),
+        datasplit = self.preset["datasplit"] if self.datasplit is None else self.datasplit
+        return {"expname": expname, "exp_id": self.exp_id, "datasplit": inline_yaml(datasplit),
                 "hparams": inline_yaml(self.hparams)}
+
+    def postprocess_values(self, expname: str) -> dict:
+        """The placeholders of the postprocess answers other than the run: the preset's batch size and bootstrap
+        block length."""
+        return dict(self.preset["postprocess"])
 
     def generate(self, step: str, values: dict) -> Path:
         """Fill in ``templates/quick_start/<step>.yaml``, generate the step's runscript from it and return it."""
@@ -226,18 +245,27 @@ class Demo:
         saved = yaml.safe_load(runscript.with_name(runscript.name + ".answers.yaml").read_text()) or {}
         return saved.get("derived", {}) or {}
 
-    def run(self) -> Path:
-        """The whole chain; returns the results directory of the postprocessing."""
-        create_base_tree(self.demo_dir)
+    def prepare_source(self) -> tuple[dict, dict, dict]:
+        """Write the synthetic archive; returns the placeholders of the extraction's source, of its dates (also
+        step 1's) and of step 1's domain (and channels, where not the GMD ones)."""
         self.make_archive()
         years = [part["year"] for part in self.preset["archive"]]
         months = [m for part in self.preset["archive"] for m in part["months"]]
-        dates = {"years": _number_list(years), "months": _number_list(months)}
-        self.run_step("extract", dict(grib_dir=self.grib_dir, **dates))
         (sw_lat, sw_lon), (ny, nx) = self.preset["sw_corner"], self.preset["nyx"]
-        derived = self.run_step("preprocess1", dict(sw_lat=sw_lat, sw_lon=sw_lon, ny=ny, nx=nx, **dates))
-        expname = derived["expname"]
+        return ({"grib_dir": self.grib_dir}, {"years": _number_list(years), "months": _number_list(months)},
+                dict(sw_lat=sw_lat, sw_lon=sw_lon, ny=ny, nx=nx))
+
+    def choose_split(self, expname: str) -> None:
+        """Settle the data split once step 2 wrote ``expname`` (the demo: the preset's)."""
+
+    def run(self) -> Path:
+        """The whole chain; returns the results directory of the postprocessing."""
+        create_base_tree(self.demo_dir)
+        source, dates, domain = self.prepare_source()
+        self.run_step("extract", {**source, **dates})
+        expname = self.run_step("preprocess1", {**domain, **dates})["expname"]
         self.run_step("preprocess2", {"expname": expname})
+        self.choose_split(expname)
         return self.train_and_evaluate(expname)
 
     def train_and_evaluate(self, expname: str) -> Path:
@@ -245,10 +273,187 @@ class Demo:
         returns the results directory of the postprocessing."""
         derived = self.run_step("train", self.train_values(expname))
         run = derived["exp_id"]
-        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.preset["postprocess"]))
+        derived = self.run_step("postprocess", dict(expname=expname, run=run, **self.postprocess_values(expname)))
         results_dir = Path(derived["results_dir"])
         self.run_step("meta_postprocess", {"run_key": f"{expname}/{self.model}/{run}", "exp_id": self.exp_id})
         return results_dir
+
+
+# ------------------------------------------------------------------------------------------------ your own ERA5
+#: folder of the demo directory holding a link to the user's ERA5 file (a directory given is read where it lies)
+ERA5_LINK_DIR = "era5"
+FORECAST_VARIABLE = "2t"
+
+
+@dataclass(frozen=True)
+class Region:
+    """A preprocessing domain: its SW corner [degrees north, degrees east] and ``ny`` rows x ``nx`` columns
+    [grid points], as step 1's ``--sw_corner`` and ``--nyx``."""
+
+    sw_lat: float
+    sw_lon: float
+    ny: int
+    nx: int
+
+    def __str__(self) -> str:
+        lon = (self.sw_lon + 180.0) % 360.0 - 180.0
+        return (f"SW corner {abs(self.sw_lat):g}{'N' if self.sw_lat >= 0 else 'S'} {abs(lon):g}"
+                f"{'E' if lon >= 0 else 'W'}, {self.ny} x {self.nx} grid points")
+
+    def values(self) -> dict:
+        """The placeholders of step 1's answers."""
+        return dict(sw_lat=self.sw_lat, sw_lon=self.sw_lon, ny=self.ny, nx=self.nx)
+
+
+def parse_region(text: str) -> Region:
+    """``--region LAT,LON,NY,NX`` (e.g. ``50.0,-10.0,32,48``) as a :class:`Region`."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        return Region(float(parts[0]), float(parts[1]), int(parts[2]), int(parts[3]))
+    except ValueError:
+        raise UserError(f"--region {text!r}: expected LAT,LON,NY,NX (the SW corner in degrees north and east, then "
+                        f"rows and columns in grid points), e.g. 50.0,-10.0,32,48") from None
+
+
+def survey_era5(source: Path):
+    """The :class:`..data_extraction.archive.Archive` of ``source``, one GRIB or netCDF file or a directory of
+    them in any layout extraction reads; UserError when it holds no ERA5 data."""
+    from .data_extraction.archive import Archive, file_format, survey
+
+    if source.is_file():
+        if file_format(source) is None:
+            raise UserError(f"--era5 {source}: not a GRIB or netCDF file")
+        archive = Archive(source.parent)
+        archive.add_period_file(source)
+    elif source.is_dir():
+        archive = survey(source)
+    else:
+        raise UserError(f"--era5 {source}: no such file or directory")
+    if not archive.months():
+        raise UserError(f"--era5 {source}: holds no GRIB or netCDF data files")
+    return archive
+
+
+def era5_variables(held: dict[str, list[tuple[str, float]]], source: Path) -> tuple[dict, list[str]]:
+    """The variable mapping extracting every single-level and pressure-level field of ``held``
+    (:meth:`..data_extraction.archive.Archive.variables`) and the channels of step 1 in order: those of
+    :data:`GMD_VARIABLES` held, then the others sorted. UserError without 2 m temperature."""
+    from .data_extraction.grib import NON_SURFACE_LEVEL_TYPES, PRESSURE_LEVEL_TYPES
+
+    if FORECAST_VARIABLE not in held:
+        raise UserError(f"--era5 {source}: holds no 2 m temperature (GRIB shortName 2t, netCDF t2m), the variable "
+                        f"forecast; it holds: {', '.join(held) or 'nothing'}")
+    surface = [name for name, levels in held.items() if any(kind not in NON_SURFACE_LEVEL_TYPES for kind, _ in levels)]
+    multi: dict[str, dict[str, int]] = {}
+    for name, levels in held.items():
+        for kind, level in levels:
+            if kind in PRESSURE_LEVEL_TYPES:
+                pascal = int(round(level * PRESSURE_LEVEL_TYPES[kind]))
+                multi.setdefault(name, {})[f"pl{pascal // 100}"] = pascal
+    names = surface + [f"{name}_{pascal // 100}" for name, levels in multi.items() for pascal in levels.values()]
+    channels = [name for name in GMD_VARIABLES if name in names] + sorted(set(names) - set(GMD_VARIABLES))
+    return {"surface": surface, **({"multi": multi} if multi else {})}, channels
+
+
+def era5_dates(months: list[tuple[int, int]], source: Path) -> dict:
+    """The extraction's and step 1's years and months (both steps take every month in every year): the months held
+    in every year of ``months``; UserError when no month is."""
+    years = sorted({year for year, _ in months})
+    common = [month for month in range(1, 13) if all((year, month) in months for year in years)]
+    if not common:
+        raise UserError(f"--era5 {source}: no calendar month is held in every one of its years "
+                        f"({_number_list(years)}); the steps take the same months in every year: give data of "
+                        f"one year, or of the same months in each year")
+    return {"years": _number_list(years), "months": _number_list(common)}
+
+
+def era5_region(archive, region: Region | None, source: Path) -> Region:
+    """``region`` checked against the grid of ``archive`` by step 1's rule, or when None the box the runscript
+    generator offers: the GMD domain where the grid holds it, else the largest box from the grid's SW point, at
+    most the GMD size (56 x 92 points)."""
+    from .runscript_generator.steps import default_box
+
+    grid = checks.grid_of_grib(checks.archive_grid(archive, *archive.months()[0]))
+    if region is None:
+        (sw_lat, sw_lon), (ny, nx) = default_box(grid)
+        return Region(sw_lat, sw_lon, ny, nx)
+    try:
+        checks.find_domain(*grid, (region.sw_lat, region.sw_lon), (region.ny, region.nx))
+    except UserError as err:
+        raise UserError(f"--region {region.sw_lat:g},{region.sw_lon:g},{region.ny},{region.nx} for the grid of "
+                        f"{source}: {err}") from None
+    return region
+
+
+def describe_split(split: dict[str, list[list[str]]]) -> str:
+    """The hour ranges of a split by dates, each mode's hours and share of all hours, one mode a line."""
+    counts = {mode: sum(int((np.datetime64(last, "h") - np.datetime64(first, "h")).astype(int)) + 1
+                        for first, last in ranges) for mode, ranges in split.items()}
+    total = sum(counts.values())
+    return "\n".join(f"  {mode:5s} " + ", ".join(f"{first} .. {last}" for first, last in ranges)
+                     + f"  ({counts[mode]} h, {100 * counts[mode] / total:.0f} %)" for mode, ranges in split.items())
+
+
+@dataclass
+class Era5Demo(Demo):
+    """The chain on the user's own ERA5 ``source`` (a GRIB or netCDF file, or a directory of them): every variable
+    it holds (2t required), the box ``region`` (None: :func:`era5_region`'s default), a split by dates (``datasplit``
+    None: :func:`..datasets.datasplit.propose_date_split` of the hours step 2 wrote, about 70 / 15 / 15 % whole
+    days in time order) and the preset's hyper-parameters and postprocessing batch size. Everything is checked
+    when the object is made, before anything is written."""
+
+    source: Path = Path()
+    region: Region | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.source = Path(self.source).expanduser().resolve()
+        self.archive = survey_era5(self.source)
+        self.varmapping, self.variables = era5_variables(self.archive.variables(), self.source)
+        self.dates = era5_dates(self.archive.months(), self.source)
+        self.region = era5_region(self.archive, self.region, self.source)
+        self.block_length = int(self.preset["postprocess"]["block_length"])
+
+    @property
+    def source_dir(self) -> Path:
+        return self.demo_dir / ERA5_LINK_DIR if self.source.is_file() else self.source
+
+    def prepare_source(self) -> tuple[dict, dict, dict]:
+        """Link a file given into :data:`ERA5_LINK_DIR` (the extraction reads a directory); print what is used."""
+        if self.source.is_file():
+            shutil.rmtree(self.source_dir, ignore_errors=True)  # only links: a link to an earlier file would be read
+            self.source_dir.mkdir(parents=True)
+            (self.source_dir / self.source.name).symlink_to(self.source)
+        print(f"Your ERA5: {self.source}\n  variables: {', '.join(self.variables)}\n  years {self.dates['years']}, "
+              f"months {self.dates['months']}\n  region: {self.region}", flush=True)
+        return ({"grib_dir": self.source_dir, "varmapping": inline_yaml(self.varmapping)}, self.dates,
+                {**self.region.values(), "variables": ",".join(self.variables)})
+
+    def choose_split(self, expname: str) -> None:
+        """The split by dates of the hours step 2 wrote (unless given), printed; the bootstrap block of
+        postprocessing shortened to fit the test forecasts (at least ``MIN_BLOCKS`` blocks), UserError when they
+        are too few."""
+        from .data_preprocess.records import DATASET_INFO
+        from .datasets.datasplit import load_datasplit, propose_date_split
+        from .datasets.era5 import available_hours
+        from .postprocess.bootstrap import MIN_BLOCKS
+
+        tfrecords = self.demo_dir / "PreprocessedData" / expname / "tfrecords"
+        hours = available_hours(read_json(tfrecords / DATASET_INFO, what="step-2 dataset description"))
+        if self.datasplit is None:
+            self.datasplit = propose_date_split(hours)
+        print(f"\nData split by dates (whole days, in time order):\n{describe_split(self.datasplit)}", flush=True)
+        test = load_datasplit(self.datasplit, available=hours)["test"]
+        windows = checks.evaluated_windows(tfrecords, test, int(self.hparams["sequence_length"])) or 0
+        if windows < MIN_BLOCKS:
+            raise UserError(f"the test split holds {windows} forecasts of {self.hparams['sequence_length']} h; "
+                            f"postprocessing needs at least {MIN_BLOCKS}: give data of more days")
+        self.block_length = min(self.block_length, windows // MIN_BLOCKS)
+
+    def postprocess_values(self, expname: str) -> dict:
+        return {**self.preset["postprocess"], "block_length": self.block_length}
 
 
 # ---------------------------------------------------------------------------------------------------- report

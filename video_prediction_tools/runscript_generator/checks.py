@@ -13,6 +13,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -124,23 +125,35 @@ def grib_files(month_dir: Path) -> list[Path]:
     return sorted(p for p in month_dir.iterdir() if p.is_file() and p.suffix.lower() in GRIB_SUFFIXES)
 
 
-def grib_root(text: str) -> Path:
-    """A directory laid out ``<root>/<YYYY>/<MM>/*.grb`` holding at least one GRIB file."""
-    root = existing_dir(text, "GRIB directory")
-    if not any(grib_files(month) for month in root.glob("[0-9][0-9][0-9][0-9]/[0-9][0-9]")):
-        raise UserError(f"GRIB directory {root} holds no GRIB files (*.grb, *.grib) in <YYYY>/<MM>/ sub-directories")
+def era5_archive(text: str, exclude: Path | None = None) -> Path:
+    """A directory holding ERA5 data in any layout the extraction reads (GRIB 1/2 or CDS netCDF files of any
+    period and name, or the original's ``<YYYY>/<MM>/`` hourly files); ``exclude``: the extraction's target."""
+    root = existing_dir(text, "ERA5 directory")
+    if not archive_survey(root, exclude).months():
+        raise UserError(f"ERA5 directory {root} holds no GRIB or netCDF data files (any layout: files of any period "
+                        f"anywhere under it, or <YYYY>/<MM>/*.grb)")
     return root
 
 
-def grib_grid(month_dir: Path) -> dict[str, Any]:
-    """The grid (eccodes grid keys) of the first message of the first GRIB file of a month folder: the grid the
-    extraction will write. UserError naming the file if it is not readable GRIB."""
-    from ..data_extraction.grib import GRID_KEYS, index_messages
+@functools.lru_cache(maxsize=8)
+def archive_survey(root: Path, exclude: Path | None = None):
+    """The extraction's own :func:`..data_extraction.archive.survey` of ``root`` (headers read once per generator
+    run, whichever question asks)."""
+    from ..data_extraction.archive import survey
 
-    first = grib_files(month_dir)[:1]
-    if not first:
-        raise UserError(f"{month_dir} holds no GRIB files (*.grb, *.grib)")
-    return dict(zip(GRID_KEYS, index_messages(first)[0].grid))
+    return survey(root, exclude=exclude)
+
+
+def archive_grid(archive, year: int, month: int) -> dict[str, Any]:
+    """The grid (eccodes grid keys) of the first field of a month of an
+    :class:`..data_extraction.archive.Archive`: the grid the extraction will write. UserError naming the file if it
+    is not readable."""
+    from ..data_extraction.archive import index_files
+    from ..data_extraction.fields import GRID_KEYS
+
+    first = archive.files_of_month(year, month)[0]
+    messages = archive.period_messages.get(first) or index_files([first])
+    return dict(zip(GRID_KEYS, messages[0].grid))
 
 
 def grid_of_grib(keys: dict[str, Any]):
@@ -332,27 +345,20 @@ def parse_json_text(text: str, what: str) -> Any:
         raise UserError(f"{what} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
 
 
-#: GRIB files whose fields are listed to check a variable mapping (the first hours of a month: every field the
-#: archive has is in the files of its first hour, whether one file holds an hour or a month)
-FILES_SCANNED_FOR_FIELDS = 4
-
-
-def varmapping(content: Any, path: Path, month_dir: Path | None = None) -> None:
-    """Validate a variable mapping with the extraction's own validator and, given a month folder of the archive,
-    check that its GRIB files hold every field it names (shortNames)."""
-    from ..data_extraction.grib import index_messages
+def varmapping(content: Any, path: Path, archive_root: Path | None = None, exclude: Path | None = None) -> None:
+    """Validate a variable mapping with the extraction's own validator and, given the archive's root, check that
+    its files hold every field it names (shortNames, as :meth:`..data_extraction.archive.Archive.variables` lists
+    them)."""
     from ..data_extraction.varmapping import load_varmapping
 
     mapping = load_varmapping(path)
-    if month_dir is None:
+    if archive_root is None:
         return
-    seen: set[str] = set()
-    index_messages(grib_files(month_dir)[:FILES_SCANNED_FOR_FIELDS], wanted_short_names=set(),
-                   seen_short_names=seen)
-    missing = sorted({*mapping.surface, *(item.short_name for item in mapping.levels)} - seen)
+    held = archive_survey(archive_root, exclude).variables()
+    missing = sorted({*mapping.surface, *(item.short_name for item in mapping.levels)} - set(held))
     if missing:
-        raise UserError(f"field(s) {', '.join(missing)} are not in the GRIB files of {month_dir} (they hold: "
-                        f"{', '.join(sorted(seen)) or 'nothing'})")
+        raise UserError(f"field(s) {', '.join(missing)} are not in the GRIB files (or netCDF files) of the archive "
+                        f"{archive_root} (they hold: {', '.join(held) or 'nothing'})")
 
 
 def hparams(content: Any, model: str, template: Path) -> None:

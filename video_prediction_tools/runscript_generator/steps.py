@@ -42,7 +42,7 @@ def _grid_extent(grid) -> str:
             f"lon {lon[0]:g} to {lon[-1]:g} ({len(lon)} points, west to east)")
 
 
-def _default_box(grid, corner: tuple[float, float] | None = None):
+def default_box(grid, corner: tuple[float, float] | None = None):
     """A SW corner and ``(ny, nx)`` that fit the grid: the GMD box where it fits, else the grid's SW point (or the
     given ``corner``) with as many rows and columns as step 1's own rule lets fit, at most the GMD size."""
     import numpy as np
@@ -53,7 +53,7 @@ def _default_box(grid, corner: tuple[float, float] | None = None):
             checks.find_domain(lat, lon, GMD_SW_CORNER, GMD_NYX)
             return GMD_SW_CORNER, GMD_NYX
         except UserError:
-            corner = (float(lat.min()), float(lon[0]))
+            corner = (float(lat.min()), _western_edge(lon))
 
     def fits(ny: int, nx: int) -> bool:
         try:
@@ -63,6 +63,19 @@ def _default_box(grid, corner: tuple[float, float] | None = None):
             return False
 
     return corner, (_largest(lambda ny: fits(ny, 2), GMD_NYX[0]), _largest(lambda nx: fits(2, nx), GMD_NYX[1]))
+
+
+def _western_edge(lon) -> float:
+    """The westernmost longitude of a grid [degrees east, 0..360): the one east of the widest gap between
+    neighbouring longitudes round the globe (a grid crossing the 0 meridian, e.g. 10W-2E, starts at 350), the
+    smallest of an evenly spaced global grid."""
+    import numpy as np
+
+    ordered = np.sort(np.mod(np.asarray(lon, float), 360.0))
+    gaps = np.diff(np.concatenate([ordered, ordered[:1] + 360.0]))
+    if np.ptp(gaps) < 1e-6:
+        return float(ordered[0])
+    return float(ordered[(int(np.argmax(gaps)) + 1) % len(ordered)])
 
 
 def _largest(fits, most: int) -> int:
@@ -83,44 +96,48 @@ class Extract(Step):
     mpi = True
 
     def ask(self, p, ctx):
-        source_dir = p.text("source_dir", "Directory of the ERA5 GRIB files (laid out <YYYY>/<MM>/*.grb):",
-                            checks.grib_root,
-                            guidance="The archive root: one folder per year, one per month, GRIB files inside "
-                                     "(e.g. /p/fastdata/slmet/slmet111/met_data/ecmwf/era5/grib, or the output "
-                                     "of python -m video_prediction_tools.main_scripts.main_synthetic_archive).")
-        has_grib = lambda d: bool(checks.grib_files(d))  # noqa: E731
-        found = checks.years_with_data(source_dir, has_grib)
+        target_dir = ctx.base_dir / "ExtractedData"
+        source_dir = p.text("source_dir", "Directory of the ERA5 GRIB files or CDS netCDF files (any layout):",
+                            lambda text: checks.era5_archive(text, target_dir),
+                            guidance="Files of any period (an hour, a month, a year) with any names anywhere under "
+                                     "it, GRIB or netCDF as the Climate Data Store delivers them, or the original's "
+                                     "archive <YYYY>/<MM>/<YYYYMMDDHH>_sf.grb (e.g. /p/fastdata/slmet/slmet111/"
+                                     "met_data/ecmwf/era5/grib, or the output of python -m "
+                                     "video_prediction_tools.main_scripts.main_synthetic_archive).")
+        held = checks.archive_survey(source_dir, target_dir).months()
+        found = sorted({year for year, _ in held})
         years = p.text("years", f"Years to extract (found: {checks.format_numbers(found)}):",
-                       lambda text: checks.require_years(checks.parse_years(text), found, source_dir, "GRIB files"),
+                       lambda text: checks.require_years(checks.parse_years(text), found, source_dir, "ERA5 data"),
                        default=checks.format_numbers(found) or None,
                        guidance="Comma-separated years or ranges, e.g. 2017,2018 or 2007-2019, among the years "
-                                "found in the GRIB directory.")
-        months_found = checks.months_with_data(source_dir, years, has_grib)
+                                "found in the ERA5 directory.")
+        months_found = [month for month in range(1, 13) if all((year, month) in held for year in years)]
         months = p.text("months", f"Months to extract (found in every chosen year: "
                                   f"{checks.format_numbers(months_found) or 'none'}):",
-                        lambda text: self._months(text, source_dir, years),
+                        lambda text: self._months(text, held, source_dir, years),
                         default=checks.format_numbers(months_found) or None,
                         guidance="Comma-separated months or ranges, e.g. 1-12 or 1,2,3. Every chosen year must hold "
-                                 "GRIB files for every chosen month.")
+                                 "data for every chosen month.")
         template = templates_dir() / "data_extraction" / "era5_varmapping_template.json"
         runscript = "data_extraction_era5.sh"
         varmap_file = ctx.runscript_dir / "data_extraction_era5_varmapping.json"
         mapping = p.edit_json("varmapping", "variable mapping (which GRIB fields to extract)", template.read_text(),
-                              lambda content, path: checks.varmapping(
-                                  content, path, source_dir / f"{years[0]:04d}" / f"{months[0]:02d}"),
+                              lambda content, path: checks.varmapping(content, path, source_dir, target_dir),
                               template.name)
         # the grid of the extracted data, for a chained preprocess1 (which names its experiment after the grid
         # point nearest the corner it is given)
-        grid = checks.grib_grid(source_dir / f"{years[0]:04d}" / f"{months[0]:02d}")
-        return StepResult(runscript, dict(source_dir=source_dir, target_dir=ctx.base_dir / "ExtractedData",
+        grid = checks.archive_grid(checks.archive_survey(source_dir, target_dir), years[0], months[0])
+        return StepResult(runscript, dict(source_dir=source_dir, target_dir=target_dir,
                                           varmap_file=varmap_file, years=years, months=months),
                           json_files={varmap_file: mapping},
                           derived={"years": years, "months": months, "grib_grid": grid})
 
     @staticmethod
-    def _months(text, source_dir, years):
+    def _months(text, held, source_dir, years):
         months = checks.parse_months(text)
-        checks.require_months(source_dir, years, months, lambda d: bool(checks.grib_files(d)), "GRIB files")
+        missing = [f"{year}-{month:02d}" for year in years for month in months if (year, month) not in held]
+        if missing:
+            raise UserError(f"{source_dir} has no ERA5 data for {', '.join(missing)}")
         return months
 
 
@@ -167,14 +184,14 @@ class Preprocess1(Step):
                                     "a name may repeat. The GMD experiment uses 2t,tcc,t_850.")
         grid = checks.grid_of(reference) if reference is not None else self._planned_grid(ctx)
         extent = _grid_extent(grid)
-        corner_default, _ = _default_box(grid)
+        corner_default, _ = default_box(grid)
         sw_corner = p.text("sw_corner", f"SW corner of the domain as 'lat, lon' in degrees ({extent}):",
                            lambda text: self._sw_corner(text, grid), default=f"{corner_default[0]:g}, "
                                                                              f"{corner_default[1]:g}",
                            guidance="Latitude in [-90, 90] (negative = south), longitude in degrees east "
                                     "([0, 360) or negative for west); the nearest grid point is used.\n"
                                     f"The extracted grid: {extent}.\nThe GMD domain starts at 38.4, 0.0.")
-        _, nyx_default = _default_box(grid, sw_corner)
+        _, nyx_default = default_box(grid, sw_corner)
         nyx = p.text("nyx", f"Grid points of the domain as 'ny, nx' (rows north of, columns east of the corner; "
                             f"at most {nyx_default[0]}, {nyx_default[1]} from this corner up to the GMD size):",
                      lambda text: self._nyx(text, grid, sw_corner), default=f"{nyx_default[0]}, {nyx_default[1]}",
