@@ -5,7 +5,9 @@ or a huge MSE downstream.
 
 :data:`PHYSICAL_RANGES` declares, per variable (ERA5 shortName, or the output name of a pressure-level variable
 such as ``t_850``, which takes the entry of ``t``), the units AMBS expects and the closed range of values that
-make physical sense. Variables not in the table pass a finiteness check only.
+make physical sense. GRIB packing rounds a field to steps of its own range / 2**bits, so that a cloud cover of 1
+decodes as 1.000006: a bound holds within :data:`PACKING_SLACK` of the declared width. Variables not in the table
+pass a finiteness check only.
 
 Example::
 
@@ -35,6 +37,9 @@ class PhysicalRange:
     low: float
     high: float
 
+
+#: part of a range's width by which a decoded value may pass a bound (GRIB packing)
+PACKING_SLACK = 1e-3
 
 _KELVIN = frozenset({"k", "kelvin"})
 _PASCAL = frozenset({"pa"})
@@ -105,7 +110,8 @@ def check_values(variable: str, values: np.ndarray, times: np.ndarray, lat: np.n
     array is searched for its first bad value, which the message names with its time and place.
     """
     entry = physical_range(variable)
-    low, high = (entry.low, entry.high) if entry else (-np.inf, np.inf)
+    slack = PACKING_SLACK * (entry.high - entry.low) if entry else 0.0
+    low, high = (entry.low - slack, entry.high + slack) if entry else (-np.inf, np.inf)
     smallest, largest = values.min(), values.max()
     if np.isfinite(smallest) and np.isfinite(largest) and low <= smallest and largest <= high:
         return
@@ -116,5 +122,5 @@ def check_values(variable: str, values: np.ndarray, times: np.ndarray, lat: np.n
     count = int(bad.sum())
     what = (f"{count} NaN/inf value(s)" if not np.isfinite(value) else
             f"{count} value(s) outside the physical range ({_describe(variable, entry)})")
-    raise UserError(f"{where}: {what} of '{variable}', first {value:g}{' ' + entry.units if entry else ''} at "
+    raise UserError(f"{where}: {what} of '{variable}', first {value:.7g}{' ' + entry.units if entry else ''} at "
                     f"{time} UTC, {_place(float(lat[row]), float(lon[column]))}")

@@ -126,7 +126,7 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     check_options(options)
     conventions = check_conventions(options.metric_conventions, options.data_range)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file)
-    run = read_trained_run(options.checkpoint)
+    run = read_trained_run(options.checkpoint, options.input_dir)
     dataset = open_evaluated_split(run, options, GRIDDED, "gridded fields")
     if not 0 <= options.channel < len(dataset.variables):
         raise UserError(f"--channel {options.channel}: the data has channels 0..{len(dataset.variables) - 1} "
