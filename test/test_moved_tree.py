@@ -32,8 +32,13 @@ def moved_base(tiny_trained_run, tiny_tfrecords, tmp_path):
 
 def test_data_moved_with_the_run_are_found_relative_to_it(moved_base, caplog):
     old, new, run, data = moved_base
-    with caplog.at_level(logging.INFO, logger="ambs"):
-        trained = read_trained_run(new / run)
+    logger = logging.getLogger("ambs")  # does not propagate to the root logger caplog listens to
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="ambs"):
+            trained = read_trained_run(new / run)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert trained.input_dir == str(new / data)
     assert f"the recorded input_dir {old / data} is gone; using {new / data}" in caplog.text
 
@@ -50,6 +55,6 @@ def test_data_moved_elsewhere_are_named_by_input_dir(moved_base, tmp_path):
     assert not results.exists()
     assert read_trained_run(new / run, elsewhere).input_dir == str(elsewhere)
     result = run_module(POSTPROCESS_MODULE, "--checkpoint", new / run, "--results_dir", results,
-                        "--lquick_evaluation", "--input_dir", elsewhere)
+                        "--lquick_evaluation", "--block_length", 4, "--input_dir", elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (results / "evaluation_metrics.nc").is_file()
