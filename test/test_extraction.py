@@ -362,6 +362,29 @@ def test_missing_values_in_a_field(tmp_path, tiny_grib_archive, repo_root):
     assert_no_output(tmp_path / "out")
 
 
+def test_a_value_without_physical_sense_in_a_grib_field_is_refused(tmp_path, tiny_grib_archive, repo_root):
+    source, month_dir = copy_month(tiny_grib_archive, tmp_path)
+    victim = month_dir / "2017010111_sf.grb"
+    with open(victim, "rb") as stream:
+        handles = []
+        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
+            handles.append(handle)
+    [two_metre] = [handle for handle in handles if eccodes.codes_get(handle, "shortName") == "2t"]
+    values = eccodes.codes_get_values(two_metre)
+    values[5] = 1e30   # first row (the northernmost latitude), sixth column
+    eccodes.codes_set_values(two_metre, values)
+    with open(victim, "wb") as stream:
+        for handle in handles:
+            eccodes.codes_write(handle, stream)
+            eccodes.codes_release(handle)
+    decoded = eccodes_field(victim, "2t")[0, 5]
+    assert decoded > 1e29
+    assert_user_error(extract(source, tmp_path / "out", repo_root=repo_root), f"{TINY_YEAR}-01", "'2t'",
+                      "1 value(s) outside the physical range", f"first {np.float32(decoded):.7g} K", f"{TINY_YEAR}-01-01 11:00 UTC",
+                      f"{TINY_GRID.lat_north:.2f}N {TINY_GRID.lon_west + 5 * TINY_GRID.resolution:.2f}E")
+    assert_no_output(tmp_path / "out")
+
+
 def test_months_the_archive_does_not_hold_are_refused_naming_what_it_holds(tmp_path, tiny_grib_archive, repo_root):
     assert_user_error(extract(tiny_grib_archive, tmp_path / "out", year=2016, repo_root=repo_root),
                       "holds no data for 2016", "(it holds 2017-01..2017-02)")
@@ -466,6 +489,9 @@ def packing_scale(values: np.ndarray) -> float:
     return float(np.ptp(values)) / 60000
 
 
+CDS_UNITS = {"t2m": "K", "t": "K", "tcc": "(0 - 1)", "msl": "Pa"}
+
+
 def cds_fields() -> dict:
     """{CDS name: float32 values (time, [level,] lat, lon) in the canonical order}, every value distinct."""
     hours = np.arange(len(CDS_TIMES))[:, None, None]
@@ -486,7 +512,7 @@ def write_cds_netcdf(path, time_name, level_name, lat_ascending, lon_180, packed
         dims = (time_name, level_name, "latitude", "longitude") if values.ndim == 4 else \
             (time_name, "latitude", "longitude")
         variables[name] = (dims, values[..., lat_order, :][..., lon_order],
-                           {"units": "K", "long_name": f"{name} field", **({"GRIB_shortName": "2t"}
+                           {"units": CDS_UNITS[name], "long_name": f"{name} field", **({"GRIB_shortName": "2t"}
                                                                          if name == "t2m" and not packed else {})})
     coords = {time_name: CDS_TIMES, level_name: (level_name, CDS_LEVELS, {"units": "hPa"}),
               "latitude": CDS_LAT[lat_order], "longitude": file_lon[lon_order], "number": 0}

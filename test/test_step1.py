@@ -211,6 +211,30 @@ def test_nan_inside_the_domain_names_file_variable_and_time(band_archive, tmp_pa
     assert not list((expdir / "2017").glob(".*"))
 
 
+@pytest.mark.parametrize("value, shown", [(1e30, "first 1e+30 K"), (-1e30, "first -1e+30 K")])
+def test_one_value_without_physical_sense_in_one_month_is_refused(tmp_path, value, shown):
+    source = write_extracted_archive(tmp_path / "ExtractedData", [2017], [1, 2], days=1, lat=BAND_LAT, lon=BAND_LON)
+    path = source / "2017" / "02" / "era5_2017_02.nc"
+    with netCDF4.Dataset(path, "a") as dataset:
+        dataset["2t"][13, 10, 0] = value   # 45N 0E at 13 UTC: inside the 4 x 5 box
+    result = run_step1(source, tmp_path / "PreprocessedData", "--months", 1, 2)
+    assert_user_error(result, "2017-02", str(path), "1 value(s) outside the physical range", "'2t'", shown,
+                      "2017-02-01 13:00 UTC", "45.00N 0.00E")
+    expdir = single_experiment(tmp_path / "PreprocessedData")
+    assert not (expdir / "2017" / "X_02.nc").exists() and not (expdir / "2017" / "stat_02.json").exists()
+
+
+def test_a_month_in_celsius_beside_months_in_kelvin_is_refused_before_anything_is_written(tmp_path):
+    source = write_extracted_archive(tmp_path / "ExtractedData", [2017], [1, 2], days=1, lat=BAND_LAT, lon=BAND_LON)
+    path = source / "2017" / "02" / "era5_2017_02.nc"
+    with netCDF4.Dataset(path, "a") as dataset:
+        dataset["2t"][:] = dataset["2t"][:] - 273.15
+        dataset["2t"].units = "degC"
+    result = run_step1(source, tmp_path / "PreprocessedData", "--months", 1, 2)
+    assert_user_error(result, f"2017-02 ({path}): '2t' is in units 'degC', expected K")
+    assert not (tmp_path / "PreprocessedData").exists() or not list((tmp_path / "PreprocessedData").iterdir())
+
+
 @pytest.mark.mpi
 def test_nan_under_two_ranks_fails_every_rank_cleanly(band_archive, tmp_path):
     path = band_archive / "2017" / "01" / "era5_2017_01.nc"

@@ -110,6 +110,39 @@ def test_step2_into_a_read_only_directory(read_only_dir, tmp_path):
     assert (exp_dir / "2017" / "X_01.nc").exists()
 
 
+def tree_state(directory):
+    """Every path under ``directory`` with its mode, size and modification time."""
+    return {path: (info.st_mode, info.st_size, info.st_mtime_ns)
+            for path in [directory, *sorted(directory.rglob("*"))] for info in [path.stat()]}
+
+
+def test_step2_reads_a_read_only_step1_directory_with_keep_netcdf(tmp_path):
+    exp_dir = tmp_path / "EXP"
+    make_step1_experiment(exp_dir, {(2017, 1): 24, (2017, 2): 24})
+    read_only = [exp_dir, *(path for path in exp_dir.rglob("*") if path.is_dir())]
+    for directory in read_only:
+        directory.chmod(0o555)
+    before = tree_state(exp_dir)
+    try:
+        module = "video_prediction_tools.main_scripts.main_preprocess_data_step2"
+        dest_dir = tmp_path / "elsewhere" / "tfrecords"
+        result = run_unprivileged(module, "--source_dir", exp_dir, "--dest_dir", dest_dir, "--keep_netcdf",
+                                  "--sequence_length", 12)
+        assert result.returncode == 0, result.stderr
+        assert tree_state(exp_dir) == before   # nothing created, changed or deleted in the step-1 directory
+        statistics = json.loads((dest_dir / "statistics.json").read_text())
+        assert statistics["common_stat"] == {"nhours": 48, "months": ["2017-01", "2017-02"]}
+        assert sorted(path.name for path in dest_dir.glob("*.tfrecords")) == [
+            "sequence_Y_2017_M_01.tfrecords", "sequence_Y_2017_M_02.tfrecords"]
+        # without --keep_netcdf step 2 must delete the netCDF files: refused before anything is written
+        result = run_unprivileged(module, "--source_dir", exp_dir, "--dest_dir", tmp_path / "other")
+        assert_user_error(result, f"--source_dir {exp_dir}: directory {exp_dir} is not writable")
+        assert not (tmp_path / "other").exists() and tree_state(exp_dir) == before
+    finally:
+        for directory in read_only:
+            directory.chmod(0o755)
+
+
 def test_training_into_a_read_only_directory(read_only_dir, tmp_path, tiny_tfrecords):
     hparams = tmp_path / "hparams.json"
     hparams.write_text(json.dumps(TINY_CONVLSTM_HPARAMS))

@@ -4,7 +4,9 @@ Input: the files of an ERA5 archive holding hours of the month (see :mod:`.archi
 ``<source>/<YYYY>/<MM>/``, and files of any period anywhere under ``<source>``; GRIB 1 or 2 or Climate Data Store
 netCDF; any split of fields over files; fields are picked by shortName and level type, see :mod:`.grib`). Output: float32 variables named as in the
 variable mapping with dims ``(time, lat, lon)``, ``lat`` north→south, ``lon`` ascending in [0, 360), ``time`` = GRIB
-valid times (any step; gaps are logged as a warning), ``units``/``long_name`` from GRIB. The file is written
+valid times (any step; gaps are logged as a warning), ``units``/``long_name`` from GRIB. Units and values are
+checked against :data:`.physical.PHYSICAL_RANGES` (a non-finite value, or one outside its variable's declared range,
+is a UserError naming the variable, month, time, place and value; nothing is written). The file is written
 atomically and contains no creation date, so reruns and any number of MPI ranks give identical bytes. Next to it,
 ``era5_<YYYY>_<MM>.provenance.json`` records the GRIB files and options it was made from: a rerun skips the month
 only while these are unchanged (see :func:`extract_month`).
@@ -31,6 +33,7 @@ from ..utils import provenance
 from ..utils.log import progress
 from . import grib
 from .archive import Archive, file_format, survey
+from .physical import check_units_agree, check_values
 from .varmapping import VarMapping
 
 log = logging.getLogger("ambs")
@@ -82,7 +85,11 @@ def extract_month(source_dir, target_dir, year: int, month: int, mapping: VarMap
     messages = archive.month_messages(year, month, wanted, available)
     plan = grib.plan_month(messages, mapping, member=member, where=archive.where(year, month), available=available)
     times = np.array(plan.times, dtype="datetime64[s]")
+    where = f"{year:04d}-{month:02d} (extracted from {len(files)} file(s) under {source_dir})"
+    check_units_agree([(where, {name: str(plan.attributes[name]["units"]) for name in plan.mapping.output_names})])
     data = _decode_month(plan, times, f"{year}-{month:02d}")
+    for name, values in data.items():
+        check_values(name, values, times, plan.grid.latitudes, plan.grid.longitudes, where)
     gaps = list_gaps(times)
     if gaps:
         log.warning("%d-%02d: %d gap(s) in the valid times: %s", year, month, len(gaps), "; ".join(gaps))

@@ -19,8 +19,10 @@ Checks before anything is written (rank 0): every requested month directory exis
 files; every variable exists with dims (time, lat, lon); all files share one grid; the domain fits the grid; the
 hours of a month form one contiguous hourly series starting at 00 UTC on day 1, without duplicates or hours outside
 the month. A month that ends early (e.g. a test archive with only its first days) is accepted with a warning;
-a gap inside it is an error naming the files and hours around the gap. NaN/inf inside the domain is an error
-naming the file, variable and first time (checked while processing the month).
+a gap inside it is an error naming the files and hours around the gap. Every variable has one ``units`` attribute
+across all files, agreeing with :data:`..data_extraction.physical.PHYSICAL_RANGES`. While processing a month, a
+value inside the domain that is NaN/inf or outside its declared physical range is an error naming the month, file,
+variable, time, place and value (:func:`..data_extraction.physical.check_values`).
 
 Months are the units of work, spread over MPI ranks with :func:`utils.parallel.run_units`; the files written do
 not depend on the number of ranks.
@@ -42,6 +44,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import xarray as xr
 
+from ..data_extraction.physical import check_units_agree, check_values
 from ..utils import provenance
 from ..utils.errors import UserError
 from ..utils.io import atomic_path, check_writable_directory, remove_stale_temporaries, write_json
@@ -132,6 +135,7 @@ def _inventory_month(source_dir: Path, year: int, month: int, variables: Sequenc
     for path in paths:
         with _open(path) as dataset:
             _check_variables(path, dataset, variables)
+            units = {name: str(dataset[name].attrs.get("units", "")) for name in dict.fromkeys(variables)}
             if "lat" not in dataset.coords or "lon" not in dataset.coords or "time" not in dataset.coords:
                 raise UserError(f"{path}: coordinates lat, lon and time are required")
             if grid is None:
@@ -142,14 +146,14 @@ def _inventory_month(source_dir: Path, year: int, month: int, variables: Sequenc
             times = dataset["time"].values.astype("datetime64[h]")
             if times.size == 0:
                 raise UserError(f"{path}: no time steps")
-        pieces.append((times[0], str(path), times))
+        pieces.append((times[0], str(path), times, units))
     pieces.sort(key=lambda piece: (piece[0], piece[1]))
     times = np.concatenate([piece[2] for piece in pieces])
     owners = [piece[1] for piece in pieces for _ in range(len(piece[2]))]
     complete = _check_hours(label, times, owners, year, month)
     unit = {"year": year, "month": month, "files": [piece[1] for piece in pieces],
             "file_hours": [int(piece[2].size) for piece in pieces], "hours": int(times.size),
-            "complete": complete, "last_hour": _format_hour(times[-1])}
+            "complete": complete, "last_hour": _format_hour(times[-1]), "variable_units": [piece[3] for piece in pieces]}
     return unit, grid
 
 
@@ -192,6 +196,9 @@ def _prepare(source_dir: Path, destination_dir: Path, years: Sequence[int], mont
         for month in months:
             unit, grid = _inventory_month(source_dir, year, month, variables, grid)
             units.append(unit)
+    # one unit per variable across all months, before anything is written
+    check_units_agree((f"{month_label(unit)} ({path})", units_of) for unit in units
+                      for path, units_of in zip(unit["files"], unit["variable_units"]))
     domain = find_domain(grid["lat"], grid["lon"], sw_corner, nyx)
     name = expname(years, months, domain, variables)
     experiment_dir = destination_dir / name
@@ -214,16 +221,15 @@ def _day_blocks(unit: dict[str, Any]) -> Iterator[tuple[str, xr.Dataset, slice]]
                 yield path, dataset, slice(start, min(start + HOURS_PER_BLOCK, hours))
 
 
-def _cut_block(path: str, dataset: xr.Dataset, steps: slice, domain: Domain,
-               variables: Sequence[str]) -> tuple[np.ndarray, np.ndarray, xr.Dataset]:
-    """Domain box of some time steps of one file: (float32 [time, ny, nx, channel], valid times, the cut Dataset)."""
+def _cut_block(path: str, dataset: xr.Dataset, steps: slice, domain: Domain, variables: Sequence[str],
+               label: str) -> tuple[np.ndarray, np.ndarray, xr.Dataset]:
+    """Domain box of some time steps of one file of month ``label``: (float32 [time, ny, nx, channel], valid times,
+    the cut Dataset), its values checked for physical sense (:func:`..data_extraction.physical.check_values`)."""
     cut = domain.cut(dataset[list(dict.fromkeys(variables))].isel(time=steps)).load()
+    for variable in dict.fromkeys(variables):
+        check_values(variable, cut[variable].values, cut["time"].values, cut["lat"].values, cut["lon"].values,
+                     f"{label} ({path}), inside the domain")
     data = np.stack([cut[variable].values for variable in variables], axis=-1).astype(np.float32)
-    finite = np.isfinite(data)
-    if not finite.all():
-        time_index, _, _, channel = np.argwhere(~finite)[0]
-        raise UserError(f"{path}: {int((~finite).sum())} NaN/inf value(s) inside the domain, first in "
-                        f"'{variables[channel]}' at {_format_hour(cut['time'].values[time_index])}")
     return data, cut["time"].values, cut
 
 
@@ -253,7 +259,7 @@ def _process_month(unit: dict[str, Any], source_dir: Path, domain: Domain, varia
     blocks, times, cut = [], [], None
     days = sum(-(-hours // HOURS_PER_BLOCK) for hours in unit["file_hours"])
     for path, dataset, steps in progress(_day_blocks(unit), desc=label, total=days, unit="day"):
-        data, block_times, cut = _cut_block(path, dataset, steps, domain, variables)
+        data, block_times, cut = _cut_block(path, dataset, steps, domain, variables, label)
         blocks.append(data)
         times.append(block_times)
     data = np.concatenate(blocks, axis=0)

@@ -15,8 +15,13 @@ Output in ``dest_dir`` (default ``PreprocessedData/<EXPNAME>/tfrecords``):
 * ``dataset_info.json``: ``{"format", "variables" (channel order), "frame_shape": [H, W, C], "lat", "lon",
   "months": {"YYYY-MM": {"file", "blocks": [[first YYYYMMDDHH, hours], ...], "stats": <stat_<MM>.json>}}}``:
   the reader needs nothing else (the window length comes from the training hyper-parameters).
-* ``<source_dir>/statistics.json``: merge of all monthly statistics (schema of the stat files) plus
-  ``"common_stat": {"nhours": N, "months": ["2017-01", ...]}``.
+* ``statistics.json``: merge of all monthly statistics (schema of the stat files) plus
+  ``"common_stat": {"nhours": N, "months": ["2017-01", ...]}``, in ``source_dir`` when ``dest_dir`` lies inside it
+  (the default), else in ``dest_dir`` (:func:`statistics_path`).
+
+Step 2 writes into ``source_dir`` only what the layout puts there: with ``dest_dir`` outside it and ``keep_netcdf``
+the step-1 directory is only read, so a read-only one is accepted (nothing in it is created, changed or opened for
+writing).
 
 Once a month's TFRecord file is complete, its ``X_<MM>.nc`` is deleted (unless ``keep_netcdf``) so that
 ``PreprocessedData`` holds each hour once (about the raw float32 volume). ``stat_<MM>.json`` files stay: they
@@ -200,6 +205,13 @@ def default_dest_dir(source_dir: Path) -> Path:
     return source_dir / "tfrecords"
 
 
+def statistics_path(source_dir: Path, dest_dir: Path) -> Path:
+    """Where ``statistics.json`` goes: the step-1 directory when the TFRecords go under it, else beside the
+    TFRecords (a step-1 directory that is only read must not need write permission)."""
+    inside = dest_dir.resolve().is_relative_to(source_dir.resolve())
+    return (source_dir if inside else dest_dir) / "statistics.json"
+
+
 def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE_LENGTH, overwrite: bool = False,
               keep_netcdf: bool = False) -> Path:
     """Run step 2 on ``PreprocessedData/<EXPNAME>`` (one process or MPI over months); return ``dest_dir``.
@@ -221,8 +233,10 @@ def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE
     if not months:
         raise UserError(f"--source_dir {source_dir}: no <YYYY>/stat_<MM>.json found (run step 1 first)")
     dest_dir = Path(dest_dir) if dest_dir else default_dest_dir(source_dir)
-    # statistics.json goes to source_dir, which also loses the converted netCDF files
-    check_writable_directory(source_dir, "--source_dir")
+    statistics_file = statistics_path(source_dir, dest_dir)
+    if statistics_file.parent == source_dir or not keep_netcdf:
+        # source_dir receives statistics.json or loses the converted netCDF files
+        check_writable_directory(source_dir, "--source_dir")
     check_writable_directory(dest_dir, "--dest_dir")
 
     def prepare_dest_dir():
@@ -249,7 +263,7 @@ def run_step2(source_dir, dest_dir=None, sequence_length: int = DEFAULT_SEQUENCE
         merged = merge_stats([entry["stats"] for entry in entries])
         merged["common_stat"] = {"nhours": int(sum(hours for e in entries for _, hours in e["blocks"])),
                                  "months": [m.key for m in months]}
-        write_json(source_dir / "statistics.json", merged)
+        write_json(statistics_file, merged)
         write_json(dest_dir / DATASET_INFO, {
             "format": RECORD_FORMAT, "variables": variables,
             "frame_shape": [frame_size[0], frame_size[1], len(variables)], "lat": lat, "lon": lon,

@@ -12,8 +12,9 @@ Moving MNIST (``--source_dir`` = ``mnist_test_seq.npy`` or its directory)::
         --source_dir data/mnist_test_seq.npy --dest_dir data/moving_mnist_tfrecords
 
 Writes ``<dest_dir>/sequence_Y_<YYYY>_M_<MM>.tfrecords`` and ``dataset_info.json`` (default dest_dir:
-``<source_dir>/tfrecords``) and ``<source_dir>/statistics.json``; deletes each ``X_<MM>.nc`` once its TFRecord is
-complete unless ``--keep_netcdf``. A rerun keeps a month's TFRecord unless ``--overwrite`` while the ``X_<MM>.nc``
+``<source_dir>/tfrecords``) and ``statistics.json`` (in ``<source_dir>``, or in ``<dest_dir>`` when that lies
+outside it); deletes each ``X_<MM>.nc`` once its TFRecord is complete unless ``--keep_netcdf``: with both, a
+read-only ``<source_dir>`` is fine. A rerun keeps a month's TFRecord unless ``--overwrite`` while the ``X_<MM>.nc``
 and ``stat_<MM>.json`` it was made from are unchanged (recorded in ``sequence_Y_<YYYY>_M_<MM>.provenance.json``);
 a month that step 1 redid is rewritten.
 """

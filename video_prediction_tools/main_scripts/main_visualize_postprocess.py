@@ -13,7 +13,9 @@ given; requesting them without a climatology file, or with one lacking a month o
 times, is an error before any forecasting. The climatology is the file of ``main_climatology`` or the original's
 CDO file (``climatology_t2m_1991-2020.nc``: ``var167``, 288 steps month x hour). ``--lquick_evaluation``
 computes the model's metrics only. ``--metric_conventions gmd2022`` reproduces the original's (published) metric
-definitions. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``.
+definitions. Metric definitions: ``video_prediction_tools/postprocess/metrics.py``. The step-2 data are read
+where training recorded them (``input_dir`` of the run's ``options.json``) or, after the whole base directory
+moved, at the same place relative to the run directory; ``--input_dir`` names them when neither holds.
 """
 from __future__ import annotations
 
@@ -60,6 +62,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="metric definitions (default %(default)s): " + "; ".join(
                             f"{name}: {conventions.description}" for name, conventions in CONVENTIONS.items()))
     parser.add_argument("--overwrite", action="store_true", help="rewrite existing per-sample files")
+    parser.add_argument("--input_dir", default=None,
+                        help="the run's step-2 data (PreprocessedData/<EXPNAME>) when they are no longer where "
+                             "training recorded them nor at the same place relative to the run directory")
     parser.add_argument("--sample_compression", default="none", choices=list(SAMPLE_COMPRESSION),
                         help="compression of the per-sample files (default %(default)s): zlib makes them about 40 %% "
                              "smaller for 4-5x the CPU time of writing them")

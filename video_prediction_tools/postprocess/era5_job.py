@@ -143,7 +143,7 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     conventions = check_conventions(options.metric_conventions, options.data_range)
     # names first (as many members as asked), then what the model's class allows, last the model (load_model)
     resolve_metric_names(options.evaluation_metrics, options.climatology_file, options.num_stochastic_samples)
-    run = read_trained_run(options.checkpoint)
+    run = read_trained_run(options.checkpoint, options.input_dir)
     metric_names = resolve_metric_names(options.evaluation_metrics, options.climatology_file,
                                         _members_at_most(run.model_name, options.num_stochastic_samples))
     dataset = open_evaluated_split(run, options, GRIDDED, "gridded fields")

@@ -149,7 +149,7 @@ def open_mnist_job(options: PostprocessOptions) -> MnistJob:
                         f"(data range 1); drop the option")
     _refuse_era5_only_options(options)
     metric_names = check_mnist_metrics(options.evaluation_metrics)
-    model, run = load_trained_model(options.checkpoint)
+    model, run = load_trained_model(options.checkpoint, options.input_dir)
     dataset = open_evaluated_split(run, options, SEQUENCES, "independent sequences")
     return MnistJob(options, Path(options.results_dir), model, run, dataset, metric_names)
 

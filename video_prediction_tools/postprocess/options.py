@@ -42,6 +42,8 @@ class PostprocessOptions:
     overwrite: bool = False
     #: compression of the per-sample files, a key of ``results_io.SAMPLE_COMPRESSION``
     sample_compression: str = "none"
+    #: the run's step-2 data when not where training recorded them (a moved data tree); None: the recorded place
+    input_dir: str | None = None
 
 
 def check_options(options: PostprocessOptions) -> None:

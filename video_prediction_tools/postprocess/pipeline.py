@@ -31,18 +31,18 @@ PIPELINES: dict[str, Callable[[PostprocessOptions], Path]] = {
 DEFAULT_EVALUATION = forecast.EVALUATION
 
 
-def trained_dataset(checkpoint: str | Path) -> str | None:
+def trained_dataset(checkpoint: str | Path, input_dir: str | None = None) -> str | None:
     """The dataset a training run (or one of its checkpoints) was trained on; None when the run cannot be read
-    (no complete checkpoint, no readable options)."""
+    (no complete checkpoint, no readable options, no step-2 data where recorded or at ``input_dir``)."""
     try:
-        return read_trained_run(checkpoint).dataset
+        return read_trained_run(checkpoint, input_dir).dataset
     except UserError:
         return None
 
 
 def run_postprocess(options: PostprocessOptions) -> Path:
     """Evaluate the run of ``options.checkpoint`` with the pipeline of its data; return the results directory."""
-    dataset = trained_dataset(options.checkpoint)
+    dataset = trained_dataset(options.checkpoint, options.input_dir)
     evaluation = DEFAULT_EVALUATION if dataset is None else get_dataset_class(dataset).evaluation
     if evaluation not in PIPELINES:
         raise UserError(f"--checkpoint {options.checkpoint}: no postprocessing for runs on {dataset!r} "

@@ -22,6 +22,7 @@ Example::
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -49,6 +50,8 @@ DATASPLIT_FILE = "data_split.json"
 NORMALIZATION_FILE = "normalization.json"
 
 _CHECKPOINT_NAME = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+
+log = logging.getLogger("ambs")
 
 
 @dataclass
@@ -244,10 +247,39 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: set[int]) -> list[int]:
 
 
 # --- postprocessing entry point ------------------------------------------------------------------------------
-def read_trained_run(path: str | os.PathLike) -> TrainedRun:
+def resolve_input_dir(run_dir: Path, options: dict[str, Any], override: str | os.PathLike | None = None) -> str:
+    """The step-2 data of the run in ``run_dir`` (its ``options.json`` is ``options``).
+
+    ``override`` (postprocessing's ``--input_dir``) wins when given. Otherwise the recorded ``input_dir``, and if
+    it is gone (the whole base directory moved) the same place relative to the run directory, found from the
+    recorded ``input_dir`` and ``output_dir`` and logged. Neither there: a :class:`UserError` naming the recorded
+    path and the option that points at the new one.
+    """
+    if override is not None:
+        if not Path(override).is_dir():
+            raise UserError(f"--input_dir {override}: directory does not exist")
+        log.info("step-2 data: --input_dir %s (the run recorded %s)", override, options["input_dir"])
+        return str(override)
+    recorded = str(options["input_dir"])
+    if Path(recorded).is_dir():
+        return recorded
+    moved = None
+    if options.get("output_dir"):
+        moved = Path(os.path.normpath(run_dir.absolute() / os.path.relpath(recorded, options["output_dir"])))
+        if moved.is_dir():
+            log.info("step-2 data: the recorded input_dir %s is gone; using %s, the same place relative to the "
+                     "run directory (recorded as %s)", recorded, moved, options["output_dir"])
+            return str(moved)
+    raise UserError(f"input_dir {recorded} recorded in {run_dir / OPTIONS_FILE} does not exist"
+                    + (f", nor does {moved} (the same place relative to the run directory)" if moved else "")
+                    + ": if the step-2 data moved, give their new place with --input_dir")
+
+
+def read_trained_run(path: str | os.PathLike, input_dir: str | os.PathLike | None = None) -> TrainedRun:
     """The run of a run directory (best checkpoint, else newest) or of a ``checkpoint_<step>`` directory, without
-    its model (no TensorFlow needed): a missing or incomplete checkpoint, or a run directory lacking its JSON
-    files, is a :class:`UserError`."""
+    its model (no TensorFlow needed), its step-2 data found by :func:`resolve_input_dir` (``input_dir``: the
+    override): a missing or incomplete checkpoint, a run directory lacking its JSON files, or step-2 data that
+    cannot be found, is a :class:`UserError`."""
     checkpoint_dir = resolve_checkpoint(path)
     run_dir = checkpoint_dir.parent
     options = read_json(run_dir / OPTIONS_FILE, what="training options")
@@ -257,7 +289,8 @@ def read_trained_run(path: str | os.PathLike) -> TrainedRun:
     state = read_state(checkpoint_dir)
     return TrainedRun(run_dir=run_dir, checkpoint_dir=checkpoint_dir, step=state.step, hparams=hparams,
                       options=options, model_name=options["model"], dataset=options["dataset"],
-                      input_dir=options["input_dir"], normalization=normalization, datasplit=datasplit,
+                      input_dir=resolve_input_dir(run_dir, options, input_dir), normalization=normalization,
+                      datasplit=datasplit,
                       frame_shape=tuple(state.frame_shape))
 
 
@@ -274,8 +307,8 @@ def build_trained_model(run: TrainedRun):
     return model
 
 
-def load_trained_model(path: str | os.PathLike):
+def load_trained_model(path: str | os.PathLike, input_dir: str | os.PathLike | None = None):
     """``(model, run)`` from a run directory (best checkpoint, else newest) or a ``checkpoint_<step>`` directory:
     :func:`read_trained_run`, then :func:`build_trained_model`."""
-    run = read_trained_run(path)
+    run = read_trained_run(path, input_dir)
     return build_trained_model(run), run
