@@ -50,7 +50,7 @@ from ..datasets.registry import Reader, get_dataset_class, known_datasets
 from ..models.registry import build_model, resolve_hparams
 from ..utils.errors import UserError
 from ..utils.io import read_json, remove_stale_temporaries, write_json
-from ..utils.locks import lock_directory
+from ..utils.locks import lock_directory, unlock_directory
 from ..utils.log import progress, setup_logging
 from . import checkpoints
 from .distribute import distribute_batch, make_strategy, padded_batch, worker_identity
@@ -459,8 +459,18 @@ def finish(run: PreparedRun, splits: OpenedSplits, model, state: checkpoints.Tra
 
 
 def train(options: TrainingOptions) -> dict[str, Any]:
-    """Train (or resume, or complete) one model; return the run summary also written to ``results.json``."""
+    """Train (or resume, or complete) one model; return the run summary also written to ``results.json``. The run
+    directory is locked (:func:`record_run`) until the run ends."""
     run = prepare_run(options)
+    try:
+        return _train(run)
+    finally:
+        unlock_directory(run.run_dir)
+
+
+def _train(run: PreparedRun) -> dict[str, Any]:
+    """:func:`train` of a prepared run."""
+    options = run.options
     splits = open_splits(run)
     record_run(run, splits)
     model, phases, optimizers, state = build_or_restore(run, splits)

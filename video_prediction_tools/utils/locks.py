@@ -4,7 +4,7 @@ The kernel releases the lock when the holding process ends, however it ends (``k
 left by a killed run never blocks the next one; the file itself stays and is only a place to lock (and to read
 who holds it: process id, host and start time, written by the holder). A second run into a directory in use is a
 :class:`UserError` naming the holder. The lock is held until the process exits (a step is one process), or until
-:meth:`DirectoryLock.release`.
+:func:`unlock_directory` (a step called as a function, as tests do).
 
 Example::
 
@@ -45,6 +45,13 @@ class DirectoryLock:
         """Give the lock up (the lock file stays: removing it would let two runs lock two different files)."""
         _HELD.pop(self.directory, None)
         self._stream.close()
+
+
+def unlock_directory(directory: str | os.PathLike) -> None:
+    """Give up this process's lock of ``directory``, if it holds one (a step run as a function, not a process)."""
+    held = _HELD.get(Path(directory).resolve())
+    if held is not None:
+        held.release()
 
 
 def _holder(stream) -> str:
