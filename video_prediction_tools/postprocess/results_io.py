@@ -33,6 +33,7 @@ from ..utils import provenance
 from ..utils.io import atomic_path, remove_stale_temporaries, write_json
 from ..utils.locks import lock_directory
 from ..utils.log import setup_logging
+from .file_names import EVALUATION_FILE, LOG_FILE, PROVENANCE_FILE, SAMPLE_PATTERN, SUMMARY_STEM
 
 if TYPE_CHECKING:  # xarray only where a dataset is built
     import xarray as xr
@@ -41,11 +42,6 @@ if TYPE_CHECKING:  # xarray only where a dataset is built
     from ..training.checkpoints import TrainedRun
 
 log = logging.getLogger("ambs")
-PROVENANCE_FILE = "results_provenance.json"
-SAMPLE_PATTERN = "vfp_date_*_sample_ind_*.nc"
-EVALUATION_FILE = "evaluation_metrics.nc"
-SUMMARY_STEM = "summary_metrics"
-LOG_FILE = "postprocess.log"
 COMPRESSION = {"zlib": True, "complevel": 5}
 #: ``--sample_compression`` of the per-sample files. ``none`` (default); ``zlib``: level 1 with shuffle (level 5,
 #: the original's, is 2 % smaller for 1.5x the time). Thousands of files are written by one thread beside the
