@@ -23,7 +23,8 @@ ALLOWED_IMPORTS = {
     "postprocess": {"utils", "training", "datasets", "data_preprocess", "data_extraction", "models"},
     "runscript_generator": {"utils", "data_extraction", "data_preprocess", "datasets", "models", "training",
                             "postprocess"},
-    "quick_start": {"utils", "models", "runscript_generator", "datasets", "data_extraction"},
+    "quick_start": {"utils", "models", "runscript_generator", "datasets", "data_preprocess", "data_extraction",
+                    "postprocess"},
     "main_scripts": {"utils", "data_extraction", "data_preprocess", "datasets", "models", "training",
                      "postprocess", "runscript_generator", "quick_start"},
 }

@@ -26,6 +26,7 @@ from fixtures.trained import TRAIN_MODULE
 from video_prediction_tools.main_scripts.main_train_models import main as train_main
 from video_prediction_tools.training import checkpoints
 from video_prediction_tools.utils.errors import UserError
+from video_prediction_tools.utils.locks import LOCK_FILE
 
 #: tiny widths per model (all: 3 context + 3 forecast hours, 2 epochs of 4 steps on one 72-hour month)
 COMMON = {"context_frames": 3, "sequence_length": 6, "max_epochs": 2, "batch_size": 16}
@@ -294,7 +295,7 @@ def test_best_model_selection_keeps_the_best_and_the_last_checkpoint(tiny_tfreco
     kept = sorted({best, RESUME_STEPS})
     assert [checkpoints.checkpoint_step(c) for c in checkpoints.complete_checkpoints(run_dir)] == kept
     assert json.loads((run_dir / "best_checkpoint.json").read_text()) == {"step": best, "val_loss": val[best]}
-    assert not list(run_dir.glob(".*"))
+    assert [path.name for path in run_dir.glob(".*")] == [LOCK_FILE]  # the lock file stays, unlocked
     _, run = checkpoints.load_trained_model(run_dir)
     assert run.step == best
     _, run = checkpoints.load_trained_model(run_dir / f"checkpoint_{RESUME_STEPS}")

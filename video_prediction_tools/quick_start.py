@@ -53,6 +53,7 @@ import numpy as np
 import yaml
 
 from .models.registry import known_models
+from .postprocess.file_names import EVALUATION_FILE, SUMMARY_STEM
 from .runscript_generator import checks
 from .utils.errors import UserError
 from .utils.io import read_json, write_text
@@ -460,7 +461,7 @@ class Era5Demo(Demo):
 def read_summary(results_dir: Path) -> list[dict]:
     """Rows of ``summary_metrics.csv`` (one per lead hour): the scores as floats, text columns (the metric
     conventions) as they are."""
-    path = results_dir / "summary_metrics.csv"
+    path = results_dir / f"{SUMMARY_STEM}.csv"
     if not path.is_file():
         raise UserError(f"postprocessing wrote no summary table {path}")
 
@@ -514,8 +515,8 @@ def report(demo: Demo, results_dir: Path) -> int:
     for step, (wall, cpu) in totals.items():
         print(f"  {step:28s} {wall:8.1f} s {cpu:8.1f} s")
     print("\n=== results ===")
-    print(f"  metrics table : {results_dir / 'summary_metrics.md'} (and .csv)")
-    print(f"  metrics netCDF: {results_dir / 'evaluation_metrics.nc'}")
+    print(f"  metrics table : {results_dir / SUMMARY_STEM}.md (and .csv)")
+    print(f"  metrics netCDF: {results_dir / EVALUATION_FILE}")
     print(f"  plots         : {results_dir}/*.png")
     if meta_dirs:
         print(f"  meta plots    : {meta_dirs[-1]}")

@@ -102,6 +102,38 @@ def summarize_metrics(raw: xr.Dataset, block_length: int = BLOCK_LENGTH, nboots:
     return result
 
 
+def paired_name(model_score: str, baseline: str) -> str:
+    """The model's scores ``<var>_<model>_<metric>`` restricted to the forecasts that ``baseline`` has."""
+    return f"{model_score}_paired_{baseline}"
+
+
+def add_paired_scores(raw: xr.Dataset, variable: str, model: str, metrics: Sequence[str],
+                      baselines: Sequence[str] = tuple(BASELINES)) -> xr.Dataset:
+    """``raw`` (``<var>_<product>_<metric> [init_time, fcst_hour]``) with, for each baseline lacking some of the
+    model's forecasts (NaN scores: persistence without a previous day), the model's scores on the forecasts the
+    baseline has (:func:`paired_name`; attribute ``paired_forecasts`` per lead hour), so that a skill compares the
+    same forecasts. Nothing is added where every forecast is paired already."""
+    raw = raw.copy()
+    for metric in metrics:
+        model_score = raw.get(f"{variable}_{model}_{metric}")
+        for baseline in baselines:
+            reference = raw.get(f"{variable}_{baseline}_{metric}")
+            if model_score is None or reference is None:
+                continue
+            paired = reference.notnull() & model_score.notnull()
+            if bool(paired.all()):
+                continue
+            raw[paired_name(model_score.name, baseline)] = model_score.where(paired).assign_attrs(
+                paired_with=baseline, paired_forecasts=paired.sum("init_time").values.astype(np.int32))
+    return raw
+
+
+def paired_model_scores(evaluation: xr.Dataset, model_score: str, baseline: str, suffix: str) -> xr.DataArray:
+    """The model's ``<model_score><suffix>`` (``_avg``, ``_bootstrapped``) to compare with ``baseline``'s: its
+    paired scores (:func:`add_paired_scores`) where the baseline lacks some forecasts, else its own."""
+    return evaluation.get(paired_name(model_score, baseline) + suffix, evaluation[model_score + suffix])
+
+
 def skill_score(model: xr.DataArray, reference: xr.DataArray, perfect_score: float) -> xr.DataArray:
     """Skill of ``model`` relative to ``reference`` (e.g. persistence): 1 - |S_model - S_perfect| / |S_ref -
     S_perfect|.
@@ -144,23 +176,29 @@ def skill_summary_rows(evaluation: xr.Dataset, variable: str, model: str, metric
                        baselines: Sequence[str] = tuple(BASELINES)) -> list[dict]:
     """One row per lead hour: the averaged score of the model and of each of the ``baselines`` present in
     ``evaluation`` for every metric, and the skill of the model against each (columns ``<baseline>_<metric>`` and
-    ``baselines.skill_name(<baseline>, <metric>)``) computed from the averages."""
+    ``baselines.skill_name(<baseline>, <metric>)``) computed from the averages over the same forecasts (where a
+    baseline lacks some, ``<skill column>_forecasts`` says over how many)."""
     rows = []
-    for lead in evaluation["fcst_hour"].values:
+    for index, lead in enumerate(evaluation["fcst_hour"].values):
         row: dict = {"fcst_hour": int(lead)}
         for metric in metrics:
-            model_avg = evaluation.get(f"{variable}_{model}_{metric}_avg")
-            if model_avg is None:
+            model_score = f"{variable}_{model}_{metric}"
+            if f"{model_score}_avg" not in evaluation:
                 continue
-            row[f"{model}_{metric}"] = float(model_avg.sel(fcst_hour=lead))
+            row[f"{model}_{metric}"] = float(evaluation[f"{model_score}_avg"].sel(fcst_hour=lead))
             for baseline in baselines:
                 baseline_avg = evaluation.get(f"{variable}_{baseline}_{metric}_avg")
                 if baseline_avg is None:
                     continue
                 row[f"{baseline}_{metric}"] = float(baseline_avg.sel(fcst_hour=lead))
-                if perfect_scores.get(metric) is not None:
-                    row[skill_name(baseline, metric)] = float(skill_score(model_avg.sel(fcst_hour=lead),
-                                                                          baseline_avg.sel(fcst_hour=lead),
-                                                                          perfect_scores[metric]))
+                if perfect_scores.get(metric) is None:
+                    continue
+                model_avg = paired_model_scores(evaluation, model_score, baseline, "_avg")
+                row[skill_name(baseline, metric)] = float(skill_score(model_avg.sel(fcst_hour=lead),
+                                                                      baseline_avg.sel(fcst_hour=lead),
+                                                                      perfect_scores[metric]))
+                if paired_name(model_score, baseline) in evaluation:
+                    counts = evaluation[paired_name(model_score, baseline)].attrs["paired_forecasts"]
+                    row[f"{skill_name(baseline, metric)}_forecasts"] = int(np.atleast_1d(counts)[index])
         rows.append(row)
     return rows

@@ -27,6 +27,10 @@ from .bootstrap import number_of_blocks
 from .coastlines import find_coastline_file
 from .metrics import ACC, GRIDDED, METRICS, Conventions, check_conventions, check_metric_names, needs_climatology
 from .options import PostprocessOptions, check_options, open_evaluated_split
+from .results_io import made_from
+
+#: the options that change the forecasts and sample files (recorded with them: a change redoes them)
+FORECAST_OPTIONS = ("mode", "seed", "batch_size", "num_stochastic_samples", "sample_compression")
 
 if TYPE_CHECKING:  # the model's module imports TensorFlow, which open_job never needs
     from ..datasets.registry import Reader
@@ -50,6 +54,10 @@ class Era5Job:
     climatology: xr.DataArray | None
     #: the trained model (:func:`load_model`), None before
     model: VideoPredictionModel | None = None
+    #: what the outputs are made from (:func:`.results_io.made_from`)
+    inputs: dict = field(default_factory=dict)
+    #: ``(step reached, steps planned)`` of a training run stopped before its end, else None
+    unfinished: tuple[int, int] | None = None
     #: forecast members per window (1 for a deterministic model)
     members: int = 1
     warnings: list[str] = field(default_factory=list)
@@ -77,9 +85,29 @@ class Era5Job:
 
     @property
     def provenance(self) -> dict:
+        """The attributes of every netCDF output: what it was made from (and how far the run was trained)."""
         run = self.run
         return {"model": run.model_name, "variable": self.variable, "checkpoint": str(run.checkpoint_dir),
-                "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir)}
+                "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir),
+                "weights_sha256": self.inputs["weights_sha256"], "data_fingerprint": self.inputs["data_fingerprint"],
+                **unfinished_attributes(self.unfinished)}
+
+
+def unfinished_attributes(unfinished: tuple[int, int] | None) -> dict:
+    """The output attributes of a run trained ``(step reached, steps planned)`` (none for a finished run)."""
+    if unfinished is None:
+        return {}
+    return {"training_unfinished": f"stopped at step {unfinished[0]} of {unfinished[1]}",
+            "training_step_reached": unfinished[0], "training_steps_planned": unfinished[1]}
+
+
+def unfinished_warning(run: TrainedRun, unfinished: tuple[int, int] | None) -> str | None:
+    """The log warning for a training run stopped before its end (None for a finished run)."""
+    if unfinished is None:
+        return None
+    return (f"training run {run.run_dir} is unfinished: it stopped at step {unfinished[0]} of {unfinished[1]} "
+            f"planned; evaluating {run.checkpoint_dir.name} (step {run.step}): its scores are not those of the "
+            f"trained model")
 
 
 def resolve_metric_names(requested: Sequence[str] | None, climatology_file: str | None,
@@ -136,7 +164,7 @@ def _members_at_most(model_name: str, requested: int) -> int:
 def open_job(options: PostprocessOptions) -> Era5Job:
     """Validate everything but the model's weights (see the module docstring) without writing anything and without
     TensorFlow."""
-    from ..training.checkpoints import read_trained_run
+    from ..training.checkpoints import read_trained_run, training_progress
 
     setup_logging()  # console only until the results directory exists
     check_options(options)
@@ -157,7 +185,10 @@ def open_job(options: PostprocessOptions) -> Era5Job:
     number_of_blocks(dataset.num_windows, options.block_length)  # fail now, not after hours of forecasting
     if not options.lquick_evaluation:
         find_coastline_file(0.0)  # likewise a bad $AMBS_COASTLINES
-    return Era5Job(options, Path(options.results_dir), metric_names, run, dataset, variable, climatology)
+    results_dir = Path(options.results_dir)
+    inputs = made_from(results_dir, run, dataset, {name: getattr(options, name) for name in FORECAST_OPTIONS})
+    return Era5Job(options, results_dir, metric_names, run, dataset, variable, climatology, inputs=inputs,
+                   unfinished=training_progress(run.run_dir))
 
 
 def load_model(job: Era5Job) -> Era5Job:

@@ -46,8 +46,8 @@ import xarray as xr
 from ..data_preprocess.records import yyyymmddhh_to_datetime
 from ..utils.log import progress
 from .baselines import BASELINES, PERSISTENCE
-from .bootstrap import SEED, skill_summary_rows, summarize_metrics, write_table
-from .era5_job import Era5Job, load_model, open_job
+from .bootstrap import SEED, add_paired_scores, skill_summary_rows, summarize_metrics, write_table
+from .era5_job import Era5Job, load_model, open_job, unfinished_attributes, unfinished_warning
 from .evaluation import BatchConsumer, ScoreAccumulator
 from .figure_selection import helper_figures, layout_sample, plot_scores, quantile_labels
 from .helper import HelperProcess
@@ -71,8 +71,8 @@ def start_results(job: Era5Job) -> None:
         "options.json": {**asdict(options), "evaluation_metrics": job.metric_names,
                          "num_stochastic_samples_used": job.members, **job.provenance},
         "options_checkpoints.json": run.options, "model_hparams.json": run.hparams,
-        "data_split.json": run.datasplit})
-    for warning in job.warnings:
+        "data_split.json": run.datasplit}, job.inputs)
+    for warning in filter(None, [*job.warnings, unfinished_warning(run, job.unfinished)]):
         log.warning("%s", warning)
     log.info("postprocessing %s (%d windows of the %s split, %d member(s)) into %s", run.checkpoint_dir,
              job.dataset.num_windows, options.mode, job.members, job.results_dir)
@@ -188,13 +188,16 @@ def raw_scores(job: Era5Job, scores: ScoreAccumulator) -> xr.Dataset:
 def summarise(job: Era5Job, raw: xr.Dataset) -> xr.Dataset:
     """Bootstrap and averages of the ``raw`` scores (:func:`raw_scores`) → ``evaluation_metrics.nc``; the summary
     table of the scalar metrics and, for an ensemble, the rank histogram's table; return the evaluation dataset."""
-    result = summarize_metrics(raw, job.options.block_length, job.options.nboots, SEED)
-    write_netcdf(result, job.results_dir / EVALUATION_FILE)
     scalar = [name for name in job.metric_names if is_scalar(name)]
+    paired = add_paired_scores(raw, job.variable, job.run.model_name, scalar)
+    result = summarize_metrics(paired, job.options.block_length, job.options.nboots, SEED)
+    write_netcdf(result, job.results_dir / EVALUATION_FILE)
     perfect = {name: METRICS[name].perfect_score for name in scalar}
     rows = skill_summary_rows(result, job.variable, job.run.model_name, scalar, perfect)
-    write_table([{**row, "metric_conventions": job.options.metric_conventions} for row in rows],
-                job.results_dir / SUMMARY_STEM)
+    unfinished = unfinished_attributes(job.unfinished)
+    columns = {"metric_conventions": job.options.metric_conventions,
+               **({"training": unfinished["training_unfinished"]} if unfinished else {})}
+    write_table([{**row, **columns} for row in rows], job.results_dir / SUMMARY_STEM)
     histogram = result.get(f"{job.variable}_{job.run.model_name}_{RankHistogram.name}_avg")
     if histogram is not None:
         write_table(rank_histogram_rows(histogram), job.results_dir / RANK_HISTOGRAM_STEM)

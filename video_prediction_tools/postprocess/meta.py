@@ -29,7 +29,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -40,7 +40,7 @@ from ..utils.errors import UserError
 from ..utils.io import read_json, write_json
 from ..utils.log import setup_logging
 from .baselines import BASELINES, REFERENCE, skill_name
-from .bootstrap import skill_score, write_table
+from .bootstrap import paired_name, skill_score, write_table
 from .metrics import CONVENTIONS, DEFAULT_CONVENTIONS, METRICS, is_scalar
 from .plots import BAND_QUANTILES, metric_axis_label, plt, save_figure
 from .results_io import EVALUATION_FILE
@@ -69,6 +69,13 @@ class RunScores:
     colour: str
     #: the metric definitions the run was evaluated with (a ``CONVENTIONS`` name)
     conventions: str = DEFAULT_CONVENTIONS
+    #: baseline name → the model's scores ``[iboot, fcst_hour]`` on the forecasts that baseline has, where it
+    #: lacks some (``bootstrap.add_paired_scores``); a skill against it compares these
+    paired: dict[str, xr.DataArray] = field(default_factory=dict)
+
+    def compared_with(self, baseline: str) -> xr.DataArray:
+        """The model's scores to compare with ``baseline``'s: on the same forecasts."""
+        return self.paired.get(baseline, self.model)
 
 
 def load_meta_config(path: str | Path) -> dict:
@@ -106,7 +113,8 @@ def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: st
         model, variable = _run_identity(dataset, results_dir, metric)
         name = f"{variable}_{model}_{metric}"
         if f"{name}_bootstrapped" not in dataset:
-            available = sorted({n.split("_")[-2] for n in dataset.data_vars if n.endswith("_bootstrapped")})
+            available = sorted({n.split("_")[-2] for n in dataset.data_vars
+                                if n.endswith("_bootstrapped") and "_paired_" not in n})
             raise UserError(f"{path} has no bootstrapped metric {metric!r} for model {model} (variable "
                             f"{name}_bootstrapped missing); metrics present: {', '.join(available) or 'none'}")
         baselines = {baseline: dataset[f"{variable}_{baseline}_{metric}_bootstrapped"].load()
@@ -115,8 +123,10 @@ def load_run(label: str, results_dir: Path, metric: str, marker: str, colour: st
         conventions = dataset.attrs.get("metric_conventions", DEFAULT_CONVENTIONS)
         if conventions not in CONVENTIONS:
             raise UserError(f"{path}: unknown metric_conventions {conventions!r}; known: {', '.join(CONVENTIONS)}")
+        paired = {baseline: dataset[paired_name(name, baseline) + "_bootstrapped"].load() for baseline in baselines
+                  if paired_name(name, baseline) + "_bootstrapped" in dataset}
         return RunScores(label, results_dir, model, variable, dataset[f"{name}_bootstrapped"].load(),
-                         dataset[f"{name}_avg"].load(), baselines, marker, colour, conventions)
+                         dataset[f"{name}_avg"].load(), baselines, marker, colour, conventions, paired)
 
 
 def check_same_definition(runs: Sequence[RunScores], metric: str) -> None:
@@ -228,7 +238,7 @@ def skill_scores(runs: Sequence[RunScores], metric: str, out_dir: Path) -> dict[
     perfect = METRICS[metric].perfect_score
     skills = {}
     for baseline in BASELINES:
-        skills[baseline] = [skill_score(run.model, run.baselines[baseline], perfect)
+        skills[baseline] = [skill_score(run.compared_with(baseline), run.baselines[baseline], perfect)
                             if baseline in run.baselines else None for run in runs]
         having = [(run, skill) for run, skill in zip(runs, skills[baseline]) if skill is not None]
         if len(having) < len(runs):

@@ -37,7 +37,7 @@ from .baselines import COPY_LAST_FRAME, repeat_last_frame
 from .bootstrap import write_table
 from .metrics import METRICS_BY_EVALUATION, SEQUENCES, make_metrics
 from .options import PostprocessOptions, check_options, open_evaluated_split
-from .results_io import EVALUATION_FILE, SUMMARY_STEM, start_results_dir, write_netcdf
+from .results_io import EVALUATION_FILE, SUMMARY_STEM, made_from, start_results_dir, write_netcdf
 
 if TYPE_CHECKING:  # the reader and the model import TensorFlow, which validating the options never needs
     from ..datasets.moving_mnist import MovingMnist
@@ -89,6 +89,8 @@ class MnistJob:
     run: TrainedRun
     dataset: MovingMnist
     metric_names: list[str]
+    #: what the outputs are made from (:func:`.results_io.made_from`)
+    inputs: dict
 
     @property
     def products(self) -> list[str]:
@@ -99,6 +101,7 @@ class MnistJob:
         run = self.run
         return {"dataset": run.dataset, "model": run.model_name, "checkpoint": str(run.checkpoint_dir),
                 "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir),
+                "weights_sha256": self.inputs["weights_sha256"], "data_fingerprint": self.inputs["data_fingerprint"],
                 "intensity_scale": "byte value / 255", "baseline": f"{BASELINE}: the last context frame repeated"}
 
 
@@ -151,7 +154,9 @@ def open_mnist_job(options: PostprocessOptions) -> MnistJob:
     metric_names = check_mnist_metrics(options.evaluation_metrics)
     model, run = load_trained_model(options.checkpoint, options.input_dir)
     dataset = open_evaluated_split(run, options, SEQUENCES, "independent sequences")
-    return MnistJob(options, Path(options.results_dir), model, run, dataset, metric_names)
+    results_dir = Path(options.results_dir)
+    return MnistJob(options, results_dir, model, run, dataset, metric_names,
+                    made_from(results_dir, run, dataset, {"mode": options.mode}))
 
 
 def intensities(job: MnistJob, normalized: np.ndarray) -> np.ndarray:
@@ -208,7 +213,7 @@ def run_moving_mnist_postprocess(options: PostprocessOptions) -> Path:
     results_dir, model = job.results_dir, job.model
     start_results_dir(results_dir, {
         "options.json": {**asdict(options), "evaluation_metrics": job.metric_names, **job.provenance},
-        "model_hparams.json": job.run.hparams, "data_split.json": job.run.datasplit})
+        "model_hparams.json": job.run.hparams, "data_split.json": job.run.datasplit}, job.inputs)
     log.info("postprocessing %s (%d sequences of the %s split) into %s", job.run.checkpoint_dir,
              job.dataset.num_windows, options.mode, results_dir)
     context, frames = model.context_frames, model.forecast_frames

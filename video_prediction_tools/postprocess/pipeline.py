@@ -19,6 +19,7 @@ from typing import Callable
 from ..datasets.registry import get_dataset_class
 from ..training.checkpoints import read_trained_run
 from ..utils.errors import UserError
+from ..utils.locks import unlock_directory
 from . import forecast, moving_mnist
 from .options import PostprocessOptions
 
@@ -47,4 +48,7 @@ def run_postprocess(options: PostprocessOptions) -> Path:
     if evaluation not in PIPELINES:
         raise UserError(f"--checkpoint {options.checkpoint}: no postprocessing for runs on {dataset!r} "
                         f"(evaluation {evaluation!r}; known: {', '.join(PIPELINES)})")
-    return PIPELINES[evaluation](options)
+    try:
+        return PIPELINES[evaluation](options)
+    finally:  # the results directory was locked when it was started
+        unlock_directory(options.results_dir)

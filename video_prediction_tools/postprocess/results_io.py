@@ -9,28 +9,39 @@
   ``valid_time(fcst_hour)``; units on everything; uncompressed unless ``sample_compression`` is ``zlib``
   (:data:`SAMPLE_COMPRESSION`). The fields of the ``copy_last_frame`` baseline are ``<v>_in`` at ``in_hour`` 0
   at every lead, so they are not stored again;
-* ``postprocess.log`` and the JSON files of the run's provenance (:func:`start_results_dir`).
+* ``postprocess.log`` and the JSON files of the run's provenance (:func:`start_results_dir`);
+* ``results_provenance.json`` (:data:`PROVENANCE_FILE`, :func:`made_from`): what the outputs are made from (the
+  checkpoint, the SHA-256 of its weights, the fingerprint of the evaluated data, the options that change the
+  forecasts), also in the attributes of every netCDF output. A rerun whose inputs differ removes every output of
+  the directory before it writes any; every rerun removes the figures, the scores and the summary first (they are
+  all made again), so nothing in the directory was made from something else or is no longer asked for.
 
 Every file is written atomically.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..training.checkpoints import WEIGHTS_FILE
+from ..training.run_identity import input_fingerprint
+from ..utils import provenance
 from ..utils.io import atomic_path, remove_stale_temporaries, write_json
+from ..utils.locks import lock_directory
 from ..utils.log import setup_logging
+from .file_names import EVALUATION_FILE, LOG_FILE, PROVENANCE_FILE, SAMPLE_PATTERN, SUMMARY_STEM
 
-if TYPE_CHECKING:  # xarray only where a dataset is built: the runscript generator reads the file names here
+if TYPE_CHECKING:  # xarray only where a dataset is built
     import xarray as xr
 
+    from ..datasets.registry import Reader
+    from ..training.checkpoints import TrainedRun
+
 log = logging.getLogger("ambs")
-EVALUATION_FILE = "evaluation_metrics.nc"
-SUMMARY_STEM = "summary_metrics"
-LOG_FILE = "postprocess.log"
 COMPRESSION = {"zlib": True, "complevel": 5}
 #: ``--sample_compression`` of the per-sample files. ``none`` (default); ``zlib``: level 1 with shuffle (level 5,
 #: the original's, is 2 % smaller for 1.5x the time). Thousands of files are written by one thread beside the
@@ -54,12 +65,54 @@ def variable_attributes(name: str) -> dict:
     return {"long_name": long_name, "units": units}
 
 
-def start_results_dir(results_dir: Path, json_files: dict[str, Any]) -> None:
-    """Create ``results_dir`` (clearing the temporaries of an interrupted run), log into its ``postprocess.log``
-    and write the ``json_files`` (file name → content)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
+def _recorded(results_dir: Path) -> dict[str, Any]:
+    """The content of ``results_dir``'s :data:`PROVENANCE_FILE` (empty when absent or unreadable)."""
+    try:
+        record = json.loads((results_dir / PROVENANCE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def made_from(results_dir: Path, run: TrainedRun, dataset: Reader, options: dict[str, Any]) -> dict[str, Any]:
+    """What the outputs written into ``results_dir`` are made from: the checkpoint and the SHA-256 of its weights,
+    the fingerprint of the evaluated data (files and their descriptions), the ``options`` that change the outputs;
+    each file's digest is reused from the directory's record while the file is untouched."""
+    cached = _recorded(results_dir).get("file_digests", {})
+    weights = provenance.fingerprint(run.checkpoint_dir / WEIGHTS_FILE, cached.get("weights"))
+    data_fingerprint, data_files = input_fingerprint(dataset.input_files(), dataset.description_files(),
+                                                     cached.get("data", {}))
+    return {"checkpoint": str(run.checkpoint_dir), "checkpoint_step": run.step, "weights_sha256": weights["sha256"],
+            "data_fingerprint": data_fingerprint, **options,
+            "file_digests": {"weights": weights, "data": data_files}}
+
+
+def _clear_outputs(results_dir: Path, inputs: dict[str, Any]) -> None:
+    """Remove what a run is about to make again (scores, summary, figures) and, when the directory's outputs were
+    made from other ``inputs`` (:func:`made_from`) or from unknown ones, every sample file too."""
+    recorded = {key: value for key, value in _recorded(results_dir).items() if key != "file_digests"}
+    current = {key: value for key, value in inputs.items() if key != "file_digests"}
+    patterns = [EVALUATION_FILE, f"{SUMMARY_STEM}.*", "*.png"]
+    if recorded != current:
+        patterns.append(SAMPLE_PATTERN)
+        changed = sorted(key for key in current.keys() | recorded.keys() if recorded.get(key) != current.get(key))
+        if recorded or any(results_dir.glob(SAMPLE_PATTERN)):
+            log.warning("%s: outputs made from other inputs (%s differ) are removed and made again", results_dir,
+                        ", ".join(changed))
+    for pattern in patterns:
+        for path in results_dir.glob(pattern):
+            path.unlink()
+    write_json(results_dir / PROVENANCE_FILE, inputs)
+
+
+def start_results_dir(results_dir: Path, json_files: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Create and lock ``results_dir`` (a directory in use by another run is a UserError), clear the temporaries
+    of an interrupted run, log into its ``postprocess.log``, remove the outputs the run makes again or that were
+    made from other ``inputs`` (:func:`made_from`) and write the ``json_files`` (file name → content)."""
+    lock_directory(results_dir, "postprocessing")  # before the clean-up: another run's temporaries are live
     remove_stale_temporaries(results_dir)
     setup_logging(results_dir / LOG_FILE)
+    _clear_outputs(results_dir, inputs)
     for name, content in json_files.items():
         write_json(results_dir / name, content)
 

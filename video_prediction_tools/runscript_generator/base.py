@@ -172,6 +172,17 @@ def trained_runs(ctx: Context, dataset: str, usable_experiment=lambda name: True
     return trained
 
 
+def unfinished_runs_note(model_dir: Path, runs: list[str]) -> str:
+    """What the run question says of the ``runs`` of ``model_dir`` whose training stopped before its planned end
+    (postprocessing evaluates them, with a warning)."""
+    from ..training.checkpoints import training_progress
+
+    stopped = {run: training_progress(model_dir / run) for run in runs}
+    notes = [f"{run}: unfinished, trained to step {progress[0]} of {progress[1]}"
+             for run, progress in stopped.items() if progress]
+    return "; ".join(notes)
+
+
 def choose_trained_run(p, ctx: Context, trained: set[tuple[str, str, str]], experiment_question: str,
                        checkpoint_question: str) -> ChosenRun:
     """Ask for the experiment, model, run and checkpoint among ``trained`` (:func:`trained_runs`, not empty),
@@ -185,7 +196,9 @@ def choose_trained_run(p, ctx: Context, trained: set[tuple[str, str, str]], expe
     model = p.select("model", "Trained model:", sorted({t[1] for t in of_experiment}),
                      default=newest(of_experiment)[1])
     runs = sorted(t[2] for t in of_experiment if t[1] == model)
-    run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>):", runs, default=runs[-1])
+    unfinished = unfinished_runs_note(ctx.base_dir / "Models" / experiment / model, runs)
+    run = p.select("run", "Training run (<YYYYmmddTHHMMSS>_<USER>_<id>)" + (f" [{unfinished}]" if unfinished else "")
+                   + ":", runs, default=runs[-1])
     chosen = ChosenRun(ctx.base_dir, experiment, model, run, AUTO_CHECKPOINT)
     checkpoint = p.select("checkpoint", checkpoint_question, [AUTO_CHECKPOINT] + checks.checkpoints(chosen.run_dir),
                           default=AUTO_CHECKPOINT)

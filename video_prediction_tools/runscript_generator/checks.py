@@ -20,7 +20,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..postprocess.results_io import EVALUATION_FILE
+from ..postprocess.file_names import EVALUATION_FILE
 from ..utils.errors import UserError
 from ..utils.ranges import parse_int_ranges
 

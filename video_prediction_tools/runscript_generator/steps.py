@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..postprocess.results_io import EVALUATION_FILE
+from ..postprocess.file_names import EVALUATION_FILE
 from ..utils.errors import UserError
 from ..utils.settings import templates_dir
 from . import checks

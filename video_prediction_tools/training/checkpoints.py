@@ -70,6 +70,8 @@ class TrainerState:
     rng: dict[str, Any] = field(default_factory=dict)
     #: first step of each training session (process): its time includes tracing the training step
     sessions: list[int] = field(default_factory=list)
+    #: the steps the run is planned to train (0: unknown, a checkpoint written before it was recorded)
+    total_steps: int = 0
 
 
 @dataclass
@@ -211,6 +213,16 @@ def restore_checkpoint(checkpoint_dir: Path, model, optimizers: dict[str, Any]) 
 
 def read_state(checkpoint_dir: Path) -> TrainerState:
     return TrainerState(**read_json(checkpoint_dir / STATE_FILE, what="trainer state"))
+
+
+def training_progress(run_dir: str | os.PathLike) -> tuple[int, int] | None:
+    """``(step reached, steps planned)`` of a training run stopped before its planned end (its newest complete
+    checkpoint's state); None for a finished run, one without checkpoints or one whose plan was not recorded."""
+    newest = newest_checkpoint(run_dir)
+    if newest is None:
+        return None
+    state = read_state(newest)
+    return (state.step, state.total_steps) if 0 < state.total_steps and state.step < state.total_steps else None
 
 
 # --- best model ----------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from ..models.registry import build_model, resolve_hparams
 from ..utils.conventions import MAX_SEED
 from ..utils.errors import UserError
 from ..utils.io import read_json, remove_stale_temporaries, write_json
+from ..utils.locks import lock_directory, unlock_directory
 from ..utils.log import progress, setup_logging
 from . import checkpoints
 from .distribute import distribute_batch, make_strategy, padded_batch, worker_identity
@@ -388,7 +389,9 @@ def record_run(run: PreparedRun, splits: OpenedSplits) -> None:
                             file_digests, options.normalization_months)
     if not options.start_over:
         check_same_run(run.run_dir, identity)
-    # inputs are valid: from here on the run directory is written
+    # inputs are valid: from here on the run directory is written, by one run at a time
+    if run.is_chief:
+        lock_directory(run.run_dir, "training")
     if options.start_over and run.is_chief:
         clear_run_outputs(run.run_dir, keep=[path for path in (options.model_hparams_dict, options.datasplit_dict)
                                              if isinstance(path, str)])
@@ -459,12 +462,22 @@ def finish(run: PreparedRun, splits: OpenedSplits, model, state: checkpoints.Tra
 
 
 def train(options: TrainingOptions) -> dict[str, Any]:
-    """Train (or resume, or complete) one model; return the run summary also written to ``results.json``."""
+    """Train (or resume, or complete) one model; return the run summary also written to ``results.json``. The run
+    directory is locked (:func:`record_run`) until the run ends."""
     run = prepare_run(options)
+    try:
+        return _train(run)
+    finally:
+        unlock_directory(run.run_dir)
+
+
+def _train(run: PreparedRun) -> dict[str, Any]:
+    """:func:`train` of a prepared run."""
+    options = run.options
     splits = open_splits(run)
     record_run(run, splits)
     model, phases, optimizers, state = build_or_restore(run, splits)
-    total = splits.schedule.total_steps
+    total = state.total_steps = splits.schedule.total_steps  # saved with every checkpoint: an unfinished run shows
     if state.step >= total:
         log.info("%s: training already finished (step %d of %d); completing its end-of-run files", run.run_dir,
                  state.step, total)

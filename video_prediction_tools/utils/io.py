@@ -1,7 +1,9 @@
 """Atomic file writes and JSON helpers shared by every step.
 
 Every output is written to a temporary name in the destination directory and renamed into place, so a run killed
-at any point never leaves a file that a rerun would trust.
+at any point never leaves a file that a rerun would trust; a write that fails on a full disk (ENOSPC, or an HDF5 /
+netCDF error while the directory's file system is full) becomes one "disk full" :class:`UserError` naming it, its
+temporary file removed.
 
 Example::
 
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import UserError
+from .errors import UserError, disk_full_error, note_output_directory
 
 PathLike = str | os.PathLike
 
@@ -42,6 +44,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    note_output_directory(path.parent)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -50,8 +53,11 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         # mkstemp makes the file private (0600); outputs get the usual permissions, as `open` would give them
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, path.parent)  # before the temporary file is removed: then the disk is not full
         tmp.unlink(missing_ok=True)
+        if full is not None:
+            raise full from None
         raise
 
 
@@ -63,6 +69,7 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    note_output_directory(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
@@ -74,9 +81,18 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = _disk_full(err, path.parent)
         shutil.rmtree(tmp, ignore_errors=True)
+        if full is not None:
+            raise full from None
         raise
+
+
+def _disk_full(err: BaseException, directory: Path) -> UserError | None:
+    """The "disk full" :class:`UserError` of a write into ``directory`` that failed with ``err`` (an ENOSPC, or an
+    HDF5/netCDF error on a full file system), None for any other failure."""
+    return disk_full_error(err, [directory]) if isinstance(err, Exception) else None
 
 
 def check_writable_directory(path: PathLike, what: str) -> None:
