@@ -71,12 +71,12 @@ def venv(tmp_path, data):
 
 
 def test_extract_answers(tmp_path, venv, data):
-    script = generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 3})
+    script = generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 1})
     assert script.name == "data_extraction_era5.sh"
     assert variable_line(script, "SOURCE_DIR") == str(data["grib"])
     assert variable_line(script, "TARGET_DIR") == str(data["base"] / "ExtractedData")
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(1 2)"
-    assert "mpiexec -n 3 python" in script.read_text()
+    assert "mpiexec -n 1 python" in script.read_text()
     varmap = Path(variable_line(script, "VARMAP_FILE"))
     assert json.loads(varmap.read_text()) == VARMAPPING
     saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
@@ -643,17 +643,25 @@ def test_slurm_forms_are_checked(tmp_path, data):
     assert "#SBATCH --mail-type=END,FAIL" in script.read_text()
 
 
-def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
-    """Step 2's window length is checked against the longest month step 1 finished (February 2017: 672 hours);
-    more MPI processes than months is a warning."""
+def test_window_length_and_mpi_processes_against_the_data(tmp_path):
+    """Step 2's window length is checked against the hours of the months step 1 wrote (four days of February 2017:
+    96 hours, not the calendar's 672); more MPI processes than months to share out are refused."""
     data = make_base(tmp_path)
+    hours = np.arange(np.datetime64("2017-02-01T00"), np.datetime64("2017-02-05T00"), np.timedelta64(1, "h"))
     (data["experiment"] / "2017").mkdir()
-    (data["experiment"] / "2017" / "stat_02.json").write_text("{}")
+    xr.Dataset({"X": (("time",), np.zeros(len(hours), np.float32))}, coords={"time": hours}).to_netcdf(
+        data["experiment"] / "2017" / "X_02.nc")
     venv = make_venv(tmp_path, data["base"])
-    with pytest.raises(UserError, match="'sequence_length'.*must be in 2..672, got 700"):
-        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
-    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
-    assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"'sequence_length' \(Window length .*the longest month step 1 wrote holds "
+                                        r"96 hours\)\): sequence length must be in 2..96, got 100"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 100})
+    with pytest.raises(UserError, match=r"'mpi_processes' .*1 month\(s\) to share out\)\): number of MPI processes "
+                                        r"\(one per month at most\) must be in 1..1, got 2"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 96, "mpi_processes": 2})
+    with pytest.raises(UserError, match=r"must be in 1..2, got 5"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
+    with pytest.raises(UserError, match=r"must be in 1..2, got 1000000000"):
+        generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 10**9})
 
 
 def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, venv, data, capsys):
@@ -665,8 +673,8 @@ def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, 
         generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "sw_corner": "20, 0.3"})
     with pytest.raises(UserError, match=r"'nyx' \(Grid points .* at most 16, 23 from this corner"):
         generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "nyx": "8, 30"})
-    cores = len(os.sched_getaffinity(0))
-    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": cores + 1})
+    cores = len(os.sched_getaffinity(0))  # step 2 of an experiment whose months step 1 has not written: no bound
+    generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "mpi_processes": cores + 1})
     assert f"Warning: {cores + 1} MPI processes on {cores} cores here" in capsys.readouterr().err
     generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "num_stochastic_samples": 3})
     assert "Warning: convLSTM is deterministic; its 3 samples per forecast will all be the same" in \

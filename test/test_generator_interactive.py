@@ -61,12 +61,12 @@ def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
             + ENTER                      # years: default = years found (2017)
             + ENTER                      # months: default = months found (1,2)
             + DOWN + ENTER               # variable mapping: edit (not "use as is")
-            + typed("3"))                # MPI processes
+            + typed("1"))                # MPI processes
     assert run_wizard(tmp_path, venv, keys) == 0
     script = only_runscript(tmp_path)
     assert script.name == "data_extraction_era5.sh"
     assert variable_line(script, "MONTHS") == "(1 2)" and variable_line(script, "YEARS") == "(2017)"
-    assert "mpiexec -n 3 python" in script.read_text()
+    assert "mpiexec -n 1 python" in script.read_text()
     assert json.loads(Path(variable_line(script, "VARMAP_FILE")).read_text()) == VARMAPPING
     assert_clean_shell(script)
 
