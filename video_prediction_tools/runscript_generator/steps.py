@@ -583,7 +583,7 @@ class MetaPostprocess(Step):
             if not skill:
                 return False
             if not p.interactive:
-                raise UserError(f"enable_skill_scores: {refusal}")
+                raise UserError(f"answers file: 'enable_skill_scores': {refusal}")
             p.info(f"Refused: {refusal}.", wrap=True)
 
 
