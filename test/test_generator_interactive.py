@@ -194,9 +194,11 @@ def test_hpc_settings_customised(tmp_path, data):
             + typed("2")                   # ntasks
             + ENTER                        # cpus per task
             + typed("soon") + typed("00:10:00")   # time: rejected, then accepted
-            + ENTER + typed("me@example.org") + ENTER + ENTER + typed("--exclusive"))
+            + ENTER + typed("me@example.org") + ENTER + ENTER + typed("--exclusive")
+            + typed("module load Stages/2024; module load CUDA"))   # job set-up lines
     assert run_wizard(tmp_path, venv, keys, "--step", "preprocess2") == 0
     text = only_runscript(tmp_path).read_text()
+    assert text.index("\nmodule load Stages/2024\nmodule load CUDA\n") < text.index("RUN_PYTHON=(srun")
     for line in ("#SBATCH --account=proj", "#SBATCH --ntasks=2", "#SBATCH --time=00:10:00",
                  "#SBATCH --mail-user=me@example.org", "#SBATCH --exclusive"):
         assert line in text
@@ -460,7 +462,8 @@ def test_back_asks_the_previous_question_again(tmp_path, venv, data):
     assert variable_line(script, "MONTHS") == "(1)" and variable_line(script, "VARIABLES") == "(t_850)"
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "NYX") == "(4 5)"
     saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
-    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "2"
+    # one month: one MPI process offered (a second would have no month)
+    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "1"
 
 
 def generator_on_terminal(venv, runscripts: Path, *options: str, rows: int = 50, columns: int = 160) -> Terminal:
