@@ -378,7 +378,7 @@ def test_slurm_values_are_validated(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
     for change, fragment in (({"time": "tomorrow"}, "time"), ({"account": "a b"}, "account"),
                              ({"extra": ["--x; rm -rf /"]}, "extra"), ({"ntasks": 0}, "ntasks"),
-                             ({"profile": "nowhere"}, "profile")):
+                             ({"ntasks": 10**9}, r"ntasks.*in 1\.\.1932"), ({"profile": "nowhere"}, "profile")):
         answers = {**answers_for("preprocess2", data), "slurm": change}
         with pytest.raises(UserError, match=fragment):
             generate(tmp_path, venv, "preprocess2", answers)

@@ -202,10 +202,10 @@ class InteractivePrompter:
             raise UserError(f"nothing to choose for: {message}")
         back = [questionary.Separator(), BACK_CHOICE] if self.history else []
         default = default if default in choices else choices[0]
+        hint = self._hint("arrow keys, Enter")
         answer = self._ask_with_help(
-            lambda: questionary.select(self._fit(message, self._hint("arrow keys, Enter"), len(default)),
-                                       choices=[*choices, *back], default=default,
-                                       instruction=self._hint("arrow keys, Enter"), **self.io),
+            lambda: questionary.select(self._fit(message, hint, len(default)), choices=[*choices, *back],
+                                       default=default, instruction=hint, **self.io),
             f"{guidance or message}\nChoices: {', '.join(choices)} (offered: {default}). Arrow keys move, Enter "
             f"chooses{'; ' + BACK_CHOICE + ' or Ctrl-B: the previous question' if back else ''}.")
         if answer == BACK_CHOICE:
@@ -223,9 +223,10 @@ class InteractivePrompter:
         # an empty answer is refused here, not by questionary's validation: its message is drawn in a toolbar
         # that prompt_toolkit shows only where the terminal answers cursor-position requests (see _terminal_output)
         while True:
+            hint = self._hint("space: tick, a: all, i: invert, Enter")
             answer = self._ask_with_help(lambda: questionary.checkbox(
-                self._fit(message, self._hint("space: tick, a: all, i: invert, Enter")), choices=[questionary.Choice(choice, checked=choice in default) for choice in choices],
-                instruction=self._hint("space: tick, a: all, i: invert, Enter"), **self.io),
+                self._fit(message, hint), instruction=hint, **self.io,
+                choices=[questionary.Choice(choice, checked=choice in default) for choice in choices]),
                 f"{message}\nChoices: {', '.join(choices)}. Arrow keys move, space ticks or unticks, a ticks all, "
                 f"i inverts, Enter takes the ticked ones (at least one).")
             if answer:
@@ -242,11 +243,10 @@ class InteractivePrompter:
 
         # auto_enter off: 'y' alone would answer at once, and the Enter a user types after it reach the next
         # question or, after the last one, the shell
+        hint = self._hint("y/n, Enter; Enter alone: " + ("yes" if default else "no")) + " "
         answer = self._ask_with_help(
-            lambda: questionary.confirm(self._fit(message, self._hint("y/n, Enter; Enter alone: no ")),
-                                        default=default, auto_enter=False, **self.io,
-                                        instruction=self._hint("y/n, Enter; Enter alone: " +
-                                                               ("yes" if default else "no")) + " "),
+            lambda: questionary.confirm(self._fit(message, hint), default=default, auto_enter=False,
+                                        instruction=hint, **self.io),
             f"{guidance or message}\nType y or n and press Enter; Enter alone answers "
             f"{'yes' if default else 'no'}.")
         set_answer(self.answers, key, answer)

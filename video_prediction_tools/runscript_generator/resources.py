@@ -9,6 +9,7 @@ Example (answers-file form)::
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from . import checks
@@ -16,15 +17,15 @@ from .base import Context, Step
 from .profiles import SLURM_KEYS, known_profiles, slurm_defaults
 from .prompter import Parser, as_text
 
-#: the most MPI processes accepted while the months of work are not known yet (chain mode): the months of ERA5
-#: years the generator accepts
+#: the most MPI processes (or SLURM tasks) accepted where the months of work are not known (chain mode, SLURM
+#: profiles): the months of the ERA5 years the generator accepts
 MAX_MPI_PROCESSES = (checks.LAST_YEAR - checks.FIRST_ERA5_YEAR + 1) * 12
 
 _SLURM_PARSERS: dict[str, Parser] = {
     "account": lambda t: checks.slurm_word(t, "account"),
     "partition": lambda t: checks.slurm_word(t, "partition"),
     "nodes": lambda t: checks.parse_int(t, "SLURM nodes", 1),
-    "ntasks": lambda t: checks.parse_int(t, "SLURM ntasks", 1),
+    "ntasks": lambda t: checks.parse_int(t, "SLURM ntasks", 1, MAX_MPI_PROCESSES),
     "cpus_per_task": lambda t: checks.parse_int(t, "SLURM cpus-per-task", 1),
     "time": checks.slurm_time,
     "gpus": lambda t: checks.parse_int(t, "GPUs per node", 0),
@@ -70,14 +71,12 @@ def ask_slurm(p, ctx: Context, step: Step) -> dict[str, Any]:
 def cpu_only_tensorflow(venv_dir) -> bool:
     """Whether the venv holds the CPU-only TensorFlow package (``tensorflow-cpu``, the extra ``[cpu]``); a
     container's TensorFlow is not in the venv."""
-    from pathlib import Path
-
     return next(Path(venv_dir).glob("lib/python*/site-packages/tensorflow_cpu-*.dist-info"), None) is not None
 
 
 def ask_resources(p, ctx: Context, step: Step, result) -> dict[str, Any]:
     """SLURM settings, or the MPI processes of a step without SLURM: at most one per month of work (a process
-    without a month only fails), a warning when there are more than cores here."""
+    without a month has nothing to do), a warning when there are more than cores here."""
     if ctx.hpc:
         return {"slurm": ask_slurm(p, ctx, step), "nprocs": 1}
     nprocs = 1
