@@ -204,7 +204,7 @@ class InteractivePrompter:
         default = default if default in choices else choices[0]
         hint = self._hint("arrow keys, Enter")
         answer = self._ask_with_help(
-            lambda: questionary.select(self._fit(message, hint, len(default)), choices=[*choices, *back],
+            lambda: questionary.select(self._fit(message, hint), choices=[*choices, *back],
                                        default=default, instruction=hint, **self.io),
             f"{guidance or message}\nChoices: {', '.join(choices)} (offered: {default}). Arrow keys move, Enter "
             f"chooses{'; ' + BACK_CHOICE + ' or Ctrl-B: the previous question' if back else ''}.")
@@ -328,8 +328,9 @@ class InteractivePrompter:
 
     def _fit(self, message: str, instruction: str = "", answer: int = 0) -> str:
         """``message`` broken between words to the terminal width (the terminal breaks a line where it ends, inside
-        a word), after the question's ``? `` mark; when the ``instruction`` and ``answer`` characters after it do not
-        fit on its last line, they begin the next one."""
+        a word), after the question's ``? `` mark; when the ``instruction`` and ``answer`` characters typed after it
+        (a text question's; a menu's choice replaces its instruction) do not fit on its last line, they begin the
+        next one."""
         width = max(20, self._columns() - 1)
         lines = [_fill(line, width, first=2) for line in message.splitlines() or [""]]
         last = lines[-1].rsplit("\n", 1)[-1]
