@@ -5,8 +5,9 @@ strings), lists through ``qlist``, so paths and ids holding blanks, quotes, ``$(
 (the one exception: the SLURM job set-up lines, shell the user wrote to run as written, each checked by
 ``bash -n``); values written into comments go through ``oneline`` (a line break would end the comment), paths
 there through ``qline`` (also quoted, so that a path copied from a comment runs no ``$(...)``). Undefined
-template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically, what was written is removed
-again when a later file fails, and an existing runscript is never replaced unless asked.
+template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically,
+what was written is removed again when a later file fails, and an existing runscript is never replaced unless
+asked.
 
 Example::
 
