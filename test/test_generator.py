@@ -71,12 +71,12 @@ def venv(tmp_path, data):
 
 
 def test_extract_answers(tmp_path, venv, data):
-    script = generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 3})
+    script = generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 1})
     assert script.name == "data_extraction_era5.sh"
     assert variable_line(script, "SOURCE_DIR") == str(data["grib"])
     assert variable_line(script, "TARGET_DIR") == str(data["base"] / "ExtractedData")
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "MONTHS") == "(1 2)"
-    assert "mpiexec -n 3 python" in script.read_text()
+    assert "mpiexec -n 1 python" in script.read_text()
     varmap = Path(variable_line(script, "VARMAP_FILE"))
     assert json.loads(varmap.read_text()) == VARMAPPING
     saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
@@ -228,6 +228,14 @@ REJECTIONS = [
     ("train", {"hparams": {"loss_fun": "bogus"}}, "hparams", "one of mse, cross_entropy"),
     ("train", {"hparams": {"context_frames": 24}}, "hparams", "smaller than sequence_length (24)"),
     ("train", {"hparams": {"lr": "fast"}}, "hparams", "'lr' of model convLSTM must be a number"),
+    # the training split (January) is one gap-free block of 72 hours: 72 - 24 + 1 = 49 windows of 24
+    ("train", {"hparams": {"sequence_length": 97}}, "hparams", "sequence_length 97: no window that long fits into a "
+                                                               "gap-free block of the training split (the longest "
+                                                               "holds 72 frames)"),
+    ("train", {"hparams": {"batch_size": 100000}}, "hparams", "batch_size 100000: the training split holds 49 "
+                                                              "windows of 24 frames, so at most 49"),
+    ("train", {"hparams": {"max_epochs": 10**9}}, "hparams", "max_epochs 1000000000: 1000000000 x 12 steps an epoch "
+                                                             "exceeds 10000000 training steps; at most 833333 epochs"),
     ("postprocess", {"run": "20990101T000000_x_none"}, "run", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_99"}, "checkpoint", "not one of"),
     ("postprocess", {"checkpoint": "checkpoint_15"}, "checkpoint", "not one of"),    # incomplete
@@ -370,7 +378,7 @@ def test_slurm_values_are_validated(tmp_path, data):
     venv = make_venv(tmp_path, data["base"], hpc=True)
     for change, fragment in (({"time": "tomorrow"}, "time"), ({"account": "a b"}, "account"),
                              ({"extra": ["--x; rm -rf /"]}, "extra"), ({"ntasks": 0}, "ntasks"),
-                             ({"profile": "nowhere"}, "profile")):
+                             ({"ntasks": 10**9}, r"ntasks.*in 1\.\.1932"), ({"profile": "nowhere"}, "profile")):
         answers = {**answers_for("preprocess2", data), "slurm": change}
         with pytest.raises(UserError, match=fragment):
             generate(tmp_path, venv, "preprocess2", answers)
@@ -608,6 +616,10 @@ def test_meta_metrics_and_skill_default_follow_the_runs(tmp_path, data):
         generate(tmp_path, venv, "meta_postprocess", {"runs": runs, "metric": "rmse", "exp_id": "x"})
     script = generate(tmp_path, venv, "meta_postprocess", {"runs": runs, "metric": "mse", "exp_id": "x"})
     assert "--enable_skill_scores)" not in script.read_text()      # default off without persistence scores
+    with pytest.raises(UserError, match="'enable_skill_scores'.*skill scores need the persistence scores of every "
+                                        "chosen run"):
+        generate(tmp_path, venv, "meta_postprocess", {"runs": runs, "metric": "mse", "exp_id": "y",
+                                                      "enable_skill_scores": True})
 
 
 def test_answers_file_rules(tmp_path, venv, data):
@@ -643,17 +655,25 @@ def test_slurm_forms_are_checked(tmp_path, data):
     assert "#SBATCH --mail-type=END,FAIL" in script.read_text()
 
 
-def test_window_length_and_mpi_processes_against_the_data(tmp_path, capsys):
-    """Step 2's window length is checked against the longest month step 1 finished (February 2017: 672 hours);
-    more MPI processes than months is a warning."""
+def test_window_length_and_mpi_processes_against_the_data(tmp_path):
+    """Step 2's window length is checked against the hours of the months step 1 wrote (four days of February 2017:
+    96 hours, not the calendar's 672); more MPI processes than months to share out are refused."""
     data = make_base(tmp_path)
+    hours = np.arange(np.datetime64("2017-02-01T00"), np.datetime64("2017-02-05T00"), np.timedelta64(1, "h"))
     (data["experiment"] / "2017").mkdir()
-    (data["experiment"] / "2017" / "stat_02.json").write_text("{}")
+    xr.Dataset({"X": (("time",), np.zeros(len(hours), np.float32))}, coords={"time": hours}).to_netcdf(
+        data["experiment"] / "2017" / "X_02.nc")
     venv = make_venv(tmp_path, data["base"])
-    with pytest.raises(UserError, match="'sequence_length'.*must be in 2..672, got 700"):
-        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 700})
-    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
-    assert "Warning: 5 MPI processes for 2 month(s); 3 will have no month." in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"'sequence_length' \(Window length .*the longest month step 1 wrote holds "
+                                        r"96 hours\)\): sequence length must be in 2..96, got 100"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 100})
+    with pytest.raises(UserError, match=r"'mpi_processes' .*1 month\(s\) to share out\)\): number of MPI processes "
+                                        r"\(one per month at most\) must be in 1..1, got 2"):
+        generate(tmp_path, venv, "preprocess2", {"experiment": EXPNAME, "sequence_length": 96, "mpi_processes": 2})
+    with pytest.raises(UserError, match=r"must be in 1..2, got 5"):
+        generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": 5})
+    with pytest.raises(UserError, match=r"must be in 1..2, got 1000000000"):
+        generate(tmp_path, venv, "extract", {**answers_for("extract", data), "mpi_processes": 10**9})
 
 
 def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, venv, data, capsys):
@@ -665,8 +685,8 @@ def test_domain_questions_state_the_grid_and_warnings_name_the_limits(tmp_path, 
         generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "sw_corner": "20, 0.3"})
     with pytest.raises(UserError, match=r"'nyx' \(Grid points .* at most 16, 23 from this corner"):
         generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "nyx": "8, 30"})
-    cores = len(os.sched_getaffinity(0))
-    generate(tmp_path, venv, "preprocess1", {**answers_for("preprocess1", data), "mpi_processes": cores + 1})
+    cores = len(os.sched_getaffinity(0))  # step 2 of an experiment whose months step 1 has not written: no bound
+    generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "mpi_processes": cores + 1})
     assert f"Warning: {cores + 1} MPI processes on {cores} cores here" in capsys.readouterr().err
     generate(tmp_path, venv, "postprocess", {**answers_for("postprocess", data), "num_stochastic_samples": 3})
     assert "Warning: convLSTM is deterministic; its 3 samples per forecast will all be the same" in \
@@ -767,3 +787,71 @@ def test_a_renamed_runscript_takes_its_json_files_along(tmp_path):
     assert result.runscript_name == "train_model_era5_x_2.sh"
     assert result.variables == {"datasplit_file": moved_split, "seed": 7}
     assert result.json_files == {moved_split: DATASPLIT}
+
+
+def test_hpc_job_setup_lines_come_before_the_venv_and_srun(tmp_path, data):
+    """Job set-up lines (``module load``) of the answers (or the site profile) are written into the SLURM runscript
+    before the venv is activated and before the first srun, and pass bash -n and shellcheck; a line bash cannot
+    parse, or an #SBATCH line, is refused at its question."""
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    setup = ["module --force purge", "module load Stages/2024 GCC CUDA"]
+    script = generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"setup": setup}})
+    text = script.read_text()
+    assert text.index(setup[0]) < text.index(setup[1]) < text.index('source "$VENV_DIR/bin/activate"') \
+        < text.index("RUN_PYTHON=(srun")
+    assert_clean_shell(script)
+    saved = yaml.safe_load(Path(f"{script}.answers.yaml").read_text())
+    assert saved["slurm"]["setup"] == "; ".join(setup)
+    for wrong, fragment in (("if then", "bash cannot parse them"), ("#SBATCH --exclusive", "go into 'extra'")):
+        with pytest.raises(UserError, match=f"'slurm.setup'.*{fragment}"):
+            generate(tmp_path, venv, "preprocess2", {**answers_for("preprocess2", data), "slurm": {"setup": [wrong]}})
+
+
+def test_gpus_for_a_venv_with_cpu_only_tensorflow_are_warned_about(tmp_path, data, capsys):
+    """A GPU requested for a venv whose TensorFlow is tensorflow-cpu (create_env.sh installs it where it sees no
+    GPU, e.g. on a login node) is a warning that says how to install the GPU build; a venv without it is not."""
+    venv = make_venv(tmp_path, data["base"], hpc=True)
+    answers = {**answers_for("train", data), "slurm": {"gpus": 1}}
+    generate(tmp_path, venv, "train", {**answers, "exp_id": "gpu"})
+    assert "tensorflow-cpu" not in capsys.readouterr().err
+    (venv / "lib" / "python3.12" / "site-packages" / "tensorflow_cpu-2.21.0.dist-info").mkdir(parents=True)
+    generate(tmp_path, venv, "train", {**answers, "exp_id": "gpu2"})
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"Warning: 1 GPU(s) requested, but the venv {venv} holds tensorflow-cpu" in err
+    assert "pip install -e" in err and "[cuda]" in err
+    generate(tmp_path, venv, "train", {**answers, "exp_id": "cpu", "slurm": {"gpus": 0}})
+    assert "tensorflow-cpu" not in capsys.readouterr().err
+
+
+def test_postprocess_runscripts_create_no_results_directory_before_their_checks(tmp_path, venv, data):
+    """The postprocessing creates its results directory itself once its checks passed; a runscript that fails a
+    check (no trained model) leaves none behind."""
+    script = generate(tmp_path, venv, "postprocess", answers_for("postprocess", data))
+    assert "mkdir" not in script.read_text()
+
+
+@pytest.mark.slow
+def test_an_unknown_hyper_parameter_key_is_refused_without_tensorflow_in_the_wizard(tmp_path, data):
+    """A key the template does not list is checked against the model's own defaults in a child process: the
+    wizard's process imports no TensorFlow and prints none of its start-up lines (absl, oneDNN); a key the model
+    has but the template does not list is taken."""
+    venv = make_venv(tmp_path, data["base"])
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump({"step": "train", **answers_for("train", data, "good"),
+                                    "model": "savp", "hparams": {"kl_anneal": "linear"}}))
+    bad.write_text(yaml.safe_dump({"step": "train", **answers_for("train", data, "bad"),
+                                   "hparams": {"no_such_key": 1}}))
+    script = ("import sys\nfrom video_prediction_tools.runscript_generator import wizard\n"
+              "from video_prediction_tools.utils.errors import UserError\n"
+              "common = ['--venv_path', sys.argv[1], '--runscript_dir', sys.argv[2], '--dry-run']\n"
+              "assert wizard.main([*common, '--answers', sys.argv[3]]) == 0\n"
+              "try:\n    wizard.main([*common, '--answers', sys.argv[4]])\nexcept UserError as err:\n"
+              "    print('REFUSED', err)\n"
+              "print('TENSORFLOW', sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))\n")
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([PYTHON, "-c", script, str(venv), str(tmp_path / "rs"), str(good), str(bad)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "unknown hyper-parameter 'no_such_key' for model convLSTM" in result.stdout
+    assert "TENSORFLOW []" in result.stdout
+    assert "oneDNN" not in result.stderr and "absl" not in result.stderr, result.stderr

@@ -61,12 +61,12 @@ def test_step_chosen_from_list_and_extract(tmp_path, venv, data, editor):
             + ENTER                      # years: default = years found (2017)
             + ENTER                      # months: default = months found (1,2)
             + DOWN + ENTER               # variable mapping: edit (not "use as is")
-            + typed("3"))                # MPI processes
+            + typed("1"))                # MPI processes
     assert run_wizard(tmp_path, venv, keys) == 0
     script = only_runscript(tmp_path)
     assert script.name == "data_extraction_era5.sh"
     assert variable_line(script, "MONTHS") == "(1 2)" and variable_line(script, "YEARS") == "(2017)"
-    assert "mpiexec -n 3 python" in script.read_text()
+    assert "mpiexec -n 1 python" in script.read_text()
     assert json.loads(Path(variable_line(script, "VARMAP_FILE")).read_text()) == VARMAPPING
     assert_clean_shell(script)
 
@@ -194,9 +194,11 @@ def test_hpc_settings_customised(tmp_path, data):
             + typed("2")                   # ntasks
             + ENTER                        # cpus per task
             + typed("soon") + typed("00:10:00")   # time: rejected, then accepted
-            + ENTER + typed("me@example.org") + ENTER + ENTER + typed("--exclusive"))
+            + ENTER + typed("me@example.org") + ENTER + ENTER + typed("--exclusive")
+            + typed("module load Stages/2024; module load CUDA"))   # job set-up lines
     assert run_wizard(tmp_path, venv, keys, "--step", "preprocess2") == 0
     text = only_runscript(tmp_path).read_text()
+    assert text.index("\nmodule load Stages/2024\nmodule load CUDA\n") < text.index("RUN_PYTHON=(srun")
     for line in ("#SBATCH --account=proj", "#SBATCH --ntasks=2", "#SBATCH --time=00:10:00",
                  "#SBATCH --mail-user=me@example.org", "#SBATCH --exclusive"):
         assert line in text
@@ -460,7 +462,8 @@ def test_back_asks_the_previous_question_again(tmp_path, venv, data):
     assert variable_line(script, "MONTHS") == "(1)" and variable_line(script, "VARIABLES") == "(t_850)"
     assert variable_line(script, "YEARS") == "(2017)" and variable_line(script, "NYX") == "(4 5)"
     saved = yaml.safe_load(script.with_name(script.name + ".answers.yaml").read_text())
-    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "2"
+    # one month: one MPI process offered (a second would have no month)
+    assert saved["months"] == "1" and saved["nyx"] == "4, 5" and saved["mpi_processes"] == "1"
 
 
 def generator_on_terminal(venv, runscripts: Path, *options: str, rows: int = 50, columns: int = 160) -> Terminal:
@@ -625,3 +628,46 @@ def test_a_container_venv_is_launched_inside_its_container(tmp_path, data):
     assert result.returncode == 0 and "--venv_path" in result.stdout, result.stderr
     args = (tmp_path / "runtime_args").read_text().split()
     assert args[:4] == ["exec", str(image), str(venv / "bin" / "python"), str(launcher)]
+
+
+def test_enter_with_no_run_ticked_says_so_and_asks_again(tmp_path, venv, data):
+    """Enter with every run unticked at the meta-postprocessing's tick list says that one is needed and asks again
+    (it did nothing, silently)."""
+    terminal = generator_on_terminal(venv, tmp_path / "runscripts", "--step", "meta_postprocess")
+    terminal.answer("Runs to compare", "i")        # every run unticked
+    time.sleep(0.3)
+    terminal.type(ENTER)
+    terminal.expect("Nothing ticked: choose at least one (space ticks one, a ticks all), then Enter.")
+    terminal.answer("Runs to compare", SPACE + ENTER)   # asked again, as offered: the first run unticked
+    terminal.answer("Metric to compare")
+    terminal.answer("Id of this comparison")
+    terminal.answer("Plot skill scores")
+    terminal.answer("Also plot the persistence curves")
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    config = json.loads(Path(variable_line(only_runscript(tmp_path), "ANALYSIS_CONFIG")).read_text())
+    assert [Path(p).name for p in config["results"].values()] == [RUN2]
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_long_lines_break_between_words(tmp_path, venv, data, columns):
+    """At 80 and 160 columns no line of the dialogue (questions, notes, guidance, reasons for a rejection) is cut
+    inside a word by the terminal: every screen line is at most the width and ends at a word's end."""
+    terminal = generator_on_terminal(venv, tmp_path / "runscripts", "--step", "preprocess1", rows=40,
+                                     columns=columns)
+    for question in ("Directory of the extracted netCDF files", "Years to preprocess", "Months to preprocess",
+                     "Variables (channels"):
+        terminal.answer(question)
+    terminal.answer("SW corner of the domain", typed("help"))
+    terminal.answer("SW corner of the domain", typed("43.5, 0.3"))
+    terminal.answer("Grid points of the domain", typed("800, 3000"))
+    terminal.shown_for(2.0)
+    terminal.type(typed("8, 12"))
+    terminal.answer("Number of MPI processes")
+    assert terminal.finish() == 0, terminal.screen[-3000:]
+    # a typed answer (a long path) may run on as typed; the dialogue's own words may not
+    lines = [line for line in displayed(terminal.raw) if "/tmp" not in line]
+    cut = [(line, following) for line, following in zip(lines, lines[1:])
+           if len(line) >= columns - 1 and re.search(r"[A-Za-z]$", line) and re.match(r"[A-Za-z]", following)]
+    assert not cut, "\n".join(f"{a!r} / {b!r}" for a, b in cut)
+    assert not [line for line in lines if len(line) > columns]
+    assert "The extracted grid: lat 43.5 to 48" in "".join(lines)  # the guidance was shown

@@ -80,6 +80,8 @@ class StepResult:
     json_files: dict[Path, Any] = field(default_factory=dict)
     #: values computed from the answers, saved under ``derived`` in the answers file (for later steps)
     derived: dict[str, Any] = field(default_factory=dict)
+    #: the months a step running over months (``Step.mpi``) shares out among its processes (None: not known yet)
+    months_of_work: int | None = None
 
 
 class Step:

@@ -25,6 +25,8 @@ from ..utils.errors import UserError
 from ..utils.ranges import parse_int_ranges
 
 FIRST_ERA5_YEAR = 1940
+#: the last year a year question accepts
+LAST_YEAR = 2100
 GRIB_SUFFIXES = (".grb", ".grib", ".grb2", ".grib2")
 #: SLURM values written into ``#SBATCH`` lines (not shell-parsed, so restricted to harmless characters)
 _SLURM_WORD = re.compile(r"^[A-Za-z0-9_.,:=/@+%-]*$")
@@ -37,7 +39,7 @@ def _split(text: str) -> list[str]:
 
 def parse_years(text: str) -> list[int]:
     """Comma- or space-separated years or ranges, ERA5 years only (1940 or later)."""
-    return parse_int_ranges(text, "years", FIRST_ERA5_YEAR, 2100)
+    return parse_int_ranges(text, "years", FIRST_ERA5_YEAR, LAST_YEAR)
 
 
 def parse_months(text: str) -> list[int]:
@@ -204,13 +206,18 @@ def years_with_data(root: Path, has_data: Callable[[Path], bool]) -> list[int]:
 
 
 def longest_month_hours(experiment_dir: Path) -> int | None:
-    """Calendar hours of the longest month step 1 finished in an experiment (``<YYYY>/stat_<MM>.json``, one per
+    """Hours (time steps) of the longest month step 1 wrote in an experiment (``<YYYY>/X_<MM>.nc``, one per
     month): no window of step 2 can be longer. None when no month is there yet (chain mode)."""
-    import calendar
+    import netCDF4
 
-    months = [(int(path.parent.name), int(path.stem[len("stat_"):]))
-              for path in experiment_dir.glob("[0-9][0-9][0-9][0-9]/stat_[0-9][0-9].json")]
-    return max((24 * calendar.monthrange(year, month)[1] for year, month in months), default=None)
+    hours = []
+    for path in experiment_dir.glob("[0-9][0-9][0-9][0-9]/X_[0-9][0-9].nc"):
+        try:
+            with netCDF4.Dataset(path) as dataset:
+                hours.append(len(dataset.dimensions["time"]))
+        except (OSError, KeyError):  # a month step 1 is still writing: step 2 will refuse it anyway
+            continue
+    return max(hours, default=None)
 
 
 # netCDF files are read with netCDF4 (not xarray, whose import alone takes seconds): the generator answers at once
@@ -361,11 +368,12 @@ def varmapping(content: Any, path: Path, archive_root: Path | None = None, exclu
                         f"{archive_root} (they hold: {', '.join(held) or 'nothing'})")
 
 
-def hparams(content: Any, model: str, template: Path) -> None:
+def hparams(content: Any, model: str, template: Path) -> dict[str, Any]:
     """Validate hyper-parameters with training's own rules (keys, types, ranges, ``context_frames`` <
-    ``sequence_length``). When every given key is in the model's JSON ``template``, the template serves as the
-    defaults, so no model module (and no TensorFlow, seconds of start-up) is imported; a key the template does not
-    list is checked against the model's own defaults."""
+    ``sequence_length``) and return them completed by the defaults. When every given key is in the model's JSON
+    ``template``, the template serves as the defaults; a key the template does not list is checked against the
+    model's own defaults in a child process (:func:`_resolve_apart`), so that the wizard never imports a model
+    module: TensorFlow takes seconds to start and prints its start-up lines into the dialogue."""
     from ..models.registry import resolve_hparams
 
     try:
@@ -373,9 +381,76 @@ def hparams(content: Any, model: str, template: Path) -> None:
     except (OSError, json.JSONDecodeError):  # no usable template: the model's own defaults decide
         listed = None
     if isinstance(listed, dict) and isinstance(content, dict) and set(content) <= set(listed):
-        resolve_hparams(model, content, source="model_hparams.json", defaults=listed)
-    else:
-        resolve_hparams(model, content, source="model_hparams.json")
+        return resolve_hparams(model, content, source="model_hparams.json", defaults=listed)
+    return _resolve_apart(model, content)
+
+
+#: run by :func:`_resolve_apart`: the model's hyper-parameters (JSON on stdin) resolved, as JSON on stdout
+_RESOLVE_CODE = """
+import json, sys
+from video_prediction_tools.models.registry import resolve_hparams
+from video_prediction_tools.utils.errors import UserError
+try:
+    print(json.dumps(resolve_hparams(sys.argv[1], json.load(sys.stdin), source="model_hparams.json")))
+except UserError as err:
+    print(err, file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def _resolve_apart(model: str, content: Any) -> dict[str, Any]:
+    """:func:`..models.registry.resolve_hparams` against the model's own defaults, in a child Python (the model
+    module and TensorFlow are imported there, their start-up lines dropped); its UserError is raised here."""
+    import os
+    import subprocess
+    import sys
+
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+    done = subprocess.run([sys.executable, "-c", _RESOLVE_CODE, model], input=json.dumps(content), text=True,
+                          capture_output=True, env=env, check=False)
+    if done.returncode == 3:
+        raise UserError(done.stderr.strip().splitlines()[-1])
+    if done.returncode != 0:
+        raise RuntimeError(f"checking the hyper-parameters of {model} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+#: the most training steps (``max_epochs`` x steps per epoch) the wizard accepts: more is a typo, not a plan
+MAX_TRAINING_STEPS = 10**7
+
+
+def longest_window(windows_of: Callable[[int], int], most: int = 24 * 31) -> int:
+    """The longest window (in frames) of which ``windows_of`` counts at least one (0 if none of 1 frame): a
+    window that fits still fits when shorter, so a bisection finds it."""
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if windows_of(middle) > 0 else (low, middle - 1)
+    return low
+
+
+def hparams_fit_data(hparams: dict[str, Any], windows_of: Callable[[int], int] | None) -> None:
+    """Hyper-parameters checked against the training data: ``sequence_length`` fits into a gap-free block of the
+    training split, ``batch_size`` is at most its number of windows (training takes ``windows // batch_size``
+    steps an epoch), and ``max_epochs`` times those steps is at most :data:`MAX_TRAINING_STEPS`.
+    ``windows_of(length)``: the training windows of ``length`` frames; None while the data are not there yet
+    (chain mode), when only ``max_epochs`` is bounded."""
+    length, batch_size, epochs = (hparams.get(key) for key in ("sequence_length", "batch_size", "max_epochs"))
+    steps_per_epoch = 1
+    if windows_of is not None and isinstance(length, int):
+        windows = windows_of(length)
+        if windows == 0:
+            raise UserError(f"hyper-parameter sequence_length {length}: no window that long fits into a gap-free "
+                            f"block of the training split (the longest holds {longest_window(windows_of)} frames)")
+        if isinstance(batch_size, int) and batch_size > windows:
+            raise UserError(f"hyper-parameter batch_size {batch_size}: the training split holds {windows} windows "
+                            f"of {length} frames, so at most {windows}")
+        steps_per_epoch = windows // batch_size if isinstance(batch_size, int) else 1
+    if isinstance(epochs, int) and epochs * steps_per_epoch > MAX_TRAINING_STEPS:
+        raise UserError(f"hyper-parameter max_epochs {epochs}: {epochs} x {steps_per_epoch} steps an epoch exceeds "
+                        f"{MAX_TRAINING_STEPS} training steps; at most {MAX_TRAINING_STEPS // steps_per_epoch} epochs")
 
 
 # ----------------------------------------------------------------------------------------------- SLURM values
@@ -429,6 +504,25 @@ def slurm_extra(value: Any) -> list[str]:
         if not re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9_.,:=/@+%-]+)?", line):
             raise UserError(f"extra SBATCH option {line!r}: expected --name or --name=value "
                             f"(value of letters, digits and _.,:=/@+%-)")
+    return lines
+
+
+def job_setup(value: Any) -> list[str]:
+    """Shell lines run before the first ``srun`` of a SLURM job (``module load ...``): a list (or '; '-separated
+    text), each one line that bash can parse and not a ``#SBATCH`` line (those belong to ``extra``)."""
+    import subprocess
+
+    items = value if isinstance(value, list) else str(value).split(";")
+    lines = [str(item).strip() for item in items if str(item).strip()]
+    for line in lines:
+        if any(ord(ch) < 32 and ch != "\t" for ch in line) or line.startswith("#"):
+            raise UserError(f"job set-up line {line!r}: expected one shell command such as 'module load CUDA' "
+                            f"(no line breaks; #SBATCH options go into 'extra')")
+    parsed = subprocess.run(["bash", "-n"], input="\n".join(lines) + "\n", text=True, capture_output=True,
+                            check=False)
+    if parsed.returncode != 0:
+        raise UserError(f"job set-up lines {'; '.join(lines)!r}: bash cannot parse them: "
+                        f"{' '.join(parsed.stderr.split())}")
     return lines
 
 

@@ -171,13 +171,14 @@ class InteractivePrompter:
             try:
                 parse(text)
             except UserError as err:
-                return str(err)
+                return self._fit(str(err))
             return True
 
         while True:
-            raw = self._ask(questionary.text(
-                message, default=default or "", validate=validate, **self.io,
-                instruction="(help: guidance, back: previous question)" if self.history else "(help: guidance)"))
+            instruction = "(help: guidance, back: previous question)" if self.history else "(help: guidance)"
+            raw = self._ask(questionary.text(self._fit(message, instruction, len(default or "")),
+                                             default=default or "", validate=validate, **self.io,
+                                             instruction=instruction))
             if asks_back(raw):
                 if self.history:
                     raise GoBack
@@ -201,9 +202,10 @@ class InteractivePrompter:
             raise UserError(f"nothing to choose for: {message}")
         back = [questionary.Separator(), BACK_CHOICE] if self.history else []
         default = default if default in choices else choices[0]
+        hint = self._hint("arrow keys, Enter")
         answer = self._ask_with_help(
-            lambda: questionary.select(message, choices=[*choices, *back], default=default,
-                                       instruction=self._hint("arrow keys, Enter"), **self.io),
+            lambda: questionary.select(self._fit(message, hint), choices=[*choices, *back],
+                                       default=default, instruction=hint, **self.io),
             f"{guidance or message}\nChoices: {', '.join(choices)} (offered: {default}). Arrow keys move, Enter "
             f"chooses{'; ' + BACK_CHOICE + ' or Ctrl-B: the previous question' if back else ''}.")
         if answer == BACK_CHOICE:
@@ -218,12 +220,18 @@ class InteractivePrompter:
     def _checkbox(self, key: str, message: str, choices: Sequence[str], default: Sequence[str]) -> list[str]:
         import questionary
 
-        answer = self._ask_with_help(lambda: questionary.checkbox(
-            message, choices=[questionary.Choice(choice, checked=choice in default) for choice in choices],
-            validate=lambda chosen: bool(chosen) or "choose at least one (space toggles)",
-            instruction=self._hint("space: tick, a: all, i: invert, Enter"), **self.io),
-            f"{message}\nChoices: {', '.join(choices)}. Arrow keys move, space ticks or unticks, a ticks all, "
-            f"i inverts, Enter takes the ticked ones (at least one).")
+        # an empty answer is refused here, not by questionary's validation: its message is drawn in a toolbar
+        # that prompt_toolkit shows only where the terminal answers cursor-position requests (see _terminal_output)
+        while True:
+            hint = self._hint("space: tick, a: all, i: invert, Enter")
+            answer = self._ask_with_help(lambda: questionary.checkbox(
+                self._fit(message, hint), instruction=hint, **self.io,
+                choices=[questionary.Choice(choice, checked=choice in default) for choice in choices]),
+                f"{message}\nChoices: {', '.join(choices)}. Arrow keys move, space ticks or unticks, a ticks all, "
+                f"i inverts, Enter takes the ticked ones (at least one).")
+            if answer:
+                break
+            self.info("Nothing ticked: choose at least one (space ticks one, a ticks all), then Enter.", wrap=True)
         set_answer(self.answers, key, answer)
         return answer
 
@@ -235,10 +243,10 @@ class InteractivePrompter:
 
         # auto_enter off: 'y' alone would answer at once, and the Enter a user types after it reach the next
         # question or, after the last one, the shell
+        hint = self._hint("y/n, Enter; Enter alone: " + ("yes" if default else "no")) + " "
         answer = self._ask_with_help(
-            lambda: questionary.confirm(message, default=default, auto_enter=False, **self.io,
-                                        instruction=self._hint("y/n, Enter; Enter alone: " +
-                                                               ("yes" if default else "no")) + " "),
+            lambda: questionary.confirm(self._fit(message, hint), default=default, auto_enter=False,
+                                        instruction=hint, **self.io),
             f"{guidance or message}\nType y or n and press Enter; Enter alone answers "
             f"{'yes' if default else 'no'}.")
         set_answer(self.answers, key, answer)
@@ -315,20 +323,50 @@ class InteractivePrompter:
         self.answers.pop("runscript_name", None)
         return runscript.parent / name, False
 
+    def _columns(self) -> int:
+        return self.io["output"].get_size().columns if "output" in self.io else shutil.get_terminal_size().columns
+
+    def _fit(self, message: str, instruction: str = "", answer: int = 0) -> str:
+        """``message`` broken between words to the terminal width (the terminal breaks a line where it ends, inside
+        a word), after the question's ``? `` mark; when the ``instruction`` and ``answer`` characters typed after it
+        (a text question's; a menu's choice replaces its instruction) do not fit on its last line, they begin the
+        next one."""
+        width = max(20, self._columns() - 1)
+        lines = [_fill(line, width, first=2) for line in message.splitlines() or [""]]
+        last = lines[-1].rsplit("\n", 1)[-1]
+        if instruction and len(last) + 2 + len(instruction) + 1 + answer > width and \
+                len(instruction) + answer < width:
+            lines[-1] += "\n"
+        return "\n".join(lines)
+
     def info(self, message: str, wrap: bool = False) -> None:
-        """A note between questions (on the prompts' output); ``wrap``: fitted to the terminal width."""
+        """A note between questions (on the prompts' output), its lines broken between words at the terminal
+        width; ``wrap``: also indented and fitted a little narrower (guidance)."""
         from prompt_toolkit import print_formatted_text
 
+        columns = self._columns()
         if wrap:
-            columns = self.io["output"].get_size().columns if "output" in self.io else \
-                shutil.get_terminal_size().columns
             width = max(40, columns - 4)
-            message = "\n".join(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="  ")
+            message = "\n".join(textwrap.fill(line, width, initial_indent="  ", subsequent_indent="  ",
+                                               break_long_words=False, break_on_hyphens=False)
                                  for line in message.splitlines())
+        else:
+            message = "\n".join(_fill(line, max(20, columns - 1)) for line in message.splitlines())
         if "output" in self.io:
             print_formatted_text(message, output=self.io["output"])
         else:
             print(message, file=sys.stderr, flush=True)
+
+
+def _fill(line: str, width: int, first: int = 0) -> str:
+    """``line`` broken between words into lines of at most ``width`` characters (``first``: characters before it
+    on its first line), the continuation lines indented as the line is; a word longer than a line (a path) is
+    kept whole."""
+    if len(line) + first <= width:
+        return line
+    indent = line[: len(line) - len(line.lstrip())]
+    return textwrap.fill(line, width, initial_indent=" " * first, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)[first:]
 
 
 def _this(what: str) -> str:

@@ -102,6 +102,9 @@ class MnistTrainingInputs:
         return p.edit_json("datasplit", "data split (train/val/test sequence-index ranges)", template.read_text(),
                            lambda content, path: load_split(content, input_dir), template.name)
 
+    def training_windows(self, ctx, experiment, split):
+        return None  # a sequence is one window; its count is checked by the data split's own check
+
     @staticmethod
     def _sizes(ctx) -> dict[str, int | None]:
         """``{experiment: number of sequences}`` of the converted experiments (chain mode: also the one the

@@ -1,7 +1,8 @@
 """SLURM site profiles: per-site defaults of the ``#SBATCH`` header of every workflow step.
 
 A profile is a YAML file in ``templates/site_profiles/<name>.yaml`` with site-wide keys (``account``,
-``partition``, ``mail_user``, ``mail_type``, ``srun_options``) and per-step resources under ``steps``
+``partition``, ``mail_user``, ``mail_type``, ``srun_options``, ``setup``: shell lines run before the first
+``srun``, e.g. ``module load``) and per-step resources under ``steps``
 (``nodes``, ``ntasks``, ``cpus_per_task``, ``time``, ``gpus``, optionally ``partition``).
 
 Example::
@@ -22,7 +23,7 @@ from ..utils.settings import templates_dir
 
 #: the keys of one step's SLURM settings, in the order the wizard asks for them
 SLURM_KEYS = ("account", "partition", "nodes", "ntasks", "cpus_per_task", "time", "gpus", "mail_user", "mail_type",
-              "srun_options", "extra")
+              "srun_options", "extra", "setup")
 
 
 def profiles_dir() -> Path:
@@ -52,7 +53,7 @@ def slurm_defaults(profile_name: str, step: str) -> dict[str, Any]:
     if step not in profile["steps"]:
         raise UserError(f"site profile {profile_name!r} has no resources for step {step!r}")
     settings: dict[str, Any] = {"account": "", "partition": "", "mail_user": "", "mail_type": "ALL",
-                                "srun_options": "", "extra": []}
+                                "srun_options": "", "extra": [], "setup": []}
     settings.update({key: value for key, value in profile.items() if key in SLURM_KEYS})
     settings.update(profile["steps"][step])
     unknown = set(settings) - set(SLURM_KEYS)

@@ -1,11 +1,13 @@
 """Render runscripts from the Jinja2 templates in ``templates/runscripts/`` and write a generation's files.
 
 Every user value goes through the ``q`` filter (always single-quoted, as :func:`shlex.quote` does for unsafe
-strings), lists through ``qlist``, so paths and ids holding blanks, quotes, ``$()``, backticks or ``;`` stay
-inert; values written into comments go through ``oneline`` (a line break would end the comment), paths there
-through ``qline`` (also quoted, so that a path copied from a comment runs no ``$(...)``). Undefined template variables are errors
-(``StrictUndefined``). Writing is all-or-nothing: files are written atomically, what was written is removed again
-when a later file fails, and an existing runscript is never replaced unless asked.
+strings), lists through ``qlist``, so paths and ids holding blanks, quotes, ``$()``, backticks or ``;`` stay inert
+(the one exception: the SLURM job set-up lines, shell the user wrote to run as written, each checked by
+``bash -n``); values written into comments go through ``oneline`` (a line break would end the comment), paths
+there through ``qline`` (also quoted, so that a path copied from a comment runs no ``$(...)``). Undefined
+template variables are errors (``StrictUndefined``). Writing is all-or-nothing: files are written atomically,
+what was written is removed again when a later file fails, and an existing runscript is never replaced unless
+asked.
 
 Example::
 

@@ -130,7 +130,8 @@ class Extract(Step):
         return StepResult(runscript, dict(source_dir=source_dir, target_dir=target_dir,
                                           varmap_file=varmap_file, years=years, months=months),
                           json_files={varmap_file: mapping},
-                          derived={"years": years, "months": months, "grib_grid": grid})
+                          derived={"years": years, "months": months, "grib_grid": grid},
+                          months_of_work=len(years) * len(months))
 
     @staticmethod
     def _months(text, held, source_dir, years):
@@ -204,7 +205,7 @@ class Preprocess1(Step):
                           dict(source_dir=source_dir, destination_dir=ctx.base_dir / "PreprocessedData",
                                years=years, months=months, variables=variables, sw_corner=list(sw_corner),
                                nyx=list(nyx), expname=derived["expname"]),
-                          derived=derived)
+                          derived=derived, months_of_work=len(years) * len(months))
 
     @staticmethod
     def _planned_grid(ctx):
@@ -283,19 +284,22 @@ class Preprocess2(Step):
     def ask(self, p, ctx):
         experiment = _experiment(p, ctx, "Experiment (PreprocessedData/<EXPNAME>) to convert to TFRecords:",
                                  lambda d: (d / "metadata.json").is_file(), "metadata.json from step 1")
-        longest = checks.longest_month_hours(ctx.base_dir / "PreprocessedData" / experiment)
+        experiment_dir = ctx.base_dir / "PreprocessedData" / experiment
+        longest = checks.longest_month_hours(experiment_dir)
         sequence_length = p.text("sequence_length", "Window length in hours to check the data for (context + "
                                                     "forecast frames"
-                                 + (f"; the longest month holds at most {longest} hours" if longest else "") + "):",
+                                 + (f"; the longest month step 1 wrote holds {longest} hours" if longest else "")
+                                 + "):",
                                  lambda text: checks.parse_int(text, "sequence length", 2, longest or 744),
                                  default=str(min(24, longest or 24)),
                                  guidance="GMD: 24 (12 context + 12 forecast hours). Step 2 only checks that "
                                           "windows this long fit into the data; the training window length is "
                                           "the train step's hyper-parameter sequence_length.")
         return StepResult("preprocess_data_era5_step2.sh",
-                          dict(source_dir=ctx.base_dir / "PreprocessedData" / experiment,
-                               sequence_length=sequence_length),
-                          derived={"expname": experiment})
+                          dict(source_dir=experiment_dir, sequence_length=sequence_length),
+                          derived={"expname": experiment},
+                          months_of_work=len(list(experiment_dir.glob("[0-9][0-9][0-9][0-9]/X_[0-9][0-9].nc")))
+                          or None)
 
 
 # --------------------------------------------------------------------------------------------------- train
@@ -330,6 +334,15 @@ class Era5TrainingInputs:
                                         "[[\"YYYY-MM-DDTHH\", \"YYYY-MM-DDTHH\"], ...])",
                            proposed_split(template, available),
                            lambda content, path: load_split(content, available=available), template.name)
+
+    def training_windows(self, ctx, experiment, split):
+        from ..datasets.registry import get_dataset_class
+
+        tfrecords = ctx.base_dir / "PreprocessedData" / experiment / "tfrecords"
+        ranges = get_dataset_class(DATASET).load_split(split).get("train", [])
+        if checks.evaluated_windows(tfrecords, ranges, 1) is None:
+            return None
+        return lambda length: checks.evaluated_windows(tfrecords, ranges, length)
 
     @staticmethod
     def _available_hours(ctx, experiment):
@@ -540,9 +553,7 @@ class MetaPostprocess(Step):
                           default="mse" if "mse" in metrics else metrics[0])
         typed = p.text("exp_id", "Id of this comparison (extended to <YYYYmmddTHHMMSS>_<USER>_<id>):",
                        exp_id_parser(ctx), default="comparison")
-        skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence?"
-                          + ("" if persistence_in_all else " (some runs were evaluated without persistence)"),
-                          default=persistence_in_all)
+        skill = self._ask_skill_scores(p, persistence_in_all)
         persistence = p.confirm("enable_persit_plot", "Also plot the persistence curves?", default=False)
         exp_id = ctx.exp_id(typed)
         labels = [f"{run.split('/')[1]}_{run.split('/')[2]}" for run in chosen]
@@ -556,6 +567,24 @@ class MetaPostprocess(Step):
                                result_dirs=[runs[run] for run in chosen], enable_skill_scores=skill,
                                enable_persit_plot=persistence),
                           json_files={config_file: config}, derived={"exp_id": exp_id})
+
+
+    @staticmethod
+    def _ask_skill_scores(p, persistence_in_all: bool) -> bool:
+        """Skill scores against persistence: offered only when every chosen run has persistence scores (the
+        meta-postprocessing refuses them otherwise); a yes then is refused and the question asked again."""
+        if persistence_in_all:
+            return p.confirm("enable_skill_scores", "Plot skill scores against persistence?", default=True)
+        refusal = ("skill scores need the persistence scores of every chosen run, and some runs were evaluated "
+                   "without persistence (postprocess them again without --lquick_evaluation, or choose others)")
+        while True:
+            skill = p.confirm("enable_skill_scores", "Plot skill scores against persistence? (no: some runs were "
+                                                     "evaluated without persistence)", default=False)
+            if not skill:
+                return False
+            if not p.interactive:
+                raise UserError(f"answers file: 'enable_skill_scores': {refusal}")
+            p.info(f"Refused: {refusal}.", wrap=True)
 
 
 STEPS: dict[str, Step] = {step.name: step for step in

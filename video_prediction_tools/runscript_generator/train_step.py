@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..utils.conventions import MAX_SEED
 from ..utils.errors import UserError
@@ -44,6 +44,9 @@ class TrainingInputs(Protocol):
     def split(self, p, ctx: Context, experiment: str, template: Path) -> Any:
         """Ask for the data split (``template``: the dataset's data-split template), checked against the data."""
 
+    def training_windows(self, ctx: Context, experiment: str, split: Any) -> Callable[[int], int] | None:
+        """A function counting the windows of a length (frames) in the training part of ``split``; None while
+        the data are not there to count them (chain mode)."""
 
 
 def split_template(dataset: str) -> Path:
@@ -81,9 +84,11 @@ class Train(Step):
         if run_dir.exists() and exp_id != ctx.replayed_exp_id:
             raise UserError(f"run directory {run_dir} exists already; choose another experiment id")
         split = self.inputs.split(p, ctx, experiment, template)
+        windows_of = self.inputs.training_windows(ctx, experiment, split)
         hparams_template = hparams_template_path(model, dataset)
         hparams = p.edit_json("hparams", f"hyper-parameters of {model}", hparams_offered(model, hparams_template),
-                              lambda content, path: checks.hparams(content, model, hparams_template),
+                              lambda content, path: checks.hparams_fit_data(
+                                  checks.hparams(content, model, hparams_template), windows_of),
                               hparams_template.name)
         seed = p.text("seed", f"Random seed (0 to {MAX_SEED}):",
                       lambda text: checks.parse_int(text, "seed", 0, MAX_SEED), default="1234")
