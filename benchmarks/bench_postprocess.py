@@ -145,8 +145,8 @@ def forecast_only(run_dir: str, batch_size: int, frozen_exit: bool) -> None:
 
 def scoring_ms_per_window(ny: int, nx: int, members: int, repeats: int) -> tuple[float, float]:
     """Median wall and CPU milliseconds per window of scoring a batch of ``POSTPROCESS_BATCH`` windows (12 leads of
-    ``2t``) with ``members`` members, as postprocessing scores it (:class:`ScoreAccumulator` with the default metrics for that
-    many members, both baselines, conditional quantiles)."""
+    ``2t``) with ``members`` members, as postprocessing scores it (:class:`ScoreAccumulator` with the default
+    metrics for that many members, both baselines, conditional quantiles)."""
     import xarray as xr
 
     from video_prediction_tools.postprocess.baselines import BASELINES
