@@ -21,7 +21,8 @@ forecast on. Shapes: ``demo`` = the quick start (24 x 32, 14 days, 313 forecasts
 ``--members K``: instead, the scoring of a batch alone (what postprocessing does per batch beside the forecasts:
 every default metric of a K-member forecast and of both baselines, and the conditional quantiles), K members
 against one member, in this process, on the shape's synthetic fields with members drawn around the truth (no model
-needed); reported are the milliseconds per window and the ratio (target: <= 2 for K = 8).
+needed); reported are the milliseconds per window (wall and CPU time of this process) and their ratios
+(target: <= 2 for K = 8).
 
 Example::
 

@@ -391,8 +391,10 @@ class SSIM(Metric):
         x = truth - offset
         mean_x = _window_means(x, self.window)
         var_x = self._sample_factor * (_window_means(x * x, self.window) - mean_x ** 2)
-        return {"offset": offset, "x": x, "shifted_mean_x": mean_x, "mean_x": mean_x + offset, "var_x": var_x,
-                "data_range": _data_range(truth, self.data_range)[:, None, None]}
+        data_range = _data_range(truth, self.data_range)[:, None, None]
+        c1, c2 = (self.K1 * data_range) ** 2, (self.K2 * data_range) ** 2
+        return {"offset": offset, "x": x, "shifted_mean_x": mean_x, "twice_mean_x": 2 * (mean_x + offset),
+                "mean_x_squared": (mean_x + offset) ** 2, "var_x": var_x, "c1": c1, "c2": c2}
 
     @property
     def _sample_factor(self) -> float:
@@ -400,18 +402,33 @@ class SSIM(Metric):
         return self.window ** 2 / (self.window ** 2 - 1)
 
     def _score(self, forecast, truth, context, chunk):
+        # in place where a temporary can be reused (fewer allocations of whole chunks), same operations and order
         terms = self._chunk_terms(context, chunk)
-        x, offset, mean_x = terms["x"], terms["offset"], terms["mean_x"]
-        y = forecast.astype(np.float64) - offset
+        y = forecast.astype(np.float64)
+        y -= terms["offset"]
         mean_y = _window_means(y, self.window)
-        var_y = self._sample_factor * (_window_means(y * y, self.window) - mean_y ** 2)
-        cov_xy = self._sample_factor * (_window_means(x * y, self.window) - terms["shifted_mean_x"] * mean_y)
-        mean_y = mean_y + offset
-        c1, c2 = (self.K1 * terms["data_range"]) ** 2, (self.K2 * terms["data_range"]) ** 2
+        var_y = _window_means(y * y, self.window)
+        var_y -= mean_y ** 2
+        var_y *= self._sample_factor
+        y *= terms["x"]
+        cov_xy = _window_means(y, self.window)
+        cov_xy -= terms["shifted_mean_x"] * mean_y
+        cov_xy *= self._sample_factor
+        mean_y += terms["offset"]
+        numerator = terms["twice_mean_x"] * mean_y
+        numerator += terms["c1"]
+        cov_xy *= 2
+        cov_xy += terms["c2"]
+        numerator *= cov_xy
+        denominator = mean_y ** 2
+        denominator += terms["mean_x_squared"]
+        denominator += terms["c1"]
+        var_y += terms["var_x"]
+        var_y += terms["c2"]
+        denominator *= var_y
         with np.errstate(divide="ignore", invalid="ignore"):
-            ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
-                        / ((mean_x ** 2 + mean_y ** 2 + c1) * (terms["var_x"] + var_y + c2)))
-        return ssim_map.mean(axis=(1, 2))
+            numerator /= denominator
+        return numerator.mean(axis=(1, 2))
 
 
 @register
