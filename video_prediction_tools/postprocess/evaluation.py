@@ -45,18 +45,17 @@ class ScoreAccumulator:
                     score = score.mean(MEMBER_DIM, keep_attrs=True)
                 self.scores.setdefault(f"{self.variable}_{product}_{metric.name}", []).append(score)
             if self.calibration and product == self.products[0]:
-                self._add_quantiles(forecast, truth.expand_dims({MEMBER_DIM: members})
-                                    if MEMBER_DIM in forecast.dims else truth)
+                self._add_quantiles(forecast, truth)
 
     def _add_quantiles(self, model: xr.DataArray, truth: xr.DataArray) -> None:
         """Pairs (model member, truth) per lead hour; plain numpy per lead (xarray's selection and alignment per
-        lead cost as much as all the metrics)."""
-        model_values, truth_values = model.values, truth.values
+        lead cost as much as all the metrics). The members (``model``'s first dim) share the truth's bins."""
+        model_values, truth_values = model.values, truth.transpose(*model.dims[-truth.ndim:]).values
         lead_axis, leads = model.get_axis_num("fcst_hour"), model.indexes["fcst_hour"]
         for lead in self.lead_hours:
             position = leads.get_loc(lead)
             model_lead = np.take(model_values, position, axis=lead_axis)
-            truth_lead = np.take(truth_values, position, axis=lead_axis)
+            truth_lead = np.take(truth_values, position, axis=lead_axis - model.ndim + truth.ndim)
             self.calibration[lead].add(model_lead, truth_lead)
             self.likelihood[lead].add(truth_lead, model_lead)
 
