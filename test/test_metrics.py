@@ -195,10 +195,11 @@ def test_metrics_vectorise_over_samples_and_broadcast_truth():
     np.testing.assert_allclose(scores.isel(sample=1).values,
                                ((forecast.values + 1 - truth.values) ** 2).mean(axis=(2, 3)), rtol=1e-12)
     # chunking does not change results (more fields than one chunk)
-    big_f, big_t = members.isel(init_time=[0] * 10), truth.isel(init_time=[0] * 10)
-    assert big_f.size // (NY * NX) > M.FIELDS_PER_CHUNK
-    np.testing.assert_allclose(M.SSIM().compute(big_f, big_t).values,
-                               M.SSIM().compute(members, truth).values[:, [0]].repeat(10, axis=1), rtol=1e-12)
+    repeats = 3 * M.fields_per_chunk(NY * NX) // members["fcst_hour"].size
+    big_f, big_t = members.isel(init_time=[0] * repeats), truth.isel(init_time=[0] * repeats)
+    assert big_f.size // (NY * NX) > 2 * M.fields_per_chunk(NY * NX)
+    np.testing.assert_array_equal(M.SSIM().compute(big_f, big_t).values,
+                                  M.SSIM().compute(members, truth).values[:, [0]].repeat(repeats, axis=1))
 
 
 def test_mismatched_grids_and_unknown_metrics_are_errors():
@@ -429,3 +430,18 @@ def test_bad_cdo_climatologies_are_user_errors(tmp_path):
     xr.Dataset({"2t": (("x",), np.zeros(3))}).to_netcdf(not_climatology)
     with pytest.raises(UserError, match="no variable by month and hour on a lat/lon grid"):
         C.check_climatology_file(not_climatology)
+
+
+def test_truth_terms_are_shared_without_changing_scores():
+    """SSIM and texture compute the truth's half once (``truth_terms``) for every member and product: the scores
+    equal those of each member scored alone, whatever the truth's dim order; a truth at other times is an error."""
+    forecast, truth = fields(seed=21)
+    members = xr.concat([forecast, forecast + 0.5 * forecast.std()], dim="sample")
+    reordered = truth.transpose("fcst_hour", "lon", "init_time", "lat")
+    for metric in (M.SSIM(), M.GradientRatio()):
+        shared = metric.compute(members, reordered, metric.truth_terms(reordered))
+        for k in range(2):
+            alone = metric.compute(members.isel(sample=k), truth)
+            np.testing.assert_array_equal(shared.isel(sample=k).transpose(*alone.dims).values, alone.values)
+    with pytest.raises(ValueError, match="different coordinates"):
+        M.SSIM().compute(forecast, truth.assign_coords(init_time=truth["init_time"] + np.timedelta64(1, "h")))

@@ -32,30 +32,30 @@ class ScoreAccumulator:
         ``[init_time, fcst_hour, lat, lon]``: a deterministic metric scores each member (its score of several
         members is the mean of the members' scores), an ensemble metric (:class:`.metrics.EnsembleMetric`) the
         members together; a product with fewer members than a metric's ``min_members`` (a baseline, for the
-        spread) has no score of it."""
+        spread) has no score of it. The truth-only terms of each metric are computed once for all products and
+        members."""
+        truth_terms = [metric.truth_terms(truth) for metric in self.metrics]
         for product, forecast in forecasts.items():
             members = forecast.sizes.get(MEMBER_DIM, 1)
-            # the truth given the members' layout once: not broadcast again by every deterministic metric
-            member_truth = truth.expand_dims({MEMBER_DIM: members}) if MEMBER_DIM in forecast.dims else truth
-            for metric in self.metrics:
+            for metric, terms in zip(self.metrics, truth_terms):
                 if members < metric.min_members:
                     continue
-                score = metric.compute(forecast, truth if metric.core_dims else member_truth)
+                score = metric.compute(forecast, truth, terms)
                 if MEMBER_DIM in score.dims:
                     score = score.mean(MEMBER_DIM, keep_attrs=True)
                 self.scores.setdefault(f"{self.variable}_{product}_{metric.name}", []).append(score)
             if self.calibration and product == self.products[0]:
-                self._add_quantiles(forecast, member_truth)
+                self._add_quantiles(forecast, truth)
 
     def _add_quantiles(self, model: xr.DataArray, truth: xr.DataArray) -> None:
         """Pairs (model member, truth) per lead hour; plain numpy per lead (xarray's selection and alignment per
-        lead cost as much as all the metrics)."""
-        model_values, truth_values = model.values, truth.values
+        lead cost as much as all the metrics). The members (``model``'s first dim) share the truth's bins."""
+        model_values, truth_values = model.values, truth.transpose(*model.dims[-truth.ndim:]).values
         lead_axis, leads = model.get_axis_num("fcst_hour"), model.indexes["fcst_hour"]
         for lead in self.lead_hours:
             position = leads.get_loc(lead)
             model_lead = np.take(model_values, position, axis=lead_axis)
-            truth_lead = np.take(truth_values, position, axis=lead_axis)
+            truth_lead = np.take(truth_values, position, axis=lead_axis - model.ndim + truth.ndim)
             self.calibration[lead].add(model_lead, truth_lead)
             self.likelihood[lead].add(truth_lead, model_lead)
 

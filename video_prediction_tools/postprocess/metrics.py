@@ -64,8 +64,9 @@ if TYPE_CHECKING:  # xarray and scipy are imported where used: the runscript gen
 EARTH_RADIUS_M = 6371.0e3
 #: PSNR of a perfect forecast (the original's value); also an upper bound for any forecast
 PSNR_CAP_DB = 100.0
-#: number of 2-D fields processed at once: float64 temporaries of a few MB stay in cache and bound the memory
-FIELDS_PER_CHUNK = 16
+#: grid points (of all the fields and members) processed at once: float64 temporaries of 256 kB stay in cache
+#: and bound the memory, while small fields come many to a numpy call
+POINTS_PER_CHUNK = 2 ** 15
 SPATIAL_DIMS = ("lat", "lon")
 
 
@@ -101,6 +102,39 @@ def _check_same_grid(a: xr.DataArray, b: xr.DataArray, message: str) -> None:
 def _same_layout(a: xr.DataArray, b: xr.DataArray) -> bool:
     """Same dims in the same order with the same coordinate values: nothing to broadcast, transpose or align."""
     return a.dims == b.dims and a.shape == b.shape and all(_same_coordinate(a, b, dim) for dim in a.dims)
+
+
+def _spatial_last(array: xr.DataArray) -> xr.DataArray:
+    """``array`` with lat, lon as its last dims."""
+    return array if array.dims[-2:] == SPATIAL_DIMS else array.transpose(..., *SPATIAL_DIMS)
+
+
+def _truth_rows(truth: xr.DataArray, leading: xr.DataArray) -> np.ndarray:
+    """For every field of ``leading`` (``(..., lat, lon)``, flattened in its dim order), the index of the field of
+    ``truth`` it is scored against (truth broadcast over the dims it lacks, e.g. an ensemble's members, without
+    copying the truth's fields)."""
+    truth_dims, leading_dims = truth.dims[:-2], leading.dims[:-2]
+    rows = np.arange(int(np.prod(truth.shape[:-2], dtype=np.int64))).reshape(truth.shape[:-2])
+    if set(truth_dims) <= set(leading_dims) and all(_same_coordinate(truth, leading, dim) for dim in truth_dims):
+        # plain numpy: xarray's broadcasting costs more than scoring a small field
+        order = [dim for dim in leading_dims if dim in truth_dims]
+        rows = rows.transpose([truth_dims.index(dim) for dim in order])
+        rows = rows.reshape([truth.sizes[dim] if dim in truth_dims else 1 for dim in leading_dims])
+        return np.broadcast_to(rows, leading.shape[:-2]).ravel()
+    import xarray as xr
+
+    fields = leading.isel(lat=0, lon=0, drop=True)
+    rows = xr.DataArray(rows, dims=truth_dims, coords={name: coord for name, coord in truth.coords.items()
+                                                       if not set(coord.dims) & set(SPATIAL_DIMS)})
+    rows = rows.broadcast_like(fields).transpose(*fields.dims)
+    if rows.dtype.kind != "i":  # the outer join of differing coordinates left fields without a truth
+        raise ValueError("forecast and truth have different coordinates besides lat/lon")
+    return rows.values.ravel()
+
+
+def fields_per_chunk(points_per_field: int) -> int:
+    """How many fields of ``points_per_field`` points (members included) make one chunk (at least one)."""
+    return max(1, POINTS_PER_CHUNK // points_per_field)
 
 
 def latitude_weights(lat: np.ndarray) -> np.ndarray:
@@ -168,10 +202,12 @@ class Metric:
         """Units of the score for data in ``data_units`` (dimensionless by default)."""
         return "1"
 
-    def compute(self, forecast: xr.DataArray, truth: xr.DataArray) -> xr.DataArray:
+    def compute(self, forecast: xr.DataArray, truth: xr.DataArray,
+                truth_terms: dict[str, np.ndarray] | None = None) -> xr.DataArray:
         """Score every field: ``(..., lat, lon)`` → ``(...)`` with the leading dims and coords of ``forecast``
         (an ensemble metric consumes its :attr:`core_dims` too and may add dims of its own, see
-        :meth:`_score_coords`)."""
+        :meth:`_score_coords`). ``truth_terms``: :meth:`truth_terms` of this same ``truth``, given when several
+        forecasts are scored against one truth (computed here otherwise)."""
         for name, array in (("forecast", forecast), ("truth", truth)):
             missing = [dim for dim in SPATIAL_DIMS if dim not in array.dims]
             if missing:
@@ -181,23 +217,46 @@ class Metric:
         if forecast.dims[-len(core_dims):] != core_dims:
             forecast = forecast.transpose(..., *core_dims)
         leading = forecast.isel({dim: 0 for dim in self.core_dims}, drop=True) if self.core_dims else forecast
-        if not _same_layout(truth, leading):  # (xarray's broadcasting costs more than scoring a small field)
-            truth = truth.broadcast_like(leading).transpose(*leading.dims)
+        truth = _spatial_last(truth)
         leading_shape = leading.shape[:-2]
         n_fields = int(np.prod(leading_shape, dtype=np.int64))
         forecast_values = forecast.values.reshape(n_fields, *forecast.shape[len(leading_shape):])
-        truth_values = truth.values.reshape(n_fields, *truth.shape[-2:])
-        context = self._context(leading)
+        truth_values = truth.values.reshape(-1, *truth.shape[-2:])
+        context = {**self._context(leading), "truth_rows": _truth_rows(truth, leading),
+                   "truth_terms": self.truth_terms(truth) if truth_terms is None else truth_terms}
         extra = self._score_coords(forecast)
         scores = np.empty((n_fields, *(len(values) for values in extra.values())), dtype=np.float64)
-        for start in range(0, n_fields, FIELDS_PER_CHUNK):
-            chunk = slice(start, min(start + FIELDS_PER_CHUNK, n_fields))
-            scores[chunk] = self._score(forecast_values[chunk], truth_values[chunk], context, chunk)
+        step = fields_per_chunk(forecast_values[0].size)
+        for start in range(0, n_fields, step):
+            chunk = slice(start, min(start + step, n_fields))
+            rows = context["truth_rows"][chunk]
+            scores[chunk] = self._score(forecast_values[chunk], truth_values[rows], context, chunk)
         coords = {name: coord for name, coord in leading.coords.items() if not set(coord.dims) & set(SPATIAL_DIMS)}
         import xarray as xr
 
         return xr.DataArray(scores.reshape(*leading_shape, *scores.shape[1:]), dims=(*leading.dims[:-2], *extra),
                             coords={**coords, **extra}, name=self.name, attrs=self._attrs(forecast, truth))
+
+    def truth_terms(self, truth: xr.DataArray) -> dict[str, np.ndarray]:
+        """The parts of the score that depend on the truth alone, per truth field (in the order of the truth's dims
+        with lat/lon last), computed once and shared by every forecast scored against ``truth`` (the members of an
+        ensemble, the baselines): name → ``[n_truth_fields, ...]``; none by default (see :meth:`_truth_terms`)."""
+        truth = _spatial_last(truth)
+        values = truth.values.reshape(-1, *truth.shape[-2:])
+        step = fields_per_chunk(values[0].size)
+        parts = [self._truth_terms(values[start:start + step], truth) for start in range(0, len(values), step)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in (parts[0] if parts else {})}
+
+    def _truth_terms(self, truth: np.ndarray, coords: xr.DataArray) -> dict[str, np.ndarray]:
+        """Truth-only terms of the fields ``truth`` ``[n, lat, lon]`` (``coords``: the whole truth, for its
+        coordinates) → name → ``[n, ...]``; :meth:`_score` reads them with :meth:`_chunk_terms`."""
+        return {}
+
+    @staticmethod
+    def _chunk_terms(context: dict, chunk: slice) -> dict[str, np.ndarray]:
+        """The truth terms of the truth fields of the forecast fields ``chunk``."""
+        rows = context["truth_rows"][chunk]
+        return {name: values[rows] for name, values in context["truth_terms"].items()}
 
     def _attrs(self, forecast: xr.DataArray, truth: xr.DataArray) -> dict:
         """Attributes of the scores: long name and units (of the truth's ``units`` attribute)."""
@@ -322,26 +381,54 @@ class SSIM(Metric):
         if self.window % 2 != 1 or self.window < 3:
             raise ValueError(f"SSIM window must be an odd number >= 3, got {self.window}")
 
-    def _score(self, forecast, truth, context, chunk):
+    def _truth_terms(self, truth, coords):
         if min(truth.shape[1:]) < self.window:
             raise ValueError(f"SSIM needs fields of at least {self.window}x{self.window} points, got "
                              f"{truth.shape[1]}x{truth.shape[2]}")
-        forecast, truth = forecast.astype(np.float64), truth.astype(np.float64)
+        truth = truth.astype(np.float64)
         # Shift both fields by the truth's mean: (co)variances are shift-invariant and become well conditioned.
         offset = truth.mean(axis=(1, 2), keepdims=True)
-        x, y = truth - offset, forecast - offset
-        mean_x, mean_y = _window_means(x, self.window), _window_means(y, self.window)
-        sample_factor = self.window ** 2 / (self.window ** 2 - 1)
-        var_x = sample_factor * (_window_means(x * x, self.window) - mean_x ** 2)
-        var_y = sample_factor * (_window_means(y * y, self.window) - mean_y ** 2)
-        cov_xy = sample_factor * (_window_means(x * y, self.window) - mean_x * mean_y)
-        mean_x, mean_y = mean_x + offset, mean_y + offset
+        x = truth - offset
+        mean_x = _window_means(x, self.window)
+        var_x = self._sample_factor * (_window_means(x * x, self.window) - mean_x ** 2)
         data_range = _data_range(truth, self.data_range)[:, None, None]
         c1, c2 = (self.K1 * data_range) ** 2, (self.K2 * data_range) ** 2
+        return {"offset": offset, "x": x, "shifted_mean_x": mean_x, "twice_mean_x": 2 * (mean_x + offset),
+                "mean_x_squared": (mean_x + offset) ** 2, "var_x": var_x, "c1": c1, "c2": c2}
+
+    @property
+    def _sample_factor(self) -> float:
+        """n / (n - 1) of the window's n points: sample (co)variances."""
+        return self.window ** 2 / (self.window ** 2 - 1)
+
+    def _score(self, forecast, truth, context, chunk):
+        # in place where a temporary can be reused (fewer allocations of whole chunks), same operations and order
+        terms = self._chunk_terms(context, chunk)
+        y = forecast.astype(np.float64)
+        y -= terms["offset"]
+        mean_y = _window_means(y, self.window)
+        var_y = _window_means(y * y, self.window)
+        var_y -= mean_y ** 2
+        var_y *= self._sample_factor
+        y *= terms["x"]
+        cov_xy = _window_means(y, self.window)
+        cov_xy -= terms["shifted_mean_x"] * mean_y
+        cov_xy *= self._sample_factor
+        mean_y += terms["offset"]
+        numerator = terms["twice_mean_x"] * mean_y
+        numerator += terms["c1"]
+        cov_xy *= 2
+        cov_xy += terms["c2"]
+        numerator *= cov_xy
+        denominator = mean_y ** 2
+        denominator += terms["mean_x_squared"]
+        denominator += terms["c1"]
+        var_y += terms["var_x"]
+        var_y += terms["c2"]
+        denominator *= var_y
         with np.errstate(divide="ignore", invalid="ignore"):
-            ssim_map = ((2 * mean_x * mean_y + c1) * (2 * cov_xy + c2)
-                        / ((mean_x ** 2 + mean_y ** 2 + c1) * (var_x + var_y + c2)))
-        return ssim_map.mean(axis=(1, 2))
+            numerator /= denominator
+        return numerator.mean(axis=(1, 2))
 
 
 @register
@@ -429,12 +516,15 @@ class GradientRatio(Metric):
     def _context(self, forecast):
         return {"lat": forecast["lat"].values, "lon": forecast["lon"].values}
 
+    def _truth_terms(self, truth, coords):
+        gradient = spherical_gradient_magnitude(truth.astype(np.float64), coords["lat"].values, coords["lon"].values)
+        return {"mean_gradient": gradient.mean(axis=(1, 2))}
+
     def _score(self, forecast, truth, context, chunk):
-        forecast, truth = forecast.astype(np.float64), truth.astype(np.float64)
-        mean_forecast = spherical_gradient_magnitude(forecast, context["lat"], context["lon"]).mean(axis=(1, 2))
-        mean_truth = spherical_gradient_magnitude(truth, context["lat"], context["lon"]).mean(axis=(1, 2))
+        mean_forecast = spherical_gradient_magnitude(forecast.astype(np.float64), context["lat"],
+                                                     context["lon"]).mean(axis=(1, 2))
         with np.errstate(divide="ignore", invalid="ignore"):
-            return mean_forecast / mean_truth
+            return mean_forecast / self._chunk_terms(context, chunk)["mean_gradient"]
 
 
 @register
@@ -499,13 +589,13 @@ class EnsembleMetric(Metric):
     #: what the score of a one-member ensemble (a deterministic forecast) is, in words; "" when it has none
     one_member_name: ClassVar[str] = ""
 
-    def compute(self, forecast, truth):
+    def compute(self, forecast, truth, truth_terms=None):
         if MEMBER_DIM not in forecast.dims:
             forecast = forecast.expand_dims({MEMBER_DIM: 1})
         if forecast.sizes[MEMBER_DIM] < self.min_members:
             raise ValueError(f"metric {self.name} needs an ensemble of at least {self.min_members} members, got "
                              f"{forecast.sizes[MEMBER_DIM]}")
-        return super().compute(forecast, truth)
+        return super().compute(forecast, truth, truth_terms)
 
     def _attrs(self, forecast, truth):
         return {**super()._attrs(forecast, truth), "ensemble_members": forecast.sizes[MEMBER_DIM]}

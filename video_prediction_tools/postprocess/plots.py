@@ -396,14 +396,15 @@ class ConditionalQuantiles:
         self.origin = (0, 0)  # integer (condition, target) bin index of counts[0, 0]
 
     def add(self, condition: np.ndarray, target: np.ndarray) -> None:
-        """Count pairs (NaNs ignored)."""
-        condition = np.asarray(condition, dtype=np.float64).ravel()
-        target = np.asarray(target, dtype=np.float64).ravel()
-        keep = np.isfinite(condition) & np.isfinite(target)
+        """Count pairs (NaNs ignored). The arrays broadcast against each other: one truth against several
+        ensemble members is binned once."""
+        rows = np.floor(np.asarray(condition, dtype=np.float64) / self.bin_width)
+        cols = np.floor(np.asarray(target, dtype=np.float64) / self.resolution)
+        rows, cols = (bins.ravel() for bins in np.broadcast_arrays(rows, cols))
+        keep = np.isfinite(rows) & np.isfinite(cols)
         if not keep.any():
             return
-        rows = np.floor(condition[keep] / self.bin_width).astype(np.int64)
-        cols = np.floor(target[keep] / self.resolution).astype(np.int64)
+        rows, cols = rows[keep].astype(np.int64), cols[keep].astype(np.int64)
         self._grow(rows.min(), rows.max(), cols.min(), cols.max())
         rows -= self.origin[0]
         cols -= self.origin[1]
