@@ -717,7 +717,9 @@ def test_kill_9_then_rerun_gives_byte_identical_results(trained_run, full_result
     result = run_module(MODULE, "--checkpoint", run_dir, "--results_dir", results, *FULL_RUN_OPTIONS, env=TF_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     resumed, uninterrupted = _result_files(results), _result_files(clean)
-    assert len(uninterrupted) == 49 + 1 + 6 + 11 + 24 + 2  # samples, evaluation, plots, tables
+    # samples, evaluation, a score plot per metric (mse, rmse, psnr, ssim, texture, weighted_rmse, crps and the two
+    # ensemble-mean scores), example maps, conditional quantiles, tables
+    assert len(uninterrupted) == 49 + 1 + 9 + 11 + 24 + 2
     assert sorted(resumed) == sorted(uninterrupted)
     different = [name for name in uninterrupted if resumed[name] != uninterrupted[name]]
     assert different == []
