@@ -107,6 +107,8 @@ def test_gmd2022_postprocessing_with_the_published_climatology_layout(tiny_train
     evaluations = {name: xr.load_dataset(path / "evaluation_metrics.nc") for name, path in results.items()}
     for name, evaluation in evaluations.items():
         assert evaluation.attrs["metric_conventions"] == name
+        assert evaluation.attrs["climatology_regridding"] == "none"      # the same grid points: recorded
+        assert evaluation.attrs["climatology_file"] == str(tmp_path / "climatology_t2m_1991-2020.nc")
         table = (results[name] / "summary_metrics.csv").read_text().splitlines()
         assert table[0].split(",")[-1] == "metric_conventions" and table[1].endswith(f",{name}")
     ambs, gmd = evaluations["ambs"], evaluations["gmd2022"]

@@ -220,10 +220,11 @@ def test_acc_without_the_valid_month_in_climatology_is_an_error():
         M.ACC(climatology().sel(month=[1])).compute(forecast, truth)
 
 
-def _write_climatology(path, lat, lon, variable="2t"):
+def _write_climatology(path, lat, lon, variable="2t", offset=270.0, units=None):
     rng = np.random.default_rng(0)
-    data = 270 + rng.standard_normal((12, 24, len(lat), len(lon))).astype(np.float32)
-    xr.Dataset({variable: (("month", "hour", "lat", "lon"), data)},
+    data = offset + rng.standard_normal((12, 24, len(lat), len(lon))).astype(np.float32)
+    attrs = {} if units is None else {"units": units}
+    xr.Dataset({variable: (("month", "hour", "lat", "lon"), data, attrs)},
                coords={"month": np.arange(1, 13), "hour": np.arange(24), "lat": lat, "lon": lon}).to_netcdf(path)
     return data
 
@@ -234,12 +235,35 @@ def test_load_climatology_matches_domain_by_nearest_coordinates(tmp_path):
     data = _write_climatology(tmp_path / "clim.nc", clim_lat, clim_lon)
     domain_lat = np.array([45.0, 44.7, 44.4])                # 0.3° grid: nearest 0.25° point within 0.125°
     domain_lon = np.array([359.4, 359.7, 0.0, 0.3])          # wraps through 0°E
-    clim = C.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon)
+    with pytest.raises(UserError, match="is on another grid.*--climatology_regridding nearest"):
+        C.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon)   # never matched silently
+    clim = C.load_climatology(tmp_path / "clim.nc", "2t", domain_lat, domain_lon, regridding="nearest")
     assert clim.dims == ("month", "hour", "lat", "lon")
     np.testing.assert_array_equal(clim["lon"].values, domain_lon)
     lat_index = [np.abs(clim_lat - v).argmin() for v in domain_lat]
     lon_index = [np.abs(clim_lon - (v if v < 180 else v - 360)).argmin() for v in domain_lon]
     np.testing.assert_array_equal(clim.values, data[:, :, lat_index][:, :, :, lon_index])
+
+
+def test_a_climatology_shifted_by_half_a_cell_is_refused_and_float_noise_accepted(tmp_path):
+    grid_lat, grid_lon = np.arange(50.0, 39.9, -1.0), np.arange(0.0, 10.0, 1.0)
+    _write_climatology(tmp_path / "shifted.nc", grid_lat + 0.5, grid_lon, units="K")
+    with pytest.raises(UserError, match="is on another grid: its nearest latitude lies up to 0.5 deg"):
+        C.load_climatology(tmp_path / "shifted.nc", "2t", [45.0, 44.0], [5.0])
+    data = _write_climatology(tmp_path / "same.nc", grid_lat + 1e-5, grid_lon - 2e-3, units="K")   # < 1 % of a step
+    clim = C.load_climatology(tmp_path / "same.nc", "2t", [45.0, 44.0], [5.0])
+    np.testing.assert_array_equal(clim.values, data[:, :, [5, 6]][:, :, :, [5]])
+
+
+@pytest.mark.parametrize("offset, units, message", [
+    (10.0, "degC", "in units 'degC', the data's 2t in K"),
+    (10.0, None, "holds .* .no units attribute., outside the physical range of 2t .150 to 350 K."),
+])
+def test_a_climatology_in_other_units_than_the_data_is_refused(tmp_path, offset, units, message):
+    _write_climatology(tmp_path / "clim.nc", np.arange(50.0, 39.9, -1.0), np.arange(0.0, 10.0, 1.0), offset=offset,
+                       units=units)
+    with pytest.raises(UserError, match=message):
+        C.load_climatology(tmp_path / "clim.nc", "2t", [45.0], [5.0])
 
 
 def test_load_climatology_errors(tmp_path):

@@ -37,6 +37,7 @@ from ..utils.errors import UserError
 from ..utils.io import atomic_path
 from ..utils.log import progress
 from ..utils.parallel import on_root, run_units
+from .physical import physical_range, units_match
 
 log = logging.getLogger("ambs")
 #: coordinates of a month x hour-of-day climatology
@@ -219,10 +220,11 @@ def check_climatology_covers(climatology: xr.DataArray, valid_times: np.ndarray,
 
 
 # ------------------------------------------------------------------------------------------- reading a climatology
-#: a domain point takes the climatology value of the nearest climatology grid point, which must lie within this
-#: many climatology grid steps (+ 1e-6 deg): half a step accepts float noise of any size (the original compared
-#: coordinates rounded to 0.1 deg and silently dropped the points that differed) and any domain inside the grid
-CLIMATOLOGY_TOLERANCE_STEPS = 0.5
+#: how far (in climatology grid steps, + 1e-6 deg) a domain point may lie from the climatology grid point whose value
+#: it takes, per ``--climatology_regridding``: ``none`` (default) accepts float noise only, so a climatology on
+#: another grid (0.25 deg for 0.3 deg data, or shifted by half a cell) is refused instead of matched silently;
+#: ``nearest`` takes the nearest point within half a step (recorded in the outputs by postprocessing)
+CLIMATOLOGY_REGRIDDINGS = {"none": 0.01, "nearest": 0.5}
 #: groups of names under which one variable is found in climatology files: AMBS's and ERA5's short names and
 #: CDO's GRIB-code name (``var167`` in the published ``climatology_t2m_1991-2020.nc``)
 CLIMATOLOGY_ALIASES = (("2t", "t2m", "var167"),)
@@ -239,9 +241,9 @@ def require_climatology_file(path: str | Path, remedy: str = "") -> Path:
 
 
 def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | None, what: str,
-                     path: Path) -> np.ndarray:
-    """Index of the nearest ``source`` coordinate for every ``target`` value, each within half a grid step of the
-    source (:data:`CLIMATOLOGY_TOLERANCE_STEPS`); ``period`` (360 for longitudes) makes 359.7 and -0.3 equal."""
+                     path: Path, regridding: str) -> np.ndarray:
+    """Index of the nearest ``source`` coordinate for every ``target`` value, each within the tolerance of
+    ``regridding`` (:data:`CLIMATOLOGY_REGRIDDINGS`); ``period`` (360 for longitudes) makes 359.7 and -0.3 equal."""
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     distance = target[:, None] - source[None, :]
@@ -249,13 +251,36 @@ def _nearest_indices(source: np.ndarray, target: np.ndarray, period: float | Non
         distance = (distance + period / 2) % period - period / 2
     nearest = np.abs(distance).argmin(axis=1)
     step = np.median(np.abs(np.diff(source))) if len(source) > 1 else 0.0
-    tolerance = CLIMATOLOGY_TOLERANCE_STEPS * step + 1e-6
-    off = np.abs(distance[np.arange(len(target)), nearest]) > tolerance
+    tolerance = CLIMATOLOGY_REGRIDDINGS[regridding] * step + 1e-6
+    offset = np.abs(distance[np.arange(len(target)), nearest])
+    off = offset > CLIMATOLOGY_REGRIDDINGS["nearest"] * step + 1e-6
     if off.any():
         raise UserError(f"climatology {path} does not cover the domain: no {what} within half a grid step "
-                        f"({tolerance:g} deg) of {target[off][:3].tolist()} (its {what} range is "
+                        f"({0.5 * step:g} deg) of {target[off][:3].tolist()} (its {what} range is "
                         f"{source.min():g}..{source.max():g})")
+    if (offset > tolerance).any():
+        raise UserError(f"climatology {path} is on another grid: its nearest {what} lies up to {offset.max():g} deg "
+                        f"from the data's (grid step {step:g} deg); give a climatology on the data's grid, or "
+                        f"--climatology_regridding nearest to take the nearest point (recorded in the outputs)")
     return nearest
+
+
+def check_climatology_units(field: xr.DataArray, variable: str, path: Path) -> None:
+    """UserError when the climatology of ``variable`` is in other units than the data: a ``units`` attribute that
+    is no spelling of the variable's declared units (``data_extraction.physical``), or, without one, finite values
+    outside the variable's physical range (a 2 m temperature climatology in degC lies below 150 K)."""
+    entry = physical_range(variable)
+    if entry is None:
+        return
+    units = str(field.attrs.get("units", "")).strip()
+    if units and not units_match(variable, units):
+        raise UserError(f"climatology {path}: {field.name!r} is in units '{units}', the data's {variable} in "
+                        f"{entry.units}: give a climatology in {entry.units}")
+    finite = field.values[np.isfinite(field.values)]
+    if finite.size and (finite.min() < entry.low or finite.max() > entry.high):
+        raise UserError(f"climatology {path}: {field.name!r} holds {finite.min():.6g}..{finite.max():.6g}"
+                        f"{'' if units else ' (no units attribute)'}, outside the physical range of {variable} "
+                        f"({entry.low:g} to {entry.high:g} {entry.units}): give a climatology in {entry.units}")
 
 
 def _climatology_names(variable: str) -> list[str]:
@@ -337,19 +362,25 @@ def check_climatology_file(path: str | Path, variable: str | None = None) -> Non
     _read_climatology(path, variable)
 
 
-def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float]) -> xr.DataArray:
+def load_climatology(path: str | Path, variable: str, lat: Sequence[float], lon: Sequence[float],
+                     regridding: str = "none") -> xr.DataArray:
     """Read a month x hour climatology of ``variable`` for the domain ``lat``/``lon`` [degrees].
 
     Accepted files (see :func:`_month_hour_field`): this module's ``(month, hour, lat, lon)`` file, or the
     original's CDO file (``climatology_t2m_1991-2020.nc``: ``(time, lat, lon)``, 288 steps month x hour), float32 or
-    float64, the variable under its name or an alias (``2t``/``t2m``/``var167``). Latitudes may run either way,
-    longitudes may be 0..360 or -180..180. Every domain point takes the nearest climatology grid point, which must
-    lie within half a climatology grid step (:data:`CLIMATOLOGY_TOLERANCE_STEPS`), else UserError (a domain not
-    covered). Returns a float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's coordinates.
+    float64, the variable under its name or an alias (``2t``/``t2m``/``var167``), in the data's units
+    (:func:`check_climatology_units`). Latitudes may run either way, longitudes may be 0..360 or -180..180. Every
+    domain point takes the climatology grid point at its place (within 1 % of a climatology grid step), or with
+    ``regridding="nearest"`` the nearest one within half a step (:data:`CLIMATOLOGY_REGRIDDINGS`); else UserError.
+    Returns a float32 DataArray ``(month, hour, lat, lon)`` carrying exactly the domain's coordinates.
     """
+    if regridding not in CLIMATOLOGY_REGRIDDINGS:
+        raise UserError(f"--climatology_regridding {regridding!r}: expected one of "
+                        f"{', '.join(CLIMATOLOGY_REGRIDDINGS)}")
     path = Path(path)
     field = _read_climatology(path, variable)
-    lat_index = _nearest_indices(field["lat"].values, np.asarray(lat), None, "latitude", path)
-    lon_index = _nearest_indices(field["lon"].values, np.asarray(lon), 360.0, "longitude", path)
+    check_climatology_units(field, variable, path)
+    lat_index = _nearest_indices(field["lat"].values, np.asarray(lat), None, "latitude", path, regridding)
+    lon_index = _nearest_indices(field["lon"].values, np.asarray(lon), 360.0, "longitude", path, regridding)
     field = field.isel(lat=lat_index, lon=lon_index).astype(np.float32)
     return field.assign_coords(lat=np.asarray(lat), lon=np.asarray(lon))

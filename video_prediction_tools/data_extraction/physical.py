@@ -73,6 +73,13 @@ def _spelling(units: str) -> str:
     return "".join(units.split()).lower()
 
 
+def units_match(variable: str, units: str) -> bool:
+    """Whether ``units`` is one of the spellings of the declared units of ``variable`` (True for a variable the
+    table does not declare)."""
+    entry = physical_range(variable)
+    return entry is None or _spelling(units) in entry.spellings
+
+
 def _describe(variable: str, entry: PhysicalRange) -> str:
     return f"{variable} is declared in {entry.units}, {entry.low:g} to {entry.high:g} {entry.units}"
 
@@ -87,7 +94,7 @@ def check_units_agree(sources: Iterable[tuple[str, dict[str, str]]]) -> None:
     for where, units_of in sources:
         for variable, units in units_of.items():
             entry = physical_range(variable)
-            if entry is not None and units.strip() and _spelling(units) not in entry.spellings:
+            if entry is not None and units.strip() and not units_match(variable, units):
                 raise UserError(f"{where}: '{variable}' is in units '{units}', expected {entry.units} "
                                 f"({_describe(variable, entry)})")
             seen_units, seen_where = first.setdefault(variable, (units, where))

@@ -49,6 +49,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              f"{', '.join(CLIMATOLOGY_METRICS)} only with --climatology_file)")
     parser.add_argument("--climatology_file", "-clim_fl", default=None,
                         help="month x hour climatology netCDF (needed by acc and weighted_acc)")
+    parser.add_argument("--climatology_regridding", default="none", choices=["none", "nearest"],
+                        help="none (default): the climatology must have the data's grid points (within 1 %% of a "
+                             "grid step); nearest: take the nearest climatology point (recorded in the outputs)")
     parser.add_argument("--lquick_evaluation", "-lquick", action="store_true",
                         help="model metrics only: no baselines, no per-sample files, no plots")
     parser.add_argument("--seed", type=int, default=7, help="seed of the stochastic forecast members")

@@ -90,7 +90,15 @@ class Era5Job:
         return {"model": run.model_name, "variable": self.variable, "checkpoint": str(run.checkpoint_dir),
                 "checkpoint_step": run.step, "mode": self.options.mode, "input_dir": str(run.input_dir),
                 "weights_sha256": self.inputs["weights_sha256"], "data_fingerprint": self.inputs["data_fingerprint"],
-                **unfinished_attributes(self.unfinished)}
+                **self.climatology_attributes, **unfinished_attributes(self.unfinished)}
+
+    @property
+    def climatology_attributes(self) -> dict:
+        """Which climatology the ACC-type scores used and how it met the data's grid (none without one)."""
+        if self.climatology is None:
+            return {}
+        return {"climatology_file": str(self.options.climatology_file),
+                "climatology_regridding": self.options.climatology_regridding}
 
 
 def unfinished_attributes(unfinished: tuple[int, int] | None) -> dict:
@@ -146,7 +154,8 @@ def _open_climatology(options: PostprocessOptions, conventions: Conventions, run
                       variable: str) -> xr.DataArray:
     """The climatology of ``variable`` on the domain, checked to cover the valid times of every forecast (shifted
     as the metric ``conventions`` look the climatology up)."""
-    climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon)
+    climatology = load_climatology(options.climatology_file, variable, dataset.lat, dataset.lon,
+                                   options.climatology_regridding)
     hour_offset = np.timedelta64(conventions.parameters_for(ACC).get("climatology_hour_offset", 0), "h")
     check_climatology_covers(climatology, forecast_valid_times(dataset, run.context_frames, run.forecast_frames)
                              + hour_offset, options.climatology_file)

@@ -123,6 +123,7 @@ _ERA5_ONLY = {
     "channel": "the sequences have one channel",
     "overwrite": "no per-sample files are written and the results are always rewritten",
     "sample_compression": "no per-sample files are written",
+    "climatology_regridding": "there is no climatology",
 }
 
 

@@ -31,6 +31,9 @@ class PostprocessOptions:
     #: None: every metric of the run's dataset (for ERA5, ACC-type ones only with a climatology file)
     evaluation_metrics: Sequence[str] | None = None
     climatology_file: str | None = None
+    #: how the climatology's grid may differ from the data's (``data_extraction.climatology.CLIMATOLOGY_REGRIDDINGS``):
+    #: ``none`` (the same grid points) or ``nearest``
+    climatology_regridding: str = "none"
     lquick_evaluation: bool = False
     seed: int = 7
     channel: int = 0
