@@ -46,6 +46,19 @@ def eccodes_field(path, short_name, level=None):
     raise AssertionError(f"{short_name} not in {path}")
 
 
+def edit_grib_file(path, edit):
+    """Rewrite the GRIB file ``path`` after ``edit(handles)`` changed its messages (eccodes handles, in file order)."""
+    with open(path, "rb") as stream:
+        handles = []
+        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
+            handles.append(handle)
+    edit(handles)
+    with open(path, "wb") as stream:
+        for handle in handles:
+            eccodes.codes_write(handle, stream)
+            eccodes.codes_release(handle)
+
+
 def copy_month(archive, tmp_path, month=1):
     """A private copy of one month of the tiny archive (to damage it)."""
     source = tmp_path / "grib"
@@ -344,19 +357,15 @@ def test_mixed_grids(tmp_path, tiny_grib_archive, repo_root):
 def test_missing_values_in_a_field(tmp_path, tiny_grib_archive, repo_root):
     source, month_dir = copy_month(tiny_grib_archive, tmp_path)
     victim = month_dir / "2017010111_sf.grb"
-    with open(victim, "rb") as stream:
-        handles = []
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            handles.append(handle)
-    values = eccodes.codes_get_values(handles[2])
-    values[5] = 9999.0
-    eccodes.codes_set(handles[2], "missingValue", 9999.0)
-    eccodes.codes_set(handles[2], "bitmapPresent", 1)
-    eccodes.codes_set_values(handles[2], values)
-    with open(victim, "wb") as stream:
-        for handle in handles:
-            eccodes.codes_write(handle, stream)
-            eccodes.codes_release(handle)
+
+    def one_missing_value(handles):
+        values = eccodes.codes_get_values(handles[2])
+        values[5] = 9999.0
+        eccodes.codes_set(handles[2], "missingValue", 9999.0)
+        eccodes.codes_set(handles[2], "bitmapPresent", 1)
+        eccodes.codes_set_values(handles[2], values)
+
+    edit_grib_file(victim, one_missing_value)
     assert_user_error(extract(source, tmp_path / "out", repo_root=repo_root), str(victim), "msl",
                       "1 missing or NaN values")
     assert_no_output(tmp_path / "out")
@@ -365,22 +374,19 @@ def test_missing_values_in_a_field(tmp_path, tiny_grib_archive, repo_root):
 def test_a_value_without_physical_sense_in_a_grib_field_is_refused(tmp_path, tiny_grib_archive, repo_root):
     source, month_dir = copy_month(tiny_grib_archive, tmp_path)
     victim = month_dir / "2017010111_sf.grb"
-    with open(victim, "rb") as stream:
-        handles = []
-        while (handle := eccodes.codes_grib_new_from_file(stream)) is not None:
-            handles.append(handle)
-    [two_metre] = [handle for handle in handles if eccodes.codes_get(handle, "shortName") == "2t"]
-    values = eccodes.codes_get_values(two_metre)
-    values[5] = 1e30   # first row (the northernmost latitude), sixth column
-    eccodes.codes_set_values(two_metre, values)
-    with open(victim, "wb") as stream:
-        for handle in handles:
-            eccodes.codes_write(handle, stream)
-            eccodes.codes_release(handle)
+
+    def one_huge_temperature(handles):
+        [two_metre] = [handle for handle in handles if eccodes.codes_get(handle, "shortName") == "2t"]
+        values = eccodes.codes_get_values(two_metre)
+        values[5] = 1e30   # first row (the northernmost latitude), sixth column
+        eccodes.codes_set_values(two_metre, values)
+
+    edit_grib_file(victim, one_huge_temperature)
     decoded = eccodes_field(victim, "2t")[0, 5]
     assert decoded > 1e29
     assert_user_error(extract(source, tmp_path / "out", repo_root=repo_root), f"{TINY_YEAR}-01", "'2t'",
-                      "1 value(s) outside the physical range", f"first {np.float32(decoded):.7g} K", f"{TINY_YEAR}-01-01 11:00 UTC",
+                      "1 value(s) outside the physical range", f"first {np.float32(decoded):.7g} K",
+                      f"{TINY_YEAR}-01-01 11:00 UTC",
                       f"{TINY_GRID.lat_north:.2f}N {TINY_GRID.lon_west + 5 * TINY_GRID.resolution:.2f}E")
     assert_no_output(tmp_path / "out")
 
