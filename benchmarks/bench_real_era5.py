@@ -15,6 +15,8 @@ Written to ``--out`` (default ``<workdir>/bench``):
   ``1 - MSE / MSE_baseline`` against each, and the training wall time (s, from the run's ``results.json``);
 * ``<model>_example.png``: the forecast map postprocessing drew for the median-MSE test window.
 
+A model whose chain fails (e.g. a training that diverged) is reported and skipped; the exit status is then 1.
+
 Example (one training at a time; a few minutes per model on 2 CPU cores)::
 
     python benchmarks/bench_real_era5.py --workdir /tmp/real_era5_bench --models convLSTM
@@ -32,6 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from video_prediction_tools import quick_start  # noqa: E402
 from video_prediction_tools.models.registry import known_models  # noqa: E402
+from video_prediction_tools.utils.errors import UserError  # noqa: E402
 from video_prediction_tools.utils.io import read_json, write_json, write_text  # noqa: E402
 from video_prediction_tools.utils.settings import resolve_venv  # noqa: E402
 
@@ -52,7 +55,7 @@ def run_model(model: str, args: argparse.Namespace) -> dict:
     demo = quick_start.Era5Demo(
         venv_dir=resolve_venv(args.venv_path), demo_dir=args.workdir, preset=quick_start.load_preset("demo"),
         exp_id=f"real_{model}", model=model, datasplit=SPLIT, source=args.grib,
-        region=quick_start.parse_region(args.region) if args.region else None)
+        region=args.region)
     results_dir = demo.run()
     quick_start.report(demo, results_dir)
     rows = quick_start.read_summary(results_dir)
@@ -96,20 +99,32 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     for model in args.models:
         quick_start.preset_hparams(quick_start.load_preset("demo"), model, "demo")  # all checked before training
+    try:
+        args.region = quick_start.parse_region(args.region) if args.region else None
+    except UserError as error:
+        sys.exit(f"ERROR: {error}")
     if not args.grib.is_file():
         sys.exit(f"ERROR: the real ERA5 file {args.grib} is not there (set AMBS_SHARED_DATA to its data folder)")
     args.workdir = args.workdir.resolve()
     args.out = (args.out or args.workdir / "bench").resolve()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, failed = [], []
     for model in args.models:
         print(f"\n##### {model} #####", flush=True)
-        rows.append(run_model(model, args))
+        try:
+            rows.append(run_model(model, args))
+        except UserError as error:  # e.g. a training that diverged: the other models still run
+            print(f"ERROR: {model}: {error}", flush=True)
+            failed.append(model)
+            continue
         write_json(args.out / "real_era5.json", rows)  # after every model: an interrupted run keeps what finished
         write_text(args.out / "real_era5.md", markdown(rows))
-    print("\n" + markdown(rows))
-    print(f"table: {args.out / 'real_era5.md'} (and .json); example maps: {args.out}/<model>_example.png")
-    return 0
+    if rows:
+        print("\n" + markdown(rows))
+        print(f"table: {args.out / 'real_era5.md'} (and .json); example maps: {args.out}/<model>_example.png")
+    if failed:
+        print(f"ERROR: not measured (failed, see above): {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
