@@ -538,10 +538,15 @@ def test_full_postprocessing_scores_figures_and_tables(full_results):
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_calibration_refinement.png"))) == 12
     assert len(list(results.glob("cond_quantile_2t_convLSTM_fh*_likelihood-base_rate.png"))) == 12
     summary = (results / "summary_metrics.csv").read_text().splitlines()
-    assert summary[0].startswith("fcst_hour,convLSTM_mse,persistence_mse,skill_mse,copy_last_frame_mse,"
-                                 "skill_copy_last_frame_mse,")
+    header = summary[0].split(",")
+    assert header[:4] == ["fcst_hour", "convLSTM_mse", "persistence_mse", "skill_mse"]
+    assert header.index("copy_last_frame_mse") + 1 == header.index("skill_copy_last_frame_mse")
     assert len(summary) == 13 and (results / "summary_metrics.md").is_file()
     rows = pd.read_csv(results / "summary_metrics.csv")
+    # the first test windows have no previous day: the skill against persistence says over how many forecasts
+    paired = evaluation["2t_persistence_mse"].notnull().sum("init_time").values
+    assert paired.min() < 49
+    np.testing.assert_array_equal(rows["skill_mse_forecasts"], paired)
     # the model's skill against the last frame from the averaged MSEs: 1 - MSE_model / MSE_last_frame (the skill
     # against persistence is not checked here: the tiny data repeat every 24 h, so persistence is perfect)
     np.testing.assert_allclose(rows["skill_copy_last_frame_mse"], 1 - hand_mse.mean(axis=0) / hand_held.mean(axis=0),

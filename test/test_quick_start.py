@@ -196,3 +196,11 @@ def test_vae_demo_preset_beats_persistence_with_differing_members(tmp_path):
         members = ds["2t_vae_fcst"]
         assert members.dims == ("sample", "fcst_hour", "lat", "lon") and members.sizes["sample"] == 2
         assert float(np.abs(members[0] - members[1]).max()) > 0.01  # K
+
+
+def test_the_demo_asks_for_at_most_one_mpi_process_per_month():
+    from video_prediction_tools.quick_start import DEMO_MPI_PROCESSES, mpi_processes
+
+    assert mpi_processes({"years": "2019", "months": "3"}) == 1        # one month of your own ERA5
+    assert mpi_processes({"years": "2017", "months": "1,2"}) == DEMO_MPI_PROCESSES == 2
+    assert mpi_processes({"years": "2017,2018", "months": "1,2,3"}) == 2

@@ -127,6 +127,17 @@ def _number_list(values: Sequence[int]) -> str:
     return ",".join(str(v) for v in sorted(set(values)))
 
 
+#: MPI processes of the steps that share months out (the generator refuses more processes than months)
+DEMO_MPI_PROCESSES = 2
+
+
+def mpi_processes(dates: dict) -> int:
+    """The MPI processes of extraction and steps 1-2 for the ``years``/``months`` placeholders of the dates (every
+    month in every year): :data:`DEMO_MPI_PROCESSES`, at most one per month of work."""
+    months = len(dates["years"].split(",")) * len(dates["months"].split(","))
+    return max(1, min(DEMO_MPI_PROCESSES, months))
+
+
 @dataclass
 class StepTiming:
     step: str
@@ -263,9 +274,10 @@ class Demo:
         """The whole chain; returns the results directory of the postprocessing."""
         create_base_tree(self.demo_dir)
         source, dates, domain = self.prepare_source()
-        self.run_step("extract", {**source, **dates})
-        expname = self.run_step("preprocess1", {**domain, **dates})["expname"]
-        self.run_step("preprocess2", {"expname": expname})
+        processes = {"mpi_processes": mpi_processes(dates)}
+        self.run_step("extract", {**source, **dates, **processes})
+        expname = self.run_step("preprocess1", {**domain, **dates, **processes})["expname"]
+        self.run_step("preprocess2", {"expname": expname, **processes})
         self.choose_split(expname)
         return self.train_and_evaluate(expname)
 
