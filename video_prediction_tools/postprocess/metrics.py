@@ -294,6 +294,13 @@ def _squared_unit(data_units: str) -> str:
     return f"({data_units})^2" if set(data_units) & set(" /*") else f"{data_units}^2"
 
 
+class _InDataUnits:
+    """Mixin of the scores in the variable's own units (RMSE-type scores, CRPS, spread)."""
+
+    def units(self, data_units):
+        return data_units
+
+
 @register
 class MSE(Metric):
     name = "mse"
@@ -309,12 +316,9 @@ class MSE(Metric):
 
 
 @register
-class RMSE(MSE):
+class RMSE(_InDataUnits, MSE):
     name = "rmse"
     long_name = "root mean squared error"
-
-    def units(self, data_units):
-        return data_units
 
     def _score(self, forecast, truth, context, chunk):
         return np.sqrt(super()._score(forecast, truth, context, chunk))
@@ -528,15 +532,12 @@ class GradientRatio(Metric):
 
 
 @register
-class WeightedRMSE(Metric):
+class WeightedRMSE(_InDataUnits, Metric):
     """RMSE with cos(lat) area weights (WeatherBench)."""
 
     name = "weighted_rmse"
     long_name = "latitude-weighted root mean squared error"
     perfect_score = 0.0
-
-    def units(self, data_units):
-        return data_units
 
     def _context(self, forecast):
         return {"weights": latitude_weights(forecast["lat"].values)[:, None]}
@@ -609,7 +610,7 @@ class EnsembleMetric(Metric):
 
 
 @register
-class CRPS(EnsembleMetric):
+class CRPS(_InDataUnits, EnsembleMetric):
     """Fair (unbiased in K) continuous ranked probability score, domain mean [data units] (Ferro 2014):
 
     crps = mean_k |x_k - y| - 1 / (2 K (K - 1)) sum_{j,k} |x_j - x_k|
@@ -625,9 +626,6 @@ class CRPS(EnsembleMetric):
     long_name = "fair continuous ranked probability score of the ensemble"
     perfect_score = 0.0
     one_member_name = "mean absolute error"
-
-    def units(self, data_units):
-        return data_units
 
     def _ensemble_score(self, differences):
         members = differences.shape[1]
@@ -657,7 +655,7 @@ class EnsembleMeanMSE(EnsembleMetric):
 
 
 @register
-class EnsembleMeanRMSE(EnsembleMetric):
+class EnsembleMeanRMSE(_InDataUnits, EnsembleMetric):
     """RMSE of the ensemble mean [unit]: sqrt(``ensemble_mean_mse``)."""
 
     name = "ensemble_mean_rmse"
@@ -665,24 +663,18 @@ class EnsembleMeanRMSE(EnsembleMetric):
     perfect_score = 0.0
     one_member_name = "root mean squared error"
 
-    def units(self, data_units):
-        return data_units
-
     def _ensemble_score(self, differences):
         return np.sqrt(_ensemble_mean_mse(differences))
 
 
 @register
-class Spread(EnsembleMetric):
+class Spread(_InDataUnits, EnsembleMetric):
     """Ensemble spread [unit]: sqrt(mean over the points of the unbiased ensemble variance), the variance being
     sum_k (x_k - mean_j x_j)^2 / (K - 1) (the K/(K-1) factor on the members' mean squared deviation); K >= 2."""
 
     name = "spread"
     long_name = "ensemble spread (root of the mean unbiased ensemble variance)"
     min_members = 2
-
-    def units(self, data_units):
-        return data_units
 
     def _ensemble_score(self, differences):
         return np.sqrt(_mean_ensemble_variance(differences))
