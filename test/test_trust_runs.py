@@ -17,7 +17,6 @@ from video_prediction_tools.postprocess import bootstrap, meta
 from video_prediction_tools.postprocess.results_io import write_netcdf
 from video_prediction_tools.runscript_generator.base import unfinished_runs_note
 from video_prediction_tools.training import checkpoints
-from video_prediction_tools.utils.errors import UserError
 from video_prediction_tools.utils.locks import LOCK_FILE, lock_directory
 
 POSTPROCESS = "video_prediction_tools.main_scripts.main_visualize_postprocess"
