@@ -35,7 +35,7 @@ from typing import Iterable
 
 import numpy as np
 
-from ..data_preprocess.records import window_starts
+from ..data_preprocess.records import contiguous_blocks, window_starts
 from ..utils.errors import UserError
 from ..utils.io import read_json
 
@@ -232,8 +232,8 @@ PROPOSED_SHARES = {"val": 0.15, "test": 0.15}
 
 def _runs(hours: np.ndarray) -> list[list[str]]:
     """The gap-free runs of sorted ``hours`` as inclusive ``[first, last]`` ranges (split JSON form)."""
-    breaks = np.flatnonzero(np.diff(hours.astype(np.int64)) != 1) + 1
-    return [[format_hour(run[0]), format_hour(run[-1])] for run in np.split(hours, breaks)]
+    return [[format_hour(hours[first]), format_hour(hours[first + count - 1])]
+            for first, count in contiguous_blocks(hours)]
 
 
 def propose_date_split(available: Iterable) -> dict[str, list[list[str]]]:
